@@ -1,0 +1,5 @@
+"""Allows `python -m tunecluster`."""
+
+from tunecluster.cli import main
+
+main()

@@ -1,0 +1,446 @@
+"""The chief: runs the spec's Keras Tuner oracle behind a multi-threaded gRPC server.
+
+It reuses Keras Tuner's `OracleServicer`, protos and oracles, and adds what the stock chief lacks:
+a thread pool instead of one thread, no TensorFlow import (see `keras_shim`), IDLE answers while
+no worker has sent the search space yet, oracle locks that are released even when the oracle
+raises, error messages of failed trials, a live progress file, results after every trial, and an
+exit within a second or two of the search's end (no 20-second polls).
+
+Run it with `tunecluster chief`; it reads `KERASTUNER_ORACLE_IP` (the address to bind),
+`KERASTUNER_ORACLE_PORT`, `TUNECLUSTER_SPEC` and `TUNECLUSTER_RUN_DIR`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent import futures
+from pathlib import Path
+from typing import Optional
+
+import grpc
+
+from tunecluster.cluster import keras_shim
+from tunecluster.cluster.control import control_handler
+from tunecluster.cluster.rundir import RunDir, write_atomic, write_json
+from tunecluster.errors import RunFailure
+from tunecluster.tuning.spec import Experiment
+
+log = logging.getLogger("tunecluster.chief")
+
+
+class SearchBook:
+    """The chief's own bookkeeping beside the oracle: who ran what and when, live progress."""
+
+    def __init__(self):
+        self.lock = threading.RLock()
+        self.trial_meta: dict[str, dict] = {}
+        self.workers: dict[str, dict] = {}
+        self.tunecluster_workers: set[str] = set()
+        self.export_state: Optional[str] = None  # None | "claimed" | "done" | "failed"
+        self.exporter: Optional[str] = None
+        self.export_message: Optional[str] = None
+        self.last_failure: Optional[dict] = None
+        self.search_failed: Optional[str] = None
+        self.started_at = time.time()
+        self.first_request_at: Optional[float] = None
+        self.dirty = threading.Event()
+
+    def touch(self) -> None:
+        self.dirty.set()
+
+    def trial_started(self, trial_id: str, tuner_id: str) -> None:
+        with self.lock:
+            meta = self.trial_meta.setdefault(trial_id, {})
+            meta.update(worker=tuner_id, started=time.time(), ended=None)
+            worker = self.workers.setdefault(tuner_id, {})
+            worker.update(trial=trial_id, epoch=None, metrics={}, state="running", last_seen=time.time())
+        self.touch()
+
+    def trial_ended(self, trial_id: str, status: str) -> None:
+        with self.lock:
+            meta = self.trial_meta.setdefault(trial_id, {})
+            meta["ended"] = time.time()
+            meta["status"] = status
+            worker = self.workers.get(meta.get("worker", ""))
+            if worker is not None and worker.get("trial") == trial_id:
+                worker.update(trial=None, epoch=None, state="idle")
+        self.touch()
+
+    def note(self, request: dict) -> dict:
+        with self.lock:
+            meta = self.trial_meta.setdefault(str(request.get("trial_id")), {})
+            meta["error_type"] = request.get("error_type")
+            meta["message"] = request.get("message")
+            self.last_failure = {
+                "trial_id": request.get("trial_id"),
+                "worker": request.get("tuner_id"),
+                "error_type": request.get("error_type"),
+                "message": request.get("message"),
+            }
+        self.touch()
+        return {}
+
+    def heartbeat(self, request: dict) -> dict:
+        tuner_id = str(request.get("tuner_id"))
+        with self.lock:
+            self.tunecluster_workers.add(tuner_id)
+            worker = self.workers.setdefault(tuner_id, {"state": "starting"})
+            for key in ("trial", "epoch", "epochs", "metrics", "execution", "pid", "host"):
+                if key in request:
+                    worker[key] = request[key]
+            if request.get("state"):
+                worker["state"] = request["state"]
+            worker["last_seen"] = time.time()
+        self.touch()
+        return {"ok": True}
+
+
+class ChiefServicer:
+    """Keras Tuner's OracleServicer with guarded oracle calls and tunecluster's bookkeeping."""
+
+    def __init__(self, oracle, book: SearchBook, space_wait: float):
+        from keras_tuner.src.distribute.oracle_chief import OracleServicer
+
+        self._base = OracleServicer(oracle)
+        self.oracle = oracle
+        self.book = book
+        self.space_wait = space_wait
+        self.stop_triggered = False
+        self.changed = threading.Condition()
+
+    # --- helpers -------------------------------------------------------------------------
+    def _guarded(self, context, func, *args, **kwargs):
+        """Call an oracle method; whatever happens, never leave the oracle's lock held."""
+        from keras_tuner.src.engine import oracle as oracle_module
+
+        try:
+            return func(*args, **kwargs)
+        finally:
+            me = threading.current_thread().name
+            if oracle_module.THREADS.get(self.oracle) == me:
+                oracle_module.THREADS[self.oracle] = None
+                oracle_module.LOCKS[self.oracle].release()
+                log.error("released the oracle lock after %s raised", getattr(func, "__name__", func))
+
+    def _space_known(self) -> bool:
+        return len(self.oracle.hyperparameters.space) > 0
+
+    def _status_trial(self, status: str):
+        from keras_tuner.src.engine import trial as trial_module
+
+        return trial_module.Trial(self.oracle.get_space(), trial_id="", status=status)
+
+    def _notify(self) -> None:
+        self.book.touch()
+        with self.changed:
+            self.changed.notify_all()
+
+    # --- Keras Tuner's RPCs ---------------------------------------------------------------
+    def GetSpace(self, request, context):
+        return self._guarded(context, self._base.GetSpace, request, context)
+
+    def UpdateSpace(self, request, context):
+        return self._guarded(context, self._base.UpdateSpace, request, context)
+
+    def CreateTrial(self, request, context):
+        from keras_tuner.src import protos
+        from keras_tuner.src.engine import trial as trial_module
+
+        tuner_id = request.tuner_id
+        now = time.time()
+        with self.book.lock:
+            if self.book.first_request_at is None:
+                self.book.first_request_at = now
+            waited = now - self.book.first_request_at
+            failed = self.book.search_failed
+        if failed:
+            self.stop_triggered = True
+            self.oracle.tuner_ids.discard(tuner_id)
+            self._notify()
+            trial = self._status_trial(trial_module.TrialStatus.STOPPED)
+            return protos.get_service().CreateTrialResponse(trial=trial.to_proto())
+        if not self._space_known() and tuner_id not in self.oracle.ongoing_trials:
+            # tunecluster workers send the space before their first request; a plain Keras
+            # Tuner worker never does, so after `space_wait` one trial runs with the defaults
+            # and its end reports the space (Keras Tuner's own behaviour).
+            if waited < self.space_wait or self.oracle.ongoing_trials:
+                trial = self._status_trial(trial_module.TrialStatus.IDLE)
+                return protos.get_service().CreateTrialResponse(trial=trial.to_proto())
+        response = self._guarded(context, self._base.CreateTrial, request, context)
+        status = trial_module.TrialStatus.from_proto(response.trial.status)
+        if status == trial_module.TrialStatus.STOPPED:
+            self.stop_triggered = True
+            with self.book.lock:
+                worker = self.book.workers.setdefault(tuner_id, {})
+                worker.update(state="stopped", trial=None, last_seen=time.time())
+        elif status == trial_module.TrialStatus.RUNNING:
+            trial_id = response.trial.trial_id
+            meta = self.book.trial_meta.get(trial_id)
+            if meta is None or meta.get("worker") != tuner_id or meta.get("ended"):
+                self.book.trial_started(trial_id, tuner_id)
+        self._notify()
+        return response
+
+    def UpdateTrial(self, request, context):
+        response = self._guarded(context, self._base.UpdateTrial, request, context)
+        self._notify()
+        return response
+
+    def EndTrial(self, request, context):
+        from keras_tuner.src import protos
+        from keras_tuner.src.engine import trial as trial_module
+
+        trial_id = request.trial.trial_id
+        try:
+            self._guarded(context, self._base.EndTrial, request, context)
+        except RuntimeError as exc:
+            if "consecutive failures" not in str(exc):
+                raise
+            # Keras Tuner raises here on every later call; stop the search cleanly instead.
+            reason = str(exc).splitlines()[0]
+            with self.book.lock:
+                self.book.search_failed = reason
+            log.error("stopping the search: %s", reason)
+            for tuner_id, ongoing in list(self.oracle.ongoing_trials.items()):
+                if ongoing.trial_id == trial_id:
+                    self.oracle.ongoing_trials.pop(tuner_id)
+            trial = self.oracle.trials.get(trial_id)
+            if trial is not None:
+                self.oracle._save_trial(trial)
+            self.oracle.save()
+        trial = self.oracle.trials.get(trial_id)
+        status = trial.status if trial is not None else trial_module.TrialStatus.from_proto(request.trial.status)
+        self.book.trial_ended(trial_id, status)
+        self._notify()
+        return protos.get_service().EndTrialResponse()
+
+    def GetTrial(self, request, context):
+        return self._guarded(context, self._base.GetTrial, request, context)
+
+    def GetBestTrials(self, request, context):
+        return self._guarded(context, self._base.GetBestTrials, request, context)
+
+    # --- search state ---------------------------------------------------------------------
+    def search_complete(self) -> bool:
+        if self.oracle.ongoing_trials:
+            return False
+        return self.stop_triggered or bool(self.book.search_failed)
+
+
+class ControlService:
+    """The chief's side of tunecluster's control RPCs (see `control.py`)."""
+
+    def __init__(self, servicer: ChiefServicer, book: SearchBook, snapshot):
+        self.servicer = servicer
+        self.book = book
+        self.snapshot = snapshot
+
+    def Heartbeat(self, request: dict) -> dict:
+        return self.book.heartbeat(request)
+
+    def TrialNote(self, request: dict) -> dict:
+        return self.book.note(request)
+
+    def Status(self, request: dict) -> dict:
+        return self.snapshot()
+
+    def Finish(self, request: dict) -> dict:
+        tuner_id = str(request.get("tuner_id"))
+        with self.book.lock:
+            self.book.tunecluster_workers.add(tuner_id)
+            if not self.servicer.search_complete():
+                return {"state": "wait"}
+            has_result = any(
+                t.status == "COMPLETED" for t in self.servicer.oracle.trials.values()
+            )
+            if self.book.export_state is None and has_result:
+                self.book.export_state = "claimed"
+                self.book.exporter = tuner_id
+                self.book.touch()
+                return {"state": "export"}
+            if self.book.export_state == "claimed" and self.book.exporter == tuner_id:
+                return {"state": "export"}  # the exporter asked again (e.g. it was restarted)
+            worker = self.book.workers.setdefault(tuner_id, {})
+            worker["state"] = "done"
+            return {"state": "done"}
+
+    def ExportDone(self, request: dict) -> dict:
+        with self.book.lock:
+            self.book.export_state = "done" if request.get("ok") else "failed"
+            self.book.export_message = request.get("message")
+            worker = self.book.workers.setdefault(str(request.get("tuner_id")), {})
+            worker["state"] = "done"
+        self.servicer._notify()
+        return {}
+
+
+class Chief:
+    """One chief process: builds the oracle, serves it, records progress, exits when done."""
+
+    def __init__(self, spec: Experiment, run_dir: RunDir, bind: str, port: int,
+                 space_wait: float = 5.0, exit_grace: float = 3.0, export_timeout: float = 600.0):
+        self.spec = spec
+        self.run = run_dir
+        self.bind = bind
+        self.port = port
+        self.space_wait = space_wait
+        self.exit_grace = exit_grace
+        self.export_timeout = export_timeout
+        self.book = SearchBook()
+        self.oracle = None
+        self.servicer: Optional[ChiefServicer] = None
+        self._server: Optional[grpc.Server] = None
+        self._stop = threading.Event()
+
+    # --- setup ----------------------------------------------------------------------------
+    def _make_oracle(self):
+        keras_shim.install()
+        import keras_tuner.src.utils as kt_utils
+
+        from tunecluster.tuning.oracles import build_oracle
+
+        # Keras Tuner writes oracle.json and trial.json in place; make those writes atomic.
+        kt_utils.save_json = _atomic_save_json
+        oracle = build_oracle(self.spec.tuner)
+        oracle._set_project_dir(str(self.run.kt_dir), self.spec.name)
+        if (self.run.kt_project(self.spec.name) / "oracle.json").exists():
+            oracle.reload()  # resume: ongoing trials go back to the queue
+            log.info("resumed the search from %s (%d trials known)", self.run.kt_dir, len(oracle.trials))
+        oracle.verbose = 0
+        return oracle
+
+    def start(self) -> str:
+        self.oracle = self._make_oracle()
+        self.servicer = ChiefServicer(self.oracle, self.book, self.space_wait)
+        control = ControlService(self.servicer, self.book, self.snapshot)
+        from keras_tuner.src import protos
+
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=max(8, 2 * self.spec.cluster.workers + 4)),
+            options=[("grpc.so_reuseport", 0)],
+        )
+        protos.get_service_grpc().add_OracleServicer_to_server(self.servicer, server)
+        server.add_generic_rpc_handlers((control_handler(control),))
+        address = f"{self.bind}:{self.port}"
+        try:
+            bound = server.add_insecure_port(address)
+        except RuntimeError:
+            bound = 0
+        if not bound:
+            raise RunFailure(
+                f"the chief cannot listen on {address} (port in use?); choose another port "
+                "with cluster.port or stop whatever holds it"
+            )
+        server.start()
+        self._server = server
+        log.info("oracle (%s) listening on %s", self.spec.tuner.kind, address)
+        return address
+
+    # --- state written for the CLI ---------------------------------------------------------
+    def snapshot(self) -> dict:
+        from tunecluster.tuning.results import best_trial_summary, count_statuses
+
+        oracle = self.oracle
+        with self.book.lock:
+            trials = list(oracle.trials.values())
+            workers = {k: dict(v) for k, v in sorted(self.book.workers.items())}
+            return {
+                "experiment": self.spec.name,
+                "tuner": self.spec.tuner.kind,
+                "objective": self.spec.tuner.objective,
+                "direction": self.spec.tuner.direction,
+                "max_trials": oracle.max_trials,
+                "counts": count_statuses(trials),
+                "best": best_trial_summary(oracle),
+                "workers": workers,
+                "last_failure": self.book.last_failure,
+                "search_failed": self.book.search_failed,
+                "export": {"state": self.book.export_state, "by": self.book.exporter,
+                           "message": self.book.export_message},
+                "started_at": self.book.started_at,
+                "updated_at": time.time(),
+                "finished": False,
+                "chief_address": f"{self.bind}:{self.port}",
+            }
+
+    def write_state(self, finished: bool = False) -> None:
+        from tunecluster.tuning.results import results_document, write_results
+
+        with self.book.lock:
+            snap = self.snapshot()
+            snap["finished"] = finished
+            document = results_document(self.spec, self.oracle, self.book.trial_meta, finished)
+        write_json(self.run.progress, snap)
+        write_results(self.run, document)
+
+    def _writer_loop(self) -> None:
+        while not self._stop.is_set():
+            if self.book.dirty.wait(0.5):
+                self.book.dirty.clear()
+                try:
+                    self.write_state()
+                except Exception:  # never let the writer kill the chief
+                    log.exception("could not write progress")
+                time.sleep(0.2)  # coalesce bursts of updates
+
+    # --- main loop --------------------------------------------------------------------------
+    def serve_until_done(self) -> int:
+        """Block until the search is over and the best model exported; return the exit code."""
+        writer = threading.Thread(target=self._writer_loop, name="state-writer", daemon=True)
+        writer.start()
+        servicer = self.servicer
+        complete_at = None
+        resolved_at = None
+        try:
+            while True:
+                with servicer.changed:
+                    servicer.changed.wait(timeout=0.5)
+                if not servicer.search_complete():
+                    complete_at = resolved_at = None
+                    continue
+                now = time.time()
+                complete_at = complete_at or now
+                with self.book.lock:
+                    needs_export = bool(self.book.tunecluster_workers) and any(
+                        t.status == "COMPLETED" for t in self.oracle.trials.values()
+                    )
+                    export_open = needs_export and self.book.export_state in (None, "claimed")
+                if export_open and now - complete_at < self.export_timeout:
+                    continue
+                resolved_at = resolved_at or now
+                everyone_told = not self.oracle.tuner_ids
+                if everyone_told or now - resolved_at >= self.exit_grace:
+                    break
+        finally:
+            self._stop.set()
+            writer.join(timeout=5)
+        self.write_state(finished=True)
+        self._server.stop(grace=1.0).wait(2.0)
+        if self.book.search_failed:
+            log.error("search stopped: %s", self.book.search_failed)
+            return 1
+        if self.book.export_state == "failed":
+            log.error("exporting the best model failed: %s", self.book.export_message)
+            return 1
+        log.info("search complete: %s", self.snapshot()["counts"])
+        return 0
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop(grace=0)
+
+
+def _atomic_save_json(path, obj):
+    import json
+
+    text = json.dumps(obj)
+    write_atomic(path, text)
+    return text
+
+
+def run_chief(spec: Experiment, run_dir: str | Path, bind: str, port: int) -> int:
+    chief = Chief(spec, RunDir(run_dir), bind, port)
+    chief.start()
+    return chief.serve_until_done()

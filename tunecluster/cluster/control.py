@@ -1,0 +1,64 @@
+"""tunecluster's own small RPC service beside Keras Tuner's `Oracle` service, on the same port.
+
+Keras Tuner's protocol has no heartbeat, no way to report an error message and no "search is
+over, who exports the best model?". These calls carry JSON bytes over gRPC generic handlers (no
+generated code), so they never disturb Keras Tuner's own protos:
+
+- `Heartbeat`   a worker's current trial, epoch and metrics (feeds the live view and leases)
+- `TrialNote`   the error type and message of a trial that failed in the worker
+- `Finish`      a worker that got STOPPED asks whether it should export the best model
+- `ExportDone`  the exporting worker is done (or failed), the chief may exit
+- `Status`      the chief's progress snapshot (same content as progress.json)
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable
+
+import grpc
+
+SERVICE = "tunecluster.Control"
+METHODS = ("Heartbeat", "TrialNote", "Finish", "ExportDone", "Status")
+
+
+def _dumps(data: Any) -> bytes:
+    return json.dumps(data, default=str).encode()
+
+
+def _loads(raw: bytes) -> Any:
+    return json.loads(raw.decode()) if raw else {}
+
+
+def control_handler(impl: Any) -> grpc.GenericRpcHandler:
+    """A gRPC handler that routes each method to `impl.<Method>(request_dict) -> dict`."""
+    handlers = {
+        name: grpc.unary_unary_rpc_method_handler(
+            _wrap(getattr(impl, name)), request_deserializer=_loads, response_serializer=_dumps
+        )
+        for name in METHODS
+    }
+    return grpc.method_handlers_generic_handler(SERVICE, handlers)
+
+
+def _wrap(method: Callable[[dict], dict]):
+    def handle(request, context):
+        return method(request)
+
+    return handle
+
+
+class ControlClient:
+    """The worker's (and the CLI's) side of the control service."""
+
+    def __init__(self, channel: grpc.Channel, timeout: float = 10.0):
+        self._timeout = timeout
+        self._calls = {
+            name: channel.unary_unary(
+                f"/{SERVICE}/{name}", request_serializer=_dumps, response_deserializer=_loads
+            )
+            for name in METHODS
+        }
+
+    def call(self, method: str, timeout: float | None = None, **request: Any) -> dict:
+        return self._calls[method](request, timeout=timeout or self._timeout, wait_for_ready=True)

@@ -1,0 +1,64 @@
+"""The environment contract of every role: Keras Tuner's own switches plus tunecluster's.
+
+Roles are configured only through these variables (and the spec file they name), so the local,
+compose and Kubernetes backends differ only in how they set them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Mapping, Optional
+
+TUNER_ID = "KERASTUNER_TUNER_ID"  # "chief" or "tuner<i>"
+ORACLE_IP = "KERASTUNER_ORACLE_IP"  # chief: address to bind; workers: address to reach
+ORACLE_PORT = "KERASTUNER_ORACLE_PORT"
+SPEC = "TUNECLUSTER_SPEC"  # path to the spec file every role reads
+RUN_DIR = "TUNECLUSTER_RUN_DIR"  # the shared run directory
+TF_THREADS = "TUNECLUSTER_TF_THREADS"  # TensorFlow intra-op threads for a worker
+STRATEGY = "TUNECLUSTER_STRATEGY"  # overrides cluster.strategy
+LOGICAL_CPUS = "TUNECLUSTER_LOGICAL_CPUS"  # split the CPU into N logical devices (tests)
+
+
+@dataclass(frozen=True)
+class RoleEnv:
+    """What a role learns from its environment."""
+
+    tuner_id: str
+    oracle_ip: str
+    oracle_port: int
+    spec_path: Optional[str]
+    run_dir: Optional[str]
+
+    @property
+    def is_chief(self) -> bool:
+        return "chief" in self.tuner_id  # Keras Tuner's own rule
+
+    @property
+    def address(self) -> str:
+        return f"{self.oracle_ip}:{self.oracle_port}"
+
+
+def read_role_env(environ: Mapping[str, str] = os.environ, default_id: str = "tuner0") -> RoleEnv:
+    """Read the role's variables; raise UsageError naming the one that is missing or wrong."""
+    from tunecluster.errors import UsageError
+
+    missing = [name for name in (ORACLE_IP, ORACLE_PORT) if not environ.get(name)]
+    if missing:
+        raise UsageError(
+            f"{', '.join(missing)} not set; a role needs {ORACLE_IP} and {ORACLE_PORT} "
+            f"(and {TUNER_ID}), or start the whole cluster with `tunecluster up`"
+        )
+    try:
+        port = int(environ[ORACLE_PORT])
+        if not 0 < port < 65536:
+            raise ValueError
+    except ValueError:
+        raise UsageError(f"{ORACLE_PORT}={environ[ORACLE_PORT]!r} is not a port number (1-65535)") from None
+    return RoleEnv(
+        tuner_id=environ.get(TUNER_ID, default_id),
+        oracle_ip=environ[ORACLE_IP],
+        oracle_port=port,
+        spec_path=environ.get(SPEC),
+        run_dir=environ.get(RUN_DIR),
+    )

@@ -1,0 +1,150 @@
+"""`tunecluster up` for the local backend: choose the spec, prepare the run directory safely,
+start the cluster, follow it live, stop it cleanly, and report the outcome.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from rich.console import Console
+
+from tunecluster.cluster.live import LiveView
+from tunecluster.cluster.local import LocalCluster, default_tf_threads, free_port, port_in_use
+from tunecluster.cluster.plan import build_plan
+from tunecluster.cluster.rundir import RunDir, read_json, write_atomic
+from tunecluster.errors import RunFailure, UsageError
+from tunecluster.tuning.spec import Experiment, dump_spec, load_spec, validate_spec
+
+DEFAULT_SPEC = "tunecluster.yaml"
+DEFAULT_RUNS = "tunecluster-runs"
+
+
+@dataclass
+class Overrides:
+    workers: Optional[int] = None
+    max_trials: Optional[int] = None
+    epochs: Optional[int] = None
+    tuner: Optional[str] = None
+    seed: Optional[int] = None
+    backend: Optional[str] = None
+
+    def apply(self, spec: Experiment) -> Experiment:
+        raw = spec.model_dump(mode="json")
+        if self.workers is not None:
+            raw["cluster"]["workers"] = self.workers
+        if self.backend is not None:
+            raw["cluster"]["backend"] = self.backend
+        if self.max_trials is not None:
+            raw["tuner"]["max_trials"] = self.max_trials
+        if self.epochs is not None:
+            raw["fit"]["epochs"] = self.epochs
+            raw["tuner"]["hyperband"]["max_epochs"] = self.epochs
+        if self.tuner is not None:
+            raw["tuner"]["kind"] = self.tuner
+        if self.seed is not None:
+            raw["tuner"]["seed"] = self.seed
+        return validate_spec(raw, "command-line options")
+
+
+def resolve_spec(spec_file: Optional[str], example: Optional[str]) -> tuple[Experiment, str]:
+    """The spec to run and where it came from: -f FILE, ./tunecluster.yaml, or an example."""
+    from tunecluster.tuning.examples import DEFAULT_EXAMPLE, example_spec
+
+    if spec_file and example:
+        raise UsageError("give either -f/--file or --example, not both")
+    if spec_file:
+        return load_spec(spec_file), spec_file
+    if example:
+        return example_spec(example), f"example {example}"
+    if Path(DEFAULT_SPEC).is_file():
+        return load_spec(DEFAULT_SPEC), DEFAULT_SPEC
+    return example_spec(DEFAULT_EXAMPLE), f"example {DEFAULT_EXAMPLE} (no {DEFAULT_SPEC} here)"
+
+
+def prepare_run_dir(run: RunDir, spec: Experiment, *, force: bool, resume: bool) -> Experiment:
+    """Refuse to clobber an earlier run; on --resume return the spec the run was started with."""
+    if run.root.exists() and any(run.root.iterdir()):
+        if not run.exists():
+            raise UsageError(
+                f"--dir {run.root} exists and is not a tunecluster run; choose an empty or new folder"
+            )
+        previous = load_spec(run.spec)
+        if resume:
+            if previous.name != spec.name:
+                raise UsageError(
+                    f"--dir {run.root} holds experiment {previous.name!r}, not {spec.name!r}; "
+                    "pass the matching spec or another --dir"
+                )
+            if run.finished():
+                raise UsageError(f"the run in {run.root} already finished; nothing to resume "
+                                 "(use --force to start it over)")
+            return previous
+        if not force:
+            state = "a finished run" if run.finished() else "an interrupted run"
+            hint = "--force to replace it" if run.finished() else "--resume to continue it or --force to replace it"
+            raise UsageError(f"--dir {run.root} already holds {state} of {previous.name!r}; "
+                             f"pass another --dir, or {hint}")
+        shutil.rmtree(run.root)
+    elif resume:
+        raise UsageError(f"--resume: {run.root} holds no run to resume")
+    run.root.mkdir(parents=True, exist_ok=True)
+    write_atomic(run.spec, dump_spec(spec))
+    return spec
+
+
+def up_local(spec: Experiment, run: RunDir, *, port: Optional[int], console: Console,
+             detach: bool = False) -> int:
+    """Run the search with local processes; return the exit code for the CLI."""
+    from tunecluster.cluster.local import role_states
+
+    host = "127.0.0.1"
+    port = port or spec.cluster.port or free_port(host)
+    if port_in_use(host, port):
+        raise UsageError(f"port {port} on {host} is in use; pass another --port or leave it out for a free one")
+    # A resumed run restarts with a fresh progress file (the oracle state lives in kt/).
+    run.progress.unlink(missing_ok=True)
+    plan = build_plan(spec, spec_path=str(run.spec), run_dir=str(run.root), chief_bind=host,
+                      chief_host=host, port=port, tf_threads=default_tf_threads(spec.cluster.workers))
+    cluster = LocalCluster(plan, run)
+    started = time.time()
+    console.print(f"tunecluster: {spec.name} ({spec.tuner.kind}, {spec.tuner.max_trials} trials, "
+                  f"{spec.cluster.workers} workers) in {run.root}", highlight=False)
+    cluster.start()
+    console.print(f"chief listening on {host}:{port}; logs in {run.logs}", highlight=False)
+    if detach:
+        console.print(f"detached; follow with `tunecluster status --dir {run.root}`", highlight=False)
+        return 0
+    try:
+        LiveView(run, console).follow(lambda: cluster.chief_exit() is None and not cluster.all_workers_gone())
+        code = cluster.chief_exit()
+        if code is None:
+            cluster.stop(timeout=5.0)
+            failed = [n for n, c in cluster.poll().items() if n != "chief" and c]
+            raise RunFailure(f"every worker exited before the search ended ({', '.join(failed) or 'no error code'}); "
+                             f"last worker error: {cluster.log_tail(failed[0] if failed else 'worker-0')}")
+        cluster.wait_workers(timeout=10.0)
+    except KeyboardInterrupt:
+        console.print("\ninterrupted: stopping the chief and workers ...", highlight=False)
+        cluster.stop()
+        console.print(f"stopped. Resume with: tunecluster up --dir {run.root} --resume", highlight=False)
+        return 130
+    finally:
+        cluster.stop(timeout=5.0)
+    elapsed = time.time() - started
+    states = role_states(run)
+    failed_roles = [r["name"] for r in states["roles"] if r["exit_code"] not in (0, None)]
+    progress = read_json(run.progress) or {}
+    console.print(f"search ended in {elapsed:.1f} s (chief exit code {code})", highlight=False)
+    if failed_roles:
+        console.print(f"roles that failed: {', '.join(failed_roles)} (see {run.logs})", highlight=False)
+    if progress.get("search_failed"):
+        raise RunFailure(f"the search stopped: {progress['search_failed']}")
+    if code != 0:
+        raise RunFailure(f"the chief exited with code {code}: {cluster.log_tail('chief')}")
+    if not progress.get("finished"):
+        raise RunFailure(f"the search did not finish; see {run.logs}")
+    return 0

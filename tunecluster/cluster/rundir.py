@@ -1,0 +1,92 @@
+"""The run directory (the shared volume of one experiment): its layout, atomic writes, and the
+guards that keep an earlier run from being overwritten.
+
+    <run>/spec.yaml              the validated spec as run
+    <run>/kt/<name>/             Keras Tuner's own project directory (oracle.json, trial_*/)
+    <run>/logs/<role>.log        one log per role
+    <run>/cluster.json           the roles the launcher started (pids, address, exit codes)
+    <run>/progress.json          the chief's live view: trials, best so far, each worker's trial
+    <run>/results.json, .csv     one row per trial
+    <run>/best/                  model.keras, hyperparameters.json, metrics.json
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Optional
+
+from tunecluster.errors import UsageError
+
+
+class RunDir:
+    """Paths inside one run directory."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root).resolve()
+
+    spec = property(lambda self: self.root / "spec.yaml")
+    kt_dir = property(lambda self: self.root / "kt")
+    logs = property(lambda self: self.root / "logs")
+    cluster = property(lambda self: self.root / "cluster.json")
+    progress = property(lambda self: self.root / "progress.json")
+    results_json = property(lambda self: self.root / "results.json")
+    results_csv = property(lambda self: self.root / "results.csv")
+    best = property(lambda self: self.root / "best")
+    best_model = property(lambda self: self.root / "best" / "model.keras")
+    best_hyperparameters = property(lambda self: self.root / "best" / "hyperparameters.json")
+    best_metrics = property(lambda self: self.root / "best" / "metrics.json")
+
+    def log(self, role: str) -> Path:
+        return self.logs / f"{role}.log"
+
+    def kt_project(self, name: str) -> Path:
+        return self.kt_dir / name
+
+    def exists(self) -> bool:
+        return self.spec.is_file()
+
+    def finished(self) -> bool:
+        """A run whose chief recorded the end of the search."""
+        progress = read_json(self.progress)
+        return bool(progress and progress.get("finished"))
+
+    def require_run(self) -> "RunDir":
+        if not self.exists():
+            raise UsageError(
+                f"{self.root} is not a tunecluster run directory (no spec.yaml); "
+                "pass --dir with the folder `tunecluster up` used"
+            )
+        return self
+
+
+def write_atomic(path: str | Path, text: str) -> None:
+    """Write a file so that a crash at any instant leaves either the old or the new content."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    write_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
+def read_json(path: str | Path) -> Optional[Any]:
+    try:
+        return json.loads(Path(path).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None

@@ -1,0 +1,1 @@
+"""Kubernetes rendering and launcher (not built yet: see the Kubernetes issue)."""

@@ -1,0 +1,93 @@
+"""The embedded examples: the four Pima phases as ready-to-run specs, and `init`'s template.
+
+`pima-*` keep the tutorial's 80/20 train/validation split (random_state=42) so results compare
+with it; the template that `tunecluster init` writes holds out a test split as well (60/20/20).
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from tunecluster.errors import UsageError
+from tunecluster.tuning.spec import Experiment, validate_spec
+
+PHASES = {
+    "pima-optimizer": "build_optimizer",
+    "pima-units": "build_units",
+    "pima-layers": "build_layers",
+    "pima-comprehensive": "build_comprehensive",
+}
+DEFAULT_EXAMPLE = "pima-comprehensive"
+
+
+def example_dir() -> Path:
+    return Path(str(resources.files(__package__)))
+
+
+def csv_path() -> Path:
+    return example_dir() / "diabetes.csv"
+
+
+def _phase_dict(name: str, hypermodel: str, csv: str, test_fraction: float = 0.0) -> dict:
+    return {
+        "name": name,
+        "hypermodel": hypermodel,
+        "data": {
+            "csv": csv,
+            "target": "Outcome",
+            "validation_fraction": 0.2,
+            "test_fraction": test_fraction,
+            "split_seed": 42,
+        },
+        "tuner": {
+            "kind": "random",
+            "objective": "val_accuracy",
+            "direction": "max",
+            "max_trials": 12,
+            "executions_per_trial": 1,
+            "seed": 1,
+        },
+        "fit": {"epochs": 10, "batch_size": 32},
+        "cluster": {"backend": "local", "workers": 2},
+    }
+
+
+def example_spec(name: str = DEFAULT_EXAMPLE) -> Experiment:
+    """The embedded spec of one Pima phase, with absolute paths into the installed package."""
+    if name == "pima":
+        name = DEFAULT_EXAMPLE
+    if name not in PHASES:
+        raise UsageError(f"--example: unknown example {name!r}; choose one of {', '.join(PHASES)}")
+    hypermodel = f"tunecluster.tuning.examples.pima:{PHASES[name]}"
+    return validate_spec(_phase_dict(name, hypermodel, str(csv_path())), f"example {name}")
+
+
+TEMPLATE_HEADER = """\
+# tunecluster experiment spec. Every key has a default; `tunecluster up` runs it.
+# Reference: README.md ("The spec"). Paths are relative to this file.
+"""
+
+
+def write_template(target: Path, name: str = "pima", force: bool = False) -> list[Path]:
+    """Write tunecluster.yaml, model.py and diabetes.csv into `target` (never over existing files)."""
+    import yaml
+
+    phase = DEFAULT_EXAMPLE if name == "pima" else name
+    if phase not in PHASES:
+        raise UsageError(f"--example: unknown example {name!r}; choose pima or one of {', '.join(PHASES)}")
+    spec = _phase_dict(phase, f"model.py:{PHASES[phase]}", "diabetes.csv", test_fraction=0.2)
+    spec["name"] = phase
+    files = {
+        target / "tunecluster.yaml": TEMPLATE_HEADER + yaml.safe_dump(spec, sort_keys=False),
+        target / "model.py": (example_dir() / "pima.py").read_text(),
+        target / "diabetes.csv": csv_path().read_text(),
+    }
+    existing = [p.name for p in files if p.exists()]
+    if existing and not force:
+        raise UsageError(
+            f"init: {', '.join(existing)} already exist in {target}; move them away or pass --force"
+        )
+    for path, text in files.items():
+        path.write_text(text)
+    return list(files)

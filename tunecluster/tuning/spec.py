@@ -1,0 +1,220 @@
+"""The experiment spec (`tunecluster.yaml`): pydantic models, loading, and one-line errors.
+
+Every field has a default, so an empty file is a valid spec (it runs nothing useful without a
+hypermodel, which is why `tunecluster up` falls back to an embedded example when there is no spec
+file). Unknown keys, wrong types and out-of-range values are refused with one line that names the
+field and says what is allowed.
+
+Example::
+
+    >>> spec = Experiment.model_validate({"name": "demo", "tuner": {"kind": "bayesian"}})
+    >>> spec.tuner.max_trials
+    10
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from tunecluster.errors import UsageError
+
+TunerKind = Literal["random", "grid", "bayesian", "hyperband"]
+Backend = Literal["local", "compose", "kubernetes"]
+Strategy = Literal["auto", "default", "mirrored", "one_device"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataSpec(_Section):
+    """Where the training data comes from and how it is split."""
+
+    csv: Optional[str] = Field(
+        None, description="CSV file (relative to the spec file); the header names the columns."
+    )
+    target: str = Field("Outcome", description="The label column of the CSV.")
+    loader: Optional[str] = Field(
+        None,
+        description='"module:function" or "file.py:function" returning '
+        "(x_train, y_train, x_val, y_val[, x_test, y_test]) arrays or tf.data datasets.",
+    )
+    validation_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    test_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="Held-out rows the search never sees.")
+    split_seed: int = Field(42, description="random_state of the train/validation/test split.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "DataSpec":
+        if self.csv and self.loader:
+            raise ValueError("give either data.csv or data.loader, not both")
+        if self.validation_fraction + self.test_fraction >= 0.9:
+            raise ValueError(
+                "data.validation_fraction + data.test_fraction must leave at least 10% for training"
+            )
+        return self
+
+
+class HyperbandSpec(_Section):
+    max_epochs: int = Field(10, ge=1)
+    factor: int = Field(3, ge=2)
+    hyperband_iterations: int = Field(1, ge=1)
+
+
+class BayesianSpec(_Section):
+    num_initial_points: Optional[int] = Field(
+        None, ge=1, description="Random trials before the Gaussian process; default 3 x #hyperparameters."
+    )
+    alpha: float = Field(1e-4, gt=0)
+    beta: float = Field(2.6, gt=0)
+
+
+class TunerSpec(_Section):
+    """Which Keras Tuner oracle runs on the chief and what it optimises."""
+
+    kind: TunerKind = "random"
+    objective: str = "val_accuracy"
+    direction: Literal["max", "min"] = "max"
+    max_trials: int = Field(10, ge=1)
+    executions_per_trial: int = Field(1, ge=1)
+    seed: Optional[int] = 1
+    max_retries_per_trial: int = Field(0, ge=0)
+    max_consecutive_failed_trials: int = Field(3, ge=1)
+    hyperband: HyperbandSpec = Field(default_factory=HyperbandSpec)
+    bayesian: BayesianSpec = Field(default_factory=BayesianSpec)
+
+
+class FitSpec(_Section):
+    """How each trial trains."""
+
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(32, ge=1)
+    early_stopping_patience: Optional[int] = Field(None, ge=1)
+    verbose: int = Field(0, ge=0, le=2)
+
+
+class ClusterSpec(_Section):
+    """How many workers, where they run, and how each uses its devices."""
+
+    backend: Backend = "local"
+    workers: int = Field(2, ge=1, le=256)
+    strategy: Strategy = Field("auto", description="tf.distribute strategy inside each worker.")
+    tf_threads: Optional[int] = Field(
+        None, ge=1, description="TensorFlow intra-op threads per worker; default: cores / workers."
+    )
+    port: Optional[int] = Field(None, ge=1, le=65535, description="Oracle port; default: a free one.")
+    idle_backoff_max: float = Field(1.0, gt=0, le=30, description="Longest sleep between IDLE answers.")
+
+
+class Experiment(_Section):
+    """A whole experiment: what is searched, on which data, and on which cluster."""
+
+    name: str = Field("experiment", description="Names the run directory and the cluster objects.")
+    hypermodel: Optional[str] = Field(
+        None, description='"module:function" or "path/to/file.py:function" building a Keras model from hp.'
+    )
+    data: DataSpec = Field(default_factory=DataSpec)
+    tuner: TunerSpec = Field(default_factory=TunerSpec)
+    fit: FitSpec = Field(default_factory=FitSpec)
+    cluster: ClusterSpec = Field(default_factory=ClusterSpec)
+
+    @field_validator("name")
+    @classmethod
+    def _dns_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?", value):
+            raise ValueError(
+                "use 1-40 lowercase letters, digits and '-', starting and ending with a letter "
+                "or digit (it names directories and cluster objects)"
+            )
+        return value
+
+    @field_validator("hypermodel")
+    @classmethod
+    def _callable_ref(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not re.fullmatch(r"[^:]+:[A-Za-z_][A-Za-z0-9_]*", value):
+            raise ValueError('write it as "module:function" or "path/to/file.py:function"')
+        return value
+
+
+def _format_error(error: dict[str, Any], model: type[BaseModel]) -> str:
+    """One line for the first pydantic error: the dotted field, what is wrong, what is allowed."""
+    loc = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(model, error["loc"][:-1])
+        return f"{loc}: unknown key; allowed keys here: {', '.join(allowed)}"
+    message = error["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, "):]
+    if kind in ("literal_error", "enum"):
+        got = error.get("input")
+        return f"{loc}: {message} (got {got!r})"
+    if "input" in error and kind not in ("missing",) and not isinstance(error["input"], dict):
+        return f"{loc}: {message} (got {error['input']!r})"
+    return f"{loc}: {message}"
+
+
+def _allowed_keys(model: type[BaseModel], path: tuple) -> list[str]:
+    current: Any = model
+    for part in path:
+        field = current.model_fields.get(part) if hasattr(current, "model_fields") else None
+        if field is None:
+            break
+        annotation = field.annotation
+        current = annotation
+    fields = getattr(current, "model_fields", {})
+    return sorted(fields)
+
+
+def validate_spec(raw: Any, source: str = "spec") -> Experiment:
+    """Validate a parsed mapping; raise UsageError with one line naming the field on failure."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise UsageError(f"{source}: the top level must be a mapping of keys (name:, tuner:, ...)")
+    try:
+        return Experiment.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        more = len(exc.errors()) - 1
+        suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+        raise UsageError(f"{source}: {_format_error(first, Experiment)}{suffix}") from None
+
+
+def load_spec(path: str | Path) -> Experiment:
+    """Read and validate a spec file, resolving relative data and model paths against its folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"spec file {path} not found; write one with `tunecluster init --example pima`")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise UsageError(f"{path}: not valid YAML{where}: {problem}") from None
+    spec = validate_spec(raw, str(path))
+    return resolve_paths(spec, path.parent)
+
+
+def resolve_paths(spec: Experiment, base: Path) -> Experiment:
+    """Make the CSV path and a file-based hypermodel/loader absolute, relative to `base`."""
+    spec = spec.model_copy(deep=True)
+    if spec.data.csv and not Path(spec.data.csv).is_absolute():
+        spec.data.csv = str((base / spec.data.csv).resolve())
+    for section, attr in ((spec, "hypermodel"), (spec.data, "loader")):
+        ref = getattr(section, attr)
+        if ref:
+            target, func = ref.rsplit(":", 1)
+            if target.endswith(".py") and not Path(target).is_absolute():
+                setattr(section, attr, f"{(base / target).resolve()}:{func}")
+    return spec
+
+
+def dump_spec(spec: Experiment) -> str:
+    """The spec as YAML, every default written out (what `spec.yaml` in a run directory holds)."""
+    return yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
