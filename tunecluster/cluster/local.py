@@ -76,12 +76,17 @@ class LocalCluster:
         return rp
 
     def start(self, chief_timeout: float = 60.0) -> None:
+        # Workers start at once: importing TensorFlow takes them seconds, and their first call
+        # waits for the chief to listen (gRPC wait_for_ready).
         chief = self._spawn(self.plan.chief)
-        self.record()
-        self._wait_for_chief(chief, chief_timeout)
         for role in self.plan.workers:
             self._spawn(role)
         self.record()
+        try:
+            self._wait_for_chief(chief, chief_timeout)
+        except RunFailure:
+            self.stop(timeout=5.0)
+            raise
 
     def _wait_for_chief(self, chief: RoleProcess, timeout: float) -> None:
         deadline = time.time() + timeout
