@@ -246,6 +246,14 @@ class ControlService:
     def Status(self, request: dict) -> dict:
         return self.snapshot()
 
+    def SetSpace(self, request: dict) -> dict:
+        from keras_tuner.src.engine import hyperparameters as hp_module
+
+        hps = hp_module.HyperParameters.from_config(request["hyperparameters"])
+        self.servicer._guarded(None, self.servicer.oracle.update_space, hps)
+        self.servicer._notify()
+        return {"size": len(self.servicer.oracle.hyperparameters.space)}
+
     def Finish(self, request: dict) -> dict:
         tuner_id = str(request.get("tuner_id"))
         with self.book.lock:

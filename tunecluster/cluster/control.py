@@ -6,6 +6,9 @@ generated code), so they never disturb Keras Tuner's own protos:
 
 - `Heartbeat`   a worker's current trial, epoch and metrics (feeds the live view and leases)
 - `TrialNote`   the error type and message of a trial that failed in the worker
+- `SetSpace`    the search space as Keras Tuner's JSON config; unlike the proto of `UpdateSpace`
+                (grouped by type) it keeps the declaration order, so a seeded search samples the
+                same trials as a single-process Keras Tuner run
 - `Finish`      a worker that got STOPPED asks whether it should export the best model
 - `ExportDone`  the exporting worker is done (or failed), the chief may exit
 - `Status`      the chief's progress snapshot (same content as progress.json)
@@ -19,7 +22,7 @@ from typing import Any, Callable
 import grpc
 
 SERVICE = "tunecluster.Control"
-METHODS = ("Heartbeat", "TrialNote", "Finish", "ExportDone", "Status")
+METHODS = ("Heartbeat", "TrialNote", "SetSpace", "Finish", "ExportDone", "Status")
 
 
 def _dumps(data: Any) -> bytes:

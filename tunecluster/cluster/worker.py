@@ -69,7 +69,7 @@ def run_worker(spec: Experiment, role: RoleEnv) -> int:
     tuner._flush = heartbeat.flush
     # Keras Tuner's client made its own channel; share ours (one connection per worker).
     tuner.oracle.stub = protos.get_service_grpc().OracleStub(channel)
-    tuner.send_space()
+    tuner.send_space(lambda config: control.call("SetSpace", timeout=600, hyperparameters=config))
     started = time.time()
     tuner.search()
     log.info("%s: ran %d trials in %.1f s; search stopped", role.tuner_id, tuner.trials_run, time.time() - started)

@@ -122,10 +122,14 @@ class ClusterTuner(kt.Tuner):
     def reload(self):
         return None
 
-    def send_space(self) -> None:
-        """Send the locally discovered search space to the chief (it cannot build models)."""
+    def send_space(self, set_space: Optional[Callable[[dict], None]] = None) -> None:
+        """Send the locally discovered search space to the chief (it cannot build models):
+        as an ordered JSON config through `set_space` when given, else Keras Tuner's RPC."""
         local = getattr(self.oracle, "_oracle", self.oracle)
-        self.oracle.update_space(local.get_space())
+        if set_space is not None:
+            set_space(local.get_space().get_config())
+        else:
+            self.oracle.update_space(local.get_space())
 
     # --- the search loop -----------------------------------------------------------------
     def search(self, *fit_args, **fit_kwargs):
