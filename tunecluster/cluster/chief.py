@@ -317,7 +317,23 @@ class Chief:
             oracle.reload()  # resume: ongoing trials go back to the queue
             log.info("resumed the search from %s (%d trials known)", self.run.kt_dir, len(oracle.trials))
         oracle.verbose = 0
+        self._reload_book()
         return oracle
+
+    def _reload_book(self) -> None:
+        """On resume, keep who ran the earlier trials and when (from the last results.json)."""
+        from datetime import datetime
+
+        from tunecluster.cluster.rundir import read_json
+
+        document = read_json(self.run.results_json) or {}
+        for row in document.get("trials", []):
+            if row.get("status") == "RUNNING":
+                continue
+            meta = {k: row.get(k) for k in ("worker", "error_type", "message", "status")}
+            for key in ("started", "ended"):
+                meta[key] = datetime.fromisoformat(row[key]).timestamp() if row.get(key) else None
+            self.book.trial_meta[row["trial_id"]] = meta
 
     def start(self) -> str:
         self.oracle = self._make_oracle()

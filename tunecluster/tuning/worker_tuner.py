@@ -102,6 +102,7 @@ class ClusterTuner(kt.Tuner):
         self.fit_spec = fit
         self._report = report or (lambda **_: None)
         self._flush = lambda: None
+        self._set_space = None
         self._idle_backoff_max = idle_backoff_max
         self.last_error: Optional[BaseException] = None
         self.trials_run = 0
@@ -126,6 +127,7 @@ class ClusterTuner(kt.Tuner):
         """Send the locally discovered search space to the chief (it cannot build models):
         as an ordered JSON config through `set_space` when given, else Keras Tuner's RPC."""
         local = getattr(self.oracle, "_oracle", self.oracle)
+        self._set_space = set_space
         if set_space is not None:
             set_space(local.get_space().get_config())
         else:
@@ -164,6 +166,10 @@ class ClusterTuner(kt.Tuner):
             raise
 
     def on_trial_end(self, trial):
+        if self._set_space is not None:
+            # Hyperparameters first seen in this trial reach the chief in declaration order
+            # (EndTrial's proto would group them by type and change a seeded search's samples).
+            self._set_space(trial.hyperparameters.get_config())
         if trial.status in (trial_module.TrialStatus.INVALID, trial_module.TrialStatus.FAILED):
             exc = self.last_error
             self._report(
