@@ -269,16 +269,22 @@ def _print_results(run, format: Format, limit: Optional[int]):
     table = Table(title=title)
     for column in ("trial", "status", "score", "worker", "time (s)"):
         table.add_column(column, justify="right" if column in ("score", "time (s)") else "left")
-    for name in shown:
-        table.add_column(name, overflow="fold")
-    table.add_column("error")
+    wide = len(shown) > 5  # many hyperparameters: one folded column instead of one each
+    if wide:
+        table.add_column("hyperparameters", overflow="fold", ratio=1)
+    else:
+        for name in shown:
+            table.add_column(name, overflow="fold")
+    table.add_column("error", overflow="fold")
     rows = sorted_rows(document)
     for row in rows[:limit] if limit else rows:
         score = row["score"]
         error = f"{row['error_type']}: {row['message']}" if row.get("error_type") else ""
         table.add_row(row["trial_id"], row["status"], "" if score is None else f"{score:.4f}",
                       row.get("worker") or "", "" if row.get("duration_s") is None else f"{row['duration_s']:.1f}",
-                      *[_cell(row["hyperparameters"].get(n)) for n in shown], error[:80])
+                      *([", ".join(f"{n}={_cell(row['hyperparameters'][n])}" for n in shown
+                                   if n in row["hyperparameters"])] if wide
+                        else [_cell(row["hyperparameters"].get(n)) for n in shown]), error[:80])
     console.print(table)
 
 
