@@ -1,5 +1,5 @@
 """An unmodified Keras Tuner script, given only Keras Tuner's three variables, works as a worker
-against a tunecluster chief."""
+against a tunecluster chief started with TUNECLUSTER_INSECURE=1 (`--insecure`)."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def test_unmodified_keras_tuner_worker_joins_a_tunecluster_chief(tmp_path):
     chief = subprocess.Popen(
         [sys.executable, "-m", "tunecluster", "chief"],
         env={**base, "KERASTUNER_TUNER_ID": "chief", "KERASTUNER_ORACLE_IP": "127.0.0.1",
-             "TUNECLUSTER_SPEC": str(spec), "TUNECLUSTER_RUN_DIR": str(run)},
+             "TUNECLUSTER_INSECURE": "1", "TUNECLUSTER_SPEC": str(spec), "TUNECLUSTER_RUN_DIR": str(run)},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         worker = subprocess.run(

@@ -150,7 +150,12 @@ def up(
     port: Optional[int] = typer.Option(None, "--port", min=1, max=65535, help="Oracle port (default: a free one)."),
     force: bool = typer.Option(False, "--force", help="Replace an earlier run in --dir."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --dir."),
-    detach: bool = typer.Option(False, "--detach", help="Start the cluster and return at once."),
+    detach: bool = typer.Option(False, "--detach", help="Start the cluster and return at once "
+                                "(roles that die are then not restarted)."),
+    insecure: bool = typer.Option(False, "--insecure", help="Serve the oracle without a token, so "
+                                  "unmodified Keras Tuner workers can join (anyone who reaches the port "
+                                  "can drive the search)."),
+    tls: bool = typer.Option(False, "--tls", help="Encrypt the oracle port with a certificate made for this run."),
 ):
     """Start a chief and workers, follow the search live, print the results table."""
     from tunecluster.cluster.launch import Overrides, prepare_run_dir, resolve_spec, up_local
@@ -159,7 +164,7 @@ def up(
         raise UsageError("give either --force or --resume, not both")
     spec, source = resolve_spec(str(file) if file else None, example)
     spec = Overrides(workers, max_trials, epochs, tuner.value if tuner else None, seed,
-                     backend.value if backend else None).apply(spec)
+                     backend.value if backend else None, insecure, tls).apply(spec)
     if spec.cluster.backend != "local":
         raise UsageError(f"--backend {spec.cluster.backend} is not available yet; use --backend local")
     run = _run_dir(dir, spec.name)
@@ -185,9 +190,12 @@ def _setup_role_logging():
 @_errors_to_exit
 def chief():
     """Run the chief (the oracle server). Configured by KERASTUNER_ORACLE_IP (bind address),
-    KERASTUNER_ORACLE_PORT, TUNECLUSTER_SPEC and TUNECLUSTER_RUN_DIR."""
+    KERASTUNER_ORACLE_PORT, TUNECLUSTER_SPEC, TUNECLUSTER_RUN_DIR, the token
+    (TUNECLUSTER_TOKEN_FILE or TUNECLUSTER_TOKEN, or TUNECLUSTER_INSECURE=1) and optional TLS
+    (TUNECLUSTER_TLS_CERT + TUNECLUSTER_TLS_KEY). SIGTERM saves the state and exits."""
     from tunecluster.cluster.chief import run_chief
     from tunecluster.cluster.env import read_role_env
+    from tunecluster.cluster.security import read_security
     from tunecluster.tuning.spec import load_spec
 
     _setup_role_logging()
@@ -195,14 +203,16 @@ def chief():
     if not role.spec_path:
         raise UsageError("TUNECLUSTER_SPEC is not set; point it at the experiment's spec file")
     spec = load_spec(role.spec_path)
-    raise typer.Exit(run_chief(spec, role.run_dir or ".", role.oracle_ip, role.oracle_port))
+    security = read_security(chief=True)
+    raise typer.Exit(run_chief(spec, role.run_dir or ".", role.oracle_ip, role.oracle_port, security))
 
 
 @app.command()
 @_errors_to_exit
 def worker():
     """Run a worker. Configured by KERASTUNER_TUNER_ID (tuner<i>), KERASTUNER_ORACLE_IP,
-    KERASTUNER_ORACLE_PORT, TUNECLUSTER_SPEC and TUNECLUSTER_RUN_DIR."""
+    KERASTUNER_ORACLE_PORT, TUNECLUSTER_SPEC, TUNECLUSTER_RUN_DIR, the token (as for the chief)
+    and TUNECLUSTER_TLS_CA when the chief uses TLS. SIGTERM gives its trial back and exits."""
     from tunecluster.cluster.env import read_role_env
     from tunecluster.cluster.worker import run_worker
     from tunecluster.tuning.spec import load_spec

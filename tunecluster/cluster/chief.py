@@ -1,18 +1,24 @@
 """The chief: runs the spec's Keras Tuner oracle behind a multi-threaded gRPC server.
 
 It reuses Keras Tuner's `OracleServicer`, protos and oracles, and adds what the stock chief lacks:
-a thread pool instead of one thread, no TensorFlow import (see `keras_shim`), IDLE answers while
-no worker has sent the search space yet, oracle locks that are released even when the oracle
-raises, error messages of failed trials, a live progress file, results after every trial, and an
-exit within a second or two of the search's end (no 20-second polls).
+a thread pool instead of one thread, no TensorFlow import (see `keras_shim`), a token on the port
+(and optional TLS, see `security`), trial leases renewed by heartbeats (an expired lease puts the
+trial back in the queue and the old holder's late result is refused, see `leases`), oracle locks
+that are released even when the oracle raises, error messages of failed trials, a live progress
+file, results after every trial, a reload of the saved state when restarted (running trials are
+held for their workers for one lease period), a clean exit on SIGTERM, and an exit within a second
+or two of the search's end (no 20-second polls).
 
 Run it with `tunecluster chief`; it reads `KERASTUNER_ORACLE_IP` (the address to bind),
-`KERASTUNER_ORACLE_PORT`, `TUNECLUSTER_SPEC` and `TUNECLUSTER_RUN_DIR`.
+`KERASTUNER_ORACLE_PORT`, `TUNECLUSTER_SPEC`, `TUNECLUSTER_RUN_DIR` and the token/TLS variables.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import signal
 import threading
 import time
 from concurrent import futures
@@ -23,6 +29,8 @@ import grpc
 
 from tunecluster.cluster import keras_shim
 from tunecluster.cluster.control import control_handler
+from tunecluster.cluster.leases import Leases
+from tunecluster.cluster.security import Security, TokenInterceptor, caller_id, server_credentials
 from tunecluster.cluster.rundir import RunDir, write_atomic, write_json
 from tunecluster.errors import RunFailure
 from tunecluster.tuning.spec import Experiment
@@ -43,6 +51,8 @@ class SearchBook:
         self.export_message: Optional[str] = None
         self.last_failure: Optional[dict] = None
         self.search_failed: Optional[str] = None
+        self.requeue_events: list[dict] = []
+        self.refused_results = 0
         self.started_at = time.time()
         self.first_request_at: Optional[float] = None
         self.dirty = threading.Event()
@@ -68,6 +78,18 @@ class SearchBook:
                 worker.update(trial=None, epoch=None, state="idle")
         self.touch()
 
+    def trial_requeued(self, trial_id: str, tuner_id: str, reason: str) -> None:
+        with self.lock:
+            meta = self.trial_meta.setdefault(trial_id, {})
+            meta["requeues"] = meta.get("requeues", 0) + 1
+            meta.update(ended=None, status="QUEUED")
+            worker = self.workers.get(tuner_id)
+            if worker is not None and worker.get("trial") == trial_id:
+                worker.update(trial=None, epoch=None, state="lost trial")
+            self.requeue_events.append({"trial_id": trial_id, "worker": tuner_id, "reason": reason,
+                                        "at": time.time()})
+        self.touch()
+
     def note(self, request: dict) -> dict:
         with self.lock:
             meta = self.trial_meta.setdefault(str(request.get("trial_id")), {})
@@ -86,7 +108,9 @@ class SearchBook:
         tuner_id = str(request.get("tuner_id"))
         with self.lock:
             self.tunecluster_workers.add(tuner_id)
-            worker = self.workers.setdefault(tuner_id, {"state": "starting"})
+            worker = self.workers.setdefault(tuner_id, {"state": "starting", "restarts": 0})
+            if "pid" in request and worker.get("pid") not in (None, request["pid"]):
+                worker["restarts"] = worker.get("restarts", 0) + 1  # a new process with this id
             for key in ("trial", "epoch", "epochs", "metrics", "execution", "pid", "host"):
                 if key in request:
                     worker[key] = request[key]
@@ -98,28 +122,47 @@ class SearchBook:
 
 
 class ChiefServicer:
-    """Keras Tuner's OracleServicer with guarded oracle calls and tunecluster's bookkeeping."""
+    """Keras Tuner's OracleServicer with guarded oracle calls, leases and tunecluster's bookkeeping."""
 
-    def __init__(self, oracle, book: SearchBook, space_wait: float):
+    def __init__(self, oracle, book: SearchBook, space_wait: float, leases: Leases):
         from keras_tuner.src.distribute.oracle_chief import OracleServicer
 
         self._base = OracleServicer(oracle)
         self.oracle = oracle
         self.book = book
+        self.leases = leases
         self.space_wait = space_wait
         self.stop_triggered = False
         self.changed = threading.Condition()
 
     # --- helpers -------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def oracle_lock(self):
+        """Hold Keras Tuner's per-oracle lock (re-entrant for this thread, like `@synchronized`)."""
+        from keras_tuner.src.engine import oracle as oracle_module
+
+        me = threading.current_thread().name
+        acquired = oracle_module.THREADS.get(self.oracle) != me
+        if acquired:
+            oracle_module.LOCKS[self.oracle].acquire()
+            oracle_module.THREADS[self.oracle] = me
+        try:
+            yield
+        finally:
+            if acquired and oracle_module.THREADS.get(self.oracle) == me:
+                oracle_module.THREADS[self.oracle] = None
+                oracle_module.LOCKS[self.oracle].release()
+
     def _guarded(self, context, func, *args, **kwargs):
         """Call an oracle method; whatever happens, never leave the oracle's lock held."""
         from keras_tuner.src.engine import oracle as oracle_module
 
+        me = threading.current_thread().name
+        held_before = oracle_module.THREADS.get(self.oracle) == me
         try:
             return func(*args, **kwargs)
         finally:
-            me = threading.current_thread().name
-            if oracle_module.THREADS.get(self.oracle) == me:
+            if not held_before and oracle_module.THREADS.get(self.oracle) == me:
                 oracle_module.THREADS[self.oracle] = None
                 oracle_module.LOCKS[self.oracle].release()
                 log.error("released the oracle lock after %s raised", getattr(func, "__name__", func))
@@ -137,6 +180,53 @@ class ChiefServicer:
         with self.changed:
             self.changed.notify_all()
 
+    def ongoing_holder(self, trial_id: str) -> Optional[str]:
+        for tuner_id, trial in self.oracle.ongoing_trials.items():
+            if trial.trial_id == trial_id:
+                return tuner_id
+        return None
+
+    def _refuse_unless_held(self, context, trial_id: str, what: str) -> None:
+        """Abort with FAILED_PRECONDITION unless the caller (still) holds `trial_id`.
+        Must be called with the oracle lock held, right before the oracle acts on the trial."""
+        import grpc
+
+        holder = self.ongoing_holder(trial_id)
+        caller = caller_id(context)
+        if holder is not None and (caller is None or caller == holder):
+            return
+        if holder is None:
+            reason = f"trial {trial_id} is not running any more (its lease expired or it already ended)"
+        else:
+            reason = f"trial {trial_id} is now held by {holder}"
+        with self.book.lock:
+            self.book.refused_results += 1
+        log.warning("refused %s of trial %s from %s: %s", what, trial_id, caller or "a worker", reason)
+        context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{reason}; {what} refused")
+
+    def requeue(self, trial_id: str, tuner_id: str, reason: str) -> bool:
+        """Take a running trial back from `tuner_id` and queue it for the next worker."""
+        with self.oracle_lock():
+            ongoing = self.oracle.ongoing_trials.get(tuner_id)
+            if ongoing is None or ongoing.trial_id != trial_id:
+                self.leases.release(trial_id)
+                return False
+            self.oracle.ongoing_trials.pop(tuner_id)
+            self.oracle._retry_queue.append(trial_id)
+            self.leases.release(trial_id)
+            self.oracle.save()
+        log.warning("trial %s taken back from %s and queued again: %s", trial_id, tuner_id, reason)
+        self.book.trial_requeued(trial_id, tuner_id, reason)
+        self._notify()
+        return True
+
+    def expire_leases(self) -> int:
+        expired = self.leases.expired()
+        for lease in expired:
+            self.requeue(lease.trial_id, lease.tuner_id,
+                         f"no heartbeat from {lease.tuner_id} for {self.leases.timeout:g} s (lease expired)")
+        return len(expired)
+
     # --- Keras Tuner's RPCs ---------------------------------------------------------------
     def GetSpace(self, request, context):
         return self._guarded(context, self._base.GetSpace, request, context)
@@ -149,6 +239,11 @@ class ChiefServicer:
         from keras_tuner.src.engine import trial as trial_module
 
         tuner_id = request.tuner_id
+        caller = caller_id(context)
+        if caller is not None and caller != tuner_id:
+            import grpc
+
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, "tuner_id differs from the caller's id")
         now = time.time()
         with self.book.lock:
             if self.book.first_request_at is None:
@@ -168,8 +263,13 @@ class ChiefServicer:
             if waited < self.space_wait or self.oracle.ongoing_trials:
                 trial = self._status_trial(trial_module.TrialStatus.IDLE)
                 return protos.get_service().CreateTrialResponse(trial=trial.to_proto())
-        response = self._guarded(context, self._base.CreateTrial, request, context)
-        status = trial_module.TrialStatus.from_proto(response.trial.status)
+        with self.oracle_lock():
+            response = self._guarded(context, self._base.CreateTrial, request, context)
+            status = trial_module.TrialStatus.from_proto(response.trial.status)
+            if status == trial_module.TrialStatus.RUNNING:
+                trial_id = response.trial.trial_id
+                if not self.leases.renew(trial_id, tuner_id):
+                    self.leases.grant(trial_id, tuner_id, timed=caller is not None)
         if status == trial_module.TrialStatus.STOPPED:
             self.stop_triggered = True
             with self.book.lock:
@@ -178,13 +278,15 @@ class ChiefServicer:
         elif status == trial_module.TrialStatus.RUNNING:
             trial_id = response.trial.trial_id
             meta = self.book.trial_meta.get(trial_id)
-            if meta is None or meta.get("worker") != tuner_id or meta.get("ended"):
+            if meta is None or meta.get("worker") != tuner_id or meta.get("ended") or meta.get("status") == "QUEUED":
                 self.book.trial_started(trial_id, tuner_id)
         self._notify()
         return response
 
     def UpdateTrial(self, request, context):
-        response = self._guarded(context, self._base.UpdateTrial, request, context)
+        with self.oracle_lock():
+            self._refuse_unless_held(context, request.trial_id, "update")
+            response = self._guarded(context, self._base.UpdateTrial, request, context)
         self._notify()
         return response
 
@@ -193,23 +295,27 @@ class ChiefServicer:
         from keras_tuner.src.engine import trial as trial_module
 
         trial_id = request.trial.trial_id
-        try:
-            self._guarded(context, self._base.EndTrial, request, context)
-        except RuntimeError as exc:
-            if "consecutive failures" not in str(exc):
-                raise
-            # Keras Tuner raises here on every later call; stop the search cleanly instead.
-            reason = str(exc).splitlines()[0]
-            with self.book.lock:
-                self.book.search_failed = reason
-            log.error("stopping the search: %s", reason)
-            for tuner_id, ongoing in list(self.oracle.ongoing_trials.items()):
-                if ongoing.trial_id == trial_id:
-                    self.oracle.ongoing_trials.pop(tuner_id)
-            trial = self.oracle.trials.get(trial_id)
-            if trial is not None:
-                self.oracle._save_trial(trial)
-            self.oracle.save()
+        with self.oracle_lock():
+            self._refuse_unless_held(context, trial_id, "result")
+            try:
+                self._guarded(context, self._base.EndTrial, request, context)
+            except RuntimeError as exc:
+                if "consecutive failures" not in str(exc):
+                    raise
+                # Keras Tuner raises here on every later call; stop the search cleanly instead.
+                reason = str(exc).splitlines()[0]
+                with self.book.lock:
+                    self.book.search_failed = reason
+                log.error("stopping the search: %s", reason)
+                for tuner_id, ongoing in list(self.oracle.ongoing_trials.items()):
+                    if ongoing.trial_id == trial_id:
+                        self.oracle.ongoing_trials.pop(tuner_id)
+                trial = self.oracle.trials.get(trial_id)
+                if trial is not None:
+                    self.oracle._save_trial(trial)
+                self.oracle.save()
+            if self.ongoing_holder(trial_id) is None:
+                self.leases.release(trial_id)
         trial = self.oracle.trials.get(trial_id)
         status = trial.status if trial is not None else trial_module.TrialStatus.from_proto(request.trial.status)
         self.book.trial_ended(trial_id, status)
@@ -224,7 +330,7 @@ class ChiefServicer:
 
     # --- search state ---------------------------------------------------------------------
     def search_complete(self) -> bool:
-        if self.oracle.ongoing_trials:
+        if self.oracle.ongoing_trials or self.oracle._retry_queue:
             return False
         return self.stop_triggered or bool(self.book.search_failed)
 
@@ -238,7 +344,24 @@ class ControlService:
         self.snapshot = snapshot
 
     def Heartbeat(self, request: dict) -> dict:
-        return self.book.heartbeat(request)
+        """Record the worker's progress and renew its leases; name a trial it no longer holds."""
+        self.book.heartbeat(request)
+        tuner_id = str(request.get("tuner_id"))
+        leases = self.servicer.leases
+        leases.renew_holder(tuner_id)
+        trial_id = request.get("trial")
+        if trial_id and request.get("state") == "running" and leases.holder(str(trial_id)) != tuner_id:
+            return {"ok": True, "revoked": str(trial_id)}
+        return {"ok": True}
+
+    def Release(self, request: dict) -> dict:
+        """A worker shutting down gives its trial back: it goes to the front of the queue."""
+        tuner_id, trial_id = str(request.get("tuner_id")), str(request.get("trial_id"))
+        done = self.servicer.requeue(trial_id, tuner_id, f"{tuner_id} gave it back ({request.get('reason', 'shutting down')})")
+        with self.book.lock:
+            worker = self.book.workers.setdefault(tuner_id, {})
+            worker.update(state="stopped", trial=None, last_seen=time.time())
+        return {"requeued": done}
 
     def TrialNote(self, request: dict) -> dict:
         return self.book.note(request)
@@ -259,7 +382,8 @@ class ControlService:
         with self.book.lock:
             self.book.tunecluster_workers.add(tuner_id)
             if not self.servicer.search_complete():
-                return {"state": "wait"}
+                # A trial taken back from a lost worker waits in the queue: run it.
+                return {"state": "resume" if self.servicer.oracle._retry_queue else "wait"}
             has_result = any(
                 t.status == "COMPLETED" for t in self.servicer.oracle.trials.values()
             )
@@ -270,6 +394,14 @@ class ControlService:
                 return {"state": "export"}
             if self.book.export_state == "claimed" and self.book.exporter == tuner_id:
                 return {"state": "export"}  # the exporter asked again (e.g. it was restarted)
+            if self.book.export_state == "claimed" and has_result:
+                seen = self.book.workers.get(self.book.exporter, {}).get("last_seen") or 0
+                if time.time() - seen > self.servicer.leases.timeout:  # the exporter is gone
+                    log.warning("%s stopped answering while exporting; %s exports instead",
+                                self.book.exporter, tuner_id)
+                    self.book.exporter = tuner_id
+                    self.book.touch()
+                    return {"state": "export"}
             worker = self.book.workers.setdefault(tuner_id, {})
             worker["state"] = "done"
             return {"state": "done"}
@@ -288,11 +420,15 @@ class Chief:
     """One chief process: builds the oracle, serves it, records progress, exits when done."""
 
     def __init__(self, spec: Experiment, run_dir: RunDir, bind: str, port: int,
-                 space_wait: float = 5.0, exit_grace: float = 3.0, export_timeout: float = 600.0):
+                 security: Optional[Security] = None, space_wait: float = 5.0,
+                 exit_grace: float = 3.0, export_timeout: float = 600.0):
         self.spec = spec
         self.run = run_dir
         self.bind = bind
         self.port = port
+        self.security = security or Security()
+        self.leases = Leases(spec.cluster.lease_timeout)
+        self.terminated = threading.Event()
         self.space_wait = space_wait
         self.exit_grace = exit_grace
         self.export_timeout = export_timeout
@@ -313,12 +449,31 @@ class Chief:
         kt_utils.save_json = _atomic_save_json
         oracle = build_oracle(self.spec.tuner)
         oracle._set_project_dir(str(self.run.kt_dir), self.spec.name)
-        if (self.run.kt_project(self.spec.name) / "oracle.json").exists():
-            oracle.reload()  # resume: ongoing trials go back to the queue
-            log.info("resumed the search from %s (%d trials known)", self.run.kt_dir, len(oracle.trials))
+        oracle_file = self.run.kt_project(self.spec.name) / "oracle.json"
+        if oracle_file.exists():
+            oracle.reload()  # never overwrite=True: it would delete the shared project directory
+            self._hold_for_their_workers(oracle, oracle_file)
+            log.info("resumed the search from %s (%d trials known, %d held for their workers, %d queued)",
+                     self.run.kt_dir, len(oracle.trials), len(oracle.ongoing_trials), len(oracle._retry_queue))
         oracle.verbose = 0
         self._reload_book()
         return oracle
+
+    def _hold_for_their_workers(self, oracle, oracle_file: Path) -> None:
+        """Keras Tuner's reload queues every trial that was running. A worker that kept training
+        while the chief was away should still deliver its result, so each such trial stays with
+        its worker under a fresh lease; if that worker does not renew it, it is queued again."""
+        try:
+            ongoing = json.loads(oracle_file.read_text()).get("ongoing_trials", {})
+        except (OSError, ValueError):
+            return
+        for tuner_id, trial_id in ongoing.items():
+            if trial_id in oracle._retry_queue and trial_id in oracle.trials:
+                oracle._retry_queue.remove(trial_id)
+                oracle.ongoing_trials[tuner_id] = oracle.trials[trial_id]
+                oracle.trials[trial_id].status = "RUNNING"
+                oracle.tuner_ids.add(tuner_id)
+                self.leases.grant(trial_id, tuner_id, timed=True)
 
     def _reload_book(self) -> None:
         """On resume, keep who ran the earlier trials and when (from the last results.json)."""
@@ -328,28 +483,40 @@ class Chief:
 
         document = read_json(self.run.results_json) or {}
         for row in document.get("trials", []):
-            if row.get("status") == "RUNNING":
+            if row.get("status") == "QUEUED":
                 continue
             meta = {k: row.get(k) for k in ("worker", "error_type", "message", "status")}
+            meta["requeues"] = row.get("requeues", 0)
             for key in ("started", "ended"):
                 meta[key] = datetime.fromisoformat(row[key]).timestamp() if row.get(key) else None
             self.book.trial_meta[row["trial_id"]] = meta
 
     def start(self) -> str:
         self.oracle = self._make_oracle()
-        self.servicer = ChiefServicer(self.oracle, self.book, self.space_wait)
+        self.servicer = ChiefServicer(self.oracle, self.book, self.space_wait, self.leases)
         control = ControlService(self.servicer, self.book, self.snapshot)
         from keras_tuner.src import protos
 
+        interceptors = []
+        if self.security.insecure:
+            log.warning("INSECURE: the oracle port accepts calls without a token; anyone who can "
+                        "reach it can read and change the search")
+        else:
+            interceptors.append(TokenInterceptor(self.security.token))
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=max(8, 2 * self.spec.cluster.workers + 4)),
+            interceptors=interceptors,
             options=[("grpc.so_reuseport", 0)],
         )
         protos.get_service_grpc().add_OracleServicer_to_server(self.servicer, server)
         server.add_generic_rpc_handlers((control_handler(control),))
         address = f"{self.bind}:{self.port}"
+        credentials = server_credentials(self.security)
         try:
-            bound = server.add_insecure_port(address)
+            if credentials is not None:
+                bound = server.add_secure_port(address, credentials)
+            else:
+                bound = server.add_insecure_port(address)
         except RuntimeError:
             bound = 0
         if not bound:
@@ -359,7 +526,9 @@ class Chief:
             )
         server.start()
         self._server = server
-        log.info("oracle (%s) listening on %s", self.spec.tuner.kind, address)
+        log.info("oracle (%s) listening on %s (%s, %s)", self.spec.tuner.kind, address,
+                 "TLS" if credentials is not None else "plaintext",
+                 "no token" if self.security.insecure else "token required")
         return address
 
     # --- state written for the CLI ---------------------------------------------------------
@@ -379,6 +548,10 @@ class Chief:
                 "counts": count_statuses(trials),
                 "best": best_trial_summary(oracle),
                 "workers": workers,
+                "queued": list(oracle._retry_queue),
+                "leases": self.leases.held(),
+                "requeued": len(self.book.requeue_events),
+                "refused_results": self.book.refused_results,
                 "last_failure": self.book.last_failure,
                 "search_failed": self.book.search_failed,
                 "export": {"state": self.book.export_state, "by": self.book.exporter,
@@ -410,15 +583,32 @@ class Chief:
                 time.sleep(0.2)  # coalesce bursts of updates
 
     # --- main loop --------------------------------------------------------------------------
+    def _lease_loop(self) -> None:
+        period = min(1.0, self.leases.timeout / 4)
+        while not self._stop.wait(period):
+            try:
+                self.servicer.expire_leases()
+            except Exception:  # never let the monitor kill the chief
+                log.exception("could not expire leases")
+
+    def terminate(self) -> None:
+        """Ask the main loop to save and exit (SIGTERM)."""
+        self.terminated.set()
+        with self.servicer.changed:
+            self.servicer.changed.notify_all()
+
     def serve_until_done(self) -> int:
-        """Block until the search is over and the best model exported; return the exit code."""
-        writer = threading.Thread(target=self._writer_loop, name="state-writer", daemon=True)
-        writer.start()
+        """Block until the search is over and the best model exported (or SIGTERM); return the
+        exit code: 0 done, 1 the search failed, 143 terminated before the end (resumable)."""
+        threads = [threading.Thread(target=self._writer_loop, name="state-writer", daemon=True),
+                   threading.Thread(target=self._lease_loop, name="lease-monitor", daemon=True)]
+        for thread in threads:
+            thread.start()
         servicer = self.servicer
         complete_at = None
         resolved_at = None
         try:
-            while True:
+            while not self.terminated.is_set():
                 with servicer.changed:
                     servicer.changed.wait(timeout=0.5)
                 if not servicer.search_complete():
@@ -439,7 +629,10 @@ class Chief:
                     break
         finally:
             self._stop.set()
-            writer.join(timeout=5)
+            for thread in threads:
+                thread.join(timeout=5)
+        if self.terminated.is_set():
+            return self._shutdown()
         self.write_state(finished=True)
         self._server.stop(grace=1.0).wait(2.0)
         if self.book.search_failed:
@@ -450,6 +643,17 @@ class Chief:
             return 1
         log.info("search complete: %s", self.snapshot()["counts"])
         return 0
+
+    def _shutdown(self) -> int:
+        """SIGTERM: stop answering, save the oracle and the progress files, exit resumable."""
+        self._server.stop(grace=2.0).wait(3.0)
+        complete = self.servicer.search_complete()
+        with self.servicer.oracle_lock():
+            self.oracle.save()
+        self.write_state(finished=False)
+        log.info("terminated: state saved (%s); `tunecluster up --resume` or a restarted chief "
+                 "continues the search", self.snapshot()["counts"])
+        return 0 if complete and self.book.export_state == "done" else 143
 
     def stop(self) -> None:
         if self._server is not None:
@@ -464,7 +668,9 @@ def _atomic_save_json(path, obj):
     return text
 
 
-def run_chief(spec: Experiment, run_dir: str | Path, bind: str, port: int) -> int:
-    chief = Chief(spec, RunDir(run_dir), bind, port)
+def run_chief(spec: Experiment, run_dir: str | Path, bind: str, port: int,
+              security: Optional[Security] = None) -> int:
+    chief = Chief(spec, RunDir(run_dir), bind, port, security=security)
     chief.start()
+    signal.signal(signal.SIGTERM, lambda *_: chief.terminate())
     return chief.serve_until_done()

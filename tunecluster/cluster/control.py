@@ -4,7 +4,9 @@ Keras Tuner's protocol has no heartbeat, no way to report an error message and n
 over, who exports the best model?". These calls carry JSON bytes over gRPC generic handlers (no
 generated code), so they never disturb Keras Tuner's own protos:
 
-- `Heartbeat`   a worker's current trial, epoch and metrics (feeds the live view and leases)
+- `Heartbeat`   a worker's current trial, epoch and metrics (feeds the live view, renews the
+                trial's lease; the answer names a trial whose lease the worker lost)
+- `Release`     a worker that is shutting down gives its trial back to the queue
 - `TrialNote`   the error type and message of a trial that failed in the worker
 - `SetSpace`    the search space as Keras Tuner's JSON config; unlike the proto of `UpdateSpace`
                 (grouped by type) it keeps the declaration order, so a seeded search samples the
@@ -22,7 +24,7 @@ from typing import Any, Callable
 import grpc
 
 SERVICE = "tunecluster.Control"
-METHODS = ("Heartbeat", "TrialNote", "SetSpace", "Finish", "ExportDone", "Status")
+METHODS = ("Heartbeat", "Release", "TrialNote", "SetSpace", "Finish", "ExportDone", "Status")
 
 
 def _dumps(data: Any) -> bytes:
@@ -46,16 +48,23 @@ def control_handler(impl: Any) -> grpc.GenericRpcHandler:
 
 def _wrap(method: Callable[[dict], dict]):
     def handle(request, context):
+        from tunecluster.cluster.security import caller_id
+
+        caller = caller_id(context)
+        if caller and "tuner_id" in request and request["tuner_id"] != caller:
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, "tuner_id differs from the caller's id")
         return method(request)
 
     return handle
 
 
 class ControlClient:
-    """The worker's (and the CLI's) side of the control service."""
+    """The worker's (and the CLI's) side of the control service; calls go through `link`
+    (retries while the chief is away) when one is given."""
 
-    def __init__(self, channel: grpc.Channel, timeout: float = 10.0):
+    def __init__(self, channel: grpc.Channel, timeout: float = 10.0, link=None):
         self._timeout = timeout
+        self._link = link
         self._calls = {
             name: channel.unary_unary(
                 f"/{SERVICE}/{name}", request_serializer=_dumps, response_deserializer=_loads
@@ -64,4 +73,6 @@ class ControlClient:
         }
 
     def call(self, method: str, timeout: float | None = None, **request: Any) -> dict:
+        if self._link is not None:
+            return self._link.call(self._calls[method], request, timeout=timeout or self._timeout, what=method)
         return self._calls[method](request, timeout=timeout or self._timeout, wait_for_ready=True)

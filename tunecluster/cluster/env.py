@@ -18,6 +18,13 @@ RUN_DIR = "TUNECLUSTER_RUN_DIR"  # the shared run directory
 TF_THREADS = "TUNECLUSTER_TF_THREADS"  # TensorFlow intra-op threads for a worker
 STRATEGY = "TUNECLUSTER_STRATEGY"  # overrides cluster.strategy
 LOGICAL_CPUS = "TUNECLUSTER_LOGICAL_CPUS"  # split the CPU into N logical devices (tests)
+TOKEN = "TUNECLUSTER_TOKEN"  # the oracle token itself (prefer TOKEN_FILE)
+TOKEN_FILE = "TUNECLUSTER_TOKEN_FILE"  # a file holding the token (a mounted secret)
+INSECURE = "TUNECLUSTER_INSECURE"  # "1": no token on the oracle port (stock Keras Tuner workers)
+TLS_CERT = "TUNECLUSTER_TLS_CERT"  # chief: PEM certificate to serve
+TLS_KEY = "TUNECLUSTER_TLS_KEY"  # chief: its PEM private key
+TLS_CA = "TUNECLUSTER_TLS_CA"  # workers/CLI: PEM certificate(s) to trust for the chief
+TLS_SERVER_NAME = "TUNECLUSTER_TLS_SERVER_NAME"  # workers: name to check in the chief's certificate
 
 
 @dataclass(frozen=True)

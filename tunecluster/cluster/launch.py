@@ -31,6 +31,8 @@ class Overrides:
     tuner: Optional[str] = None
     seed: Optional[int] = None
     backend: Optional[str] = None
+    insecure: Optional[bool] = None
+    tls: Optional[bool] = None
 
     def apply(self, spec: Experiment) -> Experiment:
         raw = spec.model_dump(mode="json")
@@ -47,6 +49,10 @@ class Overrides:
             raw["tuner"]["kind"] = self.tuner
         if self.seed is not None:
             raw["tuner"]["seed"] = self.seed
+        if self.insecure:
+            raw["cluster"]["insecure"] = True
+        if self.tls:
+            raw["cluster"]["tls"] = True
         return validate_spec(raw, "command-line options")
 
 
@@ -96,6 +102,21 @@ def prepare_run_dir(run: RunDir, spec: Experiment, *, force: bool, resume: bool)
     return spec
 
 
+def role_security_env(spec: Experiment, run: RunDir) -> tuple[dict, dict]:
+    """Make (or keep, on resume) the run's token and TLS files; the chief's and workers' variables."""
+    import os
+
+    from tunecluster.cluster import env as role_env
+    from tunecluster.cluster.security import RunSecrets
+
+    secrets = RunSecrets(run.root)
+    if not spec.cluster.insecure:
+        secrets.ensure_token(os.environ.get(role_env.TOKEN))
+    if spec.cluster.tls:
+        secrets.ensure_tls()
+    return secrets.role_env(insecure=spec.cluster.insecure, tls=spec.cluster.tls)
+
+
 def up_local(spec: Experiment, run: RunDir, *, port: Optional[int], console: Console,
              detach: bool = False) -> int:
     """Run the search with local processes; return the exit code for the CLI."""
@@ -107,25 +128,44 @@ def up_local(spec: Experiment, run: RunDir, *, port: Optional[int], console: Con
         raise UsageError(f"port {port} on {host} is in use; pass another --port or leave it out for a free one")
     # A resumed run restarts with a fresh progress file (the oracle state lives in kt/).
     run.progress.unlink(missing_ok=True)
+    chief_env, worker_env = role_security_env(spec, run)
     plan = build_plan(spec, spec_path=str(run.spec), run_dir=str(run.root), chief_bind=host,
-                      chief_host=host, port=port, tf_threads=default_tf_threads(spec.cluster.workers))
-    cluster = LocalCluster(plan, run)
+                      chief_host=host, port=port, tf_threads=default_tf_threads(spec.cluster.workers),
+                      chief_env=chief_env, worker_env=worker_env)
+    cluster = LocalCluster(plan, run, max_restarts=0 if detach else spec.cluster.max_restarts)
     started = time.time()
+    security = "no token (--insecure)" if spec.cluster.insecure else "token"
     console.print(f"tunecluster: {spec.name} ({spec.tuner.kind}, {spec.tuner.max_trials} trials, "
                   f"{spec.cluster.workers} workers) in {run.root}", highlight=False)
     cluster.start()
-    console.print(f"chief listening on {host}:{port}; logs in {run.logs}", highlight=False)
+    console.print(f"chief listening on {host}:{port} ({security}{', TLS' if spec.cluster.tls else ''}); "
+                  f"logs in {run.logs}", highlight=False)
     if detach:
-        console.print(f"detached; follow with `tunecluster status --dir {run.root}`", highlight=False)
+        console.print(f"detached; follow with `tunecluster status --dir {run.root}` "
+                      "(roles that die are not restarted without the launcher)", highlight=False)
         return 0
+
+    def note(message: str) -> None:
+        console.print(f"[{time.strftime('%H:%M:%S')}] {message}", highlight=False)
+
+    def alive() -> bool:
+        cluster.supervise(search_over=run.finished, note=note)
+        if cluster.chief_final() is not None:
+            return False
+        return not cluster.all_workers_gone()
+
     try:
-        LiveView(run, console).follow(lambda: cluster.chief_exit() is None and not cluster.all_workers_gone())
-        code = cluster.chief_exit()
+        LiveView(run, console).follow(alive)
+        code = cluster.chief_final()
         if code is None:
             cluster.stop(timeout=5.0)
             failed = [n for n, c in cluster.poll().items() if n != "chief" and c]
+            usage = [n for n, c in cluster.poll().items() if n != "chief" and c == 2]
+            tail = cluster.log_tail(failed[0] if failed else 'worker-0')
+            if usage:
+                raise UsageError(tail.removeprefix("error: "))
             raise RunFailure(f"every worker exited before the search ended ({', '.join(failed) or 'no error code'}); "
-                             f"last worker error: {cluster.log_tail(failed[0] if failed else 'worker-0')}")
+                             f"last worker error: {tail}")
         cluster.wait_workers(timeout=10.0)
     except KeyboardInterrupt:
         console.print("\ninterrupted: stopping the chief and workers ...", highlight=False)
@@ -143,6 +183,8 @@ def up_local(spec: Experiment, run: RunDir, *, port: Optional[int], console: Con
         console.print(f"roles that failed: {', '.join(failed_roles)} (see {run.logs})", highlight=False)
     if progress.get("search_failed"):
         raise RunFailure(f"the search stopped: {progress['search_failed']}")
+    if code == 2:
+        raise UsageError(cluster.log_tail("chief").removeprefix("error: "))
     if code != 0:
         raise RunFailure(f"the chief exited with code {code}: {cluster.log_tail('chief')}")
     if not progress.get("finished"):

@@ -43,9 +43,11 @@ def worker_id(index: int) -> str:
 
 
 def build_plan(spec: Experiment, *, spec_path: str, run_dir: str, chief_bind: str,
-               chief_host: str, port: int, tf_threads: int | None = None) -> ClusterPlan:
+               chief_host: str, port: int, tf_threads: int | None = None,
+               chief_env: dict[str, str] | None = None, worker_env: dict[str, str] | None = None) -> ClusterPlan:
     """Roles and their variables. `chief_bind` is what the chief listens on, `chief_host` what
-    workers dial (the same on one machine; a Service or container name elsewhere)."""
+    workers dial (the same on one machine; a Service or container name elsewhere);
+    `chief_env`/`worker_env` add the token and TLS variables (see `security.RunSecrets`)."""
     common = {
         role_env.ORACLE_PORT: str(port),
         role_env.SPEC: spec_path,
@@ -54,10 +56,10 @@ def build_plan(spec: Experiment, *, spec_path: str, run_dir: str, chief_bind: st
         "PYTHONUNBUFFERED": "1",
     }
     chief = Role("chief", "chief", ("chief",),
-                 {**common, role_env.TUNER_ID: "chief", role_env.ORACLE_IP: chief_bind})
+                 {**common, **(chief_env or {}), role_env.TUNER_ID: "chief", role_env.ORACLE_IP: chief_bind})
     workers = []
     for i in range(spec.cluster.workers):
-        env = {**common, role_env.TUNER_ID: worker_id(i), role_env.ORACLE_IP: chief_host}
+        env = {**common, **(worker_env or {}), role_env.TUNER_ID: worker_id(i), role_env.ORACLE_IP: chief_host}
         threads = spec.cluster.tf_threads or tf_threads
         if threads:
             env[role_env.TF_THREADS] = str(threads)

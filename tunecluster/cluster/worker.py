@@ -2,8 +2,12 @@
 chief says STOPPED, then export the best model if the chief asks this worker to.
 
 Configured only through the environment (`KERASTUNER_TUNER_ID`, `KERASTUNER_ORACLE_IP`,
-`KERASTUNER_ORACLE_PORT`, `TUNECLUSTER_SPEC`, `TUNECLUSTER_RUN_DIR`, optional
-`TUNECLUSTER_TF_THREADS` / `TUNECLUSTER_STRATEGY`).
+`KERASTUNER_ORACLE_PORT`, `TUNECLUSTER_SPEC`, `TUNECLUSTER_RUN_DIR`, the token and TLS variables of
+`security`, optional `TUNECLUSTER_TF_THREADS` / `TUNECLUSTER_STRATEGY`).
+
+Every call to the chief goes through a `ChiefLink` (retries while the chief restarts, gives up
+after `cluster.chief_timeout`). SIGTERM stops training at the next batch, gives the running trial
+back to the chief and exits with 143.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import signal
 import time
 
 from tunecluster.cluster.env import RoleEnv
@@ -36,29 +41,33 @@ def run_worker(spec: Experiment, role: RoleEnv) -> int:
 
     strategy_mod.configure_devices(spec.cluster.tf_threads)
 
-    import grpc
     from keras_tuner.src import protos
 
+    from tunecluster.cluster.chief_link import ChiefLink, ResilientStub
     from tunecluster.cluster.control import ControlClient
+    from tunecluster.cluster.security import open_channel, read_security
     from tunecluster.tuning.datasets import load_splits
     from tunecluster.tuning.export import export_best
     from tunecluster.tuning.loader import load_callable
     from tunecluster.tuning.oracles import build_oracle
-    from tunecluster.tuning.worker_tuner import Backoff, ClusterTuner, Heartbeat, checked_build
+    from tunecluster.tuning.worker_tuner import (Backoff, ClusterTuner, FatalUsage, Heartbeat,
+                                                 TrialInterrupted, checked_build)
 
     if not spec.hypermodel:
         raise UsageError("hypermodel: the spec names no hypermodel; set hypermodel: \"file.py:function\"")
+    security = read_security()
     run = RunDir(role.run_dir or ".")
     splits = load_splits(spec.data)
     build = checked_build(bind_hypermodel(load_callable(spec.hypermodel), splits))
     strategy = strategy_mod.choose_strategy(spec.cluster.strategy)
     log.info("%s: %s, %d training rows", role.tuner_id, strategy_mod.describe(strategy), len(splits.y_train))
 
-    channel = grpc.insecure_channel(role.address)
-    control = ControlClient(channel)
-    heartbeat = Heartbeat(lambda msg: control.call(msg.pop("method"), **msg), role.tuner_id)
+    channel = open_channel(role.address, security, tuner_id=role.tuner_id)
+    link = ChiefLink(role.address, spec.cluster.chief_timeout)
+    control = ControlClient(channel, link=link)
+    heartbeat = Heartbeat(lambda msg: control.call(msg.pop("method"), **msg), role.tuner_id,
+                          interval=spec.cluster.heartbeat_interval)
     heartbeat.report(pid=os.getpid(), host=os.uname().nodename)
-    heartbeat.start()
 
     tuner = ClusterTuner(
         build_oracle(spec.tuner), build,
@@ -67,32 +76,68 @@ def run_worker(spec: Experiment, role: RoleEnv) -> int:
         report=heartbeat.report, idle_backoff_max=spec.cluster.idle_backoff_max,
     )
     tuner._flush = heartbeat.flush
-    # Keras Tuner's client made its own channel; share ours (one connection per worker).
-    tuner.oracle.stub = protos.get_service_grpc().OracleStub(channel)
-    tuner.send_space(lambda config: control.call("SetSpace", timeout=600, hyperparameters=config))
-    started = time.time()
-    tuner.search()
-    log.info("%s: ran %d trials in %.1f s; search stopped", role.tuner_id, tuner.trials_run, time.time() - started)
+    tuner._log = lambda message: log.warning("%s: %s", role.tuner_id, message)
+    heartbeat.on_answer = tuner.lease_answer
+    # Keras Tuner's client made its own channel; use ours (token, retries, one connection).
+    tuner.oracle.stub = ResilientStub(protos.get_service_grpc().OracleStub(channel), link)
 
-    backoff = Backoff(first=0.1, maximum=1.0)
+    def on_sigterm(*_):
+        log.warning("%s: SIGTERM: stopping at the next batch and giving the trial back", role.tuner_id)
+        tuner.request_stop()
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    heartbeat.start()
     try:
-        while True:
-            answer = control.call("Finish", tuner_id=role.tuner_id)
-            if answer.get("state") == "wait":
-                time.sleep(backoff.next())
-                continue
-            if answer.get("state") == "export":
-                heartbeat.report(state="exporting")
-                try:
-                    metrics = export_best(tuner, splits, run, spec)
-                except Exception as exc:
-                    control.call("ExportDone", tuner_id=role.tuner_id, ok=False,
-                                 message=f"{type(exc).__name__}: {exc}")
-                    raise
-                control.call("ExportDone", tuner_id=role.tuner_id, ok=True)
-                log.info("exported trial %s to %s (validation %s)", metrics["trial_id"],
-                         run.best_model, metrics["validation"])
-            break
+        return _search_and_finish(spec, role, run, splits, tuner, control, heartbeat, export_best, Backoff)
+    except TrialInterrupted as stop:
+        _give_back(control, role.tuner_id, stop.trial_id)
+        return 143
+    except FatalUsage as fatal:
+        raise fatal.error from None
     finally:
         heartbeat.stop()
-    return 0
+
+
+def _give_back(control, tuner_id: str, trial_id) -> None:
+    if trial_id:
+        try:
+            control.call("Release", tuner_id=tuner_id, trial_id=trial_id, reason="SIGTERM", timeout=5)
+            log.warning("%s: gave trial %s back to the chief", tuner_id, trial_id)
+        except Exception as exc:  # the lease expires on its own
+            log.warning("%s: could not give trial %s back (%s); its lease will expire", tuner_id, trial_id, exc)
+    log.warning("%s: stopped by SIGTERM", tuner_id)
+
+
+def _search_and_finish(spec, role, run, splits, tuner, control, heartbeat, export_best, Backoff) -> int:
+    tuner.send_space(lambda config: control.call("SetSpace", timeout=600, hyperparameters=config))
+    started = time.time()
+    backoff = Backoff(first=0.1, maximum=1.0)
+    while True:
+        tuner.search()
+        if tuner.stop_requested.is_set():
+            raise TrialInterrupted(None)
+        log.info("%s: ran %d trials in %.1f s (%d taken back); search stopped", role.tuner_id,
+                 tuner.trials_run, time.time() - started, tuner.trials_lost)
+        while True:
+            answer = control.call("Finish", tuner_id=role.tuner_id)
+            state = answer.get("state")
+            if state == "wait":
+                if tuner.stop_requested.wait(backoff.next()):
+                    raise TrialInterrupted(None)
+                continue
+            break
+        if state == "resume":  # a trial was taken back from a lost worker: run it
+            log.info("%s: a trial went back to the queue; resuming the search", role.tuner_id)
+            continue
+        if state == "export":
+            heartbeat.report(state="exporting")
+            try:
+                metrics = export_best(tuner, splits, run, spec)
+            except Exception as exc:
+                control.call("ExportDone", tuner_id=role.tuner_id, ok=False,
+                             message=f"{type(exc).__name__}: {exc}")
+                raise
+            control.call("ExportDone", tuner_id=role.tuner_id, ok=True)
+            log.info("exported trial %s to %s (validation %s)", metrics["trial_id"],
+                     run.best_model, metrics["validation"])
+        return 0

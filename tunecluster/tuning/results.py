@@ -17,7 +17,7 @@ from typing import Any, Optional
 from tunecluster.cluster.rundir import RunDir, read_json, write_atomic, write_json
 from tunecluster.errors import UsageError
 
-STATUSES = ("COMPLETED", "RUNNING", "FAILED", "INVALID", "STOPPED", "IDLE")
+STATUSES = ("COMPLETED", "RUNNING", "QUEUED", "FAILED", "INVALID", "STOPPED", "IDLE")
 
 
 def _iso(ts: Optional[float]) -> Optional[str]:
@@ -58,13 +58,17 @@ def best_trial_summary(oracle) -> Optional[dict]:
 def results_document(spec, oracle, trial_meta: dict, finished: bool) -> dict:
     """The content of results.json, from the oracle's trials and the chief's bookkeeping."""
     rows = []
+    queued = set(getattr(oracle, "_retry_queue", ()))
     for trial_id in sorted(oracle.trials, key=lambda t: (len(t), t)):
         trial = oracle.trials[trial_id]
         meta = trial_meta.get(trial_id, {})
         message = meta.get("message") or trial.message
+        status = trial.status
+        if status == "RUNNING" and trial_id in queued:
+            status = "QUEUED"  # taken back from a worker (lease expired, released), waiting for the next
         rows.append({
             "trial_id": trial_id,
-            "status": trial.status,
+            "status": status,
             "score": _clean(trial.score),
             "best_step": trial.best_step,
             "hyperparameters": dict(trial.hyperparameters.values),
@@ -75,6 +79,7 @@ def results_document(spec, oracle, trial_meta: dict, finished: bool) -> dict:
                            if meta.get("ended") and meta.get("started") else None),
             "error_type": meta.get("error_type"),
             "message": message,
+            "requeues": meta.get("requeues", 0),
         })
     best = best_trial_summary(oracle)
     return {
@@ -113,7 +118,8 @@ def hp_names(document: dict) -> list[str]:
     return names
 
 
-CSV_COLUMNS = ("trial_id", "status", "score", "worker", "started", "ended", "duration_s", "error_type", "message")
+CSV_COLUMNS = ("trial_id", "status", "score", "worker", "started", "ended", "duration_s", "requeues",
+               "error_type", "message")
 
 
 def to_csv(document: dict) -> str:

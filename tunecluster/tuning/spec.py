@@ -108,6 +108,33 @@ class ClusterSpec(_Section):
     )
     port: Optional[int] = Field(None, ge=1, le=65535, description="Oracle port; default: a free one.")
     idle_backoff_max: float = Field(1.0, gt=0, le=30, description="Longest sleep between IDLE answers.")
+    heartbeat_interval: float = Field(
+        2.0, ge=0.05, le=60, description="Seconds between a worker's heartbeats (they renew its trial's lease)."
+    )
+    lease_timeout: float = Field(
+        30.0, gt=0, le=3600,
+        description="A trial whose worker sent no heartbeat for this long goes back to the queue.",
+    )
+    max_restarts: int = Field(
+        5, ge=0, le=1000, description="Restarts allowed per role (local backend) before it is given up."
+    )
+    chief_timeout: float = Field(
+        300.0, gt=0, le=86400,
+        description="How long a worker keeps retrying an unreachable chief before it exits.",
+    )
+    insecure: bool = Field(
+        False, description="Serve the oracle without a token (lets unmodified Keras Tuner workers join)."
+    )
+    tls: bool = Field(False, description="Encrypt the oracle port with a certificate made for this run.")
+
+    @model_validator(mode="after")
+    def _lease_outlives_heartbeats(self):
+        if self.lease_timeout < 3 * self.heartbeat_interval:
+            raise ValueError(
+                f"lease_timeout ({self.lease_timeout:g} s) must be at least 3 x heartbeat_interval "
+                f"({self.heartbeat_interval:g} s), or healthy workers lose their trials"
+            )
+        return self
 
 
 class Experiment(_Section):

@@ -10,7 +10,11 @@ scoring and checkpoint layout are used unchanged. What it changes:
 - Keras state is cleared before every build, so memory does not grow across trials;
 - Hyperband's epochs and parent checkpoints work as in `keras_tuner.Hyperband`;
 - progress (trial, epoch, metrics) goes to the chief through heartbeats, and the type and message
-  of a trial's error are reported before the trial is ended.
+  of a trial's error are reported before the trial is ended;
+- a trial whose lease the chief took back (the heartbeat's answer names it, or the chief refuses
+  its result) is abandoned at the next batch and the worker asks for a fresh one;
+- `request_stop()` (SIGTERM) ends training at the next batch and raises `TrialInterrupted`, so the
+  caller gives the trial back instead of reporting a half-trained score.
 """
 
 from __future__ import annotations
@@ -25,7 +29,29 @@ import keras_tuner as kt
 from keras_tuner.src.engine import trial as trial_module
 from keras_tuner.src.engine.tuner import maybe_distribute
 
+from tunecluster.cluster.chief_link import ResultRefused
 from tunecluster.errors import UsageError
+
+
+class LeaseLost(BaseException):
+    """The chief took this trial back (lease expired); its result would be refused."""
+
+
+class FatalUsage(BaseException):
+    """A usage error inside a trial (e.g. the hypermodel returned no model): stop the worker
+    (Keras Tuner would record it as a failed trial and try the next)."""
+
+    def __init__(self, error: UsageError):
+        super().__init__(str(error))
+        self.error = error
+
+
+class TrialInterrupted(BaseException):
+    """The worker was asked to stop (SIGTERM) in the middle of a trial."""
+
+    def __init__(self, trial_id: Optional[str]):
+        super().__init__(trial_id)
+        self.trial_id = trial_id
 
 
 class Backoff:
@@ -77,6 +103,20 @@ class _Progress(keras.callbacks.Callback):
                     execution=self.execution, metrics=metrics)
 
 
+class _StopCheck(keras.callbacks.Callback):
+    """Stops training at the next batch when the worker must stop or lost the trial."""
+
+    def __init__(self, should_stop: Callable[[], bool]):
+        super().__init__()
+        self.should_stop = should_stop
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.should_stop():
+            self.model.stop_training = True
+
+    on_test_batch_end = on_train_batch_end
+
+
 def checked_build(build: Callable) -> Callable:
     """Wrap a user's build function so a non-model return value is a clear error."""
 
@@ -106,6 +146,11 @@ class ClusterTuner(kt.Tuner):
         self._idle_backoff_max = idle_backoff_max
         self.last_error: Optional[BaseException] = None
         self.trials_run = 0
+        self.trials_lost = 0
+        self.stop_requested = threading.Event()
+        self.current_trial: Optional[str] = None
+        self._lost: set[str] = set()
+        self._log = lambda message: print(f"[{self.tuner_id}] {message}", flush=True)
         super().__init__(
             oracle=oracle,
             hypermodel=hypermodel,
@@ -133,25 +178,62 @@ class ClusterTuner(kt.Tuner):
         else:
             self.oracle.update_space(local.get_space())
 
+    # --- leases and stopping ------------------------------------------------------------
+    def request_stop(self) -> None:
+        """Stop at the next batch (or the next request) and leave the search loop."""
+        self.stop_requested.set()
+
+    def lease_answer(self, answer: dict) -> None:
+        """Called with each heartbeat's answer: the chief may name a trial we no longer hold."""
+        revoked = answer.get("revoked")
+        if revoked and revoked == self.current_trial:
+            self._lost.add(revoked)
+
+    def _must_stop(self) -> bool:
+        return self.stop_requested.is_set() or (self.current_trial in self._lost)
+
+    def _check_trial(self, trial_id: str) -> None:
+        if self.stop_requested.is_set():
+            raise TrialInterrupted(trial_id)
+        if trial_id in self._lost:
+            raise LeaseLost(trial_id)
+
     # --- the search loop -----------------------------------------------------------------
     def search(self, *fit_args, **fit_kwargs):
         backoff = Backoff(maximum=self._idle_backoff_max)
         self.on_search_begin()
-        while True:
+        while not self.stop_requested.is_set():
             self.pre_create_trial()
             trial = self.oracle.create_trial(self.tuner_id)
             if trial.status == trial_module.TrialStatus.STOPPED:
                 break
             if trial.status == trial_module.TrialStatus.IDLE:
                 self._report(state="idle", trial=None)
-                time.sleep(backoff.next())
+                self.stop_requested.wait(backoff.next())
                 continue
             backoff.reset()
+            if self.stop_requested.is_set():  # SIGTERM while the request was on its way
+                raise TrialInterrupted(trial.trial_id)
+            self.current_trial = trial.trial_id
+            self._lost.discard(trial.trial_id)
             self._report(state="running", trial=trial.trial_id, epoch=0, metrics={})
-            self.on_trial_begin(trial)
-            self._try_run_and_update_trial(trial, *fit_args, **fit_kwargs)
-            self.on_trial_end(trial)
+            try:
+                self.on_trial_begin(trial)
+                self._try_run_and_update_trial(trial, *fit_args, **fit_kwargs)
+                if trial.trial_id in self._lost:  # (a finished trial is still ended on SIGTERM)
+                    raise LeaseLost(trial.trial_id)
+                self.on_trial_end(trial)
+            except (LeaseLost, ResultRefused) as exc:
+                self.trials_lost += 1
+                self._log(f"trial {trial.trial_id} was taken back by the chief ({exc}); "
+                          "asking for a fresh trial")
+                self._report(state="lost trial", trial=None)
+                continue
+            finally:
+                if not self.stop_requested.is_set():
+                    self.current_trial = None
             self.trials_run += 1
+            self._report(state="between trials", trial=None)
         self._report(state="stopped", trial=None)
         self.on_search_end()
 
@@ -159,8 +241,10 @@ class ClusterTuner(kt.Tuner):
         self.last_error = None
         try:
             return super()._run_and_update_trial(trial, *fit_args, **fit_kwargs)
-        except UsageError:
-            raise
+        except ResultRefused as exc:  # an update refused: the lease is gone
+            raise LeaseLost(str(exc)) from None
+        except UsageError as exc:  # the user's code is wrong: every trial would fail the same way
+            raise FatalUsage(exc) from exc
         except BaseException as exc:
             self.last_error = exc
             raise
@@ -202,7 +286,8 @@ class ClusterTuner(kt.Tuner):
         model = None
         for execution in range(self.executions_per_trial):
             model = self._try_build(hp)
-            callbacks = [best, _Progress(self._report, trial.trial_id, execution, epochs)]
+            callbacks = [best, _Progress(self._report, trial.trial_id, execution, epochs),
+                         _StopCheck(self._must_stop)]
             if fit.early_stopping_patience:
                 callbacks.append(keras.callbacks.EarlyStopping(
                     monitor=objective.name, mode=objective.direction,
@@ -214,6 +299,7 @@ class ClusterTuner(kt.Tuner):
                 verbose=fit.verbose, callbacks=callbacks,
             )
             histories.append(history)
+            self._check_trial(trial.trial_id)  # never report a score of an interrupted training
         if best.weights is not None and model is not None:
             model.set_weights(best.weights)
             model.save_weights(self._get_checkpoint_fname(trial.trial_id))
@@ -244,6 +330,7 @@ class Heartbeat(threading.Thread):
         self._wake = threading.Event()
         self._stop = threading.Event()
         self.interval = interval
+        self.on_answer: Optional[Callable[[dict], None]] = None
 
     def report(self, note: bool = False, **fields) -> None:
         with self._lock:
@@ -263,7 +350,9 @@ class Heartbeat(threading.Thread):
             notes, self._notes = self._notes, []
         for note in notes:
             self._send({"method": "TrialNote", **note})
-        self._send({"method": "Heartbeat", **state})
+        answer = self._send({"method": "Heartbeat", **state})
+        if self.on_answer is not None and answer:
+            self.on_answer(answer)
 
     def run(self) -> None:
         while not self._stop.is_set():
