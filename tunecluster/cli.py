@@ -158,7 +158,7 @@ def up(
     tls: bool = typer.Option(False, "--tls", help="Encrypt the oracle port with a certificate made for this run."),
 ):
     """Start a chief and workers, follow the search live, print the results table."""
-    from tunecluster.cluster.launch import Overrides, prepare_run_dir, resolve_spec, up_local
+    from tunecluster.cluster.launch import Overrides, preflight, prepare_run_dir, resolve_spec, up_local
 
     if force and resume:
         raise UsageError("give either --force or --resume, not both")
@@ -168,6 +168,7 @@ def up(
     if spec.cluster.backend != "local":
         raise UsageError(f"--backend {spec.cluster.backend} is not available yet; use --backend local")
     run = _run_dir(dir, spec.name)
+    preflight(spec)
     spec = prepare_run_dir(run, spec, force=force, resume=resume)
     if workers is not None and resume:
         spec = Overrides(workers=workers).apply(spec)

@@ -5,6 +5,7 @@ start the cluster, follow it live, stop it cleanly, and report the outcome.
 from __future__ import annotations
 
 import shutil
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +70,21 @@ def resolve_spec(spec_file: Optional[str], example: Optional[str]) -> tuple[Expe
     if Path(DEFAULT_SPEC).is_file():
         return load_spec(DEFAULT_SPEC), DEFAULT_SPEC
     return example_spec(DEFAULT_EXAMPLE), f"example {DEFAULT_EXAMPLE} (no {DEFAULT_SPEC} here)"
+
+
+def preflight(spec: Experiment) -> None:
+    """Catch bad input before anything starts or is written: the hypermodel reference and the
+    CSV (its path, header, target column and numeric cells)."""
+    from tunecluster.tuning.datasets import read_csv_checked
+    from tunecluster.tuning.loader import check_callable_ref
+
+    if not spec.hypermodel:
+        raise UsageError('hypermodel: the spec names no hypermodel; set hypermodel: "file.py:function"')
+    check_callable_ref(spec.hypermodel)
+    if spec.data.loader:
+        check_callable_ref(spec.data.loader, "data.loader")
+    elif spec.data.csv:
+        read_csv_checked(spec.data.csv, spec.data.target)
 
 
 def prepare_run_dir(run: RunDir, spec: Experiment, *, force: bool, resume: bool) -> Experiment:
@@ -154,6 +170,10 @@ def up_local(spec: Experiment, run: RunDir, *, port: Optional[int], console: Con
             return False
         return not cluster.all_workers_gone()
 
+    def on_sigterm(*_):  # `tunecluster down`, or a service manager: stop like Ctrl-C
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_sigterm)
     try:
         LiveView(run, console).follow(alive)
         code = cluster.chief_final()

@@ -32,7 +32,7 @@ def _short_hps(hps: dict, limit: int = 6) -> str:
 
 def worker_table(progress: dict) -> Table:
     table = Table(box=None, pad_edge=False, show_header=True, header_style="bold")
-    for column in ("worker", "state", "trial", "epoch", progress.get("objective", "metric")):
+    for column in ("worker", "state", "trial", "epoch", progress.get("objective", "metric"), "restarts"):
         table.add_column(column)
     objective = progress.get("objective", "")
     for name, worker in (progress.get("workers") or {}).items():
@@ -42,7 +42,7 @@ def worker_table(progress: dict) -> Table:
         table.add_row(
             name, worker.get("state", "?"), _fmt(worker.get("trial")),
             f"{epoch}/{epochs}" if epoch and epochs else _fmt(epoch),
-            _fmt(metrics.get(objective)),
+            _fmt(metrics.get(objective)), str(worker.get("restarts", 0)),
         )
     return table
 
@@ -53,8 +53,10 @@ def summary_line(progress: dict) -> str:
     best = progress.get("best")
     best_text = (f"best {progress.get('objective')}={_fmt(best['score'])} (trial {best['trial_id']})"
                  if best else "no completed trial yet")
+    requeued = progress.get("requeued") or 0
+    requeue_text = f", {requeued} taken back from lost workers" if requeued else ""
     return (f"trials {counts.get('completed', 0)}/{total} done, {counts.get('running', 0)} running, "
-            f"{counts.get('failed', 0) + counts.get('invalid', 0)} failed; {best_text}")
+            f"{counts.get('failed', 0) + counts.get('invalid', 0)} failed{requeue_text}; {best_text}")
 
 
 class LiveView:

@@ -81,6 +81,7 @@ class LocalCluster:
         self.run = run
         self.max_restarts = max_restarts
         self.procs: dict[str, RoleProcess] = {}
+        self.pids: list[int] = []  # every process started, restarts included
 
     def _spawn(self, role: Role) -> RoleProcess:
         self.run.logs.mkdir(parents=True, exist_ok=True)
@@ -95,6 +96,7 @@ class LocalCluster:
         log.close()
         rp = RoleProcess(role, process, time.time())
         self.procs[role.name] = rp
+        self.pids.append(process.pid)
         return rp
 
     def start(self, chief_timeout: float = 60.0) -> None:
@@ -194,7 +196,7 @@ class LocalCluster:
         write_json(self.run.cluster, {
             "backend": "local", "experiment": self.plan.experiment,
             "chief_address": f"127.0.0.1:{self.plan.port}", "launcher_pid": os.getpid(),
-            "roles": roles,
+            "roles": roles, "all_pids": self.pids,
         })
 
     def all_workers_gone(self) -> bool:
@@ -252,11 +254,20 @@ def pid_alive(pid: Optional[int]) -> bool:
         return True
 
 
+def _is_tunecluster(pid: int) -> bool:
+    """The pid still belongs to a tunecluster process (pids are reused)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return b"tunecluster" in handle.read()
+    except OSError:
+        return False
+
+
 def role_states(run: RunDir) -> dict:
     """cluster.json with each role's state checked against the live process table."""
     cluster = read_json(run.cluster) or {"roles": []}
     for role in cluster["roles"]:
-        if role["state"] == "running" and not pid_alive(role["pid"]):
+        if role["state"] == "running" and not (pid_alive(role["pid"]) and _is_tunecluster(role["pid"])):
             role["state"] = "gone"
     return cluster
 
@@ -265,6 +276,15 @@ def stop_recorded(run: RunDir, timeout: float = 10.0) -> list[str]:
     """Stop the roles recorded in cluster.json that still run (for `tunecluster down`)."""
     stopped = []
     cluster = role_states(run)
+    launcher = cluster.get("launcher_pid")
+    if launcher and launcher != os.getpid() and pid_alive(launcher) and _is_tunecluster(launcher):
+        # The launcher supervises (it would restart what we stop): ask it to stop everything.
+        os.kill(launcher, signal.SIGTERM)
+        deadline = time.time() + timeout + 5
+        while time.time() < deadline and pid_alive(launcher):
+            time.sleep(0.1)
+        stopped.append("launcher")
+        cluster = role_states(run)
     for role in cluster["roles"]:
         if role["state"] == "running":
             _signal_group(role["pid"], signal.SIGTERM)

@@ -45,3 +45,38 @@ def load_callable(ref: str, what: str = "hypermodel") -> Callable:
     if func is None or not callable(func):
         raise UsageError(f"{what} {ref!r}: {target} has no function {name!r}")
     return func
+
+
+def check_callable_ref(ref: str, what: str = "hypermodel") -> None:
+    """A quick check before anything starts, without importing the user's code (it may import
+    TensorFlow): the file exists, parses and defines `function`. Import errors inside the module
+    are reported by the workers, which import it for real."""
+    import ast
+
+    if ":" not in ref:
+        raise UsageError(f'{what} {ref!r}: write it as "module:function" or "file.py:function"')
+    target, name = ref.rsplit(":", 1)
+    if target.endswith(".py"):
+        path = Path(target)
+    else:
+        try:
+            found = importlib.util.find_spec(target)
+        except (ImportError, ValueError) as exc:
+            raise UsageError(f"{what} {ref!r}: cannot find module {target!r} ({exc}); "
+                             "check the name or use a file path") from None
+        if found is None:
+            raise UsageError(f"{what} {ref!r}: no module named {target!r}; check the name or use a file path")
+        if not found.origin or not found.origin.endswith(".py"):
+            return  # a compiled or namespace module: the workers' import decides
+        path = Path(found.origin)
+    if not path.is_file():
+        raise UsageError(f"{what} {ref!r}: file {path} not found")
+    try:
+        tree = ast.parse(path.read_text(), filename=str(path))
+    except SyntaxError as exc:
+        raise UsageError(f"{what} {ref!r}: {path} line {exc.lineno}: syntax error ({exc.msg})") from None
+    defined = {node.name for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    defined |= {t.id for node in ast.walk(tree) if isinstance(node, ast.Assign)
+                for t in node.targets if isinstance(t, ast.Name)}
+    if name not in defined:
+        raise UsageError(f"{what} {ref!r}: {path.name} defines no function {name!r}")
