@@ -1,5 +1,5 @@
-"""Ctrl-C during `tunecluster up` stops every process it started and says how to resume; `up
---resume` then finishes the same search without losing the trials already completed."""
+"""Ctrl-C (or SIGTERM) to `tunecluster up` stops every process it started and says how to resume;
+`up --resume` then finishes the same search without losing the trials already completed."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from tunecluster.cluster.local import pid_alive
 pytestmark = pytest.mark.slow
 
 
-def test_ctrl_c_stops_everything_and_resume_finishes(tmp_path, cli):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_stops_everything_and_resume_finishes(tmp_path, cli, sig):
     run = tmp_path / "run"
     launcher = subprocess.Popen(
         [sys.executable, "-m", "tunecluster", "up", "--example", "pima-optimizer", "--workers", "2",
@@ -36,12 +37,13 @@ def test_ctrl_c_stops_everything_and_resume_finishes(tmp_path, cli):
             break
         time.sleep(0.2)
     assert completed >= 1, "no trial completed in time"
-    launcher.send_signal(signal.SIGINT)
+    launcher.send_signal(sig)
     output, _ = launcher.communicate(timeout=60)
     assert launcher.returncode == 130, output
     assert f"tunecluster up --dir {run} --resume" in output
     roles = json.loads((run / "cluster.json").read_text())["roles"]
     assert len(roles) == 3 and not any(pid_alive(r["pid"]) for r in roles)
+    assert not (run / "secrets" / "token").read_text().strip() in output
 
     before = {t["trial_id"]: t for t in json.loads((run / "results.json").read_text())["trials"]
               if t["status"] == "COMPLETED"}
