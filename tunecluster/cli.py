@@ -248,14 +248,15 @@ def status(
         }, default=str))
         return
     table = Table(title=f"{run.root.name}: chief at {cluster.get('chief_address', '?')}")
-    for column in ("role", "tuner id", "state", "pid", "exit code", "trial", "epoch"):
+    for column in ("role", "tuner id", "state", "pid", "exit code", "restarts", "trial", "epoch"):
         table.add_column(column)
     workers = progress.get("workers") or {}
     for role in cluster["roles"]:
         w = workers.get(role["tuner_id"], {})
-        table.add_row(role["name"], role["tuner_id"], role["state"], str(role["pid"]),
+        state = role["state"] + (" (given up)" if role.get("given_up") else "")
+        table.add_row(role["name"], role["tuner_id"], state, str(role["pid"]),
                       "" if role["exit_code"] is None else str(role["exit_code"]),
-                      str(w.get("trial") or ""), str(w.get("epoch") or ""))
+                      str(role.get("restarts", 0)), str(w.get("trial") or ""), str(w.get("epoch") or ""))
     console.print(table)
     if progress:
         console.print(("finished: " if progress.get("finished") else "running: ") + summary_line(progress),

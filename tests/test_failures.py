@@ -1,0 +1,73 @@
+"""Failures that explain themselves: a trial that raises in the worker is FAILED with its error's
+type and message in results.json, `tunecluster results` and the live view; reaching
+`max_consecutive_failed_trials` stops the search with a clear message (no hung chief, nothing left
+running); an exception inside the oracle never leaves its lock held."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+import yaml
+
+from tunecluster.tuning.examples import csv_path
+
+BROKEN_MODEL = textwrap.dedent("""
+    import keras
+
+    def build(hp):
+        units = hp.Int("units", 4, 64, step=4)
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(units),  # the CSV has 8 features
+                                  keras.layers.Dense(1, activation="sigmoid")])
+        model.compile("adam", "binary_crossentropy", metrics=["accuracy"])
+        return model
+""")
+
+
+@pytest.mark.slow
+def test_failing_trials_are_explained_and_stop_the_search(tmp_path, cli):
+    (tmp_path / "model.py").write_text(BROKEN_MODEL)
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump({
+        "name": "broken", "hypermodel": "model.py:build",
+        "data": {"csv": str(csv_path()), "target": "Outcome"},
+        "tuner": {"max_trials": 6, "max_consecutive_failed_trials": 2},
+        "fit": {"epochs": 1}, "cluster": {"workers": 1}}))
+    result = cli("up", "-f", "spec.yaml", "--dir", "run", cwd=tmp_path, timeout=300)
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.stderr.strip().splitlines() == [
+        "error: the search stopped: Number of consecutive failures exceeded the limit of 2."]
+    assert "last failure: trial 0 on tuner0: ValueError" in result.stdout  # the live view (plain lines)
+
+    run = tmp_path / "run"
+    document = json.loads((run / "results.json").read_text())
+    failed = [t for t in document["trials"] if t["status"] == "FAILED"]
+    assert len(failed) == 2 and document["finished"] is True
+    assert all(t["error_type"] == "ValueError" and "incompatible" in t["message"] for t in failed)
+    table = cli("results", "--dir", "run", cwd=tmp_path, timeout=60)
+    assert table.returncode == 0 and "ValueError" in table.stdout
+    states = cli("status", "--dir", "run", "--format", "json", cwd=tmp_path, timeout=60)
+    roles = json.loads(states.stdout)["roles"]
+    assert all(r["state"] != "running" for r in roles)
+
+
+def test_an_oracle_exception_never_leaves_its_lock_held():
+    import keras_tuner as kt
+    from keras_tuner.src.engine import oracle as oracle_module
+
+    from tunecluster.cluster.chief import ChiefServicer, SearchBook
+    from tunecluster.cluster.leases import Leases
+
+    class Exploding(kt.oracles.RandomSearchOracle):
+        def populate_space(self, trial_id):
+            raise ZeroDivisionError("the oracle broke")
+
+    oracle = Exploding(objective="val_accuracy", max_trials=3)
+    oracle.hyperparameters.Int("units", 1, 4)
+    servicer = ChiefServicer(oracle, SearchBook(), space_wait=0, leases=Leases(30))
+    with pytest.raises(ZeroDivisionError):
+        servicer._guarded(None, oracle.create_trial, "tuner0")
+    assert not oracle_module.LOCKS[oracle].locked()
+    assert oracle_module.THREADS[oracle] is None
+    # and the oracle still answers
+    assert oracle.get_space().space[0].name == "units"
