@@ -181,6 +181,56 @@ def up(
     raise typer.Exit(code)
 
 
+@app.command()
+@_errors_to_exit
+def render(
+    backend: BackendName = typer.Option(BackendName.kubernetes, "--backend", help="What to render for."),
+    file: Optional[Path] = typer.Option(None, "-f", "--file", help="Spec file (default: ./tunecluster.yaml, "
+                                        "else the embedded pima-comprehensive example)."),
+    example: Optional[str] = typer.Option(None, "--example", help="Render an embedded example instead."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Number of workers."),
+    namespace: Optional[str] = typer.Option(None, "--namespace", "-n", help="Namespace of the objects "
+                                            "(default: cluster.kubernetes.namespace, else 'default')."),
+    include_secret: bool = typer.Option(False, "--include-secret", help="Also print the Secret with a "
+                                        "freshly generated oracle token (keep the output private)."),
+    tensorboard: bool = typer.Option(False, "--tensorboard", help="Add the TensorBoard Deployment and Service."),
+    rbac: bool = typer.Option(False, "--rbac", help="Print the Role (and RoleBinding for --user) a user "
+                              "needs to run tunecluster in the namespace, instead of the experiment."),
+    user: Optional[str] = typer.Option(None, "--user", help="With --rbac: bind the Role to this user."),
+):
+    """Print the objects `up` would create, as YAML (kubectl apply -f - works on it)."""
+    import secrets as token_source
+
+    from tunecluster.cluster.launch import Overrides, resolve_spec
+    from tunecluster.k8s import rbac as rbac_module
+    from tunecluster.k8s.render import render as render_objects
+    from tunecluster.k8s.render import to_yaml
+
+    if backend != BackendName.kubernetes:
+        raise UsageError(f"render --backend {backend.value} is not available yet; use --backend kubernetes")
+    if rbac:
+        ns = namespace or "default"
+        objects = [rbac_module.role(ns)] + ([rbac_module.role_binding(ns, user)] if user else [])
+        print(to_yaml(objects), end="")
+        return
+    spec, _ = resolve_spec(str(file) if file else None, example)
+    spec = Overrides(workers=workers).apply(spec)
+    ns = namespace or spec.cluster.kubernetes.namespace or "default"
+    token = token_source.token_urlsafe(32) if include_secret else None
+    tls = None
+    if spec.cluster.tls and include_secret:
+        from tunecluster.cluster.security import make_certificate
+
+        tls = make_certificate(("tunecluster-chief", f"{spec.name}-chief", f"{spec.name}-chief.{ns}.svc"))
+    text = to_yaml(render_objects(spec, namespace=ns, token=token, tls=tls, tensorboard=tensorboard or None))
+    if not include_secret:
+        secret = f"{spec.name}-oracle"
+        text = (f"# The Secret {secret} (the oracle token) is not printed; create it with\n"
+                f"#   kubectl -n {ns} create secret generic {secret} --from-literal=token=$(openssl rand -hex 32)\n"
+                "# or pass --include-secret. `tunecluster up --backend kubernetes` creates it for you.\n" + text)
+    print(text, end="")
+
+
 def _setup_role_logging():
     level = logging.DEBUG if _state["debug"] else logging.INFO
     logging.basicConfig(level=level, stream=sys.stderr,

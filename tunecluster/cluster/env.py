@@ -18,6 +18,7 @@ RUN_DIR = "TUNECLUSTER_RUN_DIR"  # the shared run directory
 TF_THREADS = "TUNECLUSTER_TF_THREADS"  # TensorFlow intra-op threads for a worker
 STRATEGY = "TUNECLUSTER_STRATEGY"  # overrides cluster.strategy
 LOGICAL_CPUS = "TUNECLUSTER_LOGICAL_CPUS"  # split the CPU into N logical devices (tests)
+JOB_INDEX = "JOB_COMPLETION_INDEX"  # set by Kubernetes in an Indexed Job's pods: tuner<index>
 TOKEN = "TUNECLUSTER_TOKEN"  # the oracle token itself (prefer TOKEN_FILE)
 TOKEN_FILE = "TUNECLUSTER_TOKEN_FILE"  # a file holding the token (a mounted secret)
 INSECURE = "TUNECLUSTER_INSECURE"  # "1": no token on the oracle port (stock Keras Tuner workers)
@@ -62,8 +63,11 @@ def read_role_env(environ: Mapping[str, str] = os.environ, default_id: str = "tu
             raise ValueError
     except ValueError:
         raise UsageError(f"{ORACLE_PORT}={environ[ORACLE_PORT]!r} is not a port number (1-65535)") from None
+    tuner_id = environ.get(TUNER_ID)
+    if not tuner_id and environ.get(JOB_INDEX, "").isdigit():
+        tuner_id = f"tuner{int(environ[JOB_INDEX])}"  # a pod of an Indexed Job
     return RoleEnv(
-        tuner_id=environ.get(TUNER_ID, default_id),
+        tuner_id=tuner_id or default_id,
         oracle_ip=environ[ORACLE_IP],
         oracle_port=port,
         spec_path=environ.get(SPEC),

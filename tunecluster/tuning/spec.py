@@ -97,6 +97,59 @@ class FitSpec(_Section):
     verbose: int = Field(0, ge=0, le=2)
 
 
+class Resources(_Section):
+    """Requests (= limits) of one role's container; `gpus` asks for `nvidia.com/gpu`."""
+
+    cpu: Optional[str] = Field(None, description='CPU request and limit, e.g. "2" or "500m".')
+    memory: Optional[str] = Field(None, description='Memory request and limit, e.g. "4Gi".')
+    gpus: int = Field(0, ge=0, le=16, description="nvidia.com/gpu per pod (workers).")
+
+    @field_validator("cpu", "memory")
+    @classmethod
+    def _quantity(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not re.fullmatch(r"[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?", str(value)):
+            raise ValueError('write a Kubernetes quantity such as "2", "500m", "4Gi"')
+        return None if value is None else str(value)
+
+
+class Toleration(_Section):
+    key: Optional[str] = None
+    operator: Literal["Exists", "Equal"] = "Exists"
+    value: Optional[str] = None
+    effect: Optional[Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]] = None
+
+
+class KubernetesSpec(_Section):
+    """Where and how the Kubernetes backend runs (`tunecluster up --backend kubernetes`)."""
+
+    namespace: Optional[str] = Field(None, description="Default: the kubeconfig context's namespace.")
+    image: str = Field("tunecluster:latest", description="The image every pod runs (see the Dockerfile).")
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    storage_class: Optional[str] = Field(None, description="StorageClass of the shared volume; default: the cluster's.")
+    storage_size: str = Field("1Gi", description="Size of the shared volume.")
+    access_mode: Literal["ReadWriteMany", "ReadWriteOnce"] = Field(
+        "ReadWriteMany", description="ReadWriteMany when workers may land on several nodes."
+    )
+    existing_claim: Optional[str] = Field(None, description="Use this PersistentVolumeClaim instead of making one.")
+    chief: Resources = Field(default_factory=lambda: Resources(cpu="1", memory="1Gi"))
+    worker: Resources = Field(default_factory=lambda: Resources(cpu="1", memory="2Gi"))
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=list)
+    service_account: Optional[str] = None
+    tensorboard: bool = Field(False, description="Also run a TensorBoard Deployment on the volume.")
+    inline_data_limit_kib: int = Field(
+        512, ge=0, le=900, description="Data files up to this size travel in the ConfigMap; larger ones must "
+        "already be on the volume or in the image (absolute paths)."
+    )
+
+    @field_validator("namespace", "existing_claim", "service_account")
+    @classmethod
+    def _dns_label(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", value):
+            raise ValueError("use a DNS label: lowercase letters, digits and '-', at most 63")
+        return value
+
+
 class ClusterSpec(_Section):
     """How many workers, where they run, and how each uses its devices."""
 
@@ -126,6 +179,7 @@ class ClusterSpec(_Section):
         False, description="Serve the oracle without a token (lets unmodified Keras Tuner workers join)."
     )
     tls: bool = Field(False, description="Encrypt the oracle port with a certificate made for this run.")
+    kubernetes: KubernetesSpec = Field(default_factory=KubernetesSpec)
 
     @model_validator(mode="after")
     def _lease_outlives_heartbeats(self):
