@@ -599,7 +599,8 @@ class Chief:
 
     def serve_until_done(self) -> int:
         """Block until the search is over and the best model exported (or SIGTERM); return the
-        exit code: 0 done, 1 the search failed, 143 terminated before the end (resumable)."""
+        exit code: 0 the search ended (progress.json says how), 143 terminated before the end
+        (resumable)."""
         threads = [threading.Thread(target=self._writer_loop, name="state-writer", daemon=True),
                    threading.Thread(target=self._lease_loop, name="lease-monitor", daemon=True)]
         for thread in threads:
@@ -635,13 +636,15 @@ class Chief:
             return self._shutdown()
         self.write_state(finished=True)
         self._server.stop(grace=1.0).wait(2.0)
+        # The search reached its end, even when it ended badly: exit 0 so that no supervisor
+        # (Kubernetes' restartPolicy OnFailure, compose's on-failure) restarts a finished search.
+        # progress.json says how it ended; the launchers report it (exit code 1).
         if self.book.search_failed:
             log.error("search stopped: %s", self.book.search_failed)
-            return 1
-        if self.book.export_state == "failed":
+        elif self.book.export_state == "failed":
             log.error("exporting the best model failed: %s", self.book.export_message)
-            return 1
-        log.info("search complete: %s", self.snapshot()["counts"])
+        else:
+            log.info("search complete: %s", self.snapshot()["counts"])
         return 0
 
     def _shutdown(self) -> int:

@@ -203,6 +203,9 @@ def up_local(spec: Experiment, run: RunDir, *, port: Optional[int], console: Con
         console.print(f"roles that failed: {', '.join(failed_roles)} (see {run.logs})", highlight=False)
     if progress.get("search_failed"):
         raise RunFailure(f"the search stopped: {progress['search_failed']}")
+    export = progress.get("export") or {}
+    if export.get("state") == "failed":
+        raise RunFailure(f"exporting the best model failed: {export.get('message')}")
     if code == 2:
         raise UsageError(cluster.log_tail("chief").removeprefix("error: "))
     if code != 0:
