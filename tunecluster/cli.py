@@ -118,6 +118,29 @@ def _existing_run(dir: Optional[Path]):
     raise UsageError(f"several runs under ./{DEFAULT_RUNS} ({', '.join(p.name for p in runs)}); pass --dir PATH")
 
 
+def _backend_of(run) -> str:
+    from tunecluster.cluster.rundir import read_json
+
+    return (read_json(run.cluster) or {}).get("backend", "local")
+
+
+def _kube(run=None, context: Optional[str] = None, namespace: Optional[str] = None,
+          kubeconfig: Optional[str] = None, spec=None):
+    """Connect to the cluster of a Kubernetes run (its recorded context and namespace) or of a spec."""
+    from tunecluster.cluster.rundir import read_json
+    from tunecluster.k8s.client import connect
+
+    recorded = (read_json(run.cluster) or {}) if run is not None else {}
+    ns = namespace or recorded.get("namespace") or (spec.cluster.kubernetes.namespace if spec else None)
+    return connect(context or recorded.get("context"), ns, kubeconfig)
+
+
+KUBE_CONTEXT = typer.Option(None, "--context", help="Kubernetes: kubeconfig context (default: the current one).")
+KUBE_NAMESPACE = typer.Option(None, "--namespace", "-n", help="Kubernetes: namespace (default: "
+                              "cluster.kubernetes.namespace, else the context's).")
+KUBECONFIG = typer.Option(None, "--kubeconfig", help="Kubernetes: kubeconfig file (default: $KUBECONFIG or ~/.kube/config).")
+
+
 @app.command()
 @_errors_to_exit
 def init(
@@ -156,6 +179,10 @@ def up(
                                   "unmodified Keras Tuner workers can join (anyone who reaches the port "
                                   "can drive the search)."),
     tls: bool = typer.Option(False, "--tls", help="Encrypt the oracle port with a certificate made for this run."),
+    context: Optional[str] = KUBE_CONTEXT,
+    namespace: Optional[str] = KUBE_NAMESPACE,
+    kubeconfig: Optional[str] = KUBECONFIG,
+    tensorboard: bool = typer.Option(False, "--tensorboard", help="Kubernetes: also run TensorBoard on the volume."),
 ):
     """Start a chief and workers, follow the search live, print the results table."""
     from tunecluster.cluster.launch import Overrides, preflight, prepare_run_dir, resolve_spec, up_local
@@ -165,10 +192,24 @@ def up(
     spec, source = resolve_spec(str(file) if file else None, example)
     spec = Overrides(workers, max_trials, epochs, tuner.value if tuner else None, seed,
                      backend.value if backend else None, insecure, tls).apply(spec)
-    if spec.cluster.backend != "local":
-        raise UsageError(f"--backend {spec.cluster.backend} is not available yet; use --backend local")
+    if spec.cluster.backend == "compose":
+        raise UsageError(f"--backend {spec.cluster.backend} is not available yet; use --backend local or kubernetes")
     run = _run_dir(dir, spec.name)
     preflight(spec)
+    if spec.cluster.backend == "kubernetes":
+        from tunecluster.k8s.launcher import up_kubernetes
+
+        cluster = _kube(None, context, namespace, kubeconfig, spec)  # fail on a bad kubeconfig before writing
+        spec = prepare_run_dir(run, spec, force=force, resume=resume)
+        if workers is not None and resume:
+            spec = Overrides(workers=workers).apply(spec)
+        console.print(f"spec: {source}", highlight=False)
+        code = up_kubernetes(spec, run, cluster, console=console, detach=detach, tensorboard=tensorboard or None)
+        if code == 0 and not detach:
+            _print_results(run, Format.table, limit=None)
+            console.print(f"best model on the volume; copy it with `tunecluster pull --dir {run.root} --to DIR`",
+                          highlight=False)
+        raise typer.Exit(code)
     spec = prepare_run_dir(run, spec, force=force, resume=resume)
     if workers is not None and resume:
         spec = Overrides(workers=workers).apply(spec)
@@ -287,6 +328,8 @@ def status(
     from tunecluster.cluster.rundir import read_json
 
     run = _existing_run(dir)
+    if _backend_of(run) == "kubernetes":
+        return _status_kubernetes(run, format)
     cluster = role_states(run)
     progress = read_json(run.progress) or {}
     if format == StatusFormat.json:
@@ -308,6 +351,42 @@ def status(
                       "" if role["exit_code"] is None else str(role["exit_code"]),
                       str(role.get("restarts", 0)), str(w.get("trial") or ""), str(w.get("epoch") or ""))
     console.print(table)
+    if progress:
+        console.print(("finished: " if progress.get("finished") else "running: ") + summary_line(progress),
+                      highlight=False)
+
+
+def _status_kubernetes(run, format: "StatusFormat"):
+    from tunecluster.cluster.live import summary_line
+    from tunecluster.cluster.rundir import read_json
+    from tunecluster.k8s import launcher
+    from tunecluster.tuning.spec import load_spec
+
+    spec = load_spec(run.spec)
+    cluster = _kube(run)
+    state = launcher.status(cluster, spec.name)
+    follower = launcher.Follower(cluster, spec, run)
+    follower.refresh()
+    progress = read_json(run.progress) or {}
+    if format == StatusFormat.json:
+        console.print_json(json.dumps({"run_dir": str(run.root), "backend": "kubernetes",
+                                       "namespace": cluster.namespace, **state,
+                                       "finished": progress.get("finished", False),
+                                       "counts": progress.get("counts"), "best": progress.get("best")}, default=str))
+        return
+    table = Table(title=f"{spec.name} in namespace {cluster.namespace} (chief job: {state['chief_job'] or 'running'})")
+    for column in ("role", "pod", "phase", "restarts", "node", "trial", "epoch"):
+        table.add_column(column)
+    workers = progress.get("workers") or {}
+    for pod in state["pods"]:
+        tuner = "chief" if pod["name"] == "chief" else pod["name"].replace("worker-", "tuner")
+        w = workers.get(tuner, {})
+        table.add_row(pod["name"], pod["pod"], pod["phase"], str(pod["restarts"]), pod["node"] or "",
+                      str(w.get("trial") or ""), str(w.get("epoch") or ""))
+    console.print(table)
+    for pod in state["pods"]:
+        if pod["problem"]:
+            console.print(f"[red]problem[/]: {pod['problem']}", highlight=False)
     if progress:
         console.print(("finished: " if progress.get("finished") else "running: ") + summary_line(progress),
                       highlight=False)
@@ -366,7 +445,30 @@ def results(
     top: Optional[int] = typer.Option(None, "--top", min=1, help="Show only the best N trials (table)."),
 ):
     """The trials of a run, best first: status, score, worker, time, hyperparameters, errors."""
-    _print_results(_existing_run(dir), format, top)
+    run = _existing_run(dir)
+    if _backend_of(run) == "kubernetes":
+        _refresh_kubernetes_results(run)
+    _print_results(run, format, top)
+
+
+def _refresh_kubernetes_results(run) -> None:
+    """Copy the latest results.json/.csv off the volume (through the chief, else a helper pod)."""
+    import tempfile
+
+    from tunecluster.k8s import launcher
+    from tunecluster.tuning.spec import load_spec
+
+    spec = load_spec(run.spec)
+    cluster = _kube(run)
+    follower = launcher.Follower(cluster, spec, run)
+    follower.refresh()
+    if follower.refreshed:
+        return
+    with tempfile.TemporaryDirectory() as scratch:
+        launcher.pull(cluster, spec, Path(scratch), require_model=False)
+        for name in ("results.json", "results.csv", "progress.json"):
+            if (Path(scratch) / name).is_file():
+                shutil.copy2(Path(scratch) / name, run.root / name)
 
 
 @app.command()
@@ -377,7 +479,18 @@ def pull(
     force: bool = typer.Option(False, "--force", help="Overwrite files already in --to."),
 ):
     """Copy the best model (model.keras, hyperparameters.json, metrics.json) and the results out."""
+    import tempfile
+
     run = _existing_run(dir)
+    scratch = None
+    if _backend_of(run) == "kubernetes":
+        from tunecluster.k8s import launcher
+        from tunecluster.tuning.spec import load_spec
+        from tunecluster.cluster.rundir import RunDir
+
+        scratch = tempfile.TemporaryDirectory()
+        launcher.pull(_kube(run), load_spec(run.spec), Path(scratch.name))
+        run = RunDir(scratch.name)
     if not run.best_model.is_file():
         raise UsageError(f"{run.root} has no exported model yet (best/model.keras); wait for the search to finish")
     files = [run.best_model, run.best_hyperparameters, run.best_metrics, run.results_json, run.results_csv]
@@ -398,24 +511,64 @@ def logs(
     role: str = typer.Argument("chief", help="chief or worker-<i>."),
     dir: Optional[Path] = typer.Option(None, "--dir", help="Run directory."),
     tail: int = typer.Option(50, "--tail", min=0, help="Lines to show (0: all)."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines (Kubernetes: stream the pod's log)."),
 ):
     """Print a role's log."""
     run = _existing_run(dir)
+    if _backend_of(run) == "kubernetes":
+        from tunecluster.k8s import launcher
+        from tunecluster.tuning.spec import load_spec
+
+        launcher.logs(_kube(run), load_spec(run.spec).name, role, tail=tail or None, follow=follow, out=sys.stdout)
+        return
     path = run.log(role)
     if not path.is_file():
         names = sorted(p.stem for p in run.logs.glob("*.log"))
         raise UsageError(f"no log for {role!r}; roles with logs: {', '.join(names) or 'none'}")
     lines = path.read_text(errors="replace").splitlines()
     sys.stdout.write("\n".join(lines[-tail:] if tail else lines) + "\n")
+    if follow:
+        _follow_local_log(run, role, path)
+
+
+def _follow_local_log(run, role: str, path: Path) -> None:
+    """Print what the role writes until it (and every restart of it) has exited."""
+    import time
+
+    from tunecluster.cluster.local import role_states
+
+    with open(path, errors="replace") as handle:
+        handle.seek(0, 2)
+        while True:
+            chunk = handle.read()
+            if chunk:
+                sys.stdout.write(chunk)
+                sys.stdout.flush()
+            states = {r["name"]: r["state"] for r in role_states(run)["roles"]}
+            if states.get(role) != "running" and not chunk:
+                return
+            time.sleep(0.3)
 
 
 @app.command()
 @_errors_to_exit
-def down(dir: Optional[Path] = typer.Option(None, "--dir", help="Run directory.")):
-    """Stop the roles of a run that are still running (the run directory is kept)."""
+def down(
+    dir: Optional[Path] = typer.Option(None, "--dir", help="Run directory."),
+    keep_volume: bool = typer.Option(False, "--keep-volume", help="Kubernetes: keep the volume claim (the results)."),
+):
+    """Stop a run: local roles still running are stopped (the run directory is kept); on
+    Kubernetes every object of the experiment is deleted (the claim too unless --keep-volume)."""
     from tunecluster.cluster.local import stop_recorded
 
-    stopped = stop_recorded(_existing_run(dir))
+    run = _existing_run(dir)
+    if _backend_of(run) == "kubernetes":
+        from tunecluster.k8s import launcher
+        from tunecluster.tuning.spec import load_spec
+
+        deleted = launcher.delete_experiment(_kube(run), load_spec(run.spec).name, keep_volume=keep_volume)
+        console.print(f"deleted: {', '.join(deleted)}" if deleted else "nothing was left", highlight=False)
+        return
+    stopped = stop_recorded(run)
     console.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
 
 
