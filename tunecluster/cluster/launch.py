@@ -177,6 +177,11 @@ def up_local(spec: Experiment, run: RunDir, *, port: Optional[int], console: Con
     try:
         LiveView(run, console).follow(alive)
         code = cluster.chief_final()
+        deadline = time.time() + 15
+        while code is None and time.time() < deadline and cluster.chief_exit() is None:
+            # the last worker exported and left; the chief finishes its state and exits by itself
+            time.sleep(0.1)
+            code = cluster.chief_final()
         if code is None:
             cluster.stop(timeout=5.0)
             failed = [n for n, c in cluster.poll().items() if n != "chief" and c]
