@@ -151,6 +151,8 @@ def up(
     force: bool = typer.Option(False, "--force", help="Replace an earlier run in --dir."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --dir."),
     detach: bool = typer.Option(False, "--detach", help="Start the cluster and return at once."),
+    image: Optional[str] = typer.Option(None, "--image", help="compose: the tunecluster image (default: tunecluster:<version>)."),
+    gpus: Optional[str] = typer.Option(None, "--gpus", help="compose: GPUs reserved per worker, a number or 'all'."),
 ):
     """Start a chief and workers, follow the search live, print the results table."""
     from tunecluster.cluster.launch import Overrides, prepare_run_dir, resolve_spec, up_local
@@ -160,18 +162,28 @@ def up(
     spec, source = resolve_spec(str(file) if file else None, example)
     spec = Overrides(workers, max_trials, epochs, tuner.value if tuner else None, seed,
                      backend.value if backend else None).apply(spec)
-    if spec.cluster.backend != "local":
-        raise UsageError(f"--backend {spec.cluster.backend} is not available yet; use --backend local")
+    if spec.cluster.backend == "kubernetes":
+        raise UsageError("--backend kubernetes is not available yet; use --backend local or compose")
     run = _run_dir(dir, spec.name)
     spec = prepare_run_dir(run, spec, force=force, resume=resume)
     if workers is not None and resume:
         spec = Overrides(workers=workers).apply(spec)
     console.print(f"spec: {source}", highlight=False)
-    code = up_local(spec, run, port=port, console=console, detach=detach)
+    if spec.cluster.backend == "compose":
+        from tunecluster.cluster.compose import DEFAULT_IMAGE
+        from tunecluster.cluster.compose_backend import best_model_hint, up_compose
+
+        code = up_compose(spec, run, image=image or DEFAULT_IMAGE, port=port, gpus=gpus, console=console,
+                          detach=detach, resume=resume)
+    else:
+        code = up_local(spec, run, port=port, console=console, detach=detach)
     if code == 0 and not detach:
         _print_results(run, Format.table, limit=None)
-        console.print(f"best model: {run.best_model}" if run.best_model.exists() else
-                      "no model exported (no completed trial)", highlight=False)
+        if spec.cluster.backend == "compose":
+            console.print(best_model_hint(run), highlight=False)
+        else:
+            console.print(f"best model: {run.best_model}" if run.best_model.exists() else
+                          "no model exported (no completed trial)", highlight=False)
     raise typer.Exit(code)
 
 
@@ -226,7 +238,8 @@ def status(
     from tunecluster.cluster.rundir import read_json
 
     run = _existing_run(dir)
-    cluster = role_states(run)
+    compose_run = _compose_run(run)
+    cluster = compose_run.refresh() if compose_run else role_states(run)
     progress = read_json(run.progress) or {}
     if format == StatusFormat.json:
         console.print_json(json.dumps({
@@ -304,7 +317,11 @@ def results(
     top: Optional[int] = typer.Option(None, "--top", min=1, help="Show only the best N trials (table)."),
 ):
     """The trials of a run, best first: status, score, worker, time, hyperparameters, errors."""
-    _print_results(_existing_run(dir), format, top)
+    run = _existing_run(dir)
+    compose_run = _compose_run(run)
+    if compose_run:
+        compose_run.refresh()
+    _print_results(run, format, top)
 
 
 @app.command()
@@ -316,6 +333,11 @@ def pull(
 ):
     """Copy the best model (model.keras, hyperparameters.json, metrics.json) and the results out."""
     run = _existing_run(dir)
+    compose_run = _compose_run(run)
+    if compose_run:  # from the volume, into the run directory first
+        from tunecluster.cluster.compose_backend import SYNCED
+
+        compose_run.copy_out(("best", *SYNCED))
     if not run.best_model.is_file():
         raise UsageError(f"{run.root} has no exported model yet (best/model.keras); wait for the search to finish")
     files = [run.best_model, run.best_hyperparameters, run.best_metrics, run.results_json, run.results_csv]
@@ -339,6 +361,11 @@ def logs(
 ):
     """Print a role's log."""
     run = _existing_run(dir)
+    compose_run = _compose_run(run)
+    text = compose_run.logs(role, tail) if compose_run else None
+    if text is not None:  # the container's log (after `down`: the copy saved in logs/)
+        sys.stdout.write(text if text.endswith("\n") or not text else text + "\n")
+        return
     path = run.log(role)
     if not path.is_file():
         names = sorted(p.stem for p in run.logs.glob("*.log"))
@@ -349,12 +376,58 @@ def logs(
 
 @app.command()
 @_errors_to_exit
-def down(dir: Optional[Path] = typer.Option(None, "--dir", help="Run directory.")):
-    """Stop the roles of a run that are still running (the run directory is kept)."""
+def down(
+    dir: Optional[Path] = typer.Option(None, "--dir", help="Run directory."),
+    volumes: bool = typer.Option(False, "--volumes", help="compose: remove the run's volume too "
+                                 "(pull the best model first)."),
+):
+    """Stop the roles of a run that are still running (the run directory is kept); for a compose
+    run, remove its containers and network (and with --volumes its volume), keeping their logs."""
     from tunecluster.cluster.local import stop_recorded
 
-    stopped = stop_recorded(_existing_run(dir))
+    run = _existing_run(dir)
+    compose_run = _compose_run(run)
+    if compose_run:
+        removed = compose_run.down(volumes=volumes)
+        console.print(f"removed project {compose_run.project}" + (f" (and {', '.join(removed)})" if removed else "")
+                      + ("" if volumes else "; its volume is kept (`down --volumes` removes it)"), highlight=False)
+        return
+    if volumes:
+        raise UsageError("--volumes is for compose runs; a local run keeps everything in its --dir folder")
+    stopped = stop_recorded(run)
     console.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+
+
+def _compose_run(run):
+    """The ComposeRun of a run directory `up --backend compose` made, else None."""
+    from tunecluster.cluster.compose_backend import ComposeRun
+
+    return ComposeRun.of(run)
+
+
+@app.command()
+@_errors_to_exit
+def render(
+    backend: BackendName = typer.Option(BackendName.compose, "--backend", help="What to render (compose)."),
+    file: Optional[Path] = typer.Option(None, "-f", "--file", help="Spec file (default: as for `up`)."),
+    example: Optional[str] = typer.Option(None, "--example", help="Render an embedded example instead."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Number of workers."),
+    dir: Optional[Path] = typer.Option(None, "--dir", help="Run directory the file refers to (default: ./tunecluster-runs/<name>)."),
+    image: Optional[str] = typer.Option(None, "--image", help="The tunecluster image (default: tunecluster:<version>)."),
+    port: Optional[int] = typer.Option(None, "--port", min=1, max=65535, help="Publish the oracle on 127.0.0.1:PORT."),
+    gpus: Optional[str] = typer.Option(None, "--gpus", help="GPUs reserved per worker, a number or 'all'."),
+):
+    """Print the file `up` would run (writes nothing): `render --backend compose > compose.yml`."""
+    from tunecluster.cluster.launch import Overrides, resolve_spec
+
+    if backend != BackendName.compose:
+        raise UsageError(f"--backend {backend.value}: nothing to render (only compose is rendered so far)")
+    from tunecluster.cluster.compose import DEFAULT_IMAGE
+    from tunecluster.cluster.compose_backend import render_text
+
+    spec, _ = resolve_spec(str(file) if file else None, example)
+    spec = Overrides(workers=workers, backend="compose").apply(spec)
+    sys.stdout.write(render_text(spec, _run_dir(dir, spec.name), image or DEFAULT_IMAGE, port, gpus))
 
 
 def main():
