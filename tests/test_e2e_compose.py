@@ -30,7 +30,9 @@ import pytest
 
 from conftest import REPO, run_cli
 
-pytestmark = pytest.mark.e2e_compose
+# The session fixtures (debootstrap, wheels, a cold image build: ~10 min on 2 busy cores) count
+# against the first test's timeout.
+pytestmark = [pytest.mark.e2e_compose, pytest.mark.timeout(3600)]
 
 BASE = os.environ.get("TUNECLUSTER_E2E_BASE", "tunecluster-base:bookworm")
 IMAGE = "tunecluster:e2e"

@@ -255,7 +255,7 @@ def status(
     workers = progress.get("workers") or {}
     for role in cluster["roles"]:
         w = workers.get(role["tuner_id"], {})
-        table.add_row(role["name"], role["tuner_id"], role["state"], str(role["pid"]),
+        table.add_row(role["name"], role["tuner_id"], role["state"], str(role["pid"] or ""),
                       "" if role["exit_code"] is None else str(role["exit_code"]),
                       str(w.get("trial") or ""), str(w.get("epoch") or ""))
     console.print(table)
@@ -338,6 +338,9 @@ def pull(
         from tunecluster.cluster.compose_backend import SYNCED
 
         compose_run.copy_out(("best", *SYNCED))
+        if compose_run.volume_gone and not run.best_model.is_file():
+            raise UsageError(f"the volume of {compose_run.project} is gone (`down --volumes`) and no model "
+                             f"was pulled into {run.root} before")
     if not run.best_model.is_file():
         raise UsageError(f"{run.root} has no exported model yet (best/model.keras); wait for the search to finish")
     files = [run.best_model, run.best_hyperparameters, run.best_metrics, run.results_json, run.results_csv]
@@ -390,7 +393,8 @@ def down(
     if compose_run:
         removed = compose_run.down(volumes=volumes)
         console.print(f"removed project {compose_run.project}" + (f" (and {', '.join(removed)})" if removed else "")
-                      + ("" if volumes else "; its volume is kept (`down --volumes` removes it)"), highlight=False)
+                      + ("" if volumes else "; its volume is kept (`down --volumes` removes it)")
+                      + f"; logs saved in {run.logs}", highlight=False)
         return
     if volumes:
         raise UsageError("--volumes is for compose runs; a local run keeps everything in its --dir folder")

@@ -181,7 +181,7 @@ def render_compose(spec: Experiment, options: ComposeOptions) -> dict:
             "environment": dict(sorted(env.items())),
             "volumes": list(mounts),
             "secrets": [TOKEN_SECRET],
-            "working_dir": str(INPUT),
+            "working_dir": str(RUNS),
             "labels": {"io.tunecluster.experiment": spec.name, "io.tunecluster.role": role.name,
                        "io.tunecluster.tuner-id": role.tuner_id},
         }

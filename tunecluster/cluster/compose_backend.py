@@ -165,6 +165,7 @@ class ComposeRun:
         self.compose_file = Path(info["compose_file"])
         self.role_ids: dict[str, str] = info["role_ids"]  # role name -> tuner id
         self.restarts: dict[str, int] = info.setdefault("restarted_by_up", {})
+        self.volume_gone = False
 
     @classmethod
     def of(cls, run: RunDir) -> Optional["ComposeRun"]:
@@ -211,7 +212,7 @@ class ComposeRun:
                 "pid": state.get("Pid") or None,
                 "exit_code": state.get("ExitCode") if status == "exited" else None,
                 "restarts": (item or {}).get("RestartCount", 0) + self.restarts.get(name, 0),
-                "health": (state.get("Health") or {}).get("Status"),
+                "health": (state.get("Health") or {}).get("Status") if status == "running" else None,
                 "container": (item or {}).get("Name", "").lstrip("/") or None,
             })
         return roles
@@ -222,22 +223,25 @@ class ComposeRun:
         return self.info
 
     # -- the volume
-    def _helper(self) -> str:
+    def _helper(self) -> Optional[str]:
         volumes = docker("volume", "ls", "-q", "--filter", f"label={PROJECT_LABEL}={self.project}").stdout.split()
         if not volumes:
-            raise UsageError(f"the volume of {self.project} is gone (removed by `down --volumes`?); "
-                             f"only what was copied into {self.run.root} is left")
+            self.volume_gone = True
+            return None
         return docker("create", "--label", f"io.tunecluster.helper={self.project}",
                       "-v", f"{volumes[0]}:{render.RUNS}:ro", "--entrypoint", "true", self.image).stdout.strip()
 
     def copy_out(self, names: Sequence[str], containers: Optional[dict] = None) -> list[str]:
         """Copy files or folders of the run directory in the volume into the host run directory;
-        return those that exist there. Reads from the chief's container, else from a helper."""
+        return those that exist there. Reads from the chief's container, else from a helper
+        container; copies nothing once the volume is gone (`volume_gone` tells)."""
         chief = (self.containers() if containers is None else containers).get("chief")
         helper = None
         source = chief["Id"] if chief else None
         if source is None:
             helper = source = self._helper()
+            if source is None:
+                return []
         copied = []
         try:
             for name in names:
