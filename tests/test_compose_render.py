@@ -209,3 +209,54 @@ def test_healthcheck(monkeypatch):
         assert healthy({"KERASTUNER_TUNER_ID": "chief", "KERASTUNER_ORACLE_PORT": str(port)})
     assert not healthy({"KERASTUNER_TUNER_ID": "chief", "KERASTUNER_ORACLE_PORT": str(port)}, timeout=0.5)
     assert not healthy({"KERASTUNER_TUNER_ID": "chief"})
+
+
+def test_copy_out_unpacks_files_and_folders(tmp_path):
+    import io
+    import tarfile
+
+    def tar_of(entries: dict) -> bytes:
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as archive:
+            for name, data in entries.items():
+                info = tarfile.TarInfo(name)
+                if data is None:
+                    info.type = tarfile.DIRTYPE
+                    archive.addfile(info)
+                else:
+                    info.size = len(data)
+                    archive.addfile(info, io.BytesIO(data))
+        return buffer.getvalue()
+
+    (tmp_path / "best").mkdir()
+    (tmp_path / "best" / "stale.txt").write_text("old")
+    backend._extract_into(tar_of({"progress.json": b'{"finished": true}'}), tmp_path, "progress.json")
+    backend._extract_into(tar_of({"best": None, "best/model.keras": b"k"}), tmp_path, "best")
+    assert (tmp_path / "progress.json").read_text() == '{"finished": true}'
+    assert sorted(p.name for p in (tmp_path / "best").iterdir()) == ["model.keras"]  # replaced as a whole
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".copy-")]
+
+
+def test_roles_from_docker_inspect(tmp_path):
+    run = RunDir(tmp_path)
+    info = {"backend": "compose", "project": "tc-x-abcdef", "experiment": "x", "image": "i",
+            "compose_file": str(tmp_path / "docker-compose.yml"),
+            "role_ids": {"chief": "chief", "worker-0": "tuner0", "worker-1": "tuner1"},
+            "restarted_by_up": {"worker-1": 1}}
+    cluster = backend.ComposeRun(run, info)
+
+    def item(status, code=0, pid=0, restarts=0, health=None):
+        state = {"Status": status, "ExitCode": code, "Pid": pid}
+        if health:
+            state["Health"] = {"Status": health}
+        return {"Id": "0123456789ab", "Name": "/c", "RestartCount": restarts, "State": state}
+
+    roles = {r["name"]: r for r in cluster.roles({"chief": item("running", pid=42, health="healthy"),
+                                                   "worker-1": item("exited", 137, restarts=2)})}
+    assert roles["chief"]["state"] == "running" and roles["chief"]["pid"] == 42 and roles["chief"]["health"] == "healthy"
+    assert roles["worker-0"]["state"] == "removed" and roles["worker-0"]["exit_code"] is None
+    assert roles["worker-1"]["state"] == "failed" and roles["worker-1"]["exit_code"] == 137
+    assert roles["worker-1"]["restarts"] == 3  # Docker's two and the one `up` made
+    assert backend.ComposeRun.of(run) is None  # no cluster.json yet
+    cluster.record({})
+    assert backend.ComposeRun.of(run).project == "tc-x-abcdef"

@@ -153,6 +153,7 @@ def up(
     detach: bool = typer.Option(False, "--detach", help="Start the cluster and return at once."),
     image: Optional[str] = typer.Option(None, "--image", help="compose: the tunecluster image (default: tunecluster:<version>)."),
     gpus: Optional[str] = typer.Option(None, "--gpus", help="compose: GPUs reserved per worker, a number or 'all'."),
+    build: bool = typer.Option(False, "--build", help="compose: build --image from this checkout's Dockerfile first."),
 ):
     """Start a chief and workers, follow the search live, print the results table."""
     from tunecluster.cluster.launch import Overrides, prepare_run_dir, resolve_spec, up_local
@@ -174,7 +175,7 @@ def up(
         from tunecluster.cluster.compose_backend import best_model_hint, up_compose
 
         code = up_compose(spec, run, image=image or DEFAULT_IMAGE, port=port, gpus=gpus, console=console,
-                          detach=detach, resume=resume)
+                          detach=detach, resume=resume, build=build)
     else:
         code = up_local(spec, run, port=port, console=console, detach=detach)
     if code == 0 and not detach:

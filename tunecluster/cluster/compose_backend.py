@@ -105,8 +105,24 @@ def compose_command() -> list[str]:
 def check_image(image: str) -> None:
     if docker("image", "inspect", image, check=False, timeout=30).returncode != 0:
         raise UsageError(f"image {image} not found in the Docker engine; build it from a tunecluster "
-                         f"checkout with `docker build -t {image} .` (README, \"Compose backend\") "
-                         "or pass --image NAME")
+                         f"checkout with `docker build -t {image} .` or `up --build` (README, \"Compose "
+                         "backend\"), or pass --image NAME")
+
+
+def build_image(image: str, console: Console) -> None:
+    """`docker build -t IMAGE` from the checkout tunecluster runs from (its Dockerfile), with
+    Docker's output shown; a UsageError when tunecluster is installed without its sources."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / "Dockerfile").is_file():
+        raise UsageError(f"--build needs a tunecluster checkout (no Dockerfile beside {root / 'tunecluster'}); "
+                         "build the image there with `docker build -t IMAGE .` and pass --image IMAGE")
+    console.print(f"building {image} from {root} ...", highlight=False)
+    try:
+        code = subprocess.run(["docker", "build", "-t", image, str(root)], stdin=subprocess.DEVNULL).returncode
+    except FileNotFoundError:
+        raise UsageError("the docker CLI is not installed; install Docker (e.g. apt-get install docker.io)") from None
+    if code != 0:
+        raise RunFailure(f"docker build -t {image} {root} failed (exit code {code}); see its output above")
 
 
 # --- writing the run directory ---------------------------------------------------------------
@@ -325,10 +341,12 @@ def _extract_into(tar_bytes: bytes, root: Path, name: str) -> None:
 
 # --- up ------------------------------------------------------------------------------------
 def up_compose(spec: Experiment, run: RunDir, *, image: str, port: Optional[int], gpus: Optional[str],
-               console: Console, detach: bool = False, resume: bool = False) -> int:
+               console: Console, detach: bool = False, resume: bool = False, build: bool = False) -> int:
     """Render, start and follow one compose run; return the exit code for the CLI."""
     check_engine()
     command = compose_command()
+    if build:
+        build_image(image, console)
     check_image(image)
     options = compose_options(spec, run, image, port, gpus)
     if options.port and port_in_use("127.0.0.1", options.port):
