@@ -367,7 +367,7 @@ def logs(
     run = _existing_run(dir)
     compose_run = _compose_run(run)
     text = compose_run.logs(role, tail) if compose_run else None
-    if text is not None:  # the container's log (after `down`: the copy saved in logs/)
+    if text is not None:  # the container's log; once `down` removed it, the copy saved in logs/
         sys.stdout.write(text if text.endswith("\n") or not text else text + "\n")
         return
     path = run.log(role)

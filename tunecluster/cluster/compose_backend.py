@@ -29,6 +29,7 @@ its own trial back.
 from __future__ import annotations
 
 import io
+import json
 import os
 import secrets
 import shutil
@@ -206,10 +207,9 @@ class ComposeRun:
                      "--filter", "label=com.docker.compose.oneoff=False").stdout.split()
         if not ids:
             return {}
-        import json
-
         found = {}
-        for item in json.loads(docker("inspect", *ids).stdout):
+        # check=False: a container removed since `ps` is only missing from the answer.
+        for item in json.loads(docker("inspect", *ids, check=False).stdout or "[]"):
             service = item["Config"]["Labels"].get(SERVICE_LABEL)
             if service:
                 found[service] = item
