@@ -58,6 +58,7 @@ def test_services_roles_and_environment(tmp_path):
         assert all(isinstance(v, str) for v in env.values())  # compose wants strings
         assert service["volumes"] == ["runs:/tunecluster/runs", f"{tmp_path.resolve()}/input:/tunecluster/input:ro"]
         assert service["secrets"] == ["tunecluster_token"]
+        assert service["init"] is True
         assert "user" not in service
 
 

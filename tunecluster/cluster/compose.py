@@ -182,6 +182,7 @@ def render_compose(spec: Experiment, options: ComposeOptions) -> dict:
             "volumes": list(mounts),
             "secrets": [TOKEN_SECRET],
             "working_dir": str(RUNS),
+            "init": True,  # docker-init as PID 1: SIGTERM from `stop`/`down` reaches the role
             "labels": {"io.tunecluster.experiment": spec.name, "io.tunecluster.role": role.name,
                        "io.tunecluster.tuner-id": role.tuner_id},
         }

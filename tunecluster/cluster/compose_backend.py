@@ -393,8 +393,8 @@ def up_compose(spec: Experiment, run: RunDir, *, image: str, port: Optional[int]
         console.print("\ninterrupted: stopping the containers ...", highlight=False)
         cluster.compose("stop")
         cluster.record()
-        console.print(f"stopped. Resume with: tunecluster up --backend compose --dir {run.root} --resume",
-                      highlight=False)
+        console.print(f"stopped. Resume with: tunecluster up --backend compose --dir {run.root} --resume "
+                      "(and the same -f SPEC or --example)", highlight=False)
         return 130
     return _outcome(cluster, console, time.time() - started)
 
