@@ -172,6 +172,13 @@ def test_search_pull_and_down(image, tmp_path):
     assert all(r["exit_code"] == 0 for r in roles.values()), roles
     assert roles["worker-1"]["tuner_id"] == "tuner1"
 
+    # The token reaches the containers as a compose secret the image's user can read.
+    cluster = json.loads((run_dir / "cluster.json").read_text())
+    secret = _run(*cluster["compose_command"], "-p", cluster["project"], "-f", cluster["compose_file"], "run",
+                  "--rm", "--no-deps", "-T", "--entrypoint", "sh", "worker-0", "-c",
+                  'id -u; cat "$TUNECLUSTER_TOKEN_FILE"').stdout.split()
+    assert secret[0] != "0" and secret[-1] == token, secret[:1]
+
     logs = run_cli("logs", "worker-0", "--dir", str(run_dir), cwd=tmp_path)
     assert logs.returncode == 0 and logs.stdout.strip(), logs.stderr
 
