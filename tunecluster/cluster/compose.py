@@ -12,8 +12,8 @@ name `chief`. Around them:
 - the oracle token as a compose secret read from `<run dir>/token` (mode 0600, never in the
   image), named by TUNECLUSTER_TOKEN_FILE in every service;
 - `restart: on-failure` for workers (same container, same KERASTUNER_TUNER_ID: the oracle hands a
-  restarted worker its own trial back), optional GPU reservations, and the chief's port published
-  on 127.0.0.1 only when asked for.
+  restarted worker its own trial back), `init: true` so SIGTERM reaches the role, optional GPU
+  reservations, and the chief's port published on 127.0.0.1 only when asked for.
 
 The file uses the Compose Specification without a `version:` key, which both `docker compose`
 (v2) and `docker-compose` (v1 >= 1.27) read.
@@ -157,11 +157,7 @@ def stage_inputs(spec: Experiment) -> Inputs:
 
 # --- the compose document -------------------------------------------------------------------
 def _gpu_reservation(gpus: Union[int, str]) -> dict:
-    device: dict = {"driver": "nvidia", "capabilities": ["gpu"]}
-    if gpus == "all":
-        device["count"] = "all"
-    else:
-        device["count"] = int(gpus)
+    device = {"driver": "nvidia", "capabilities": ["gpu"], "count": "all" if gpus == "all" else int(gpus)}
     return {"resources": {"reservations": {"devices": [device]}}}
 
 
