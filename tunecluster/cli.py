@@ -183,6 +183,9 @@ def up(
     namespace: Optional[str] = KUBE_NAMESPACE,
     kubeconfig: Optional[str] = KUBECONFIG,
     tensorboard: bool = typer.Option(False, "--tensorboard", help="Kubernetes: also run TensorBoard on the volume."),
+    image: Optional[str] = typer.Option(None, "--image", help="compose: the tunecluster image (default: tunecluster:<version>)."),
+    gpus: Optional[str] = typer.Option(None, "--gpus", help="compose: GPUs reserved per worker, a number or 'all'."),
+    build: bool = typer.Option(False, "--build", help="compose: build --image from this checkout's Dockerfile first."),
 ):
     """Start a chief and workers, follow the search live, print the results table."""
     from tunecluster.cluster.launch import Overrides, preflight, prepare_run_dir, resolve_spec, up_local
@@ -192,8 +195,6 @@ def up(
     spec, source = resolve_spec(str(file) if file else None, example)
     spec = Overrides(workers, max_trials, epochs, tuner.value if tuner else None, seed,
                      backend.value if backend else None, insecure, tls).apply(spec)
-    if spec.cluster.backend == "compose":
-        raise UsageError(f"--backend {spec.cluster.backend} is not available yet; use --backend local or kubernetes")
     run = _run_dir(dir, spec.name)
     preflight(spec)
     if spec.cluster.backend == "kubernetes":
@@ -214,11 +215,21 @@ def up(
     if workers is not None and resume:
         spec = Overrides(workers=workers).apply(spec)
     console.print(f"spec: {source}", highlight=False)
-    code = up_local(spec, run, port=port, console=console, detach=detach)
+    if spec.cluster.backend == "compose":
+        from tunecluster.cluster.compose import DEFAULT_IMAGE
+        from tunecluster.cluster.compose_backend import best_model_hint, up_compose
+
+        code = up_compose(spec, run, image=image or DEFAULT_IMAGE, port=port, gpus=gpus, console=console,
+                          detach=detach, resume=resume, build=build)
+    else:
+        code = up_local(spec, run, port=port, console=console, detach=detach)
     if code == 0 and not detach:
         _print_results(run, Format.table, limit=None)
-        console.print(f"best model: {run.best_model}" if run.best_model.exists() else
-                      "no model exported (no completed trial)", highlight=False)
+        if spec.cluster.backend == "compose":
+            console.print(best_model_hint(run), highlight=False)
+        else:
+            console.print(f"best model: {run.best_model}" if run.best_model.exists() else
+                          "no model exported (no completed trial)", highlight=False)
     raise typer.Exit(code)
 
 
@@ -238,8 +249,15 @@ def render(
     rbac: bool = typer.Option(False, "--rbac", help="Print the Role (and RoleBinding for --user) a user "
                               "needs to run tunecluster in the namespace, instead of the experiment."),
     user: Optional[str] = typer.Option(None, "--user", help="With --rbac: bind the Role to this user."),
+    image: Optional[str] = typer.Option(None, "--image", help="The tunecluster image (default: compose "
+                                        "tunecluster:<version>, kubernetes cluster.kubernetes.image)."),
+    dir: Optional[Path] = typer.Option(None, "--dir", help="compose: run directory the file refers to "
+                                       "(default: ./tunecluster-runs/<name>)."),
+    port: Optional[int] = typer.Option(None, "--port", min=1, max=65535, help="compose: publish the oracle on 127.0.0.1:PORT."),
+    gpus: Optional[str] = typer.Option(None, "--gpus", help="compose: GPUs reserved per worker, a number or 'all'."),
 ):
-    """Print the objects `up` would create, as YAML (kubectl apply -f - works on it)."""
+    """Print what `up` would create, writing nothing: Kubernetes objects as YAML (`kubectl apply
+    -f -` works on it) or the compose file (`render --backend compose > compose.yml`)."""
     import secrets as token_source
 
     from tunecluster.cluster.launch import Overrides, resolve_spec
@@ -247,8 +265,16 @@ def render(
     from tunecluster.k8s.render import render as render_objects
     from tunecluster.k8s.render import to_yaml
 
-    if backend != BackendName.kubernetes:
-        raise UsageError(f"render --backend {backend.value} is not available yet; use --backend kubernetes")
+    if backend == BackendName.local:
+        raise UsageError("the local backend has nothing to render; use --backend kubernetes or compose")
+    if backend == BackendName.compose:
+        from tunecluster.cluster.compose import DEFAULT_IMAGE
+        from tunecluster.cluster.compose_backend import render_text
+
+        spec, _ = resolve_spec(str(file) if file else None, example)
+        spec = Overrides(workers=workers, backend="compose").apply(spec)
+        sys.stdout.write(render_text(spec, _run_dir(dir, spec.name), image or DEFAULT_IMAGE, port, gpus))
+        return
     if rbac:
         ns = namespace or "default"
         objects = [rbac_module.role(ns)] + ([rbac_module.role_binding(ns, user)] if user else [])
@@ -256,6 +282,8 @@ def render(
         return
     spec, _ = resolve_spec(str(file) if file else None, example)
     spec = Overrides(workers=workers).apply(spec)
+    if image:
+        spec.cluster.kubernetes.image = image
     ns = namespace or spec.cluster.kubernetes.namespace or "default"
     token = token_source.token_urlsafe(32) if include_secret else None
     tls = None
@@ -330,7 +358,8 @@ def status(
     run = _existing_run(dir)
     if _backend_of(run) == "kubernetes":
         return _status_kubernetes(run, format)
-    cluster = role_states(run)
+    compose_run = _compose_run(run)
+    cluster = compose_run.refresh() if compose_run else role_states(run)
     progress = read_json(run.progress) or {}
     if format == StatusFormat.json:
         console.print_json(json.dumps({
@@ -347,7 +376,7 @@ def status(
     for role in cluster["roles"]:
         w = workers.get(role["tuner_id"], {})
         state = role["state"] + (" (given up)" if role.get("given_up") else "")
-        table.add_row(role["name"], role["tuner_id"], state, str(role["pid"]),
+        table.add_row(role["name"], role["tuner_id"], state, str(role["pid"] or ""),
                       "" if role["exit_code"] is None else str(role["exit_code"]),
                       str(role.get("restarts", 0)), str(w.get("trial") or ""), str(w.get("epoch") or ""))
     console.print(table)
@@ -448,6 +477,9 @@ def results(
     run = _existing_run(dir)
     if _backend_of(run) == "kubernetes":
         _refresh_kubernetes_results(run)
+    compose_run = _compose_run(run)
+    if compose_run:
+        compose_run.refresh()
     _print_results(run, format, top)
 
 
@@ -491,6 +523,14 @@ def pull(
         scratch = tempfile.TemporaryDirectory()
         launcher.pull(_kube(run), load_spec(run.spec), Path(scratch.name))
         run = RunDir(scratch.name)
+    compose_run = None if scratch else _compose_run(run)
+    if compose_run:  # from the volume, into the run directory first
+        from tunecluster.cluster.compose_backend import SYNCED
+
+        compose_run.copy_out(("best", *SYNCED))
+        if compose_run.volume_gone and not run.best_model.is_file():
+            raise UsageError(f"the volume of {compose_run.project} is gone (`down --volumes`) and no model "
+                             f"was pulled into {run.root} before")
     if not run.best_model.is_file():
         raise UsageError(f"{run.root} has no exported model yet (best/model.keras); wait for the search to finish")
     files = [run.best_model, run.best_hyperparameters, run.best_metrics, run.results_json, run.results_csv]
@@ -520,6 +560,11 @@ def logs(
         from tunecluster.tuning.spec import load_spec
 
         launcher.logs(_kube(run), load_spec(run.spec).name, role, tail=tail or None, follow=follow, out=sys.stdout)
+        return
+    compose_run = _compose_run(run)
+    text = compose_run.logs(role, tail) if compose_run else None
+    if text is not None:  # the container's log; once `down` removed it, the copy saved in logs/
+        sys.stdout.write(text if text.endswith("\n") or not text else text + "\n")
         return
     path = run.log(role)
     if not path.is_file():
@@ -555,9 +600,12 @@ def _follow_local_log(run, role: str, path: Path) -> None:
 def down(
     dir: Optional[Path] = typer.Option(None, "--dir", help="Run directory."),
     keep_volume: bool = typer.Option(False, "--keep-volume", help="Kubernetes: keep the volume claim (the results)."),
+    volumes: bool = typer.Option(False, "--volumes", help="compose: remove the run's volume too "
+                                 "(pull the best model first)."),
 ):
-    """Stop a run: local roles still running are stopped (the run directory is kept); on
-    Kubernetes every object of the experiment is deleted (the claim too unless --keep-volume)."""
+    """Stop a run: local roles still running are stopped (the run directory is kept); a compose
+    run's containers and network are removed (with --volumes its volume too), keeping their logs;
+    on Kubernetes every object of the experiment is deleted (the claim too unless --keep-volume)."""
     from tunecluster.cluster.local import stop_recorded
 
     run = _existing_run(dir)
@@ -568,8 +616,24 @@ def down(
         deleted = launcher.delete_experiment(_kube(run), load_spec(run.spec).name, keep_volume=keep_volume)
         console.print(f"deleted: {', '.join(deleted)}" if deleted else "nothing was left", highlight=False)
         return
+    compose_run = _compose_run(run)
+    if compose_run:
+        removed = compose_run.down(volumes=volumes)
+        console.print(f"removed project {compose_run.project}" + (f" (and {', '.join(removed)})" if removed else "")
+                      + ("" if volumes else "; its volume is kept (`down --volumes` removes it)")
+                      + f"; logs saved in {run.logs}", highlight=False)
+        return
+    if volumes:
+        raise UsageError("--volumes is for compose runs; a local run keeps everything in its --dir folder")
     stopped = stop_recorded(run)
     console.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+
+
+def _compose_run(run):
+    """The ComposeRun of a run directory `up --backend compose` made, else None."""
+    from tunecluster.cluster.compose_backend import ComposeRun
+
+    return ComposeRun.of(run)
 
 
 def main():

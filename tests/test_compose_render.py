@@ -1,0 +1,263 @@
+"""The compose rendering and the compose backend's checks, without Docker: the services, their
+environment, the volume, the token secret, the inputs, restart and GPU settings, and the one-line
+errors when Docker or the compose tool is missing."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tunecluster.cluster import compose as render
+from tunecluster.cluster import compose_backend as backend
+from tunecluster.cluster.health import healthy
+from tunecluster.cluster.rundir import RunDir
+from tunecluster.errors import UsageError
+from tunecluster.tuning.examples import example_spec
+from tunecluster.tuning.spec import load_spec, validate_spec
+
+from conftest import run_cli
+
+
+def _spec(workers=2, **cluster):
+    spec = example_spec("pima-optimizer").model_dump(mode="json")
+    spec["cluster"].update(workers=workers, backend="compose", **cluster)
+    return validate_spec(spec)
+
+
+def _doc(tmp_path, spec=None, **options):
+    return render.render_compose(spec or _spec(), render.ComposeOptions(run_root=tmp_path, **options))
+
+
+def test_services_roles_and_environment(tmp_path):
+    doc = _doc(tmp_path, _spec(workers=3), tf_threads=2)
+    assert list(doc["services"]) == ["chief", "worker-0", "worker-1", "worker-2"]
+    chief = doc["services"]["chief"]
+    assert chief["command"] == ["chief"]
+    assert chief["environment"]["KERASTUNER_TUNER_ID"] == "chief"
+    assert chief["environment"]["KERASTUNER_ORACLE_IP"] == "0.0.0.0"
+    assert chief["restart"] == "no" and "ports" not in chief and "depends_on" not in chief
+    for i in range(3):
+        worker = doc["services"][f"worker-{i}"]
+        env = worker["environment"]
+        assert worker["command"] == ["worker"]
+        assert env["KERASTUNER_TUNER_ID"] == f"tuner{i}"  # stable ids, one per service
+        assert env["KERASTUNER_ORACLE_IP"] == "chief" and env["KERASTUNER_ORACLE_PORT"] == "8000"
+        assert env["TUNECLUSTER_TF_THREADS"] == "2"
+        assert worker["restart"] == "on-failure" and worker["depends_on"] == ["chief"]
+        assert "deploy" not in worker
+    for service in doc["services"].values():
+        env = service["environment"]
+        assert service["image"] == render.DEFAULT_IMAGE
+        assert env["TUNECLUSTER_RUN_DIR"] == "/tunecluster/runs/pima-optimizer"
+        assert env["TUNECLUSTER_SPEC"] == "/tunecluster/input/spec.yaml"
+        assert env["TUNECLUSTER_TOKEN_FILE"] == "/run/secrets/tunecluster_token"
+        assert all(isinstance(v, str) for v in env.values())  # compose wants strings
+        assert service["volumes"] == ["runs:/tunecluster/runs", f"{tmp_path.resolve()}/input:/tunecluster/input:ro"]
+        assert service["secrets"] == ["tunecluster_token"]
+        assert service["init"] is True
+        assert "user" not in service
+
+
+def test_volume_secret_and_no_token_value(tmp_path):
+    doc = _doc(tmp_path)
+    assert list(doc["volumes"]) == ["runs"]
+    assert doc["secrets"] == {"tunecluster_token": {"file": str(tmp_path.resolve() / "token")}}
+    assert "version" not in doc  # the Compose Specification: read by compose v1 (>=1.27) and v2
+    text = render.compose_yaml(doc, "tc-x")
+    assert yaml.safe_load(text) == doc
+    assert "TUNECLUSTER_TOKEN:" not in text
+
+
+def test_port_gpus_user_and_image(tmp_path):
+    doc = _doc(tmp_path, port=9123, gpus=2, user="1000:0", image="me/tc:gpu")
+    chief = doc["services"]["chief"]
+    assert chief["ports"] == ["127.0.0.1:9123:9123"]  # published on loopback only
+    assert chief["environment"]["KERASTUNER_ORACLE_PORT"] == "9123"
+    assert "deploy" not in chief
+    worker = doc["services"]["worker-1"]
+    assert worker["deploy"] == {"resources": {"reservations": {"devices": [
+        {"driver": "nvidia", "capabilities": ["gpu"], "count": 2}]}}}
+    assert worker["environment"]["KERASTUNER_ORACLE_PORT"] == "9123"
+    assert all(s["user"] == "1000:0" and s["image"] == "me/tc:gpu" for s in doc["services"].values())
+    assert _doc(tmp_path, gpus="all")["services"]["worker-0"]["deploy"]["resources"]["reservations"][
+        "devices"][0]["count"] == "all"
+
+
+def test_parse_gpus():
+    assert render.parse_gpus(None) is None and render.parse_gpus("0") is None
+    assert render.parse_gpus("all") == "all" and render.parse_gpus("2") == 2
+    with pytest.raises(UsageError, match="--gpus"):
+        render.parse_gpus("two")
+
+
+def test_project_name_per_run_dir(tmp_path):
+    a = render.project_name("pima", tmp_path / "a")
+    assert a == render.project_name("pima", tmp_path / "a")
+    assert a != render.project_name("pima", tmp_path / "b")
+    assert a.startswith("tc-pima-") and len(a) == len("tc-pima-") + 6
+
+
+def test_stage_inputs_example_and_files(tmp_path):
+    inputs = render.stage_inputs(example_spec("pima-optimizer"))
+    assert inputs.spec.data.csv == "data/diabetes.csv"
+    assert inputs.spec.hypermodel == "tunecluster.tuning.examples.pima:build_optimizer"  # in the image
+    assert [rel for _, rel in inputs.files] == ["data/diabetes.csv"]
+
+    (tmp_path / "model.py").write_text("def build(hp):\n    return None\n")
+    (tmp_path / "rows.csv").write_text("a,Outcome\n1,0\n")
+    (tmp_path / "tunecluster.yaml").write_text("name: mine\nhypermodel: model.py:build\ndata: {csv: rows.csv}\n")
+    inputs = render.stage_inputs(load_spec(tmp_path / "tunecluster.yaml"))
+    assert inputs.spec.hypermodel == "code/model.py:build"
+    assert sorted(rel for _, rel in inputs.files) == ["code/model.py", "data/rows.csv"]
+
+
+def test_stage_inputs_unknown_module():
+    spec = _spec().model_dump(mode="json")
+    spec["hypermodel"] = "no_such_module_here:build"
+    with pytest.raises(UsageError, match="not importable"):
+        render.stage_inputs(validate_spec(spec))
+
+
+def test_write_inputs_and_token(tmp_path):
+    run = RunDir(tmp_path / "run")
+    run.root.mkdir()
+    backend.write_inputs(run, example_spec("pima-optimizer"))
+    staged = load_spec(run.root / "input" / "spec.yaml")  # relative paths resolve inside input/
+    assert Path(staged.data.csv) == run.root / "input" / "data" / "diabetes.csv"
+    assert Path(staged.data.csv).is_file()
+    assert stat.S_IMODE((run.root / "input" / "data" / "diabetes.csv").stat().st_mode) == 0o644
+    backend.write_token(run.root / "token")
+    token = run.root / "token"
+    assert stat.S_IMODE(token.stat().st_mode) == 0o600 and len(token.read_text()) >= 40
+    first = token.read_text()
+    backend.write_token(token)
+    assert token.read_text() != first  # one token per run
+    if os.geteuid() == 0:
+        assert token.stat().st_uid == render.IMAGE_UID  # the image's user reads it
+
+
+def test_render_cli_prints_compose_and_writes_nothing(tmp_path):
+    done = run_cli("render", "--backend", "compose", "--example", "pima-optimizer", "--workers", "3",
+                   "--dir", str(tmp_path / "run"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    doc = yaml.safe_load(done.stdout)
+    assert sorted(doc["services"]) == ["chief", "worker-0", "worker-1", "worker-2"]
+    assert not (tmp_path / "run").exists()
+    done = run_cli("render", "--backend", "local", "--example", "pima-optimizer", cwd=tmp_path)
+    assert done.returncode == 2 and "nothing to render" in done.stderr
+
+
+def _fake_path(tmp_path, scripts: dict) -> dict:
+    """A PATH holding only fake `docker`/`docker-compose` scripts (shell builtins only)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, body in scripts.items():
+        (bin_dir / name).write_text("#!/bin/sh\n" + body + "\n")
+        (bin_dir / name).chmod(0o755)
+    return {"PATH": str(bin_dir)}
+
+
+@pytest.mark.parametrize("scripts, message", [
+    ({}, "the docker CLI is not installed"),
+    ({"docker": 'echo "Cannot connect to the Docker daemon at unix:///var/run/docker.sock." >&2; exit 1'},
+     "no Docker engine reachable (Cannot connect to the Docker daemon"),
+    ({"docker": 'case "$1" in version) echo 20.10;; compose) exit 1;; esac'}, "no compose tool found"),
+    ({"docker": 'case "$1" in version) echo 20.10;; image) exit 1;; compose) exit 1;; esac',
+      "docker-compose": "exit 0"}, "image tunecluster:0.1.0 not found"),
+])
+def test_up_one_line_errors(tmp_path, scripts, message):
+    env = _fake_path(tmp_path, scripts)
+    done = run_cli("up", "--backend", "compose", "--example", "pima-optimizer", "--dir", str(tmp_path / "run"),
+                   cwd=tmp_path, env=env)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], done.stderr
+
+
+def test_up_port_clash(tmp_path):
+    import socket
+
+    env = _fake_path(tmp_path, {"docker": 'case "$1" in version) echo 20.10;; compose) exit 1;; esac',
+                                "docker-compose": "exit 0"})
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        done = run_cli("up", "--backend", "compose", "--example", "pima-optimizer", "--port", str(port),
+                       "--dir", str(tmp_path / "run"), cwd=tmp_path, env=env)
+    assert done.returncode == 2
+    assert f"port {port} on 127.0.0.1 is in use" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_up_error_mapping():
+    assert "is in use" in str(backend._up_error("Bind for 127.0.0.1:9000 failed: port is already allocated", 9000, "i"))
+    assert "not found" in str(backend._up_error("pull access denied for tunecluster", None, "tunecluster:0.1.0"))
+    assert str(backend._up_error("boom\nreal reason\n", None, "i")) == "compose up failed: real reason"
+
+
+def test_healthcheck(monkeypatch):
+    import socket
+
+    assert healthy({"KERASTUNER_TUNER_ID": "tuner0"})
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        assert healthy({"KERASTUNER_TUNER_ID": "chief", "KERASTUNER_ORACLE_PORT": str(port)})
+    assert not healthy({"KERASTUNER_TUNER_ID": "chief", "KERASTUNER_ORACLE_PORT": str(port)}, timeout=0.5)
+    assert not healthy({"KERASTUNER_TUNER_ID": "chief"})
+
+
+def test_copy_out_unpacks_files_and_folders(tmp_path):
+    import io
+    import tarfile
+
+    def tar_of(entries: dict) -> bytes:
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as archive:
+            for name, data in entries.items():
+                info = tarfile.TarInfo(name)
+                if data is None:
+                    info.type = tarfile.DIRTYPE
+                    archive.addfile(info)
+                else:
+                    info.size = len(data)
+                    archive.addfile(info, io.BytesIO(data))
+        return buffer.getvalue()
+
+    (tmp_path / "best").mkdir()
+    (tmp_path / "best" / "stale.txt").write_text("old")
+    backend._extract_into(tar_of({"progress.json": b'{"finished": true}'}), tmp_path, "progress.json")
+    backend._extract_into(tar_of({"best": None, "best/model.keras": b"k"}), tmp_path, "best")
+    assert (tmp_path / "progress.json").read_text() == '{"finished": true}'
+    assert sorted(p.name for p in (tmp_path / "best").iterdir()) == ["model.keras"]  # replaced as a whole
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".copy-")]
+
+
+def test_roles_from_docker_inspect(tmp_path):
+    run = RunDir(tmp_path)
+    info = {"backend": "compose", "project": "tc-x-abcdef", "experiment": "x", "image": "i",
+            "compose_file": str(tmp_path / "docker-compose.yml"),
+            "role_ids": {"chief": "chief", "worker-0": "tuner0", "worker-1": "tuner1"},
+            "restarted_by_up": {"worker-1": 1}}
+    cluster = backend.ComposeRun(run, info)
+
+    def item(status, code=0, pid=0, restarts=0, health=None):
+        state = {"Status": status, "ExitCode": code, "Pid": pid}
+        if health:
+            state["Health"] = {"Status": health}
+        return {"Id": "0123456789ab", "Name": "/c", "RestartCount": restarts, "State": state}
+
+    roles = {r["name"]: r for r in cluster.roles({"chief": item("running", pid=42, health="healthy"),
+                                                   "worker-1": item("exited", 137, restarts=2)})}
+    assert roles["chief"]["state"] == "running" and roles["chief"]["pid"] == 42 and roles["chief"]["health"] == "healthy"
+    assert roles["worker-0"]["state"] == "removed" and roles["worker-0"]["exit_code"] is None
+    assert roles["worker-1"]["state"] == "failed" and roles["worker-1"]["exit_code"] == 137
+    assert roles["worker-1"]["restarts"] == 3  # Docker's two and the one `up` made
+    assert backend.ComposeRun.of(run) is None  # no cluster.json yet
+    cluster.record({})
+    assert backend.ComposeRun.of(run).project == "tc-x-abcdef"
