@@ -81,8 +81,8 @@ def _axis(hp: HyperParameter, values: list) -> dict:
     for v in present:
         if v not in categories:
             categories.append(v)
-    if None in values:
-        categories.append(None)
+    if None in values:  # at the bottom, as on numeric axes
+        categories.insert(0, None)
     index = {_label(c) if c is not None else MISSING: i for i, c in enumerate(categories)}
     labels = [_label(c) if c is not None else MISSING for c in categories]
     return dict(label=hp.name, values=[index[_label(v) if v is not None else MISSING] for v in values],
@@ -104,6 +104,8 @@ def parallel(data: RunData) -> go.Figure:
     fig = _layout(fig, f"All completed trials over their hyperparameters, coloured by {data.objective}{note}",
                   height=480)
     fig.update_layout(margin=dict(l=80, r=80, t=110, b=90 if len(dims) > 8 else 40))
+    if len(dims) > 14:  # many axes: wider than the page (the section scrolls sideways)
+        fig.update_layout(width=200 + 75 * len(dims), autosize=False)
     return fig
 
 
@@ -137,6 +139,10 @@ def hyperparameters(data: RunData) -> go.Figure:
             fig.update_xaxes(type="category", categoryorder="array", categoryarray=order, row=r, col=c)
         if c == 1:
             fig.update_yaxes(title_text=data.objective, row=r, col=c)
+    scores = [t["score"] for t in rows]
+    if scores:  # one score scale for every panel, so panels compare
+        pad = (max(scores) - min(scores)) * 0.08 or 0.01
+        fig.update_yaxes(range=[min(scores) - pad, max(scores) + pad])
     return _layout(fig, f"{data.objective} against each hyperparameter", height=max(360, 300 * nrows))
 
 

@@ -30,6 +30,7 @@ th { background: #f4f6f8; } table.sortable th { cursor: pointer; user-select: no
 table.sortable th:after { content: ' \\2195'; color: #aaa; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.best td { background: #eef6e8; } .error { color: #b00; max-width: 360px; }
+.scroll { overflow-x: auto; }
 .cards { display: flex; gap: 32px; flex-wrap: wrap; }
 """
 
@@ -140,7 +141,7 @@ def render(data: RunData) -> str:
         div = figure.to_html(full_html=False, include_plotlyjs=first, div_id=f"plot-{key}",
                              config={"displaylogo": False, "responsive": True})
         first = False
-        sections.append(f'<section id="{key}"><h2>{_e(TITLES[key])}</h2>{div}</section>')
+        sections.append(f'<section id="{key}"><h2>{_e(TITLES[key])}</h2><div class="scroll">{div}</div></section>')
     usage = utilisation(data)
     usage_rows = "".join(
         f"<tr><td>{_e(name)}</td>{_num(w['trials'])}{_num(w['busy_s'], 1)}{_num(w['available_s'], 1)}"

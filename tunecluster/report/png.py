@@ -26,7 +26,7 @@ def _plt():
 def progress_png(data: RunData, path: Path) -> None:
     plt = _plt()
     curves = best_so_far(data)
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), dpi=DPI)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), dpi=DPI, layout="constrained")
     for ax, x, scores, best, xlabel in (
             (axes[0], curves["number"], curves["number_scores"], curves["number_best"], "trial number"),
             (axes[1], curves["time_s"], curves["time_scores"], curves["time_best"],
@@ -42,7 +42,6 @@ def progress_png(data: RunData, path: Path) -> None:
     axes[0].set_ylabel(f"{data.objective} ({data.direction})")
     axes[0].legend(loc="best")
     fig.suptitle(f"{data.experiment}: best {data.objective} so far")
-    fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
 
@@ -81,7 +80,7 @@ def parallel_png(data: RunData, path: Path) -> None:
     rows = data.completed
     hps = data.hyperparameters
     axes_n = len(hps) + 1
-    fig, ax = plt.subplots(figsize=(max(8, 1.6 * axes_n + 2), 5), dpi=DPI)
+    fig, ax = plt.subplots(figsize=(min(24, max(8, 1.1 * axes_n + 3)), 5.5), dpi=DPI, layout="constrained")
     scores = [t["score"] for t in rows]
     encoded = [_encode(hp, [t["hyperparameters"].get(hp.name) for t in rows]) for hp in hps]
     lo, hi = (min(scores), max(scores)) if scores else (0.0, 1.0)
@@ -91,25 +90,26 @@ def parallel_png(data: RunData, path: Path) -> None:
     cmap = matplotlib.colormaps["viridis_r" if data.direction == "min" else "viridis"]
     norm = colors.Normalize(vmin=lo, vmax=hi if hi > lo else lo + 1e-9)
     order = sorted(range(len(rows)), key=lambda i: scores[i], reverse=data.direction == "min")
+    missing_at = -0.12  # a hyperparameter a trial did not use (e.g. a deeper layer's units)
     for i in order:  # best drawn last (on top)
-        ys = [axis[0][i] for axis in encoded]
-        xs = [x for x, y in enumerate(ys) if y is not None]
-        ax.plot(xs, [y for y in ys if y is not None], color=cmap(norm(scores[i])), alpha=0.85, linewidth=1.8)
-    for x, (_, ticks, labels) in enumerate(encoded):
+        ys = [missing_at if axis[0][i] is None else axis[0][i] for axis in encoded]
+        ax.plot(range(axes_n), ys, color=cmap(norm(scores[i])), alpha=0.85, linewidth=1.8)
+    for x, (values, ticks, labels) in enumerate(encoded):
         ax.axvline(x, color="#555", linewidth=1)
+        if any(v is None for v in values):
+            ticks, labels = [missing_at] + list(ticks), ["n/a"] + list(labels)
         for t, label in zip(ticks, labels):
-            ax.text(x + 0.03, t, label, fontsize=8, va="center", ha="left", color="#333")
+            ax.text(x + 0.03, t, label, fontsize=7 if axes_n > 12 else 8, va="center", ha="left", color="#333")
     ax.set_xticks(range(axes_n))
     ax.set_xticklabels([hp.name + (" (log)" if hp.log else "") for hp in hps] + [data.objective],
                        rotation=30 if axes_n > 6 else 0, ha="right" if axes_n > 6 else "center")
     ax.set_yticks([])
     ax.set_xlim(-0.2, axes_n - 0.6)
-    ax.set_ylim(-0.05, 1.05)
+    ax.set_ylim(-0.17, 1.05)
     for side in ("top", "right", "left"):
         ax.spines[side].set_visible(False)
     fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=data.objective, pad=0.02)
     ax.set_title(f"{data.experiment}: {len(rows)} completed trials, coloured by {data.objective}")
-    fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
 
@@ -119,7 +119,8 @@ def hyperparameters_png(data: RunData, path: Path) -> None:
     hps = data.hyperparameters
     cols = max(1, min(3, len(hps)))
     nrows = max(1, math.ceil(len(hps) / cols))
-    fig, axes = plt.subplots(nrows, cols, figsize=(4.6 * cols, 3.4 * nrows), dpi=DPI, squeeze=False)
+    fig, axes = plt.subplots(nrows, cols, figsize=(4.6 * cols, 3.2 * nrows + 0.4), dpi=DPI, squeeze=False,
+                             layout="constrained")
     rows = data.completed
     for i, ax in enumerate(axes.flat):
         if i >= len(hps):
@@ -141,7 +142,7 @@ def hyperparameters_png(data: RunData, path: Path) -> None:
             groups = [[s for v, s in pairs if _label(v) == label] for label in order]
             shown = [(label, g) for label, g in zip(order, groups) if g]
             if shown:
-                ax.boxplot([g for _, g in shown], positions=range(len(shown)), widths=0.5)
+                ax.boxplot([g for _, g in shown], positions=range(len(shown)), widths=0.5, showfliers=False)
                 for x, (_, g) in enumerate(shown):
                     jitter = [x + 0.12 * ((k % 5) - 2) / 2 for k in range(len(g))]
                     ax.scatter(jitter, g, color="#4c78a8", s=22, alpha=0.85, zorder=3)
@@ -152,7 +153,6 @@ def hyperparameters_png(data: RunData, path: Path) -> None:
         if i % cols == 0:
             ax.set_ylabel(data.objective)
     fig.suptitle(f"{data.experiment}: {data.objective} against each hyperparameter")
-    fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
 
@@ -163,7 +163,7 @@ def timeline_png(data: RunData, path: Path) -> None:
     names = workers(data)
     usage = utilisation(data)["workers"]
     fig, (ax, ax_u) = plt.subplots(1, 2, figsize=(12, 1.6 + 0.7 * max(len(names), 1)), dpi=DPI, sharey=True,
-                                   gridspec_kw={"width_ratios": [4, 1]})
+                                   gridspec_kw={"width_ratios": [4, 1]}, layout="constrained")
     y = {name: len(names) - 1 - i for i, name in enumerate(names)}
     seen = set()
     for bar in bars:
@@ -190,7 +190,6 @@ def timeline_png(data: RunData, path: Path) -> None:
     ax_u.set_xlabel("% busy")
     ax_u.set_title("utilisation")
     fig.suptitle(f"{data.experiment}: workers")
-    fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
 
