@@ -205,15 +205,22 @@ def test_plain_live_lines_show_each_worker_and_the_best(tmp_path):
 
     def alive():
         steps.append(1)
-        if len(steps) == 3:  # a trial ends between two reads
+        if len(steps) == 3:  # only an epoch advances: a line only once plain_every has passed
+            progress["workers"]["tuner0"].update(epoch=3, metrics={"val_accuracy": 0.7201})
+            write_json(run.progress, progress)
+        if len(steps) == 5:  # a trial ends between two reads
             progress["counts"] = {"completed": 3, "running": 1, "failed": 1, "invalid": 0}
             write_json(run.progress, progress)
-        return len(steps) <= 4
+        return len(steps) <= 6
 
     write_json(run.progress, progress)
     out = io.StringIO()
-    LiveView(run, Console(file=out, width=300), interval=0.05).follow(alive)
+    view = LiveView(run, Console(file=out, width=300), interval=0.05)
+    view.plain_every = 0.0
+    view.follow(alive)
     lines = out.getvalue().splitlines()
+    assert len(lines) == 4, lines  # first, failure, epoch 3, trial 3 done
+    assert "tuner0: running trial 3 epoch 3/5 val_accuracy=0.7201 restarts 1" in lines[2]
     first = lines[0]
     assert "trials 2/10 done, 2 running, 1 failed; best val_accuracy=0.7500 (trial 1) [optimizer=adam, units=64]" in first
     assert "tuner0: running trial 3 epoch 2/5 val_accuracy=0.7123 restarts 1" in first

@@ -2,8 +2,8 @@
 
 On a terminal: a Rich progress bar over trials (with ETA), the best score so far with its trial
 and hyperparameters, one line per worker (trial, epoch, latest metric, state) and the last
-failure. Elsewhere (CI logs, pipes): a plain line whenever the counts, the best or a worker's trial change,
-with the best's hyperparameters, an ETA and per worker its trial, epoch, latest objective value and
+failure. Elsewhere (CI logs, pipes): a plain line whenever the counts, the best or a worker's trial change
+(and every 30 s while only epochs advance), with the best's hyperparameters, an ETA and per worker its trial, epoch, latest objective value and
 restarts.
 """
 
@@ -70,7 +70,9 @@ def plain_workers(progress: dict) -> str:
         epoch, epochs = w.get("epoch"), w.get("epochs")
         text = f"{name}: {w.get('state')}"
         if w.get("trial") is not None:
-            text += f" trial {w['trial']} epoch {f'{epoch}/{epochs}' if epoch and epochs else _fmt(epoch)}"
+            text += f" trial {w['trial']}"
+            if epoch is not None:
+                text += f" epoch {f'{epoch}/{epochs}' if epochs else epoch}"
             value = (w.get("metrics") or {}).get(objective)
             if value is not None:
                 text += f" {objective}={_fmt(value)}"
@@ -112,6 +114,7 @@ class LiveView:
         self.console = console or Console()
         self.interval = interval
         self._last_failure = None
+        self.plain_every = 30.0  # s between plain lines that only report epochs
 
     def follow(self, alive: Callable[[], bool]) -> Optional[dict]:
         if self.console.is_terminal:
@@ -119,7 +122,7 @@ class LiveView:
         return self._follow_plain(alive)
 
     def _follow_plain(self, alive) -> Optional[dict]:
-        last_key = None
+        last_key, last_epochs, last_print = None, None, time.monotonic()
         progress = None
         eta = Eta()
         while alive():
@@ -129,8 +132,11 @@ class LiveView:
                 # a line when the counts, the best or a worker's trial change (not every epoch)
                 key = (line, tuple((n, w.get("state"), w.get("trial"), w.get("restarts"))
                                    for n, w in (progress.get("workers") or {}).items()))
+                epochs = tuple(w.get("epoch") for w in (progress.get("workers") or {}).values())
                 remaining = eta.update(progress)
-                if key != last_key:
+                quiet = time.monotonic() - last_print >= self.plain_every and epochs != last_epochs
+                if key != last_key or quiet:  # long trials: their epochs every `plain_every` s
+                    last_print, last_epochs = time.monotonic(), epochs
                     best = progress.get("best")
                     best_hps = f" [{_short_hps(best['hyperparameters'])}]" if best and best.get("hyperparameters") else ""
                     eta_text = f"; eta {_duration(remaining)}" if remaining is not None else ""
