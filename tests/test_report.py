@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-FIGURES = ("best-so-far", "parallel-coordinates", "hyperparameter-scores", "timeline")
+FIGURES = ("best-so-far", "parallel-coordinates", "timeline", "hyperparameter-scores")
 
 
 @pytest.fixture(scope="module")

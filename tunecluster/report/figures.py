@@ -178,9 +178,9 @@ def timeline_figure(data: RunData) -> go.Figure:
     return _layout(fig, title, height=max(300, 140 + 70 * len(names)))
 
 
-FIGURES = {
+FIGURES = {  # in the order of the page
     "best-so-far": progress,
     "parallel-coordinates": parallel,
-    "hyperparameter-scores": hyperparameters,
     "timeline": timeline_figure,
+    "hyperparameter-scores": hyperparameters,
 }

@@ -109,11 +109,24 @@ def _kv_table(pairs, caption: str) -> str:
     return f"<div><h3>{_e(caption)}</h3><table>{rows}</table></div>"
 
 
+def _kv_grid(pairs, caption: str, per_row: int) -> str:
+    """Name/value pairs, `per_row` pairs to a row (many hyperparameters stay compact)."""
+    pairs = list(pairs)
+    rows = []
+    for start in range(0, len(pairs), per_row):
+        cells = "".join(f"<th>{_e(k)}</th><td>{_e(_value(v))}</td>" for k, v in pairs[start:start + per_row])
+        rows.append(f"<tr>{cells}</tr>")
+    return f"<div><h3>{_e(caption)}</h3><table>{''.join(rows)}</table></div>"
+
+
 def best_section(data: RunData) -> str:
     if not data.best:
         return "<p>No completed trial yet.</p>"
     best = data.best
-    parts = [_kv_table(best["hyperparameters"].items(), "hyperparameters")]
+    values = best["hyperparameters"]
+    order = [n for n in data.hp_names if n in values] + [n for n in values if n not in data.hp_names]
+    pairs = [(n, values[n]) for n in order]
+    parts = [_kv_grid(pairs, "hyperparameters", per_row=1 if len(pairs) <= 8 else 4)]
     parts.append(_kv_table(sorted(best.get("metrics", {}).items()), "metrics at its best epoch (search)"))
     exported = data.exported or {}
     for split in ("validation", "test"):
@@ -147,7 +160,7 @@ def render(data: RunData) -> str:
         f"<tr><td>{_e(name)}</td>{_num(w['trials'])}{_num(w['busy_s'], 1)}{_num(w['available_s'], 1)}"
         f"{_num(None if w['utilisation'] is None else 100 * w['utilisation'], 1)}</tr>"
         for name, w in usage["workers"].items())
-    sections.insert(4, (
+    sections.insert(list(FIGURES).index("timeline") + 1, (
         '<section id="utilisation"><h2>Worker utilisation</h2><p>Available time: from the first trial\'s '
         "start to the last trial's end (or the last update of a running search), the same for every "
         "worker; busy time: the union of its trials.</p><table class=\"sortable\"><thead><tr><th>worker</th>"
