@@ -51,6 +51,16 @@ def logdir_of(run_root: Path) -> Path:
     return logdir
 
 
+def _die_with_parent() -> None:
+    """In the child (Linux): get SIGTERM when the CLI process dies, even by SIGKILL."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, 15)  # PR_SET_PDEATHSIG, SIGTERM
+    except Exception:
+        pass
+
+
 def start(logdir: Path, host: str = "127.0.0.1", port: Optional[int] = None,
           timeout: float = 90.0, log_path: Optional[Path] = None) -> tuple[subprocess.Popen, str]:
     """Start TensorBoard on `logdir`; return the process and its URL once it answers HTTP."""
@@ -62,6 +72,7 @@ def start(logdir: Path, host: str = "127.0.0.1", port: Optional[int] = None,
         [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", host,
          "--port", str(port), "--reload_interval", "5"],
         stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
     )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
