@@ -374,16 +374,16 @@ def tensorboard(
 
     run = _existing_run(dir)
     logdir = tensorboard_server.logdir_of(run.root)
-    proc, url = tensorboard_server.start(logdir, host=host, port=port, log_path=run.logs / "tensorboard.log")
-    console.print(f"TensorBoard for {run.root.name}: {url} (logdir {logdir}; HParams tab: {url}#hparams); "
-                  "Ctrl-C to stop", highlight=False)
+    import signal
+
     def on_sigterm(*_):
         raise KeyboardInterrupt
 
-    import signal
-
     signal.signal(signal.SIGTERM, on_sigterm)  # stop the child TensorBoard too
-    try:
+    proc, url = tensorboard_server.start(logdir, host=host, port=port, log_path=run.logs / "tensorboard.log")
+    try:  # (a Ctrl-C right after the URL is printed still stops TensorBoard)
+        console.print(f"TensorBoard for {run.root.name}: {url} (logdir {logdir}; HParams tab: {url}#hparams); "
+                      "Ctrl-C to stop", highlight=False)
         code = proc.wait()
     except KeyboardInterrupt:
         code = 0
