@@ -379,7 +379,10 @@ def tensorboard(
     def on_sigterm(*_):
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, on_sigterm)  # stop the child TensorBoard too
+    # Ctrl-C and SIGTERM stop the child TensorBoard too (SIGINT explicitly: a shell's background
+    # job inherits it ignored)
+    signal.signal(signal.SIGTERM, on_sigterm)
+    signal.signal(signal.SIGINT, on_sigterm)
     proc, url = tensorboard_server.start(logdir, host=host, port=port, log_path=run.logs / "tensorboard.log")
     try:  # (a Ctrl-C right after the URL is printed still stops TensorBoard)
         console.print(f"TensorBoard for {run.root.name}: {url} (logdir {logdir}; HParams tab: {url}#hparams); "
