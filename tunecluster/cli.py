@@ -547,6 +547,59 @@ def pull(
 
 @app.command()
 @_errors_to_exit
+def report(
+    dir: Optional[Path] = typer.Option(None, "--dir", help="Run directory (finished or still running)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="HTML file to write (default: <run>/report.html)."),
+    png: bool = typer.Option(False, "--png", help="Also write each figure as <out>-<figure>.png beside it."),
+):
+    """One self-contained HTML report of a search: best so far, parallel coordinates, score per
+    hyperparameter, worker timeline and utilisation, the best trial and the sortable results."""
+    from tunecluster.report import build_report
+
+    made = build_report(_existing_run(dir).root, out, png=png)
+    state = "" if made.finished else " (the search is still running; run report again to refresh)"
+    console.print(f"report: {made.html} ({made.trials} trials, {made.seconds:.1f} s){state}", highlight=False)
+    for path in made.pngs:
+        console.print(f"png: {path}", highlight=False)
+
+
+@app.command()
+@_errors_to_exit
+def tensorboard(
+    dir: Optional[Path] = typer.Option(None, "--dir", help="Run directory."),
+    port: Optional[int] = typer.Option(None, "--port", min=1, max=65535,
+                                       help="Port (default: 6006, or a free one if 6006 is taken)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (default: this machine only)."),
+):
+    """Start TensorBoard on the run's tensorboard folder (scalars per epoch and the HParams view
+    of every trial), print its URL and serve until Ctrl-C."""
+    from tunecluster.report import tensorboard_server
+
+    run = _existing_run(dir)
+    logdir = tensorboard_server.logdir_of(run.root)
+    import signal
+
+    def on_sigterm(*_):
+        raise KeyboardInterrupt
+
+    # Ctrl-C and SIGTERM stop the child TensorBoard too (SIGINT explicitly: a shell's background
+    # job inherits it ignored)
+    signal.signal(signal.SIGTERM, on_sigterm)
+    signal.signal(signal.SIGINT, on_sigterm)
+    proc, url = tensorboard_server.start(logdir, host=host, port=port, log_path=run.logs / "tensorboard.log")
+    try:  # (a Ctrl-C right after the URL is printed still stops TensorBoard)
+        console.print(f"TensorBoard for {run.root.name}: {url} (logdir {logdir}; HParams tab: {url}#hparams); "
+                      "Ctrl-C to stop", highlight=False)
+        code = proc.wait()
+    except KeyboardInterrupt:
+        code = 0
+    finally:
+        tensorboard_server.stop(proc)
+    raise typer.Exit(0 if code in (0, -2, -15) else 1)
+
+
+@app.command()
+@_errors_to_exit
 def logs(
     role: str = typer.Argument("chief", help="chief or worker-<i>."),
     dir: Optional[Path] = typer.Option(None, "--dir", help="Run directory."),

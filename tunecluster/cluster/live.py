@@ -2,7 +2,9 @@
 
 On a terminal: a Rich progress bar over trials (with ETA), the best score so far with its trial
 and hyperparameters, one line per worker (trial, epoch, latest metric, state) and the last
-failure. Elsewhere (CI logs, pipes): a plain line whenever something changes.
+failure. Elsewhere (CI logs, pipes): a plain line whenever the counts, the best or a worker's trial change
+(and every 30 s while only epochs advance), with the best's hyperparameters, an ETA and per worker its trial, epoch, latest objective value and
+restarts.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Callable, Optional
 
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -59,6 +62,50 @@ def summary_line(progress: dict) -> str:
             f"{counts.get('failed', 0) + counts.get('invalid', 0)} failed{requeue_text}; {best_text}")
 
 
+def plain_workers(progress: dict) -> str:
+    """One part per worker: state, trial, epoch/epochs, the objective's latest value, restarts."""
+    objective = progress.get("objective", "")
+    parts = []
+    for name, w in (progress.get("workers") or {}).items():
+        epoch, epochs = w.get("epoch"), w.get("epochs")
+        text = f"{name}: {w.get('state')}"
+        if w.get("trial") is not None:
+            text += f" trial {w['trial']}"
+            if epoch is not None:
+                text += f" epoch {f'{epoch}/{epochs}' if epochs else epoch}"
+            value = (w.get("metrics") or {}).get(objective)
+            if value is not None:
+                text += f" {objective}={_fmt(value)}"
+        text += f" restarts {w.get('restarts', 0)}"
+        parts.append(text)
+    return "; ".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+class Eta:
+    """Time left, from the trials this view saw end (a resumed run's earlier trials do not count)."""
+
+    def __init__(self):
+        self.first: Optional[tuple[float, int]] = None
+
+    def update(self, progress: dict) -> Optional[float]:
+        counts = progress.get("counts", {})
+        done = counts.get("completed", 0) + counts.get("failed", 0) + counts.get("invalid", 0)
+        total = progress.get("max_trials")
+        now = time.monotonic()
+        if self.first is None:
+            self.first = (now, done)
+            return None
+        since, done_then = self.first
+        if not total or done <= done_then or done >= total:
+            return None
+        return (now - since) / (done - done_then) * (total - done)
+
+
 class LiveView:
     """Follows `progress.json` while `alive()` is true."""
 
@@ -66,6 +113,8 @@ class LiveView:
         self.run = run
         self.console = console or Console()
         self.interval = interval
+        self._last_failure = None
+        self.plain_every = 30.0  # s between plain lines that only report epochs
 
     def follow(self, alive: Callable[[], bool]) -> Optional[dict]:
         if self.console.is_terminal:
@@ -73,22 +122,33 @@ class LiveView:
         return self._follow_plain(alive)
 
     def _follow_plain(self, alive) -> Optional[dict]:
-        last_line = None
+        last_key, last_epochs, last_print = None, None, time.monotonic()
         progress = None
+        eta = Eta()
         while alive():
             progress = read_json(self.run.progress) or progress
             if progress:
                 line = summary_line(progress)
-                workers = "; ".join(
-                    f"{n}: {w.get('state')} trial {_fmt(w.get('trial'))} epoch {_fmt(w.get('epoch'))}"
-                    for n, w in (progress.get("workers") or {}).items())
-                if line != last_line:
-                    self.console.print(f"[{time.strftime('%H:%M:%S')}] {line} | {workers}", highlight=False)
+                # a line when the counts, the best or a worker's trial change (not every epoch)
+                key = (line, tuple((n, w.get("state"), w.get("trial"), w.get("restarts"))
+                                   for n, w in (progress.get("workers") or {}).items()))
+                epochs = tuple(w.get("epoch") for w in (progress.get("workers") or {}).values())
+                remaining = eta.update(progress)
+                quiet = time.monotonic() - last_print >= self.plain_every and epochs != last_epochs
+                if key != last_key or quiet:  # long trials: their epochs every `plain_every` s
+                    last_print, last_epochs = time.monotonic(), epochs
+                    best = progress.get("best")
+                    best_hps = f" [{_short_hps(best['hyperparameters'])}]" if best and best.get("hyperparameters") else ""
+                    eta_text = f"; eta {_duration(remaining)}" if remaining is not None else ""
+                    self.console.print(f"[{time.strftime('%H:%M:%S')}] {line}{best_hps}{eta_text} | "
+                                       f"{plain_workers(progress)}", highlight=False, markup=False)
                     failure = progress.get("last_failure")
-                    if failure:
+                    if failure and failure != self._last_failure:  # each failure once
                         self.console.print(f"  last failure: trial {failure['trial_id']} on {failure['worker']}: "
-                                           f"{failure['error_type']}: {failure['message']}", highlight=False)
-                    last_line = line
+                                           f"{failure['error_type']}: {failure['message']}",
+                                           highlight=False, markup=False)
+                        self._last_failure = failure
+                    last_key = key
             time.sleep(self.interval)
         return read_json(self.run.progress) or progress
 
@@ -106,13 +166,13 @@ class LiveView:
                     bar.update(task, completed=done, total=progress.get("max_trials"))
                     best = progress.get("best")
                     best_text = (f"best {progress['objective']} = [bold green]{_fmt(best['score'])}[/] "
-                                 f"(trial {best['trial_id']}: {_short_hps(best['hyperparameters'])})"
+                                 f"(trial {best['trial_id']}: {escape(_short_hps(best['hyperparameters']))})"
                                  if best else "best: no completed trial yet")
                     parts = [bar, best_text, worker_table(progress)]
                     failure = progress.get("last_failure")
                     if failure:
                         parts.append(f"[red]last failure[/]: trial {failure['trial_id']} on {failure['worker']}: "
-                                     f"{failure['error_type']}: {failure['message']}")
+                                     + escape(f"{failure['error_type']}: {failure['message']}"))
                     live.update(Group(*parts))
                 time.sleep(self.interval)
         return read_json(self.run.progress) or progress

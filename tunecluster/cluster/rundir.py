@@ -8,6 +8,7 @@ guards that keep an earlier run from being overwritten.
     <run>/progress.json          the chief's live view: trials, best so far, each worker's trial
     <run>/results.json, .csv     one row per trial
     <run>/best/                  model.keras, hyperparameters.json, metrics.json
+    <run>/tensorboard/<trial>/   per-epoch scalars and hyperparameters (HParams), per trial
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class RunDir:
     best_model = property(lambda self: self.root / "best" / "model.keras")
     best_hyperparameters = property(lambda self: self.root / "best" / "hyperparameters.json")
     best_metrics = property(lambda self: self.root / "best" / "metrics.json")
+    tensorboard = property(lambda self: self.root / "tensorboard")
 
     def log(self, role: str) -> Path:
         return self.logs / f"{role}.log"

@@ -95,6 +95,9 @@ class FitSpec(_Section):
     batch_size: int = Field(32, ge=1)
     early_stopping_patience: Optional[int] = Field(None, ge=1)
     verbose: int = Field(0, ge=0, le=2)
+    tensorboard: bool = Field(
+        True, description="Log each trial's epochs and hyperparameters under <run>/tensorboard (HParams)."
+    )
 
 
 class Resources(_Section):

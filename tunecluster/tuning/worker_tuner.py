@@ -13,6 +13,8 @@ scoring and checkpoint layout are used unchanged. What it changes:
   of a trial's error are reported before the trial is ended;
 - a trial whose lease the chief took back (the heartbeat's answer names it, or the chief refuses
   its result) is abandoned at the next batch and the worker asks for a fresh one;
+- with `fit.tensorboard`, each trial logs its epochs and hyperparameters for TensorBoard's HParams
+  view under `<run>/tensorboard/` (`tensorboard_log`);
 - `request_stop()` (SIGTERM) ends training at the next batch and raises `TrialInterrupted`, so the
   caller gives the trial back instead of reporting a half-trained score.
 """
@@ -22,6 +24,7 @@ from __future__ import annotations
 import threading
 import time
 import traceback
+from pathlib import Path
 from typing import Callable, Optional
 
 import keras
@@ -31,6 +34,7 @@ from keras_tuner.src.engine.tuner import maybe_distribute
 
 from tunecluster.cluster.chief_link import ResultRefused
 from tunecluster.errors import UsageError
+from tunecluster.tuning.tensorboard_log import trial_callback
 
 
 class LeaseLost(BaseException):
@@ -288,6 +292,9 @@ class ClusterTuner(kt.Tuner):
             model = self._try_build(hp)
             callbacks = [best, _Progress(self._report, trial.trial_id, execution, epochs),
                          _StopCheck(self._must_stop)]
+            if getattr(fit, "tensorboard", False):  # <run>/tensorboard/<trial>[/execution_<k>]
+                callbacks.append(trial_callback(Path(self.directory).parent / "tensorboard", trial,
+                                                execution, self.executions_per_trial))
             if fit.early_stopping_patience:
                 callbacks.append(keras.callbacks.EarlyStopping(
                     monitor=objective.name, mode=objective.direction,

@@ -1,0 +1,102 @@
+"""TensorBoard logging for each trial: per-epoch scalars and the trial's hyperparameters through
+the HParams plugin, so `tensorboard --logdir <run>/tensorboard` shows the HParams table and
+parallel-coordinates view.
+
+Layout, one HParams session per trial (per execution when `executions_per_trial` > 1):
+
+    <run>/tensorboard/<trial_id>[/execution_<k>]/            the session (hyperparameter values)
+    <run>/tensorboard/<trial_id>[/execution_<k>]/train/      epoch_loss, epoch_accuracy, ...
+    <run>/tensorboard/<trial_id>[/execution_<k>]/validation/ the same names for the val_ metrics
+
+the names and folders Keras' own TensorBoard callback uses, so charts of train and validation
+overlay. Kept cheap: scalars once per epoch, no graph, no histograms, no profiling; the three
+writers open at the start of training and close at its end.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import keras
+
+
+def session_dir(root: str | Path, trial_id: str, execution: int, executions: int) -> Path:
+    """Where one trial's (execution's) events go."""
+    path = Path(root) / str(trial_id)
+    return path / f"execution_{execution}" if executions > 1 else path
+
+
+def _hparam_value(value):
+    """HParams accepts bool, int, float and str; anything else is written as its text."""
+    if isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+class TrialTensorBoard(keras.callbacks.Callback):
+    """Writes a trial's hyperparameters at the start of training and its metrics every epoch."""
+
+    def __init__(self, logdir: str | Path, trial_id: str, hyperparameters: dict):
+        super().__init__()
+        self.logdir = Path(logdir)
+        self.trial_id = str(trial_id)
+        self.hyperparameters = {k: _hparam_value(v) for k, v in hyperparameters.items()}
+        self._writers: dict = {}
+
+    def _writer(self, group: str):
+        import tensorflow as tf
+
+        if group not in self._writers:
+            path = self.logdir / group if group else self.logdir
+            self._writers[group] = tf.summary.create_file_writer(str(path))
+        return self._writers[group]
+
+    def on_train_begin(self, logs=None):
+        from tensorboard.plugins.hparams import api as hparams_api
+
+        with self._writer("").as_default():
+            hparams_api.hparams(self.hyperparameters, trial_id=self.trial_id, start_time_secs=int(time.time()))
+
+    def on_epoch_end(self, epoch, logs=None):
+        import tensorflow as tf
+
+        by_group: dict[str, dict[str, float]] = {"train": {}, "validation": {}}
+        for name, value in (logs or {}).items():
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                continue
+            if name.startswith("val_"):
+                by_group["validation"][f"epoch_{name[4:]}"] = number
+            else:
+                by_group["train"][f"epoch_{name}"] = number
+        for group, scalars in by_group.items():
+            if not scalars:
+                continue
+            with self._writer(group).as_default():
+                for tag, number in scalars.items():
+                    tf.summary.scalar(tag, number, step=epoch)
+
+    def on_train_end(self, logs=None):
+        self.close()
+
+    def close(self) -> None:
+        for writer in self._writers.values():
+            writer.close()
+        self._writers = {}
+
+    def __del__(self):  # a training that raised still releases its files
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+def trial_callback(root: Optional[str | Path], trial, execution: int, executions: int) -> Optional[TrialTensorBoard]:
+    """The callback for one execution of `trial`, or None when TensorBoard logging is off."""
+    if root is None:
+        return None
+    return TrialTensorBoard(session_dir(root, trial.trial_id, execution, executions), trial.trial_id,
+                            dict(trial.hyperparameters.values))
