@@ -24,7 +24,7 @@ if ! command -v gcc >/dev/null 2>&1; then
   exit 2
 fi
 
-stamp="$( (cat go.mod go.sum "$0"; go version) | sha256sum | cut -c1-16)"
+stamp="$( (cat go.mod go.sum build.sh; go version) | sha256sum | cut -c1-16)"
 have_all=1
 for b in "${BINARIES[@]}"; do [[ -x "$BIN/$b" ]] || have_all=0; done
 if [[ $have_all == 1 && "$(cat "$BIN/.stamp" 2>/dev/null)" == "$stamp" ]]; then
