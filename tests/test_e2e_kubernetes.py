@@ -143,3 +143,35 @@ echo "index $i done"
             assert f"index {_index(pod)} done" in out
     assert not bed.provisioner_errors, bed.provisioner_errors
     print(f"[smoke] passed in {time.monotonic() - t0:.1f}s")
+
+
+def test_import_docker_save_archive(k8s_cluster, tmp_path):
+    """An image made by the local Docker daemon (`docker save`) runs as a pod: the route the project
+    image takes into the test bed."""
+    import shutil
+    import subprocess
+
+    if not shutil.which("docker") or subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
+        pytest.skip("no Docker daemon to make a docker-save archive")
+    bed = k8s_cluster
+    root = tmp_path / "rootfs"
+    (root / "bin").mkdir(parents=True)
+    shutil.copy("/bin/busybox", root / "bin" / "busybox")
+    (root / "bin" / "sh").symlink_to("busybox")
+    name = f"tunecluster-testbed-import:{int(time.time())}"
+    tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
+    subprocess.run(["docker", "import", "-c", 'CMD ["sh"]', "-", name], stdin=tar.stdout, check=True,
+                   capture_output=True)
+    tar.wait()
+    try:
+        out = bed.import_docker_image(name)
+    finally:
+        subprocess.run(["docker", "rmi", name], capture_output=True)
+    assert f"docker.io/library/{name}" in out, out
+    bed.apply({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "from-docker", "namespace": "default"},
+               "spec": {"restartPolicy": "Never", "containers": [{
+                   "name": "main", "image": name, "imagePullPolicy": "Never",
+                   "command": ["sh", "-c", "echo imported-image-runs"]}]}})
+    bed.wait_for("pod from-docker Succeeded", lambda: bed.kubectl_json(
+        "get", "pod", "from-docker")["status"].get("phase") == "Succeeded", 120, log="kubelet")
+    assert "imported-image-runs" in bed.kubectl("logs", "from-docker").stdout

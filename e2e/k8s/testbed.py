@@ -225,10 +225,19 @@ class TestBed:
         return _run(["ctr", "--address", self.containerd_sock, "--namespace", "k8s.io", *args],
                     check=check, timeout=timeout)
 
-    def import_image(self, tarball: Path | str) -> str:
+    def import_image(self, tarball: Path | str, timeout: float = 1200) -> str:
         """Load a docker-save or OCI image archive into the node's containerd (namespace k8s.io, where
-        the kubelet's CRI sees it); returns ctr's output, which names the imported images."""
-        return self.ctr("images", "import", str(tarball)).stdout
+        the kubelet's CRI sees it); returns ctr's output, which names the imported images. Docker
+        names are normalized: `tunecluster:0.1.0` becomes `docker.io/library/tunecluster:0.1.0`, which
+        a pod spec may still write as `tunecluster:0.1.0` (use imagePullPolicy Never/IfNotPresent)."""
+        return self.ctr("images", "import", str(tarball), timeout=timeout).stdout
+
+    def import_docker_image(self, name: str, timeout: float = 1200) -> str:
+        """`docker save NAME` from the local Docker daemon, then import_image."""
+        with tempfile.TemporaryDirectory(dir="/var/tmp") as tmp:
+            archive = Path(tmp) / "image.tar"
+            _run(["docker", "save", "-o", archive, name], timeout=timeout)
+            return self.import_image(archive, timeout=timeout)
 
     def images(self) -> list[str]:
         return self.ctr("images", "ls", "-q").stdout.split()
