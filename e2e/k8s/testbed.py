@@ -38,6 +38,7 @@ import ipaddress
 import json
 import os
 import platform
+import shlex
 import shutil
 import signal
 import socket
@@ -243,8 +244,11 @@ class TestBed:
         return self.ctr("images", "ls", "-q").stdout.split()
 
     def volume_path(self, pvc: str, namespace: str = "default") -> Path:
-        """Host folder backing a claim bound by the test bed's provisioner."""
-        return self.dir / "volumes" / f"{namespace}-{pvc}"
+        """Host folder of the hostPath volume bound to a claim (the provisioner makes one per claim)."""
+        volume = self.kubectl_json("get", "pvc", pvc, "-n", namespace)["spec"].get("volumeName")
+        if not volume:
+            raise TestBedError(f"claim {namespace}/{pvc} is not bound")
+        return Path(self.kubectl_json("get", "pv", volume)["spec"]["hostPath"]["path"])
 
     def wait_for(self, what: str, cond, timeout: float = 120, interval: float = 0.5, log: str | None = None):
         deadline = time.monotonic() + timeout
@@ -347,6 +351,36 @@ class TestBed:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise TestBedError(f"another Kubernetes test bed runs on this machine ({LOCK_FILE} is locked)") from None
+        self._clean_stale_runs()
+
+    def _clean_stale_runs(self):
+        """With the lock held no other test bed is alive: end the processes of a run that was
+        killed before its stop() (they name its folder on their command line) and remove its
+        folder, so that two kubelets/kube-proxies never fight over this machine."""
+        parent = self.dir.parent
+        stale = [d for d in parent.glob("tunecluster-k8s-*") if d != self.dir and (d / "logs").is_dir()]
+        if not stale:
+            return
+        markers = [str(d) + "/" for d in stale]
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit() or int(pid) == os.getpid():
+                continue
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if any(m in cmdline for m in markers):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid), signal.SIGKILL)
+        time.sleep(1)
+        for d in stale:
+            self._unmount_under(d)
+            if os.environ.get("TUNECLUSTER_K8S_KEEP") != "1":
+                shutil.rmtree(d, ignore_errors=True)
+        # NAT rules a killed run left (they carry our comment).
+        for line in _run(["iptables", "-t", "nat", "-S", "PREROUTING"], check=False).stdout.splitlines():
+            if "tunecluster-testbed" in line and line.startswith("-A "):
+                _run(["iptables", "-t", "nat", "-D", *shlex.split(line)[1:]], check=False)
 
     # ---------------------------------------------------------- pki
     def _make_pki(self):
@@ -656,10 +690,10 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
                     sc = spec.get("storageClassName")
                     if pvc["status"].get("phase") != "Pending" or sc != STORAGE_CLASS or spec.get("volumeName"):
                         continue
-                    path = self.volume_path(meta["name"], meta["namespace"])
+                    pv_name = f"pv-{meta['namespace']}-{meta['name']}"[:240] + "-" + meta["uid"][:8]
+                    path = self.dir / "volumes" / pv_name
                     path.mkdir(parents=True, exist_ok=True)
                     path.chmod(0o777)
-                    pv_name = f"pv-{meta['namespace']}-{meta['name']}"[:253]
                     self.apply({
                         "apiVersion": "v1", "kind": "PersistentVolume",
                         "metadata": {"name": pv_name, "labels": {"tunecluster.local/testbed": "1"},
