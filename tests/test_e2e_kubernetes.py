@@ -175,3 +175,41 @@ def test_import_docker_save_archive(k8s_cluster, tmp_path):
     bed.wait_for("pod from-docker Succeeded", lambda: bed.kubectl_json(
         "get", "pod", "from-docker")["status"].get("phase") == "Succeeded", 120, log="kubelet")
     assert "imported-image-runs" in bed.kubectl("logs", "from-docker").stdout
+
+
+def test_restricted_pod_with_limits_runs(k8s_cluster, tmp_path):
+    """A pod as the backend will likely write it: Pod Security `restricted` enforced on its namespace,
+    non-root user, no capabilities, RuntimeDefault seccomp, read-only root, Guaranteed QoS (cgroup v1
+    limits), writing to a claim of the default StorageClass."""
+    import testbed
+
+    bed = k8s_cluster
+    bed.import_image(testbed.make_busybox_image(tmp_path / "busybox.tar"))
+    ns = "restricted"
+    bed.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": {
+        "pod-security.kubernetes.io/enforce": "restricted"}}})
+    bed.wait_for(f"service account {ns}/default",
+                 lambda: bed.kubectl("get", "sa", "default", "-n", ns, check=False).returncode == 0, 60)
+    bed.apply({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data"},
+               "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "100Mi"}}}},
+              namespace=ns)
+    bed.apply({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "locked-down"}, "spec": {
+        "restartPolicy": "Never",
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000,
+                            "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [{
+            "name": "main", "image": testbed.BUSYBOX_IMAGE, "imagePullPolicy": "Never",
+            "command": ["sh", "-c", "id -u; echo written-by-$(id -u) > /data/out; cat /proc/self/status | grep Seccomp:"],
+            "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                "capabilities": {"drop": ["ALL"]}},
+            "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": "100m", "memory": "64Mi"}},
+            "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
+        "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]}}, namespace=ns)
+    bed.wait_for("pod locked-down Succeeded", lambda: bed.kubectl_json(
+        "get", "pod", "locked-down", "-n", ns)["status"].get("phase") == "Succeeded", 120, log="kubelet")
+    pod = bed.kubectl_json("get", "pod", "locked-down", "-n", ns)
+    assert pod["status"]["qosClass"] == "Guaranteed"
+    out = bed.kubectl("logs", "-n", ns, "locked-down").stdout
+    assert out.splitlines()[0] == "1000"
+    assert "Seccomp:\t2" in out  # filter mode: the runtime's default profile is on
+    assert (bed.volume_path("data", ns) / "out").read_text().strip() == "written-by-1000"
