@@ -59,6 +59,9 @@ PAUSE_IMAGE = "localhost/tunecluster/pause:3.10"
 BUSYBOX_IMAGE = "localhost/tunecluster/busybox:1.35"
 STORAGE_CLASS = "tunecluster-local"
 LOCK_FILE = "/run/tunecluster-k8s-testbed.lock"
+# The host's kernel settings as they were before the first test bed touched them; kept until a
+# stop() has put them back, so that a run after a killed one restores the real originals.
+SYSCTL_FILE = "/run/tunecluster-k8s-testbed.sysctls.json"
 # Kernel settings that the kubelet (and kube-proxy) change on the host; restored by stop().
 TOUCHED_SYSCTLS = [
     "vm.overcommit_memory", "vm.panic_on_oom", "kernel.panic", "kernel.panic_on_oops",
@@ -443,10 +446,15 @@ class TestBed:
         path.write_text(value)
 
     def _setup_host_network(self):
+        saved = Path(SYSCTL_FILE)
+        if saved.exists():  # a killed run's kubelet changed them: its saved originals are the real ones
+            with contextlib.suppress(ValueError, OSError):
+                self._sysctls.update(json.loads(saved.read_text()))
         for key in TOUCHED_SYSCTLS:
             path = Path("/proc/sys") / key.replace(".", "/")
             if path.exists():
                 self._sysctls.setdefault(key, path.read_text().strip())
+        saved.write_text(json.dumps(self._sysctls))
         self._netns_before = set(os.listdir("/var/run/netns")) if os.path.isdir("/var/run/netns") else set()
         _run(["ip", "link", "del", self.bridge], check=False)  # a leftover of a killed run
         _run(["ip", "link", "add", self.bridge, "type", "bridge"])
@@ -741,6 +749,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         for key, value in self._sysctls.items():
             with contextlib.suppress(OSError):
                 (Path("/proc/sys") / key.replace(".", "/")).write_text(value)
+        if self._sysctls:
+            with contextlib.suppress(OSError):
+                os.unlink(SYSCTL_FILE)
         self._sysctls = {}
         self._unmount_under(self.dir)
         if os.environ.get("TUNECLUSTER_K8S_KEEP") != "1":
