@@ -156,6 +156,29 @@ def pod_problem(pod) -> Optional[str]:
     return None
 
 
+SCHEDULING_GRACE = 90.0  # s: a volume being provisioned, a node being added; then it is a real problem
+
+
+class ProblemClock:
+    """Reports a pod problem at once, except scheduling problems, which often clear by themselves
+    (a claim being bound, an autoscaler adding a node): those only after they last `grace` s."""
+
+    def __init__(self, grace: float = SCHEDULING_GRACE):
+        self.grace = grace
+        self.first_seen: dict[str, float] = {}
+
+    def check(self, pod) -> Optional[str]:
+        problem = pod_problem(pod)
+        key = pod.metadata.name
+        if problem is None:
+            self.first_seen.pop(key, None)
+            return None
+        if "cannot be scheduled" not in problem:
+            return problem
+        first = self.first_seen.setdefault(key, time.time())
+        return problem if time.time() - first >= self.grace else None
+
+
 def role_pods(cluster: Cluster, experiment: str, role: Optional[str] = None) -> list:
     try:
         pods = cluster.core.list_namespaced_pod(cluster.namespace, label_selector=selector(experiment, role)).items
@@ -203,11 +226,12 @@ def wait_for_chief(cluster: Cluster, spec: Experiment, timeout: float = 300) -> 
     """Watch the chief's pod until it is ready; fail fast on image/scheduling problems."""
     deadline = time.time() + timeout
     sel = selector(spec.name, "chief")
+    clock = ProblemClock()
     while time.time() < deadline:
         for pod in role_pods(cluster, spec.name, "chief"):
-            problem = pod_problem(pod)
+            problem = clock.check(pod)
             if problem:
-                raise RunFailure(problem)
+                raise RunFailure(_pending_claim(cluster, spec) or problem)
             ready = any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
             if ready:
                 return pod.metadata.name
@@ -254,6 +278,7 @@ class Follower:
         self.outcome: Optional[str] = None
         self.problem: Optional[str] = None
         self.refreshed = False
+        self.clock = ProblemClock()
 
     def refresh(self) -> None:
         from tunecluster.tuning.results import to_csv
@@ -270,8 +295,9 @@ class Follower:
                         self.run.results_csv.write_text(to_csv(document))
 
     def alive(self) -> bool:
-        for event in _watch_once(self.cluster, "pods", selector(self.spec.name), 1):
-            problem = pod_problem(event["object"]) if event.get("type") != "DELETED" else None
+        _watch_once(self.cluster, "pods", selector(self.spec.name), 1)  # wakes early on any pod change
+        for pod in role_pods(self.cluster, self.spec.name):
+            problem = self.clock.check(pod) if pod.status.phase == "Pending" else None
             if problem:
                 self.problem = problem
                 return False

@@ -22,12 +22,9 @@ DEFAULT_PORT = 6006
 
 
 def _free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
+    from tunecluster.cluster.local import port_in_use
+
+    return not port_in_use(host, port)
 
 
 def pick_port(host: str, port: Optional[int]) -> int:
