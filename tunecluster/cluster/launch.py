@@ -174,6 +174,9 @@ def up_local(spec: Experiment, run: RunDir, *, port: Optional[int], console: Con
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_sigterm)
+    # Ctrl-C must stop the cluster even when `up` was started where SIGINT is ignored (a shell's
+    # background job: Python then installs no KeyboardInterrupt handler of its own).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         LiveView(run, console).follow(alive)
         code = cluster.chief_final()
