@@ -31,7 +31,9 @@ from tunecluster.cluster import keras_shim
 from tunecluster.cluster.control import control_handler
 from tunecluster.cluster.leases import Leases
 from tunecluster.cluster.security import Security, TokenInterceptor, caller_id, server_credentials
-from tunecluster.cluster.rundir import RunDir, write_atomic, write_json
+from tunecluster.cluster.rundir import RunDir, read_json, write_atomic, write_json
+from tunecluster.cluster.work import RUNNING, Board
+from tunecluster.cluster.work_service import ONGOING_PREFIX, WorkService
 from tunecluster.errors import RunFailure
 from tunecluster.tuning.spec import Experiment
 
@@ -134,6 +136,7 @@ class ChiefServicer:
         self.space_wait = space_wait
         self.stop_triggered = False
         self.changed = threading.Condition()
+        self.work = None  # the WorkService of tunecluster workers (set by the Chief)
 
     # --- helpers -------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -223,8 +226,11 @@ class ChiefServicer:
     def expire_leases(self) -> int:
         expired = self.leases.expired()
         for lease in expired:
-            self.requeue(lease.trial_id, lease.tuner_id,
-                         f"no heartbeat from {lease.tuner_id} for {self.leases.timeout:g} s (lease expired)")
+            reason = f"no heartbeat from {lease.tuner_id} for {self.leases.timeout:g} s (lease expired)"
+            if self.work is not None and self.work.owns(lease.trial_id):
+                self.work.give_back(lease.trial_id, lease.tuner_id, reason)
+            else:
+                self.requeue(lease.trial_id, lease.tuner_id, reason)
         return len(expired)
 
     # --- Keras Tuner's RPCs ---------------------------------------------------------------
@@ -332,6 +338,8 @@ class ChiefServicer:
     def search_complete(self) -> bool:
         if self.oracle.ongoing_trials or self.oracle._retry_queue:
             return False
+        if self.work is not None and self.work.busy():
+            return False
         return self.stop_triggered or bool(self.book.search_failed)
 
 
@@ -349,7 +357,7 @@ class ControlService:
         tuner_id = str(request.get("tuner_id"))
         leases = self.servicer.leases
         leases.renew_holder(tuner_id)
-        trial_id = request.get("trial")
+        trial_id = request.get("work") or request.get("trial")
         if trial_id and request.get("state") == "running" and leases.holder(str(trial_id)) != tuner_id:
             return {"ok": True, "revoked": str(trial_id)}
         return {"ok": True}
@@ -357,7 +365,12 @@ class ControlService:
     def Release(self, request: dict) -> dict:
         """A worker shutting down gives its trial back: it goes to the front of the queue."""
         tuner_id, trial_id = str(request.get("tuner_id")), str(request.get("trial_id"))
-        done = self.servicer.requeue(trial_id, tuner_id, f"{tuner_id} gave it back ({request.get('reason', 'shutting down')})")
+        reason = f"{tuner_id} gave it back ({request.get('reason', 'shutting down')})"
+        work = self.servicer.work
+        if work is not None and work.owns(trial_id):
+            done = work.give_back(trial_id, tuner_id, reason)
+        else:
+            done = self.servicer.requeue(trial_id, tuner_id, reason)
         with self.book.lock:
             worker = self.book.workers.setdefault(tuner_id, {})
             worker.update(state="stopped", trial=None, last_seen=time.time())
@@ -374,8 +387,16 @@ class ControlService:
 
         hps = hp_module.HyperParameters.from_config(request["hyperparameters"])
         self.servicer._guarded(None, self.servicer.oracle.update_space, hps)
+        if self.servicer.work is not None:
+            self.servicer.work.note_space()
         self.servicer._notify()
         return {"size": len(self.servicer.oracle.hyperparameters.space)}
+
+    def NextWork(self, request: dict) -> dict:
+        return self.servicer.work.next_work(request)
+
+    def WorkDone(self, request: dict) -> dict:
+        return self.servicer.work.work_done(request)
 
     def Finish(self, request: dict) -> dict:
         tuner_id = str(request.get("tuner_id"))
@@ -383,7 +404,9 @@ class ControlService:
             self.book.tunecluster_workers.add(tuner_id)
             if not self.servicer.search_complete():
                 # A trial taken back from a lost worker waits in the queue: run it.
-                return {"state": "resume" if self.servicer.oracle._retry_queue else "wait"}
+                work = self.servicer.work
+                pending = bool(self.servicer.oracle._retry_queue) or (work is not None and work.board.has_pending())
+                return {"state": "resume" if pending else "wait"}
             has_result = any(
                 t.status == "COMPLETED" for t in self.servicer.oracle.trials.values()
             )
@@ -391,9 +414,9 @@ class ControlService:
                 self.book.export_state = "claimed"
                 self.book.exporter = tuner_id
                 self.book.touch()
-                return {"state": "export"}
+                return self._export()
             if self.book.export_state == "claimed" and self.book.exporter == tuner_id:
-                return {"state": "export"}  # the exporter asked again (e.g. it was restarted)
+                return self._export()  # the exporter asked again (e.g. it was restarted)
             if self.book.export_state == "claimed" and has_result:
                 seen = self.book.workers.get(self.book.exporter, {}).get("last_seen") or 0
                 if time.time() - seen > self.servicer.leases.timeout:  # the exporter is gone
@@ -401,10 +424,14 @@ class ControlService:
                                 self.book.exporter, tuner_id)
                     self.book.exporter = tuner_id
                     self.book.touch()
-                    return {"state": "export"}
+                    return self._export()
             worker = self.book.workers.setdefault(tuner_id, {})
             worker["state"] = "done"
             return {"state": "done"}
+
+    def _export(self) -> dict:
+        work = self.servicer.work
+        return {"state": "export", "choice": work.export_choice() if work is not None else None}
 
     def ExportDone(self, request: dict) -> dict:
         with self.book.lock:
@@ -468,6 +495,12 @@ class Chief:
         except (OSError, ValueError):
             return
         for tuner_id, trial_id in ongoing.items():
+            if tuner_id.startswith(ONGOING_PREFIX) and trial_id in oracle._retry_queue and trial_id in oracle.trials:
+                # its executions are on the work board; the units that were running stay leased below
+                oracle._retry_queue.remove(trial_id)
+                oracle.ongoing_trials[tuner_id] = oracle.trials[trial_id]
+                oracle.trials[trial_id].status = "RUNNING"
+                continue
             if trial_id in oracle._retry_queue and trial_id in oracle.trials:
                 oracle._retry_queue.remove(trial_id)
                 oracle.ongoing_trials[tuner_id] = oracle.trials[trial_id]
@@ -479,8 +512,6 @@ class Chief:
         """On resume, keep who ran the earlier trials and when (from the last results.json)."""
         from datetime import datetime
 
-        from tunecluster.cluster.rundir import read_json
-
         document = read_json(self.run.results_json) or {}
         for row in document.get("trials", []):
             if row.get("status") == "QUEUED":
@@ -491,9 +522,23 @@ class Chief:
                 meta[key] = datetime.fromisoformat(row[key]).timestamp() if row.get(key) else None
             self.book.trial_meta[row["trial_id"]] = meta
 
+    def _load_board(self) -> Board:
+        """The work board: fresh, or the saved one of an interrupted run (its running units stay
+        with their workers under a fresh lease, like trials)."""
+        seed, executions = self.spec.tuner.seed, self.spec.tuner.executions_per_trial
+        saved = read_json(self.run.work)
+        if not saved:
+            return Board(seed, executions)
+        board = Board.from_dict(saved, seed, executions)
+        for unit in board.units.values():
+            if unit.state == RUNNING and unit.worker:
+                self.leases.grant(unit.key, unit.worker, timed=True)
+        return board
+
     def start(self) -> str:
         self.oracle = self._make_oracle()
         self.servicer = ChiefServicer(self.oracle, self.book, self.space_wait, self.leases)
+        self.servicer.work = WorkService(self.servicer, self.spec, self._load_board())
         control = ControlService(self.servicer, self.book, self.snapshot)
         from keras_tuner.src import protos
 
@@ -560,6 +605,8 @@ class Chief:
                 "updated_at": time.time(),
                 "finished": False,
                 "chief_address": f"{self.bind}:{self.port}",
+                "work": self.servicer.work.summary(),
+                "warnings": list(self.servicer.work.warnings),
             }
 
     def write_state(self, finished: bool = False) -> None:
@@ -568,7 +615,10 @@ class Chief:
         with self.book.lock:
             snap = self.snapshot()
             snap["finished"] = finished
-            document = results_document(self.spec, self.oracle, self.book.trial_meta, finished)
+            document = results_document(self.spec, self.oracle, self.book.trial_meta, finished,
+                                        work=self.servicer.work)
+            board = self.servicer.work.board.to_dict()
+        write_json(self.run.work, board)
         write_json(self.run.progress, snap)
         write_results(self.run, document)
 

@@ -11,6 +11,9 @@ generated code), so they never disturb Keras Tuner's own protos:
 - `SetSpace`    the search space as Keras Tuner's JSON config; unlike the proto of `UpdateSpace`
                 (grouped by type) it keeps the declaration order, so a seeded search samples the
                 same trials as a single-process Keras Tuner run
+- `NextWork`    the next training for a worker: an execution of a trial, or a confirmation run
+                (with its seed), or IDLE / STOPPED (see `work_service`)
+- `WorkDone`    a training's result (both epoch scores, weights file) or its error
 - `Finish`      a worker that got STOPPED asks whether it should export the best model
 - `ExportDone`  the exporting worker is done (or failed), the chief may exit
 - `Status`      the chief's progress snapshot (same content as progress.json)
@@ -24,7 +27,8 @@ from typing import Any, Callable
 import grpc
 
 SERVICE = "tunecluster.Control"
-METHODS = ("Heartbeat", "Release", "TrialNote", "SetSpace", "Finish", "ExportDone", "Status")
+METHODS = ("Heartbeat", "Release", "TrialNote", "SetSpace", "NextWork", "WorkDone", "Finish", "ExportDone",
+           "Status")
 
 
 def _dumps(data: Any) -> bytes:

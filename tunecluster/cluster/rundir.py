@@ -40,6 +40,8 @@ class RunDir:
     best_hyperparameters = property(lambda self: self.root / "best" / "hyperparameters.json")
     best_metrics = property(lambda self: self.root / "best" / "metrics.json")
     tensorboard = property(lambda self: self.root / "tensorboard")
+    work = property(lambda self: self.root / "work.json")
+    confirm = property(lambda self: self.root / "confirm")
 
     def log(self, role: str) -> Path:
         return self.logs / f"{role}.log"

@@ -74,6 +74,7 @@ def run_worker(spec: Experiment, role: RoleEnv) -> int:
         splits=splits, fit=spec.fit, directory=str(run.kt_dir), project_name=spec.name,
         distribution_strategy=strategy, executions_per_trial=spec.tuner.executions_per_trial,
         report=heartbeat.report, idle_backoff_max=spec.cluster.idle_backoff_max,
+        control=control.call, score_mode=spec.tuner.score, confirm_dir=str(run.confirm),
     )
     tuner._flush = heartbeat.flush
     tuner._log = lambda message: log.warning("%s: %s", role.tuner_id, message)
@@ -120,6 +121,7 @@ def _search_and_finish(spec, role, run, splits, tuner, control, heartbeat, expor
                  tuner.trials_run, time.time() - started, tuner.trials_lost)
         while True:
             answer = control.call("Finish", tuner_id=role.tuner_id)
+            choice = answer.get("choice")
             state = answer.get("state")
             if state == "wait":
                 if tuner.stop_requested.wait(backoff.next()):
@@ -132,7 +134,7 @@ def _search_and_finish(spec, role, run, splits, tuner, control, heartbeat, expor
         if state == "export":
             heartbeat.report(state="exporting")
             try:
-                metrics = export_best(tuner, splits, run, spec)
+                metrics = export_best(tuner, splits, run, spec, choice)
             except Exception as exc:
                 control.call("ExportDone", tuner_id=role.tuner_id, ok=False,
                              message=f"{type(exc).__name__}: {exc}")

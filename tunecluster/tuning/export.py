@@ -1,9 +1,12 @@
 """Export the best trial: `best/model.keras`, `best/hyperparameters.json`, `best/metrics.json`.
 
-The model is rebuilt from the best trial's hyperparameters, its best-epoch checkpoint is loaded,
-and it is saved as a plain Keras file (preprocessing included), so `keras.models.load_model` reads
-it without tunecluster. The metrics are those of the exported model itself, evaluated on the
-validation split (and the held-out test split when the spec has one), beside the search's score.
+With the confirmation stage, the chief's choice is the best confirmed configuration's best run:
+the model is rebuilt from its hyperparameters and that run's weights are loaded. Without it, the
+best trial of the search and its checkpoint (its best execution). The model is saved as a plain
+Keras file (preprocessing included), so `keras.models.load_model` reads it without tunecluster.
+The metrics are those of the exported model itself, evaluated on the validation split (and the
+held-out test split when the spec has one), beside the search's score and, when confirmed, the
+confirmed mean ± std over the retrainings.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Optional
 
 from tunecluster.cluster.rundir import RunDir, write_json
 
@@ -20,12 +24,33 @@ def evaluate(model, x, y, batch_size: int) -> dict:
     return {k: float(v) for k, v in result.items()}
 
 
-def export_best(tuner, splits, run: RunDir, spec) -> dict:
+def _confirmed_model(tuner, choice: dict):
+    from keras_tuner.src.engine import trial as trial_module
+
+    trial = trial_module.Trial.from_state(choice["trial"])
+    tuner._seed, tuner._confirming = None, True  # no Hyperband parent weights: the run's own
+    try:
+        model = tuner._try_build(trial.hyperparameters)
+    finally:
+        tuner._confirming = False
+    model.load_weights(choice["weights"])
+    return trial, model
+
+
+def export_best(tuner, splits, run: RunDir, spec, choice: Optional[dict] = None) -> dict:
     """Write the best model and its files into `run.best`; return metrics.json's content."""
-    best = tuner.best_trial()
-    if best is None:
-        raise RuntimeError("no completed trial to export")
-    model = tuner.load_model(best)
+    confirmed = None
+    if choice and choice.get("weights"):
+        best, model = _confirmed_model(tuner, choice)
+        confirmed = choice.get("confirmed")
+        search_trial = tuner.oracle.get_trial(best.trial_id)
+        score, best_step = search_trial.score, search_trial.best_step
+    else:
+        best = tuner.best_trial()
+        if best is None:
+            raise RuntimeError("no completed trial to export")
+        model = tuner.load_model(best)
+        score, best_step = best.score, best.best_step
     run.best.mkdir(parents=True, exist_ok=True)
     tmp = run.best / ".model.partial.keras"
     model.save(tmp)
@@ -36,7 +61,8 @@ def export_best(tuner, splits, run: RunDir, spec) -> dict:
     metrics = {
         "trial_id": best.trial_id,
         "objective": {"name": spec.tuner.objective, "direction": spec.tuner.direction,
-                      "score": best.score, "best_step": best.best_step},
+                      "score_mode": spec.tuner.score, "score": score, "best_step": best_step},
+        "confirmed": confirmed,
         "validation": evaluate(model, splits.x_val, splits.y_val, batch),
         "test": (evaluate(model, splits.x_test, splits.y_test, batch)
                  if splits.x_test is not None else None),

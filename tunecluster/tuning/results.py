@@ -2,7 +2,11 @@
 for `tunecluster results` (table, JSON or CSV).
 
 A row holds the trial id, status, hyperparameters, score, the worker that ran it, start and end
-times, and the error type and message when it failed. Pure Python (no TensorFlow): the chief
+times, and the error type and message when it failed; with tunecluster workers also each
+execution's seed, worker and scores, the score at the best and at the last epoch (the spec's
+`tuner.score` says which one ranks), their spread, a `degenerate` flag (the predictions collapsed to
+one class), and the confirmation stage's retrainings (confirmed mean ± std on validation, test
+mean). The document ranks confirmed configurations first, by their confirmed mean. Pure Python (no TensorFlow): the chief
 writes these files after every trial.
 """
 
@@ -55,9 +59,31 @@ def best_trial_summary(oracle) -> Optional[dict]:
             "hyperparameters": _user_values(best.hyperparameters.values)}
 
 
-def results_document(spec, oracle, trial_meta: dict, finished: bool) -> dict:
+def _executions(work, trial_id: str, objective: str) -> tuple[list[dict], dict]:
+    from tunecluster.tuning import scoring
+
+    units = work.board.of_trial(trial_id) if work is not None else []
+    rows = []
+    for unit in units:
+        result = unit.result or {}
+        rows.append({"index": unit.index, "seed": unit.seed, "worker": unit.worker, "state": unit.state,
+                     "score_best_epoch": _clean(scoring.unit_score(result, objective, "best_epoch")),
+                     "score_last_epoch": _clean(scoring.unit_score(result, objective, "last_epoch")),
+                     "best_epoch": result.get("best_epoch"), "degenerate": result.get("degenerate"),
+                     "duration_s": result.get("duration_s"), "error": unit.error})
+    done = [u.result for u in units if u.result]
+    summary = {}
+    if done and work is not None:
+        spec = work.spec.tuner
+        summary = scoring.aggregate_executions(done, objective, spec.score, spec.direction)
+    return rows, summary
+
+
+def results_document(spec, oracle, trial_meta: dict, finished: bool, work=None) -> dict:
     """The content of results.json, from the oracle's trials and the chief's bookkeeping."""
     rows = []
+    confirmed = {r["trial_id"]: r for r in work.confirmed_ranking()} if work is not None else {}
+    degenerate = set(work.degenerate_trials()) if work is not None else set()
     queued = set(getattr(oracle, "_retry_queue", ()))
     for trial_id in sorted(oracle.trials, key=lambda t: (len(t), t)):
         trial = oracle.trials[trial_id]
@@ -66,13 +92,15 @@ def results_document(spec, oracle, trial_meta: dict, finished: bool) -> dict:
         status = trial.status
         if status == "RUNNING" and trial_id in queued:
             status = "QUEUED"  # taken back from a worker (lease expired, released), waiting for the next
+        executions, summary = _executions(work, trial_id, spec.tuner.objective)
+        workers = sorted({e["worker"] for e in executions if e["worker"]})
         rows.append({
             "trial_id": trial_id,
             "status": status,
             "score": _clean(trial.score),
             "best_step": trial.best_step,
             "hyperparameters": dict(trial.hyperparameters.values),
-            "worker": meta.get("worker"),
+            "worker": ", ".join(workers) if len(workers) > 1 else meta.get("worker"),
             "started": _iso(meta.get("started")),
             "ended": _iso(meta.get("ended")),
             "duration_s": (round(meta["ended"] - meta["started"], 3)
@@ -80,6 +108,12 @@ def results_document(spec, oracle, trial_meta: dict, finished: bool) -> dict:
             "error_type": meta.get("error_type"),
             "message": message,
             "requeues": meta.get("requeues", 0),
+            "score_best_epoch": _clean(summary.get("score_best_epoch")),
+            "score_last_epoch": _clean(summary.get("score_last_epoch")),
+            "score_std": _clean(summary.get("score_std")),
+            "degenerate": trial_id in degenerate,
+            "executions": executions,
+            "confirmed": _confirmed_row(confirmed.get(trial_id)),
         })
     best = best_trial_summary(oracle)
     return {
@@ -89,9 +123,44 @@ def results_document(spec, oracle, trial_meta: dict, finished: bool) -> dict:
         "direction": spec.tuner.direction,
         "max_trials": oracle.max_trials,
         "finished": finished,
-        "best_trial": best["trial_id"] if best else None,
+        "best_trial": _best_trial(best, confirmed),
+        "search_best_trial": best["trial_id"] if best else None,
+        "score_mode": spec.tuner.score,
+        "executions_per_trial": spec.tuner.executions_per_trial,
+        "confirmation": _confirmation(spec, work, confirmed),
+        "warnings": list(work.warnings) if work is not None else [],
         "trials": rows,
     }
+
+
+def _best_trial(search_best: Optional[dict], confirmed: dict) -> Optional[str]:
+    """The best confirmed configuration when the confirmation stage ran, else the search's best."""
+    ranked = [t for t, r in confirmed.items() if r.get("mean") is not None]
+    if ranked:
+        return ranked[0]  # confirmed_ranking() is sorted best first
+    return search_best["trial_id"] if search_best else None
+
+
+def _confirmed_row(entry: Optional[dict]) -> Optional[dict]:
+    if not entry:
+        return None
+    return {"mean": _clean(entry["mean"]), "std": _clean(entry["std"]), "runs": entry["runs"],
+            "failed": entry["failed"], "scores": [_clean(s) for s in entry["scores"]],
+            "test_mean": _clean(entry["test_mean"]), "test_std": _clean(entry["test_std"]),
+            "best_run": (entry["best_run"] or {}).get("index")}
+
+
+def _confirmation(spec, work, confirmed: dict) -> Optional[dict]:
+    if work is None or not work.board.confirm_started:
+        return {"enabled": bool(work is not None and work.confirm_enabled), "stage": "pending"
+                if work is not None and work.confirm_enabled else "off",
+                "top": spec.confirm.top, "repeats": spec.confirm.repeats, "ranking": []}
+    from tunecluster.tuning.scoring import intervals_overlap
+
+    ranking = work.confirmed_ranking()
+    return {"enabled": True, "stage": work.stage(), "top": spec.confirm.top, "repeats": spec.confirm.repeats,
+            "ranking": [r["trial_id"] for r in ranking],
+            "overlap": intervals_overlap(ranking) if work.board.confirmation_done() else None}
 
 
 def write_results(run: RunDir, document: dict) -> None:
@@ -137,9 +206,14 @@ def to_csv(document: dict) -> str:
 
 
 def sorted_rows(document: dict) -> list[dict]:
-    """Completed trials best first, then the others in id order."""
+    """Confirmed configurations first (by confirmed mean), then completed trials best first, then
+    the others in id order."""
     reverse = document.get("direction", "max") == "max"
-    done = [r for r in document["trials"] if r["status"] == "COMPLETED" and r["score"] is not None]
-    rest = [r for r in document["trials"] if r not in done]
+    ranking = (document.get("confirmation") or {}).get("ranking") or []
+    by_id = {r["trial_id"]: r for r in document["trials"]}
+    confirmed = [by_id[t] for t in ranking if t in by_id and (by_id[t].get("confirmed") or {}).get("mean") is not None]
+    done = [r for r in document["trials"] if r["status"] == "COMPLETED" and r["score"] is not None
+            and r not in confirmed]
+    rest = [r for r in document["trials"] if r not in done and r not in confirmed]
     done.sort(key=lambda r: r["score"], reverse=reverse)
-    return done + rest
+    return confirmed + done + rest

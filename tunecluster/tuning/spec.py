@@ -80,7 +80,14 @@ class TunerSpec(_Section):
     objective: str = "val_accuracy"
     direction: Literal["max", "min"] = "max"
     max_trials: int = Field(10, ge=1)
-    executions_per_trial: int = Field(1, ge=1)
+    executions_per_trial: int = Field(
+        1, ge=1, le=100, description="Trainings per trial, spread over the workers like trials; the "
+        "trial's score is their mean (each execution's seed comes from seed, trial id and index)."
+    )
+    score: Literal["best_epoch", "last_epoch"] = Field(
+        "best_epoch", description="Which epoch's value scores a trial: its best epoch (Keras Tuner's "
+        "choice, optimistic) or its last. Both are recorded."
+    )
     seed: Optional[int] = 1
     max_retries_per_trial: int = Field(0, ge=0)
     max_consecutive_failed_trials: int = Field(3, ge=1)
@@ -98,6 +105,14 @@ class FitSpec(_Section):
     tensorboard: bool = Field(
         True, description="Log each trial's epochs and hyperparameters under <run>/tensorboard (HParams)."
     )
+
+
+class ConfirmSpec(_Section):
+    """The confirmation stage: after the search, retrain the best configurations with fresh seeds."""
+
+    enabled: bool = Field(True, description="Retrain the top configurations after the search (`up --no-confirm` skips).")
+    top: int = Field(3, ge=1, le=100, description="How many of the best configurations are retrained.")
+    repeats: int = Field(3, ge=1, le=100, description="Trainings per confirmed configuration.")
 
 
 class Resources(_Section):
@@ -204,6 +219,7 @@ class Experiment(_Section):
     data: DataSpec = Field(default_factory=DataSpec)
     tuner: TunerSpec = Field(default_factory=TunerSpec)
     fit: FitSpec = Field(default_factory=FitSpec)
+    confirm: ConfirmSpec = Field(default_factory=ConfirmSpec)
     cluster: ClusterSpec = Field(default_factory=ClusterSpec)
 
     @field_validator("name")

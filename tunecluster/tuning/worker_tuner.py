@@ -1,17 +1,24 @@
 """The worker's Keras Tuner `Tuner`: runs trials handed out by the chief, many per process.
 
-A subclass of `keras_tuner.Tuner`, so Keras Tuner's own client (`OracleClient`), trial protocol,
-scoring and checkpoint layout are used unchanged. What it changes:
+A subclass of `keras_tuner.Tuner`, so Keras Tuner's trials, hypermodel building and checkpoint
+layout are used unchanged. What it changes:
 
-- the search loop sleeps with back-off while the oracle answers IDLE (stock Keras Tuner spins);
+- work comes from the chief's `NextWork` (see `cluster/work_service.py`): one training at a time,
+  an execution of a trial (the executions of one trial are spread over the workers) or a
+  confirmation run; each training is seeded from (experiment seed, trial id, index) before the
+  model is built, and returns its metrics at the best and at the last epoch, its weights file and
+  whether its predictions collapsed to one class (`WorkDone`); a confirmation run is also
+  evaluated on the validation and test splits;
+- the search loop sleeps with back-off while the chief answers IDLE (stock Keras Tuner spins);
 - it sends the search space to the chief at start (the chief does not import TensorFlow);
-- each trial keeps its best epoch's weights in memory and writes the checkpoint once at the end
-  (stock Keras Tuner writes a file at every improving epoch);
+- each training keeps its best epoch's weights in memory and writes one weights file at the end
+  (stock Keras Tuner writes a file at every improving epoch); the chief makes the best
+  execution's file the trial's checkpoint;
 - Keras state is cleared before every build, so memory does not grow across trials;
 - Hyperband's epochs and parent checkpoints work as in `keras_tuner.Hyperband`;
-- progress (trial, epoch, metrics) goes to the chief through heartbeats, and the type and message
-  of a trial's error are reported before the trial is ended;
-- a trial whose lease the chief took back (the heartbeat's answer names it, or the chief refuses
+- progress (trial, epoch, metrics) goes to the chief through heartbeats, and a failed training's
+  error type, message and traceback go with its `WorkDone`;
+- a unit whose lease the chief took back (the heartbeat's answer names it, or the chief refuses
   its result) is abandoned at the next batch and the worker asks for a fresh one;
 - with `fit.tensorboard`, each trial logs its epochs and hyperparameters for TensorBoard's HParams
   view under `<run>/tensorboard/` (`tensorboard_log`);
@@ -29,10 +36,11 @@ from typing import Callable, Optional
 
 import keras
 import keras_tuner as kt
+import numpy as np
 from keras_tuner.src.engine import trial as trial_module
+from keras_tuner.src.engine import tuner_utils
 from keras_tuner.src.engine.tuner import maybe_distribute
 
-from tunecluster.cluster.chief_link import ResultRefused
 from tunecluster.errors import UsageError
 from tunecluster.tuning.tensorboard_log import trial_callback
 
@@ -141,14 +149,20 @@ class ClusterTuner(kt.Tuner):
 
     def __init__(self, oracle, hypermodel, *, splits, fit, directory, project_name,
                  distribution_strategy=None, executions_per_trial=1, report=None,
-                 idle_backoff_max: float = 1.0):
+                 idle_backoff_max: float = 1.0, control: Optional[Callable[..., dict]] = None,
+                 score_mode: str = "best_epoch", confirm_dir: Optional[str] = None):
         self.splits = splits
+        self._control = control
+        self.score_mode = score_mode
+        self.confirm_dir = Path(confirm_dir) if confirm_dir else Path(directory).parent / "confirm"
+        self._seed: Optional[int] = None
+        self._confirming = False
+        self._space_size = 0
         self.fit_spec = fit
         self._report = report or (lambda **_: None)
         self._flush = lambda: None
         self._set_space = None
         self._idle_backoff_max = idle_backoff_max
-        self.last_error: Optional[BaseException] = None
         self.trials_run = 0
         self.trials_lost = 0
         self.stop_requested = threading.Event()
@@ -204,114 +218,143 @@ class ClusterTuner(kt.Tuner):
 
     # --- the search loop -----------------------------------------------------------------
     def search(self, *fit_args, **fit_kwargs):
+        """Run the chief's work units until it answers STOPPED (or SIGTERM)."""
+        if self._control is None:
+            raise RuntimeError("ClusterTuner needs the chief's control channel (control=...)")
         backoff = Backoff(maximum=self._idle_backoff_max)
         self.on_search_begin()
         while not self.stop_requested.is_set():
-            self.pre_create_trial()
-            trial = self.oracle.create_trial(self.tuner_id)
-            if trial.status == trial_module.TrialStatus.STOPPED:
+            answer = self._control("NextWork", tuner_id=self.tuner_id)
+            status = answer.get("status")
+            if status == "STOPPED":
                 break
-            if trial.status == trial_module.TrialStatus.IDLE:
-                self._report(state="idle", trial=None)
+            if status != "RUNNING":
+                self._report(state="idle", trial=None, work=None)
                 self.stop_requested.wait(backoff.next())
                 continue
             backoff.reset()
             if self.stop_requested.is_set():  # SIGTERM while the request was on its way
-                raise TrialInterrupted(trial.trial_id)
-            self.current_trial = trial.trial_id
-            self._lost.discard(trial.trial_id)
-            self._report(state="running", trial=trial.trial_id, epoch=0, metrics={})
-            try:
-                self.on_trial_begin(trial)
-                self._try_run_and_update_trial(trial, *fit_args, **fit_kwargs)
-                if trial.trial_id in self._lost:  # (a finished trial is still ended on SIGTERM)
-                    raise LeaseLost(trial.trial_id)
-                self.on_trial_end(trial)
-            except (LeaseLost, ResultRefused) as exc:
-                self.trials_lost += 1
-                self._log(f"trial {trial.trial_id} was taken back by the chief ({exc}); "
-                          "asking for a fresh trial")
-                self._report(state="lost trial", trial=None)
-                continue
-            finally:
-                if not self.stop_requested.is_set():
-                    self.current_trial = None
-            self.trials_run += 1
-            self._report(state="between trials", trial=None)
-        self._report(state="stopped", trial=None)
+                raise TrialInterrupted(answer["key"])
+            self._run_unit(answer)
+        self._report(state="stopped", trial=None, work=None)
         self.on_search_end()
 
-    def _run_and_update_trial(self, trial, *fit_args, **fit_kwargs):
-        self.last_error = None
+    def _run_unit(self, unit: dict) -> None:
+        key, kind = unit["key"], unit["kind"]
+        trial = trial_module.Trial.from_state(unit["trial"])
+        self.current_trial = key
+        self._lost.discard(key)
+        self._report(state="running" if kind == "search" else "confirming", trial=trial.trial_id,
+                     work=key, execution=unit["index"], epoch=0, metrics={})
+        reply = None
         try:
-            return super()._run_and_update_trial(trial, *fit_args, **fit_kwargs)
-        except ResultRefused as exc:  # an update refused: the lease is gone
-            raise LeaseLost(str(exc)) from None
-        except UsageError as exc:  # the user's code is wrong: every trial would fail the same way
-            raise FatalUsage(exc) from exc
-        except BaseException as exc:
-            self.last_error = exc
-            raise
+            try:
+                result = self._train_unit(trial, unit)
+            except (TrialInterrupted, FatalUsage, LeaseLost):
+                raise
+            except UsageError as exc:  # the user's code is wrong: every trial would fail the same way
+                raise FatalUsage(exc) from exc
+            except Exception as exc:
+                self._check_trial(key)
+                self._log(f"{key} failed: {format_exception(exc)}")
+                reply = self._control("WorkDone", tuner_id=self.tuner_id, key=key, ok=False,
+                                      error_type=type(exc).__name__, message=str(exc).strip().splitlines()[-1:]
+                                      and str(exc).strip().splitlines()[-1] or type(exc).__name__,
+                                      traceback=traceback.format_exc())
+            else:
+                if key in self._lost:
+                    raise LeaseLost(key)
+                reply = self._control("WorkDone", tuner_id=self.tuner_id, key=key, ok=True, result=result)
+                if kind == "search":
+                    self._send_space(trial.hyperparameters)
+            if reply is not None and not reply.get("accepted", True):
+                raise LeaseLost(reply.get("reason", key))
+            self.trials_run += 1
+            self._report(state="between trials", trial=None, work=None)
+        except LeaseLost as exc:
+            self.trials_lost += 1
+            self._log(f"{key} was taken back by the chief ({exc}); asking for fresh work")
+            self._report(state="lost trial", trial=None, work=None)
+        finally:
+            if not self.stop_requested.is_set():
+                self.current_trial = None
 
-    def on_trial_end(self, trial):
-        if self._set_space is not None:
-            # Hyperparameters first seen in this trial reach the chief in declaration order
-            # (EndTrial's proto would group them by type and change a seeded search's samples).
-            self._set_space(trial.hyperparameters.get_config())
-        if trial.status in (trial_module.TrialStatus.INVALID, trial_module.TrialStatus.FAILED):
-            exc = self.last_error
-            self._report(
-                note=True,
-                trial_id=trial.trial_id,
-                error_type=type(exc).__name__ if exc else "Error",
-                message=str(exc) if exc else ((trial.message or "").strip().splitlines() or [""])[-1],
-                traceback=trial.message,
-            )
-            self._flush()
-        self.oracle.end_trial(trial)
+    def _send_space(self, hyperparameters) -> None:
+        """Hyperparameters first seen in this trial reach the chief, in declaration order."""
+        if self._set_space is not None and len(hyperparameters.space) != self._space_size:
+            self._space_size = len(hyperparameters.space)
+            self._set_space(hyperparameters.get_config())
 
-    # --- one trial ---------------------------------------------------------------------------
+    # --- one training ------------------------------------------------------------------------
     def _build_hypermodel(self, hp):
+        if self._seed is not None:  # after Keras Tuner's clear_session: weights, dropout, shuffling
+            keras.utils.set_random_seed(self._seed)
         model = super()._build_hypermodel(hp)
         parent = hp.values.get("tuner/trial_id")
-        if parent:  # Hyperband: continue from the parent trial's best weights
+        if parent and not self._confirming:  # Hyperband: continue from the parent trial's best weights
             with maybe_distribute(self.distribution_strategy):
                 model.load_weights(self._get_checkpoint_fname(parent))
         return model
 
-    def run_trial(self, trial, *args, **kwargs):
+    def _callbacks(self, trial, unit: dict, epochs: int, best) -> list:
+        fit, objective = self.fit_spec, self.oracle.objective
+        callbacks = [best, _Progress(self._report, trial.trial_id, unit["index"], epochs),
+                     _StopCheck(self._must_stop)]
+        if getattr(fit, "tensorboard", False) and unit["kind"] == "search":
+            # <run>/tensorboard/<trial>[/execution_<k>]
+            callbacks.append(trial_callback(Path(self.directory).parent / "tensorboard", trial,
+                                            unit["index"], unit.get("count", 1)))
+        if fit.early_stopping_patience:
+            callbacks.append(keras.callbacks.EarlyStopping(
+                monitor=objective.name, mode=objective.direction, patience=fit.early_stopping_patience))
+        return callbacks
+
+    def _train_unit(self, trial, unit: dict) -> dict:
+        """Train one execution (or confirmation run) of `trial`; return what WorkDone carries."""
+        started = time.time()
         hp = trial.hyperparameters
-        fit = self.fit_spec
+        fit, s = self.fit_spec, self.splits
+        confirm = unit["kind"] == "confirm"
         epochs = int(hp.values.get("tuner/epochs", fit.epochs))
-        initial_epoch = int(hp.values.get("tuner/initial_epoch", 0))
+        initial_epoch = 0 if confirm else int(hp.values.get("tuner/initial_epoch", 0))
         objective = self.oracle.objective
-        best = _BestWeights(objective)
-        histories = []
-        model = None
-        for execution in range(self.executions_per_trial):
+        self._seed, self._confirming = int(unit["seed"]), confirm
+        try:
             model = self._try_build(hp)
-            callbacks = [best, _Progress(self._report, trial.trial_id, execution, epochs),
-                         _StopCheck(self._must_stop)]
-            if getattr(fit, "tensorboard", False):  # <run>/tensorboard/<trial>[/execution_<k>]
-                callbacks.append(trial_callback(Path(self.directory).parent / "tensorboard", trial,
-                                                execution, self.executions_per_trial))
-            if fit.early_stopping_patience:
-                callbacks.append(keras.callbacks.EarlyStopping(
-                    monitor=objective.name, mode=objective.direction,
-                    patience=fit.early_stopping_patience))
-            s = self.splits
-            history = model.fit(
-                s.x_train, s.y_train, validation_data=(s.x_val, s.y_val),
-                epochs=epochs, initial_epoch=initial_epoch, batch_size=fit.batch_size,
-                verbose=fit.verbose, callbacks=callbacks,
-            )
-            histories.append(history)
-            self._check_trial(trial.trial_id)  # never report a score of an interrupted training
-        if best.weights is not None and model is not None:
+        finally:
+            self._confirming = False
+        best = _BestWeights(objective)
+        history = model.fit(
+            s.x_train, s.y_train, validation_data=(s.x_val, s.y_val),
+            epochs=epochs, initial_epoch=initial_epoch, batch_size=fit.batch_size,
+            verbose=fit.verbose, callbacks=self._callbacks(trial, unit, epochs, best),
+        )
+        self._check_trial(unit["key"])  # never report a score of an interrupted training
+        if not history.history:
+            raise RuntimeError("training ran no epoch")
+        best_metrics, best_epoch = tuner_utils._get_best_value_and_best_epoch_from_history(history, objective)
+        last_epoch = len(next(iter(history.history.values()))) - 1
+        last_metrics = {k: v[last_epoch] for k, v in history.history.items() if len(v) > last_epoch}
+        if self.score_mode == "best_epoch" and best.weights is not None:
             model.set_weights(best.weights)
-            model.save_weights(self._get_checkpoint_fname(trial.trial_id))
+        degenerate, majority = collapsed_predictions(model, s.x_val, s.y_val, fit.batch_size)
+        result = {"best": _floats(best_metrics), "best_epoch": int(best_epoch),
+                  "last": _floats(last_metrics), "last_epoch": int(last_epoch),
+                  "degenerate": degenerate, "majority_rate": majority}
+        if confirm:
+            folder = self.confirm_dir / f"trial_{trial.trial_id}"
+            folder.mkdir(parents=True, exist_ok=True)
+            weights = folder / f"run_{unit['index']}.weights.h5"
+            result["validation"] = _evaluate(model, s.x_val, s.y_val, fit.batch_size)
+            result["test"] = (_evaluate(model, s.x_test, s.y_test, fit.batch_size)
+                              if s.x_test is not None else None)
+        else:
+            weights = Path(self.get_trial_dir(trial.trial_id)) / f"execution_{unit['index']}.weights.h5"
             kt.src.utils.save_json(self._get_build_config_fname(trial.trial_id), model.get_build_config())
-        return histories
+        model.save_weights(str(weights))
+        result["weights"] = str(weights)
+        result["duration_s"] = round(time.time() - started, 3)
+        return result
 
     # --- export ---------------------------------------------------------------------------------
     def best_trial(self):
@@ -319,6 +362,39 @@ class ClusterTuner(kt.Tuner):
         if not trials or trials[0].status != trial_module.TrialStatus.COMPLETED:
             return None
         return trials[0]
+
+
+def _floats(metrics: dict) -> dict:
+    return {k: float(v) for k, v in metrics.items()}
+
+
+def _evaluate(model, x, y, batch_size: int) -> dict:
+    result = model.evaluate(x, y, batch_size=batch_size, verbose=0, return_dict=True)
+    return {k: float(v) for k, v in result.items()}
+
+
+def collapsed_predictions(model, x, y, batch_size: int) -> tuple[Optional[bool], Optional[float]]:
+    """(whether the model predicts one class for every validation row, the majority-class rate);
+    (None, None) when this is not a classification the check understands (or not arrays)."""
+    if not isinstance(x, np.ndarray) or not isinstance(y, np.ndarray):
+        return None, None
+    labels = np.asarray(y).reshape(len(y), -1)
+    # eager calls in large batches: no predict function to trace for a few hundred rows
+    chunks = [np.asarray(model(x[i:i + 4096], training=False)) for i in range(0, len(x), 4096)]
+    if not chunks:
+        return None, None
+    pred = np.concatenate(chunks)
+    if pred.ndim == 2 and pred.shape[1] > 1:
+        classes = pred.argmax(axis=1)
+        truth = labels.argmax(axis=1) if labels.shape[1] > 1 else labels[:, 0].astype(int)
+    elif pred.size == len(y) and labels.shape[1] == 1 and set(np.unique(labels)) <= {0.0, 1.0}:
+        classes = (pred.reshape(-1) > 0.5).astype(int)
+        truth = labels[:, 0].astype(int)
+    else:
+        return None, None
+    counts = np.bincount(truth) if truth.size else np.array([0])
+    majority = float(counts.max() / max(truth.size, 1))
+    return bool(np.unique(classes).size == 1), majority
 
 
 def format_exception(exc: BaseException) -> str:

@@ -1,0 +1,174 @@
+"""The chief's board of work units: the trainings that workers run, and what they returned.
+
+A trial of the search is `executions_per_trial` units (`"<trial>#<k>"`), handed to whichever
+workers ask next, so the executions of one trial run side by side on several workers. After the
+search, the confirmation stage adds `repeats` units (`"confirm:<trial>#<r>"`) for each of the top
+configurations. Each unit carries its own seed (`tuning.seeds`). The board only keeps the table
+(pending units first come, first served; a unit taken back from a lost worker goes to the front);
+the chief decides what a finished or failed unit means for the oracle (see `chief.py`). Pure
+Python, saved in `<run>/work.json` so a restarted chief keeps the finished executions.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Optional
+
+from tunecluster.tuning.seeds import CONFIRM, SEARCH, training_seed
+
+PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
+
+
+@dataclass
+class Unit:
+    key: str
+    kind: str  # SEARCH or CONFIRM
+    trial_id: str
+    index: int
+    seed: int
+    state: str = PENDING
+    worker: Optional[str] = None
+    started: Optional[float] = None
+    ended: Optional[float] = None
+    attempts: int = 0
+    result: Optional[dict] = None
+    error: Optional[str] = None
+
+
+def unit_key(kind: str, trial_id: str, index: int) -> str:
+    return f"{trial_id}#{index}" if kind == SEARCH else f"confirm:{trial_id}#{index}"
+
+
+def mean_std(values: list[float]) -> tuple[Optional[float], Optional[float]]:
+    values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not values:
+        return None, None
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+@dataclass
+class Board:
+    experiment_seed: Optional[int]
+    executions: int = 1
+    units: dict[str, Unit] = field(default_factory=dict)
+    order: list[str] = field(default_factory=list)  # pending units, the next to hand out first
+    confirm_started: bool = False
+    confirm_trials: list[str] = field(default_factory=list)
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
+
+    # --- units --------------------------------------------------------------------------------
+    def add_trial(self, trial_id: str) -> list[Unit]:
+        """A new (or retried) search trial: `executions` fresh pending units."""
+        with self.lock:
+            self.drop_trial(trial_id, SEARCH)
+            units = [self._add(SEARCH, trial_id, k) for k in range(self.executions)]
+            return units
+
+    def add_confirmation(self, trial_ids: list[str], repeats: int) -> list[Unit]:
+        with self.lock:
+            self.confirm_started = True
+            self.confirm_trials = list(trial_ids)
+            return [self._add(CONFIRM, t, r) for t in trial_ids for r in range(repeats)]
+
+    def _add(self, kind: str, trial_id: str, index: int) -> Unit:
+        unit = Unit(unit_key(kind, trial_id, index), kind, trial_id, index,
+                    training_seed(self.experiment_seed, trial_id, index, kind))
+        self.units[unit.key] = unit
+        self.order.append(unit.key)
+        return unit
+
+    def drop_trial(self, trial_id: str, kind: str = SEARCH) -> list[Unit]:
+        """Forget a trial's units (it failed, or is retried from the start); returns the running ones."""
+        with self.lock:
+            gone = [u for u in self.units.values() if u.trial_id == trial_id and u.kind == kind]
+            for unit in gone:
+                self.units.pop(unit.key, None)
+                if unit.key in self.order:
+                    self.order.remove(unit.key)
+            return [u for u in gone if u.state == RUNNING]
+
+    def take(self, worker: str, key: Optional[str] = None) -> Optional[Unit]:
+        """Hand the next pending unit (or `key`) to `worker`."""
+        with self.lock:
+            if key is None:
+                if not self.order:
+                    return None
+                key = self.order[0]
+            unit = self.units.get(key)
+            if unit is None or unit.state != PENDING:
+                return None
+            self.order.remove(key)
+            unit.state, unit.worker, unit.started, unit.ended = RUNNING, worker, time.time(), None
+            unit.attempts += 1
+            return unit
+
+    def give_back(self, key: str) -> Optional[Unit]:
+        """A running unit goes back to the front of the queue (its worker was lost or stopped)."""
+        with self.lock:
+            unit = self.units.get(key)
+            if unit is None or unit.state != RUNNING:
+                return None
+            unit.state, unit.worker, unit.started = PENDING, None, None
+            self.order.insert(0, key)
+            return unit
+
+    def finish(self, key: str, result: dict) -> Optional[Unit]:
+        with self.lock:
+            unit = self.units.get(key)
+            if unit is None or unit.state != RUNNING:
+                return None
+            unit.state, unit.result, unit.ended = DONE, result, time.time()
+            return unit
+
+    def fail(self, key: str, error: str) -> Optional[Unit]:
+        with self.lock:
+            unit = self.units.get(key)
+            if unit is None or unit.state != RUNNING:
+                return None
+            unit.state, unit.error, unit.ended = FAILED, error, time.time()
+            return unit
+
+    # --- questions ------------------------------------------------------------------------------
+    def of_trial(self, trial_id: str, kind: str = SEARCH) -> list[Unit]:
+        with self.lock:
+            return sorted((u for u in self.units.values() if u.trial_id == trial_id and u.kind == kind),
+                          key=lambda u: u.index)
+
+    def trial_done(self, trial_id: str) -> bool:
+        units = self.of_trial(trial_id)
+        return bool(units) and all(u.state == DONE for u in units)
+
+    def has_pending(self, kind: Optional[str] = None) -> bool:
+        with self.lock:
+            return any(kind is None or self.units[k].kind == kind for k in self.order)
+
+    def running(self, kind: Optional[str] = None) -> list[Unit]:
+        with self.lock:
+            return [u for u in self.units.values() if u.state == RUNNING and (kind is None or u.kind == kind)]
+
+    def confirmation_done(self) -> bool:
+        with self.lock:
+            confirm = [u for u in self.units.values() if u.kind == CONFIRM]
+            return self.confirm_started and all(u.state in (DONE, FAILED) for u in confirm)
+
+    # --- saving -----------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        with self.lock:
+            return {"experiment_seed": self.experiment_seed, "executions": self.executions,
+                    "units": [asdict(u) for u in self.units.values()], "order": list(self.order),
+                    "confirm_started": self.confirm_started, "confirm_trials": list(self.confirm_trials)}
+
+    @classmethod
+    def from_dict(cls, data: dict, experiment_seed: Optional[int], executions: int) -> "Board":
+        board = cls(experiment_seed, executions)
+        for raw in data.get("units", []):
+            unit = Unit(**raw)
+            board.units[unit.key] = unit
+        board.order = [k for k in data.get("order", []) if k in board.units]
+        board.confirm_started = bool(data.get("confirm_started"))
+        board.confirm_trials = list(data.get("confirm_trials", []))
+        return board
