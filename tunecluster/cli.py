@@ -186,15 +186,26 @@ def up(
     image: Optional[str] = typer.Option(None, "--image", help="compose: the tunecluster image (default: tunecluster:<version>)."),
     gpus: Optional[str] = typer.Option(None, "--gpus", help="compose: GPUs reserved per worker, a number or 'all'."),
     build: bool = typer.Option(False, "--build", help="compose: build --image from this checkout's Dockerfile first."),
+    confirm_top: Optional[int] = typer.Option(None, "--confirm-top", min=1, help="Retrain the K best "
+                                              "configurations after the search (default: confirm.top, 3)."),
+    confirm_repeats: Optional[int] = typer.Option(None, "--confirm-repeats", min=1, help="Trainings per "
+                                                  "confirmed configuration, fresh seeds (default: confirm.repeats, 3)."),
+    no_confirm: bool = typer.Option(False, "--no-confirm", help="Skip the confirmation stage."),
+    holdout: Optional[float] = typer.Option(None, "--holdout", min=0.0, max=0.8, help="Hold out this "
+                                            "fraction of the rows as a test split the search never sees "
+                                            "(data.test_fraction; the examples default to 0, the tutorial's split)."),
 ):
-    """Start a chief and workers, follow the search live, print the results table."""
+    """Start a chief and workers, follow the search live, then retrain the best configurations
+    with fresh seeds (the confirmation stage) and print the results table."""
     from tunecluster.cluster.launch import Overrides, preflight, prepare_run_dir, resolve_spec, up_local
 
     if force and resume:
         raise UsageError("give either --force or --resume, not both")
     spec, source = resolve_spec(str(file) if file else None, example)
     spec = Overrides(workers, max_trials, epochs, tuner.value if tuner else None, seed,
-                     backend.value if backend else None, insecure, tls).apply(spec)
+                     backend.value if backend else None, insecure, tls,
+                     confirm=False if no_confirm else None, confirm_top=confirm_top,
+                     confirm_repeats=confirm_repeats, holdout=holdout).apply(spec)
     run = _run_dir(dir, spec.name)
     preflight(spec)
     if spec.cluster.backend == "kubernetes":
@@ -431,31 +442,99 @@ def _print_results(run, format: Format, limit: Optional[int]):
     if format == Format.csv:
         sys.stdout.write(to_csv(document))
         return
+    # a pipe or a log file gets the whole table, not one folded to 80 columns
+    table = results_table(document, limit)
+    if console.is_terminal:
+        console.print(table)
+    else:
+        width = console.width
+        console.width = max(width, 160)
+        try:
+            console.print(table)
+        finally:
+            console.width = width
+    for line in result_notes(document):
+        console.print(line, highlight=False)
+
+
+def _pm(mean, std) -> str:
+    if mean is None:
+        return ""
+    return f"{mean:.3f}" if std is None else f"{mean:.3f} ± {std:.3f}"
+
+
+def results_table(document: dict, limit: Optional[int] = None) -> Table:
+    """The trials best first: confirmed configurations by their confirmed mean, then the others."""
+    from tunecluster.tuning.results import hp_names, sorted_rows
+
     names = hp_names(document)
     shown = [n for n in names if not n.startswith("tuner/")]
+    mode = document.get("score_mode", "best_epoch")
+    ranks, other = ("best", "last") if mode == "best_epoch" else ("last", "best")
+    confirmation = document.get("confirmation") or {}
+    confirmed = bool(confirmation.get("ranking"))
+    executions = document.get("executions_per_trial", 1)
+    ranking = (f"ranked by the confirmed mean of {confirmation.get('repeats')} retrainings"
+               if confirmed else f"ranked by the {ranks}-epoch score")
     title = (f"{document['experiment']}: {document['tuner']} search, objective "
-             f"{document['objective']} ({document['direction']})"
+             f"{document['objective']} ({document['direction']}), {ranking}"
              + ("" if document.get("finished") else " [still running]"))
     table = Table(title=title)
-    for column in ("trial", "status", "score", "worker", "time (s)"):
-        table.add_column(column, justify="right" if column in ("score", "time (s)") else "left")
+    has_test = any((r.get("confirmed") or {}).get("test_mean") is not None for r in document["trials"])
+    columns = ["trial", "status", "score", f"{other} epoch"]
+    if executions > 1:
+        columns.append(f"± std ({executions} runs)")
+    if confirmed:
+        columns += ["confirmed"] + (["test"] if has_test else [])
+    columns += ["worker", "time (s)"]
+    numeric = {c for c in columns if c.startswith(("score", "confirmed", "test", "time", "±")) or c.endswith("epoch")}
+    for column in columns:
+        table.add_column(column, justify="right" if column in numeric else "left")
     wide = len(shown) > 5  # many hyperparameters: one folded column instead of one each
     if wide:
         table.add_column("hyperparameters", overflow="fold", ratio=1)
     else:
         for name in shown:
             table.add_column(name, overflow="fold")
-    table.add_column("error", overflow="fold")
+    table.add_column("notes", overflow="fold")
     rows = sorted_rows(document)
     for row in rows[:limit] if limit else rows:
         score = row["score"]
-        error = f"{row['error_type']}: {row['message']}" if row.get("error_type") else ""
-        table.add_row(row["trial_id"], row["status"], "" if score is None else f"{score:.4f}",
-                      row.get("worker") or "", "" if row.get("duration_s") is None else f"{row['duration_s']:.1f}",
-                      *([", ".join(f"{n}={_cell(row['hyperparameters'][n])}" for n in shown
-                                   if n in row["hyperparameters"])] if wide
-                        else [_cell(row["hyperparameters"].get(n)) for n in shown]), error[:80])
-    console.print(table)
+        other_score = row.get(f"score_{other}_epoch")
+        notes = []
+        if row.get("degenerate"):
+            notes.append("degenerate (one class)")
+        if row.get("error_type"):
+            notes.append(f"{row['error_type']}: {row['message']}"[:80])
+        cells = [row["trial_id"], row["status"], "" if score is None else f"{score:.4f}",
+                 "" if other_score is None else f"{other_score:.4f}"]
+        if executions > 1:
+            cells.append("" if row.get("score_std") is None else f"{row['score_std']:.4f}")
+        if confirmed:
+            c = row.get("confirmed") or {}
+            cells.append(_pm(c.get("mean"), c.get("std")))
+            if has_test:
+                cells.append(_pm(c.get("test_mean"), c.get("test_std")))
+        cells += [row.get("worker") or "", "" if row.get("duration_s") is None else f"{row['duration_s']:.1f}"]
+        cells += ([", ".join(f"{n}={_cell(row['hyperparameters'][n])}" for n in shown
+                             if n in row["hyperparameters"])] if wide
+                  else [_cell(row["hyperparameters"].get(n)) for n in shown])
+        table.add_row(*cells, "; ".join(notes))
+    return table
+
+
+def result_notes(document: dict) -> list[str]:
+    """How to read the table, and the run's warnings."""
+    mode = document.get("score_mode", "best_epoch")
+    lines = [(f"score: {document['objective']} at each training's best epoch (Keras Tuner's choice; optimistic, "
+              "the same validation rows pick the epoch and report it); 'last epoch' is the honest "
+              "end-of-training value.") if mode == "best_epoch" else
+             f"score: {document['objective']} at each training's last epoch; 'best epoch' is the optimistic peak."]
+    if (document.get("confirmation") or {}).get("ranking"):
+        lines.append("confirmed: mean ± std of the validation score over fresh-seed retrainings after the "
+                     "search; test: the same runs on the held-out rows (never used to choose).")
+    lines += [f"warning: {w}" for w in document.get("warnings") or []]
+    return lines
 
 
 def _cell(value) -> str:

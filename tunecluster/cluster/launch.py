@@ -34,6 +34,10 @@ class Overrides:
     backend: Optional[str] = None
     insecure: Optional[bool] = None
     tls: Optional[bool] = None
+    confirm: Optional[bool] = None
+    confirm_top: Optional[int] = None
+    confirm_repeats: Optional[int] = None
+    holdout: Optional[float] = None
 
     def apply(self, spec: Experiment) -> Experiment:
         raw = spec.model_dump(mode="json")
@@ -54,6 +58,14 @@ class Overrides:
             raw["cluster"]["insecure"] = True
         if self.tls:
             raw["cluster"]["tls"] = True
+        if self.confirm is not None:
+            raw["confirm"]["enabled"] = self.confirm
+        if self.confirm_top is not None:
+            raw["confirm"]["top"] = self.confirm_top
+        if self.confirm_repeats is not None:
+            raw["confirm"]["repeats"] = self.confirm_repeats
+        if self.holdout is not None:
+            raw["data"]["test_fraction"] = self.holdout
         return validate_spec(raw, "command-line options")
 
 

@@ -59,7 +59,15 @@ def summary_line(progress: dict) -> str:
     requeued = progress.get("requeued") or 0
     requeue_text = f", {requeued} taken back from lost workers" if requeued else ""
     return (f"trials {counts.get('completed', 0)}/{total} done, {counts.get('running', 0)} running, "
-            f"{counts.get('failed', 0) + counts.get('invalid', 0)} failed{requeue_text}; {best_text}")
+            f"{counts.get('failed', 0) + counts.get('invalid', 0)} failed{requeue_text}{stage_text(progress)}; "
+            f"{best_text}")
+
+
+def stage_text(progress: dict) -> str:
+    work = progress.get("work") or {}
+    if work.get("stage") in ("confirmation", "done") and work.get("confirm_total"):
+        return f"; confirmation {work.get('confirm_done', 0)}/{work['confirm_total']} retrainings"
+    return ""
 
 
 def plain_workers(progress: dict) -> str:
@@ -114,7 +122,15 @@ class LiveView:
         self.console = console or Console()
         self.interval = interval
         self._last_failure = None
+        self._warned: set[str] = set()
         self.plain_every = 30.0  # s between plain lines that only report epochs
+
+    def _print_warnings(self, progress: dict) -> None:
+        """Each warning of the run once (the chief finds them when the space is known, and at the end)."""
+        for text in progress.get("warnings") or []:
+            if text not in self._warned:
+                self._warned.add(text)
+                self.console.print(f"warning: {text}", style="yellow", highlight=False, markup=False)
 
     def follow(self, alive: Callable[[], bool]) -> Optional[dict]:
         if self.console.is_terminal:
@@ -128,6 +144,7 @@ class LiveView:
         while alive():
             progress = read_json(self.run.progress) or progress
             if progress:
+                self._print_warnings(progress)
                 line = summary_line(progress)
                 # a line when the counts, the best or a worker's trial change (not every epoch)
                 key = (line, tuple((n, w.get("state"), w.get("trial"), w.get("restarts"))
@@ -161,6 +178,7 @@ class LiveView:
             while alive():
                 progress = read_json(self.run.progress) or progress
                 if progress:
+                    self._print_warnings(progress)
                     counts = progress.get("counts", {})
                     done = counts.get("completed", 0) + counts.get("failed", 0)
                     bar.update(task, completed=done, total=progress.get("max_trials"))
@@ -168,7 +186,7 @@ class LiveView:
                     best_text = (f"best {progress['objective']} = [bold green]{_fmt(best['score'])}[/] "
                                  f"(trial {best['trial_id']}: {escape(_short_hps(best['hyperparameters']))})"
                                  if best else "best: no completed trial yet")
-                    parts = [bar, best_text, worker_table(progress)]
+                    parts = [bar, best_text + escape(stage_text(progress)), worker_table(progress)]
                     failure = progress.get("last_failure")
                     if failure:
                         parts.append(f"[red]last failure[/]: trial {failure['trial_id']} on {failure['worker']}: "

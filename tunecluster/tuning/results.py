@@ -187,19 +187,22 @@ def hp_names(document: dict) -> list[str]:
     return names
 
 
-CSV_COLUMNS = ("trial_id", "status", "score", "worker", "started", "ended", "duration_s", "requeues",
-               "error_type", "message")
+CSV_COLUMNS = ("trial_id", "status", "score", "score_best_epoch", "score_last_epoch", "score_std",
+               "degenerate", "worker", "started", "ended", "duration_s", "requeues", "error_type", "message")
+CONFIRMED_COLUMNS = ("mean", "std", "runs", "test_mean", "test_std")
 
 
 def to_csv(document: dict) -> str:
     names = hp_names(document)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(list(CSV_COLUMNS) + [f"hp.{n}" for n in names])
+    writer.writerow(list(CSV_COLUMNS) + [f"confirmed_{c}" for c in CONFIRMED_COLUMNS] + [f"hp.{n}" for n in names])
     for row in document["trials"]:
         message = (row.get("message") or "").strip().splitlines()
+        confirmed = row.get("confirmed") or {}
         writer.writerow(
             [row.get(c) if c != "message" else (message[-1] if message else "") for c in CSV_COLUMNS]
+            + [confirmed.get(c, "") for c in CONFIRMED_COLUMNS]
             + [row["hyperparameters"].get(n, "") for n in names]
         )
     return buffer.getvalue()
