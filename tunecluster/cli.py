@@ -162,7 +162,9 @@ def up(
     file: Optional[Path] = typer.Option(None, "-f", "--file", help="Spec file (default: ./tunecluster.yaml, "
                                         "else the embedded pima-comprehensive example)."),
     example: Optional[str] = typer.Option(None, "--example", help="Run an embedded example instead: "
-                                          "pima-optimizer, pima-units, pima-layers, pima-comprehensive."),
+                                          "pima-optimizer, pima-units, pima-layers, pima-comprehensive, or "
+                                          "pima-all (the four one after another, with the tutorial's claims "
+                                          "beside this run's findings; --dir holds one folder per phase)."),
     backend: Optional[BackendName] = typer.Option(None, "--backend", help="Where to run (default: the spec's cluster.backend)."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Number of workers."),
     dir: Optional[Path] = typer.Option(None, "--dir", help="Run directory (default: ./tunecluster-runs/<name>)."),
@@ -197,51 +199,117 @@ def up(
 ):
     """Start a chief and workers, follow the search live, then retrain the best configurations
     with fresh seeds (the confirmation stage) and print the results table."""
-    from tunecluster.cluster.launch import Overrides, preflight, prepare_run_dir, resolve_spec, up_local
+    from tunecluster.cluster.launch import Overrides, check_run_dir, preflight, resolve_spec
+    from tunecluster.tuning.examples import ALL_PHASES, PHASES, example_spec
 
     if force and resume:
         raise UsageError("give either --force or --resume, not both")
+    overrides = Overrides(workers, max_trials, epochs, tuner.value if tuner else None, seed,
+                          backend.value if backend else None, insecure, tls,
+                          confirm=False if no_confirm else None, confirm_top=confirm_top,
+                          confirm_repeats=confirm_repeats, holdout=holdout)
+    options = dict(force=force, resume=resume, workers=workers, port=port, detach=detach, context=context,
+                   namespace=namespace, kubeconfig=kubeconfig, tensorboard=tensorboard, image=image,
+                   gpus=gpus, build=build)
+    if example == ALL_PHASES:
+        if file:
+            raise UsageError("give either -f/--file or --example, not both")
+        if detach:
+            raise UsageError(f"--example {ALL_PHASES} runs the phases one after another; it cannot --detach")
+        root = dir if dir is not None else Path("tunecluster-runs") / ALL_PHASES
+        phases = []
+        for name in PHASES:  # check every phase (spec, data, run folder) before anything runs
+            spec = overrides.apply(example_spec(name))
+            run = _run_dir(root / name, name)
+            preflight(spec)
+            if not (resume and run.finished()):
+                check_run_dir(run, spec, force=force, resume=resume and run.exists())
+            phases.append((spec, run))
+        outcomes = []
+        for spec, run in phases:
+            if resume and run.finished():
+                console.print(f"{spec.name}: already finished in {run.root}", highlight=False)
+                outcomes.append((spec.name, run, 0))
+                continue
+            console.rule(f"{spec.name}")
+            code = _up_one(spec, run, f"example {spec.name}", dict(options, resume=resume and run.exists()))
+            outcomes.append((spec.name, run, code))
+            if code != 0:
+                break
+        _print_phase_summary(outcomes, root)
+        raise typer.Exit(max(code for *_, code in outcomes))
     spec, source = resolve_spec(str(file) if file else None, example)
-    spec = Overrides(workers, max_trials, epochs, tuner.value if tuner else None, seed,
-                     backend.value if backend else None, insecure, tls,
-                     confirm=False if no_confirm else None, confirm_top=confirm_top,
-                     confirm_repeats=confirm_repeats, holdout=holdout).apply(spec)
+    spec = overrides.apply(spec)
     run = _run_dir(dir, spec.name)
     preflight(spec)
+    raise typer.Exit(_up_one(spec, run, source, options))
+
+
+def _up_one(spec, run, source: str, o: dict) -> int:
+    """Bring one experiment's cluster up, follow it, print its results; return the exit code."""
+    from tunecluster.cluster.launch import Overrides, prepare_run_dir, up_local
+
     if spec.cluster.backend == "kubernetes":
         from tunecluster.k8s.launcher import up_kubernetes
 
-        cluster = _kube(None, context, namespace, kubeconfig, spec)  # fail on a bad kubeconfig before writing
-        spec = prepare_run_dir(run, spec, force=force, resume=resume)
-        if workers is not None and resume:
-            spec = Overrides(workers=workers).apply(spec)
+        cluster = _kube(None, o["context"], o["namespace"], o["kubeconfig"], spec)  # fail on a bad kubeconfig before writing
+        spec = prepare_run_dir(run, spec, force=o["force"], resume=o["resume"])
+        if o["workers"] is not None and o["resume"]:
+            spec = Overrides(workers=o["workers"]).apply(spec)
         console.print(f"spec: {source}", highlight=False)
-        code = up_kubernetes(spec, run, cluster, console=console, detach=detach, tensorboard=tensorboard or None)
-        if code == 0 and not detach:
+        code = up_kubernetes(spec, run, cluster, console=console, detach=o["detach"],
+                             tensorboard=o["tensorboard"] or None)
+        if code == 0 and not o["detach"]:
             _print_results(run, Format.table, limit=None)
             console.print(f"best model on the volume; copy it with `tunecluster pull --dir {run.root} --to DIR`",
                           highlight=False)
-        raise typer.Exit(code)
-    spec = prepare_run_dir(run, spec, force=force, resume=resume)
-    if workers is not None and resume:
-        spec = Overrides(workers=workers).apply(spec)
+        return code
+    spec = prepare_run_dir(run, spec, force=o["force"], resume=o["resume"])
+    if o["workers"] is not None and o["resume"]:
+        spec = Overrides(workers=o["workers"]).apply(spec)
     console.print(f"spec: {source}", highlight=False)
     if spec.cluster.backend == "compose":
         from tunecluster.cluster.compose import DEFAULT_IMAGE
         from tunecluster.cluster.compose_backend import best_model_hint, up_compose
 
-        code = up_compose(spec, run, image=image or DEFAULT_IMAGE, port=port, gpus=gpus, console=console,
-                          detach=detach, resume=resume, build=build)
+        code = up_compose(spec, run, image=o["image"] or DEFAULT_IMAGE, port=o["port"], gpus=o["gpus"],
+                          console=console, detach=o["detach"], resume=o["resume"], build=o["build"])
     else:
-        code = up_local(spec, run, port=port, console=console, detach=detach)
-    if code == 0 and not detach:
+        code = up_local(spec, run, port=o["port"], console=console, detach=o["detach"])
+    if code == 0 and not o["detach"]:
         _print_results(run, Format.table, limit=None)
         if spec.cluster.backend == "compose":
             console.print(best_model_hint(run), highlight=False)
         else:
             console.print(f"best model: {run.best_model}" if run.best_model.exists() else
                           "no model exported (no completed trial)", highlight=False)
-    raise typer.Exit(code)
+    return code
+
+
+def _print_phase_summary(outcomes: list, root: Path) -> None:
+    """`up --example pima-all`: the tutorial's claim beside this run's confirmed winner, per phase."""
+    from tunecluster.cluster.rundir import write_json
+    from tunecluster.tuning.examples import TUTORIAL_CLAIMS
+    from tunecluster.tuning.phases import phase_summary
+
+    rows = [phase_summary(name, run, code, TUTORIAL_CLAIMS.get(name, {})) for name, run, code in outcomes]
+    table = Table(title="Pima tutorial, phase by phase: its claims beside this run (winner = best "
+                  "confirmed configuration)")
+    for column in ("phase", "tutorial's claim", "this run's winner", "confirmed val", "search score",
+                   "test", "note"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(row["phase"], row["claim"], row["winner"], row["confirmed"], row["search_score"],
+                      row["test"], row["note"])
+    width = console.width
+    if not console.is_terminal:
+        console.width = max(width, 160)
+    try:
+        console.print(table)
+    finally:
+        console.width = width
+    write_json(root / "pima-all.json", {"phases": rows})
+    console.print(f"summary: {root / 'pima-all.json'}", highlight=False)
 
 
 @app.command()

@@ -99,6 +99,24 @@ def preflight(spec: Experiment) -> None:
         read_csv_checked(spec.data.csv, spec.data.target)
 
 
+def check_run_dir(run: RunDir, spec: Experiment, *, force: bool, resume: bool) -> None:
+    """The checks of `prepare_run_dir` without writing anything (several runs are checked first)."""
+    if run.root.exists() and any(run.root.iterdir()):
+        if not run.exists():
+            raise UsageError(
+                f"--dir {run.root} exists and is not a tunecluster run; choose an empty or new folder"
+            )
+        previous = load_spec(run.spec)
+        if resume and previous.name != spec.name:
+            raise UsageError(f"--dir {run.root} holds experiment {previous.name!r}, not {spec.name!r}; "
+                             "pass the matching spec or another --dir")
+        if not resume and not force:
+            state = "a finished run" if run.finished() else "an interrupted run"
+            hint = "--force to replace it" if run.finished() else "--resume to continue it or --force to replace it"
+            raise UsageError(f"--dir {run.root} already holds {state} of {previous.name!r}; "
+                             f"pass another --dir, or {hint}")
+
+
 def prepare_run_dir(run: RunDir, spec: Experiment, *, force: bool, resume: bool) -> Experiment:
     """Refuse to clobber an earlier run; on --resume return the spec the run was started with."""
     if run.root.exists() and any(run.root.iterdir()):
