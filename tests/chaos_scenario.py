@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-SEARCH = ["--example", "pima-units", "--max-trials", "12", "--epochs", "8", "--workers", "2",
+SEARCH = ["--example", "pima-units", "--max-trials", "12", "--epochs", "8", "--workers", "2", "--no-confirm",
           "--seed", "11"]
 
 

@@ -29,7 +29,8 @@ GOOD_MODEL = textwrap.dedent("""
 def _spec(tmp_path: Path, **changes) -> Path:
     spec = {"name": "bad-input", "hypermodel": "model.py:build",
             "data": {"csv": str(csv_path()), "target": "Outcome"},
-            "tuner": {"max_trials": 2}, "fit": {"epochs": 1}, "cluster": {"workers": 1}}
+            "tuner": {"max_trials": 2}, "fit": {"epochs": 1}, "confirm": {"enabled": False},
+            "cluster": {"workers": 1}}
     for key, value in changes.items():
         section, _, field = key.partition("__")
         if field:

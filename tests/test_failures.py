@@ -32,7 +32,7 @@ def test_failing_trials_are_explained_and_stop_the_search(tmp_path, cli):
         "name": "broken", "hypermodel": "model.py:build",
         "data": {"csv": str(csv_path()), "target": "Outcome"},
         "tuner": {"max_trials": 6, "max_consecutive_failed_trials": 2},
-        "fit": {"epochs": 1}, "cluster": {"workers": 1}}))
+        "fit": {"epochs": 1}, "confirm": {"enabled": False}, "cluster": {"workers": 1}}))
     result = cli("up", "-f", "spec.yaml", "--dir", "run", cwd=tmp_path, timeout=300)
     assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
     assert result.stderr.strip().splitlines() == [

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 def test_ctrl_c_stops_everything_and_resume_finishes(tmp_path, cli, sig):
     run = tmp_path / "run"
     launcher = subprocess.Popen(
-        [sys.executable, "-m", "tunecluster", "up", "--example", "pima-optimizer", "--workers", "2",
+        [sys.executable, "-m", "tunecluster", "up", "--example", "pima-optimizer", "--no-confirm", "--workers", "2",
          "--max-trials", "4", "--epochs", "3", "--dir", str(run)],
         cwd=tmp_path, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -52,7 +52,7 @@ def test_ctrl_c_stops_everything_and_resume_finishes(tmp_path, cli, sig):
     refused = cli("up", "--example", "pima-optimizer", "--dir", str(run), cwd=tmp_path, timeout=60)
     assert refused.returncode == 2 and "--resume" in refused.stderr and "--force" in refused.stderr
 
-    resumed = cli("up", "--example", "pima-optimizer", "--dir", str(run), "--resume", cwd=tmp_path, timeout=400)
+    resumed = cli("up", "--example", "pima-optimizer", "--no-confirm", "--dir", str(run), "--resume", cwd=tmp_path, timeout=400)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     after = json.loads((run / "results.json").read_text())
     assert after["finished"] is True

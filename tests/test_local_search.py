@@ -22,7 +22,8 @@ def finished_run(tmp_path_factory):
 
     work = tmp_path_factory.mktemp("local")
     result = run_cli("up", "--example", "pima-optimizer", "--workers", "2", "--max-trials", "4",
-                     "--epochs", "2", "--dir", "run", cwd=work, timeout=400)
+                     "--epochs", "2", "--confirm-top", "2", "--confirm-repeats", "2", "--dir", "run",
+                     cwd=work, timeout=400)
     return work, work / "run", result
 
 
@@ -55,7 +56,13 @@ def test_exported_model_reproduces_its_metrics_in_a_fresh_process(finished_run):
     metrics = json.loads((run / "best" / "metrics.json").read_text())
     hps = json.loads((run / "best" / "hyperparameters.json").read_text())
     document = json.loads((run / "results.json").read_text())
-    best = max(document["trials"], key=lambda t: t["score"])
+    # the exported model is the best confirmed configuration's best retraining
+    best = next(t for t in document["trials"] if t["trial_id"] == document["best_trial"])
+    ranked = [t for t in document["trials"] if t["confirmed"]]
+    assert len(ranked) == 2 and all(t["confirmed"]["runs"] == 2 for t in ranked)
+    assert best["confirmed"]["mean"] == max(t["confirmed"]["mean"] for t in ranked)
+    assert metrics["trial_id"] == best["trial_id"]
+    assert metrics["confirmed"]["mean"] == pytest.approx(best["confirmed"]["mean"])
     assert metrics["objective"]["score"] == pytest.approx(best["score"])
     assert hps == {"optimizer": best["hyperparameters"]["optimizer"]}
     # plain Keras + scikit-learn only: no tunecluster import in the evaluating process
@@ -76,8 +83,8 @@ print(json.dumps(model.evaluate(x_val, y_val, verbose=0, return_dict=True)))
     fresh = json.loads(out.stdout.strip().splitlines()[-1])
     assert abs(fresh["accuracy"] - metrics["validation"]["accuracy"]) <= 0.005
     assert abs(fresh["loss"] - metrics["validation"]["loss"]) <= 0.005
-    # the exported model is the best trial's best epoch
-    assert abs(metrics["validation"]["accuracy"] - metrics["objective"]["score"]) <= 0.005
+    # ... at that retraining's best epoch
+    assert abs(metrics["validation"]["accuracy"] - max(best["confirmed"]["scores"])) <= 0.005
 
 
 def test_status_lists_roles_with_states_and_pids(finished_run, cli):
@@ -97,9 +104,11 @@ def test_results_command_formats(finished_run, cli):
     as_json = cli("results", "--dir", str(run), "--format", "json", cwd=work, timeout=60)
     assert json.loads(as_json.stdout)["trials"][0]["status"] == "COMPLETED"
     as_csv = cli("results", "--dir", str(run), "--format", "csv", cwd=work, timeout=60)
-    assert as_csv.stdout.splitlines()[0].startswith("trial_id,status,score,worker")
+    assert as_csv.stdout.splitlines()[0].startswith("trial_id,status,score,score_best_epoch,score_last_epoch")
+    assert "confirmed_mean" in as_csv.stdout.splitlines()[0]
     table = cli("results", "--dir", str(run), cwd=work, timeout=60)
     assert "optimizer" in table.stdout and table.returncode == 0
+    assert "confirmed" in table.stdout and "last epoch" in table.stdout
 
 
 def test_pull_copies_the_best_model_and_never_overwrites(finished_run, cli):

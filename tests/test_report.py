@@ -27,7 +27,7 @@ def finished_run(tmp_path_factory):
     from conftest import run_cli
 
     work = tmp_path_factory.mktemp("report")
-    result = run_cli("up", "--example", "pima-comprehensive", "--workers", "2", "--max-trials", "4",
+    result = run_cli("up", "--example", "pima-comprehensive", "--workers", "2", "--max-trials", "4", "--confirm-top", "2", "--confirm-repeats", "2",
                      "--epochs", "1", "--dir", "run", cwd=work, timeout=400)
     assert result.returncode == 0, result.stdout + result.stderr
     return work, work / "run"

@@ -89,7 +89,7 @@ def test_tls_chief_serves_only_tls_clients(tmp_path):
 
 @pytest.mark.slow
 def test_up_with_tls_runs_a_search_end_to_end(tmp_path, cli):
-    result = cli("up", "--example", "pima-optimizer", "--workers", "1", "--max-trials", "2",
+    result = cli("up", "--example", "pima-optimizer", "--no-confirm", "--workers", "1", "--max-trials", "2",
                  "--epochs", "1", "--tls", "--dir", "run", cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "TLS" in result.stdout

@@ -48,7 +48,7 @@ def _gone(pid):
 def test_sigterm_to_a_worker_and_to_the_chief(tmp_path):
     run = tmp_path / "run"
     launcher = subprocess.Popen(
-        [sys.executable, "-m", "tunecluster", "up", "--example", "pima-units", "--workers", "2",
+        [sys.executable, "-m", "tunecluster", "up", "--example", "pima-units", "--no-confirm", "--workers", "2",
          "--max-trials", "5", "--epochs", "6", "--seed", "7", "--dir", str(run)],
         cwd=tmp_path, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -22,7 +22,7 @@ def test_spent_restart_budget_continues_with_fewer_workers(tmp_path):
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump({
         "name": "budget", "hypermodel": "tunecluster.tuning.examples.pima:build_units",
         "data": {"csv": str(csv_path()), "target": "Outcome"},
-        "tuner": {"max_trials": 4, "seed": 5}, "fit": {"epochs": 6},
+        "tuner": {"max_trials": 4, "seed": 5}, "fit": {"epochs": 6}, "confirm": {"enabled": False},
         "cluster": {"workers": 2, "max_restarts": 0, "heartbeat_interval": 0.5, "lease_timeout": 3}}))
     run = tmp_path / "run"
     launcher = subprocess.Popen(

@@ -21,7 +21,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.mark.parametrize("kind", ["bayesian", "hyperband", "grid"])
 def test_every_tuner_kind_runs_on_the_cluster(kind, tmp_path, cli):
-    result = cli("up", "--example", "pima-optimizer", "--tuner", kind, "--max-trials", "3",
+    # Hyperband's confirmation retrains from scratch (no parent checkpoint): keep one run of it
+    confirm = ["--confirm-top", "1", "--confirm-repeats", "1"] if kind == "hyperband" else ["--no-confirm"]
+    result = cli("up", "--example", "pima-optimizer", "--tuner", kind, "--max-trials", "3", *confirm,
                  "--epochs", "2", "--workers", "2", "--dir", "run", cwd=tmp_path, timeout=400)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     document = json.loads((tmp_path / "run" / "results.json").read_text())
