@@ -65,6 +65,13 @@ def test_html_has_every_figure_and_names_every_hyperparameter(finished_run, repo
         assert section, f"figure {key} missing"
         assert "Plotly.newPlot" in section.group(1), f"figure {key} has no plot"
     plots = {key: re.search(rf'<section id="{key}">(.*?)</section>', html, re.S).group(1) for key in FIGURES}
+    # the confirmation stage: the 2 retrained configurations with their confirmed mean, and any warnings
+    document = json.loads((run / "results.json").read_text())
+    confirmation = re.search(r'<section id="confirmation">(.*?)</section>', html, re.S).group(1)
+    assert "retrained 2 times" in confirmation and "confirmed mean" in confirmation
+    assert all(f"<td>{t}</td>" in confirmation for t in document["confirmation"]["ranking"])
+    for warning in document["warnings"]:
+        assert warning.split(":")[0] in html
     for name in names:  # the parallel view has an axis, the per-hyperparameter figure a panel, per name
         assert f'"label":"{name}' in plots["parallel-coordinates"], name
         assert f'"text":"{name}"' in plots["hyperparameter-scores"], name

@@ -63,6 +63,9 @@ class RunData:
     now: float  # epoch seconds the run was last seen alive (its end when finished)
     best: Optional[dict] = None
     exported: Optional[dict] = None  # best/metrics.json
+    warnings: list[str] = field(default_factory=list)  # the run's warnings (results.json)
+    confirmation: dict = field(default_factory=dict)  # the confirmation stage (results.json)
+    score_mode: str = "best_epoch"
 
     @property
     def completed(self) -> list[dict]:
@@ -73,7 +76,8 @@ class RunData:
         return [hp.name for hp in self.hyperparameters]
 
     def sorted_rows(self) -> list[dict]:
-        return sorted_rows({"direction": self.direction, "trials": self.trials})
+        return sorted_rows({"direction": self.direction, "trials": self.trials,
+                            "confirmation": self.confirmation})
 
 
 def _ts(iso: Optional[str]) -> Optional[float]:
@@ -167,6 +171,8 @@ def load_run(root: str | Path) -> RunData:
         objective=document.get("objective", "score"), direction=document.get("direction", "max"),
         max_trials=document.get("max_trials"), finished=finished, trials=trials, hyperparameters=hps,
         t0=min(starts) if starts else None, now=now, best=best, exported=read_json(run.best_metrics),
+        warnings=list(document.get("warnings") or []), confirmation=document.get("confirmation") or {},
+        score_mode=document.get("score_mode", "best_epoch"),
     )
 
 

@@ -29,7 +29,7 @@ th, td { border: 1px solid #ddd; padding: 4px 8px; text-align: left; vertical-al
 th { background: #f4f6f8; } table.sortable th { cursor: pointer; user-select: none; }
 table.sortable th:after { content: ' \\2195'; color: #aaa; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
-tr.best td { background: #eef6e8; } .error { color: #b00; max-width: 360px; }
+tr.best td { background: #eef6e8; } .error { color: #b00; max-width: 360px; } ul.warnings li { color: #8a5a00; }
 .scroll { overflow-x: auto; }
 .cards { display: flex; gap: 32px; flex-wrap: wrap; }
 """
@@ -80,7 +80,9 @@ def results_table(data: RunData) -> str:
         for name in trial["hyperparameters"]:
             if name not in names:
                 names.append(name)
-    head = ["rank", "trial", "status", data.objective, "worker", "time (s)", "requeues", *names, "error"]
+    other = "last" if data.score_mode == "best_epoch" else "best"
+    head = ["rank", "trial", "status", data.objective, f"{other} epoch", "± std", "confirmed mean",
+            "confirmed std", "worker", "time (s)", "requeues", *names, "notes"]
     out = ['<table class="sortable" id="results"><thead><tr>']
     out += [f"<th>{_e(h)}</th>" for h in head]
     out.append("</tr></thead><tbody>")
@@ -91,9 +93,13 @@ def results_table(data: RunData) -> str:
         rank += 1 if scored else 0
         cls = ' class="best"' if row["trial_id"] == best_id else ""
         error = f"{row['error_type']}: {row.get('message') or ''}" if row.get("error_type") else ""
+        if row.get("degenerate"):
+            error = "degenerate: predicts one class" + (f"; {error}" if error else "")
+        confirmed = row.get("confirmed") or {}
         cells = [_num(rank if scored else None), f'<td data-sort="{_e(row["trial_id"])}">{_e(row["trial_id"])}</td>',
-                 f"<td>{_e(row['status'])}</td>", _num(row["score"]), f"<td>{_e(row.get('worker'))}</td>",
-                 _num(row.get("duration_s"), 1), _num(row.get("requeues", 0))]
+                 f"<td>{_e(row['status'])}</td>", _num(row["score"]), _num(row.get(f"score_{other}_epoch")),
+                 _num(row.get("score_std")), _num(confirmed.get("mean")), _num(confirmed.get("std")),
+                 f"<td>{_e(row.get('worker'))}</td>", _num(row.get("duration_s"), 1), _num(row.get("requeues", 0))]
         for name in names:
             value = row["hyperparameters"].get(name)
             cells.append(_num(value) if isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -138,6 +144,38 @@ def best_section(data: RunData) -> str:
     return f"<p>{info}</p><div class=\"cards\">{''.join(parts)}</div>"
 
 
+def warnings_section(data: RunData) -> str:
+    if not data.warnings:
+        return ""
+    items = "".join(f"<li>{_e(w)}</li>" for w in data.warnings)
+    return f'<section id="warnings"><h2>Warnings</h2><ul class="warnings">{items}</ul></section>'
+
+
+def confirmation_section(data: RunData) -> str:
+    """The confirmed configurations: their retrainings' mean ± std beside the search's score."""
+    ranking = data.confirmation.get("ranking") or []
+    by_id = {t["trial_id"]: t for t in data.trials}
+    if not ranking:
+        state = data.confirmation.get("stage", "off")
+        return (f'<section id="confirmation"><h2>Confirmation</h2><p>No confirmation stage '
+                f"({_e(state)}): the ranking is the search's own, one training per execution.</p></section>")
+    rows = []
+    for position, trial_id in enumerate(ranking, 1):
+        t = by_id.get(trial_id) or {}
+        c = t.get("confirmed") or {}
+        scores = ", ".join(f"{v:.4f}" for v in c.get("scores") or [] if v is not None)
+        rows.append(f"<tr>{_num(position)}<td>{_e(trial_id)}</td>{_num(c.get('mean'))}{_num(c.get('std'))}"
+                    f"{_num(c.get('runs'))}<td>{_e(scores)}</td>{_num(c.get('test_mean'))}{_num(t.get('score'))}</tr>")
+    note = ("Their mean ± std intervals overlap: the top configurations are not distinguishable with this "
+            "budget." if data.confirmation.get("overlap") else "")
+    return ('<section id="confirmation"><h2>Confirmation</h2><p>After the search, the '
+            f"{_e(data.confirmation.get('top'))} best configurations were retrained "
+            f"{_e(data.confirmation.get('repeats'))} times each with fresh seeds; the ranking and the exported "
+            f"model follow the confirmed mean. {_e(note)}</p>" '<table class="sortable"><thead><tr><th>rank</th>'
+            "<th>trial</th><th>confirmed mean</th><th>std</th><th>runs</th><th>scores</th><th>test mean</th>"
+            f"<th>search score</th></tr></thead><tbody>{''.join(rows)}</tbody></table></section>")
+
+
 def _counts(data: RunData) -> str:
     counts: dict[str, int] = {}
     for trial in data.trials:
@@ -167,6 +205,9 @@ def render(data: RunData) -> str:
         "<th>trials</th><th>busy (s)</th><th>available (s)</th><th>utilisation (%)</th></tr></thead>"
         f"<tbody>{usage_rows}</tbody></table></section>"))
     sections.insert(0, f'<section id="best-trial"><h2>Best trial</h2>{best_section(data)}</section>')
+    sections.insert(1, confirmation_section(data))
+    if data.warnings:
+        sections.insert(0, warnings_section(data))
     sections.append(f'<section id="results-table"><h2>All trials</h2><p>Click a column header to sort.</p>'
                     f"{results_table(data)}</section>")
     state = "finished" if data.finished else "still running (re-run the report to refresh)"
