@@ -145,8 +145,9 @@ class TensorBoardForward:
         self._pod_seen = 0.0
 
     def ready_pod(self) -> Optional[str]:
-        """The newest Ready pod of the TensorBoard Deployment, or None; a pod problem (an image that
-        cannot be pulled, no node for it) raises RunFailure."""
+        """The newest Ready pod of the TensorBoard Deployment, or None; a pod problem a user must
+        act on (an image that cannot be pulled, a bad configuration) raises RunFailure. A pod that
+        is not scheduled yet is waited for (wait_until_serving's timeout then says where to look)."""
         from tunecluster.k8s.launcher import pod_problem, role_pods
 
         with self._lock:
