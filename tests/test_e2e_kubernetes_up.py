@@ -1,16 +1,19 @@
 """tunecluster's Kubernetes backend end to end on the real single-node test bed (e2e/k8s): the
 project image imported into the node, `tunecluster up --backend kubernetes --workers 2` on a tiny
-Pima search, status/logs/results/pull, a deleted worker pod and a deleted chief pod mid-search,
-`down` (and `--keep-volume`), and the RBAC Role of `render --rbac` checked with `kubectl auth can-i`.
+Pima search (with `--tensorboard`), status/logs/results/pull, `tunecluster tensorboard`
+port-forwarding to the TensorBoard pod (and `--deploy` on a kept volume), a deleted worker pod and a
+deleted chief pod mid-search, `down` (and `--keep-volume`), and the RBAC Role of `render --rbac` checked with `kubectl auth can-i`.
 Run as root with `python -m pytest -m e2e_kubernetes -s` (see README, "Kubernetes test bed")."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -70,12 +73,61 @@ def _leftovers(bed, experiment: str) -> list[str]:
     return [line for line in out.splitlines() if line.strip()]
 
 
+def _ignore_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as in a shell's background job
+
+
+def _tensorboard_forward(bed, tmp_path: Path, *args: str, hparams: bool = False) -> None:
+    """`tunecluster tensorboard --dir run` in a subprocess started with SIGINT ignored: it prints a
+    localhost URL that serves TensorBoard (through the port-forward), and SIGINT stops it (exit 0)."""
+    started = time.time()
+    env = {**os.environ, "KUBECONFIG": str(bed.kubeconfig), "TF_CPP_MIN_LOG_LEVEL": "2", "COLUMNS": "200"}
+    proc = subprocess.Popen([sys.executable, "-m", "tunecluster", "tensorboard", "--dir", "run", *args], cwd=tmp_path,
+                            env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            preexec_fn=_ignore_sigint)
+    output = []
+    try:
+        for line in proc.stdout:  # "TensorBoard for <name>: http://localhost:<port>/ ..." once it answers
+            output.append(line)
+            if "http://localhost:" in line:
+                break
+        url = next((w for w in output[-1].split() if w.startswith("http://localhost:")), None) if output else None
+        assert url, "".join(output) + (proc.stdout.read() if proc.poll() is not None else "")
+        url = url.replace("localhost", "127.0.0.1")
+        print(f"[k8s e2e] tensorboard {' '.join(args)}: {url} after {time.time() - started:.0f} s", flush=True)
+        with urllib.request.urlopen(url, timeout=30) as answer:
+            assert answer.status == 200 and b"<title>TensorBoard</title>" in answer.read()
+        with urllib.request.urlopen(url + "data/environment", timeout=30) as answer:
+            assert json.loads(answer.read())["data_location"] == "/shared/tensorboard"
+        if hparams:  # the trials' HParams sessions on the volume, read by TensorBoard in the pod
+            request = urllib.request.Request(url + "data/plugin/hparams/experiment", data=b'{"experimentName": ""}',
+                                             headers={"content-type": "application/json"})
+            deadline = time.time() + 60
+            while True:
+                experiment = json.loads(urllib.request.urlopen(request, timeout=30).read())
+                if "units" in {h["name"] for h in experiment.get("hparamInfos", [])} or time.time() > deadline:
+                    break
+                time.sleep(2)
+            assert "units" in {h["name"] for h in experiment["hparamInfos"]}, experiment
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, "".join(output) + proc.stdout.read()
+    with pytest.raises(OSError):  # the relay went with it
+        urllib.request.urlopen(url, timeout=5)
+
+
 def test_up_status_logs_results_pull_and_down(bed, image, tmp_path):  # noqa: F811
     version = json.loads(bed.kubectl("version", "-o", "json").stdout)["serverVersion"]["gitVersion"]
     print(f"[k8s e2e] API server {version}, node {bed.node_name}", flush=True)
     spec = _spec(tmp_path, "k8s-e2e", max_trials=4, epochs=1, image_name=image)
     started = time.time()
-    up = _cli(bed, "up", "-f", str(spec), "--backend", "kubernetes", "-n", NS, "--dir", "run", cwd=tmp_path)
+    up = _cli(bed, "up", "-f", str(spec), "--backend", "kubernetes", "-n", NS, "--dir", "run", "--tensorboard",
+              cwd=tmp_path)
     print(f"[k8s e2e] up took {time.time() - started:.0f} s", flush=True)
     assert up.returncode == 0, up.stdout[-4000:] + up.stderr[-3000:]
     workers = _pods(bed, "k8s-e2e", "worker")
@@ -100,10 +152,16 @@ def test_up_status_logs_results_pull_and_down(bed, image, tmp_path):  # noqa: F8
                                "print(m.predict(np.zeros((2, 8), 'float32'), verbose=0).shape)"],
         cwd=tmp_path, capture_output=True, text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert check.returncode == 0 and "(2, 1)" in check.stdout, check.stderr[-2000:]
+    _tensorboard_forward(bed, tmp_path, hparams=True)
 
     kept = _cli(bed, "down", "--dir", "run", "--keep-volume", cwd=tmp_path, timeout=300)
     assert kept.returncode == 0, kept.stderr
     assert _leftovers(bed, "k8s-e2e") == ["persistentvolumeclaim/k8s-e2e-shared"]
+    missing = _cli(bed, "tensorboard", "--dir", "run", cwd=tmp_path, timeout=120)
+    lines = [line for line in missing.stderr.splitlines() if line.strip()]
+    assert missing.returncode == 2 and len(lines) == 1 and "--deploy" in lines[0], missing.stderr
+    _tensorboard_forward(bed, tmp_path, "--deploy")  # TensorBoard on the kept volume
+    assert "deployment.apps/k8s-e2e-tensorboard" in _leftovers(bed, "k8s-e2e")
     gone = _cli(bed, "down", "--dir", "run", cwd=tmp_path, timeout=300)
     assert gone.returncode == 0 and _leftovers(bed, "k8s-e2e") == [], gone.stderr
 

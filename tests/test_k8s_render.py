@@ -152,3 +152,14 @@ def test_render_cli_keeps_the_token_out_unless_asked(cli, tmp_path):
     role = cli("render", "--rbac", "-n", "team", "--user", "alice", cwd=tmp_path, timeout=60)
     kinds = [d["kind"] for d in yaml.safe_load_all(role.stdout) if d]
     assert kinds == ["Role", "RoleBinding"]
+
+
+def test_tensorboard_deploy_applies_the_same_objects_up_adds():
+    from tunecluster.k8s.render import tensorboard_objects
+
+    spec = _spec(kubernetes={"existing_claim": "kept"})
+    added = [o for o in render(spec, namespace="tuning", token="t", tensorboard=True) if "tensorboard" in o["metadata"]["name"]]
+    assert tensorboard_objects(spec, "tuning") == added
+    assert [o["kind"] for o in added] == ["Deployment", "Service"]
+    volumes = added[0]["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "shared", "persistentVolumeClaim": {"claimName": "kept"}} in volumes

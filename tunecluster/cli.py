@@ -715,24 +715,35 @@ def report(
 def tensorboard(
     dir: Optional[Path] = typer.Option(None, "--dir", help="Run directory."),
     port: Optional[int] = typer.Option(None, "--port", min=1, max=65535,
-                                       help="Port (default: 6006, or a free one if 6006 is taken)."),
+                                       help="Port (default: 6006, or a free one if 6006 is taken; "
+                                       "Kubernetes: a free one)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (default: this machine only)."),
+    deploy: bool = typer.Option(False, "--deploy", help="Kubernetes: first create the TensorBoard "
+                                "Deployment and Service when the run has none (`down` removes them)."),
 ):
     """Start TensorBoard on the run's tensorboard folder (scalars per epoch and the HParams view
-    of every trial), print its URL and serve until Ctrl-C."""
+    of every trial), print its URL and serve until Ctrl-C. For a Kubernetes run: forward a local
+    port to the run's TensorBoard pod (`up --tensorboard`) through the API server instead."""
+    import signal
+
     from tunecluster.report import tensorboard_server
 
     run = _existing_run(dir)
-    logdir = tensorboard_server.logdir_of(run.root)
-    import signal
+    kubernetes = _backend_of(run) == "kubernetes"
+    if deploy and not kubernetes:
+        raise UsageError("--deploy is for Kubernetes runs; this run's TensorBoard runs here")
+    logdir = None if kubernetes else tensorboard_server.logdir_of(run.root)
 
     def on_sigterm(*_):
         raise KeyboardInterrupt
 
-    # Ctrl-C and SIGTERM stop the child TensorBoard too (SIGINT explicitly: a shell's background
-    # job inherits it ignored)
+    # Ctrl-C and SIGTERM stop the child TensorBoard (or the port-forward) too (SIGINT explicitly:
+    # a shell's background job inherits it ignored)
     signal.signal(signal.SIGTERM, on_sigterm)
     signal.signal(signal.SIGINT, on_sigterm)
+    if kubernetes:
+        _tensorboard_kubernetes(run, host, port, deploy)
+        raise typer.Exit(0)
     proc, url = tensorboard_server.start(logdir, host=host, port=port, log_path=run.logs / "tensorboard.log")
     try:  # (a Ctrl-C right after the URL is printed still stops TensorBoard)
         console.print(f"TensorBoard for {run.root.name}: {url} (logdir {logdir}; HParams tab: {url}#hparams); "
@@ -743,6 +754,49 @@ def tensorboard(
     finally:
         tensorboard_server.stop(proc)
     raise typer.Exit(0 if code in (0, -2, -15) else 1)
+
+
+def _tensorboard_kubernetes(run, host: str, port: Optional[int], deploy: bool) -> None:
+    """Forward 127.0.0.1:<free port> to the run's TensorBoard pod until Ctrl-C/SIGTERM."""
+    import time
+
+    from tunecluster.k8s import forward as fwd
+    from tunecluster.k8s.launcher import apply_objects
+    from tunecluster.k8s.render import Names, tensorboard_objects
+    from tunecluster.tuning.spec import load_spec
+
+    spec = load_spec(run.spec)
+    cluster = _kube(run)
+    names = Names(spec.name)
+    if not fwd.deployment_exists(cluster, names.tensorboard):
+        claim = spec.cluster.kubernetes.existing_claim or names.claim
+        if not fwd.claim_exists(cluster, claim):
+            raise UsageError(f"the run {spec.name!r} has no TensorBoard in namespace {cluster.namespace} and its "
+                             f"volume claim {claim} is gone (`down` deleted it), so there are no logs to show; "
+                             "start a new run with `up --backend kubernetes --tensorboard`")
+        if not deploy:
+            raise UsageError(f"the run {spec.name!r} has no TensorBoard in namespace {cluster.namespace} (no "
+                             f"Deployment {names.tensorboard}: it was started without `up --tensorboard` or "
+                             f"cluster.kubernetes.tensorboard); add it with `tunecluster tensorboard --dir "
+                             f"{run.root} --deploy`")
+        apply_objects(cluster, tensorboard_objects(spec, cluster.namespace))
+        console.print(f"applied: Deployment/{names.tensorboard}, Service/{names.tensorboard} "
+                      "(`tunecluster down` removes them)", highlight=False)
+    forward = fwd.TensorBoardForward(cluster, spec.name)
+    relay = fwd.Relay(forward.connect, host=host, port=port or 0).start()
+    try:
+        console.print(f"waiting for the TensorBoard pod of {spec.name} ...", highlight=False)
+        fwd.wait_until_serving(relay, forward)
+        shown = "localhost" if host in ("127.0.0.1", "localhost") else host
+        url = f"http://{shown}:{relay.port}/"
+        console.print(f"TensorBoard for {spec.name}: {url} (forwarded to pod {forward.ready_pod() or '?'} in "
+                      f"namespace {cluster.namespace}; HParams tab: {url}#hparams); Ctrl-C to stop", highlight=False)
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        relay.close()
 
 
 @app.command()

@@ -327,6 +327,11 @@ def _tensorboard(spec: Experiment, names: Names, namespace: str) -> list[dict]:
     ]
 
 
+def tensorboard_objects(spec: Experiment, namespace: str) -> list[dict]:
+    """Only the TensorBoard Deployment and Service (`tunecluster tensorboard --deploy`)."""
+    return _tensorboard(spec, Names(spec.name), namespace)
+
+
 def helper_pod(spec: Experiment, namespace: str) -> dict:
     """A short-lived pod that mounts the volume read-only, for `pull` (the exec API streams a tar)."""
     names = Names(spec.name)
