@@ -6,7 +6,8 @@ imports, search, exit):
   2. tunecluster local backend, 1 worker
   3. tunecluster local backend, 2 workers
 
-Prints wall time and trials/minute for each and the ratios; `--out FILE.json` also writes them
+Prints wall time and trials/minute for each and the ratios, and for tunecluster the time from
+`up` to the first trial started and each worker's peak resident memory; `--out FILE.json` also writes them
 (the end-to-end ratio of 3 over 1 as `speedup_2_workers_vs_kt_single`).
 
     python benchmarks/scaling.py --out benchmarks/results/scaling.json
@@ -24,6 +25,9 @@ import tempfile
 import textwrap
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import iso_to_epoch, machine, run_up  # noqa: E402
 
 KT_SCRIPT = textwrap.dedent("""
     import sys
@@ -77,11 +81,13 @@ def main() -> None:
 
     for workers in (1, 2):
         run_dir = Path(work) / f"tc-{workers}"
-        wall, _ = timed([sys.executable, "-m", "tunecluster", "up", "--example", "pima-comprehensive",
-                         "--workers", str(workers), "--max-trials", str(args.trials), "--epochs",
-                         str(args.epochs), "--dir", str(run_dir)], work)
+        result = run_up(["--example", "pima-comprehensive", "--workers", str(workers), "--max-trials",
+                         str(args.trials), "--epochs", str(args.epochs)], run_dir, Path(work))
+        first = min(iso_to_epoch(t["started"]) for t in result["document"]["trials"] if t.get("started"))
         rows.append({"name": f"tunecluster_local_{workers}_worker{'s' if workers > 1 else ''}",
-                     "workers": workers, "wall_s": wall, "completed": completed_trials(run_dir)})
+                     "workers": workers, "wall_s": result["wall_s"], "completed": completed_trials(run_dir),
+                     "up_to_first_trial_s": first - result["started_at"],
+                     "peak_worker_rss_mib": result["peak_rss_mib"]})
 
     # With the same seed, 1 worker must sample exactly the trials stock Keras Tuner sampled.
     kt_values = {}
@@ -97,7 +103,7 @@ def main() -> None:
     base = rows[0]["wall_s"]
     figures = {
         "search": f"pima-comprehensive random search, {args.trials} trials x {args.epochs} epochs",
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "machine": {**machine(), "cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "runs": rows,
         "speedup_1_worker_vs_kt_single": base / rows[1]["wall_s"],
         "speedup_2_workers_vs_kt_single": base / rows[2]["wall_s"],
@@ -110,6 +116,9 @@ def main() -> None:
     print(f"speedup, tunecluster 1 worker vs Keras Tuner single process:  {figures['speedup_1_worker_vs_kt_single']:.2f}x")
     print(f"speedup, tunecluster 2 workers vs Keras Tuner single process: {figures['speedup_2_workers_vs_kt_single']:.2f}x")
     print(f"speedup, tunecluster 2 workers vs 1 worker:                    {figures['speedup_2_workers_vs_1_worker']:.2f}x")
+    for row in rows[1:]:
+        print(f"{row['name']}: first trial started {row['up_to_first_trial_s']:.1f} s after `up`; peak worker RSS "
+              + ", ".join(f"{k} {v:.0f} MiB" for k, v in sorted(row["peak_worker_rss_mib"].items())))
     print(f"1 worker sampled the same {len(tc_values)} trials as stock Keras Tuner: {same_trials}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -242,7 +242,6 @@ class ChiefServicer:
 
     def CreateTrial(self, request, context):
         from keras_tuner.src import protos
-        from keras_tuner.src.engine import trial as trial_module
 
         tuner_id = request.tuner_id
         caller = caller_id(context)
@@ -250,6 +249,19 @@ class ChiefServicer:
             import grpc
 
             context.abort(grpc.StatusCode.PERMISSION_DENIED, "tuner_id differs from the caller's id")
+        trial = self.new_trial(tuner_id, timed_lease=caller is not None)
+        return protos.get_service().CreateTrialResponse(trial=trial.to_proto())
+
+    def new_trial(self, tuner_id: str, timed_lease: bool = True):
+        """A trial for `tuner_id` (RUNNING, or a status trial: IDLE / STOPPED): the oracle's
+        `create_trial`, the trial's lease and the chief's bookkeeping, in one place.
+
+        The oracle lock is not held around `create_trial`: the oracle takes it itself, and
+        tunecluster's Bayesian oracle (`fast_oracles`) leaves it while its model fits, so reads,
+        updates, results and heartbeats of other workers never wait behind a suggestion.
+        `timed_lease=False` is for plain Keras Tuner workers (no heartbeats: held untimed)."""
+        from keras_tuner.src.engine import trial as trial_module
+
         now = time.time()
         with self.book.lock:
             if self.book.first_request_at is None:
@@ -260,34 +272,31 @@ class ChiefServicer:
             self.stop_triggered = True
             self.oracle.tuner_ids.discard(tuner_id)
             self._notify()
-            trial = self._status_trial(trial_module.TrialStatus.STOPPED)
-            return protos.get_service().CreateTrialResponse(trial=trial.to_proto())
+            return self._status_trial(trial_module.TrialStatus.STOPPED)
         if not self._space_known() and tuner_id not in self.oracle.ongoing_trials:
             # tunecluster workers send the space before their first request; a plain Keras
             # Tuner worker never does, so after `space_wait` one trial runs with the defaults
             # and its end reports the space (Keras Tuner's own behaviour).
             if waited < self.space_wait or self.oracle.ongoing_trials:
-                trial = self._status_trial(trial_module.TrialStatus.IDLE)
-                return protos.get_service().CreateTrialResponse(trial=trial.to_proto())
-        with self.oracle_lock():
-            response = self._guarded(context, self._base.CreateTrial, request, context)
-            status = trial_module.TrialStatus.from_proto(response.trial.status)
-            if status == trial_module.TrialStatus.RUNNING:
-                trial_id = response.trial.trial_id
-                if not self.leases.renew(trial_id, tuner_id):
-                    self.leases.grant(trial_id, tuner_id, timed=caller is not None)
-        if status == trial_module.TrialStatus.STOPPED:
+                return self._status_trial(trial_module.TrialStatus.IDLE)
+        trial = self._guarded(None, self.oracle.create_trial, tuner_id)
+        status = trial.status
+        if status == trial_module.TrialStatus.RUNNING:
+            with self.oracle_lock():
+                ongoing = self.oracle.ongoing_trials.get(tuner_id)
+                if ongoing is not None and ongoing.trial_id == trial.trial_id:
+                    if not self.leases.renew(trial.trial_id, tuner_id):
+                        self.leases.grant(trial.trial_id, tuner_id, timed=timed_lease)
+            meta = self.book.trial_meta.get(trial.trial_id)
+            if meta is None or meta.get("worker") != tuner_id or meta.get("ended") or meta.get("status") == "QUEUED":
+                self.book.trial_started(trial.trial_id, tuner_id)
+        elif status == trial_module.TrialStatus.STOPPED:
             self.stop_triggered = True
             with self.book.lock:
                 worker = self.book.workers.setdefault(tuner_id, {})
                 worker.update(state="stopped", trial=None, last_seen=time.time())
-        elif status == trial_module.TrialStatus.RUNNING:
-            trial_id = response.trial.trial_id
-            meta = self.book.trial_meta.get(trial_id)
-            if meta is None or meta.get("worker") != tuner_id or meta.get("ended") or meta.get("status") == "QUEUED":
-                self.book.trial_started(trial_id, tuner_id)
         self._notify()
-        return response
+        return trial
 
     def UpdateTrial(self, request, context):
         with self.oracle_lock():
@@ -332,7 +341,10 @@ class ChiefServicer:
         return self._guarded(context, self._base.GetTrial, request, context)
 
     def GetBestTrials(self, request, context):
-        return self._guarded(context, self._base.GetBestTrials, request, context)
+        # Under the lock: Keras Tuner's get_best_trials is not synchronized, and a trial being
+        # ended has its status before its score (sorting it would raise).
+        with self.oracle_lock():
+            return self._guarded(context, self._base.GetBestTrials, request, context)
 
     # --- search state ---------------------------------------------------------------------
     def search_complete(self) -> bool:
@@ -714,10 +726,14 @@ class Chief:
 
 
 def _atomic_save_json(path, obj):
+    """Keras Tuner's `save_json`, atomic: a killed chief leaves the old or the new file. No fsync:
+    the oracle rewrites oracle.json and a trial.json several times per trial under its lock, and
+    an fsync each time cost more than the rest of the chief's work together (see README,
+    "Performance"); the OS flushes them within seconds."""
     import json
 
     text = json.dumps(obj)
-    write_atomic(path, text)
+    write_atomic(path, text, fsync=False)
     return text
 
 

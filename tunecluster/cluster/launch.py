@@ -14,7 +14,7 @@ from typing import Optional
 from rich.console import Console
 
 from tunecluster.cluster.live import LiveView
-from tunecluster.cluster.local import LocalCluster, default_tf_threads, free_port, port_in_use
+from tunecluster.cluster.local import LocalCluster, default_tf_threads, free_port, local_gpus, port_in_use
 from tunecluster.cluster.plan import build_plan
 from tunecluster.cluster.rundir import RunDir, read_json, write_atomic
 from tunecluster.errors import RunFailure, UsageError
@@ -175,9 +175,13 @@ def up_local(spec: Experiment, run: RunDir, *, port: Optional[int], console: Con
     # A resumed run restarts with a fresh progress file (the oracle state lives in kt/).
     run.progress.unlink(missing_ok=True)
     chief_env, worker_env = role_security_env(spec, run)
+    gpus = local_gpus() if spec.cluster.workers_per_gpu else None
+    if spec.cluster.workers_per_gpu and not gpus:
+        console.print("cluster.workers_per_gpu is set but this machine shows no GPU "
+                      "(CUDA_VISIBLE_DEVICES / nvidia-smi); the workers run on the CPU", highlight=False)
     plan = build_plan(spec, spec_path=str(run.spec), run_dir=str(run.root), chief_bind=host,
                       chief_host=host, port=port, tf_threads=default_tf_threads(spec.cluster.workers),
-                      chief_env=chief_env, worker_env=worker_env)
+                      chief_env=chief_env, worker_env=worker_env, gpus=gpus)
     cluster = LocalCluster(plan, run, max_restarts=0 if detach else spec.cluster.max_restarts)
     started = time.time()
     security = "no token (--insecure)" if spec.cluster.insecure else "token"

@@ -6,6 +6,7 @@ same roles and variables).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Sequence
 
 from tunecluster.cluster import env as role_env
 from tunecluster.tuning.spec import Experiment
@@ -42,12 +43,21 @@ def worker_id(index: int) -> str:
     return f"tuner{index}"
 
 
+def gpu_for_worker(index: int, gpus: Sequence[str], per_gpu: int) -> str:
+    """The GPU worker `index` uses when `per_gpu` workers share each GPU: workers 0..k-1 the
+    first, k..2k-1 the second, ...; more workers than GPUs x k wrap around."""
+    return gpus[(index // per_gpu) % len(gpus)]
+
+
 def build_plan(spec: Experiment, *, spec_path: str, run_dir: str, chief_bind: str,
                chief_host: str, port: int, tf_threads: int | None = None,
-               chief_env: dict[str, str] | None = None, worker_env: dict[str, str] | None = None) -> ClusterPlan:
+               chief_env: dict[str, str] | None = None, worker_env: dict[str, str] | None = None,
+               gpus: Sequence[str] | None = None) -> ClusterPlan:
     """Roles and their variables. `chief_bind` is what the chief listens on, `chief_host` what
     workers dial (the same on one machine; a Service or container name elsewhere);
-    `chief_env`/`worker_env` add the token and TLS variables (see `security.RunSecrets`)."""
+    `chief_env`/`worker_env` add the token and TLS variables (see `security.RunSecrets`).
+    With `cluster.workers_per_gpu`, workers allocate GPU memory as they need it (so several share
+    one GPU), and given the machine's `gpus` (local backend) each worker sees only its own."""
     common = {
         role_env.ORACLE_PORT: str(port),
         role_env.SPEC: spec_path,
@@ -63,5 +73,10 @@ def build_plan(spec: Experiment, *, spec_path: str, run_dir: str, chief_bind: st
         threads = spec.cluster.tf_threads or tf_threads
         if threads:
             env[role_env.TF_THREADS] = str(threads)
+        per_gpu = spec.cluster.workers_per_gpu
+        if per_gpu:
+            env.setdefault(role_env.GPU_MEMORY_GROWTH, "1")
+            if gpus:
+                env[role_env.CUDA_DEVICES] = gpu_for_worker(i, gpus, per_gpu)
         workers.append(Role(f"worker-{i}", worker_id(i), ("worker",), env))
     return ClusterPlan(spec.name, port, (chief, *workers))

@@ -66,8 +66,10 @@ class RunDir:
         return self
 
 
-def write_atomic(path: str | Path, text: str) -> None:
-    """Write a file so that a crash at any instant leaves either the old or the new content."""
+def write_atomic(path: str | Path, text: str, fsync: bool = True) -> None:
+    """Write a file so that a crash at any instant leaves either the old or the new content.
+    `fsync=False` still survives a killed process (the rename is atomic) but leaves flushing to
+    the OS, so a machine crash may lose the last writes: for state rewritten on every trial."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -75,7 +77,8 @@ def write_atomic(path: str | Path, text: str) -> None:
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
             handle.flush()
-            os.fsync(handle.fileno())
+            if fsync:
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -99,23 +99,31 @@ class WorkService:
                     self.s.leases.release(unit.key)
                     self.board.give_back(unit.key)
             unit = self.board.take(tuner_id)
-            if unit is None and (not self.search_exhausted or self.oracle._retry_queue):
-                if not len(self.oracle.hyperparameters.space):
-                    return {"status": "IDLE"}
+            need_trial = unit is None and (not self.search_exhausted or bool(self.oracle._retry_queue))
+        if need_trial:
+            if not len(self.oracle.hyperparameters.space):
+                return {"status": "IDLE"}
+            # No lock of ours is held here: a Bayesian suggestion (fast_oracles) fits its model
+            # without the oracle lock, and results, heartbeats and other workers' units go on.
+            trial = self.s._guarded(None, self.oracle.create_trial, tuner_id)
+            if trial.status == trial_module.TrialStatus.RUNNING:
                 with self.s.oracle_lock():
-                    trial = self.s._guarded(None, self.oracle.create_trial, tuner_id)
-                    if trial.status == trial_module.TrialStatus.RUNNING:
-                        self.oracle.ongoing_trials.pop(tuner_id, None)
-                        self.oracle.ongoing_trials[ONGOING_PREFIX + trial.trial_id] = trial
-                        self.oracle.save()
-                        self.board.add_trial(trial.trial_id)
-                        unit = self.board.take(tuner_id)
-                        book.trial_started(trial.trial_id, tuner_id)
-                    elif trial.status == trial_module.TrialStatus.STOPPED:
-                        self.search_exhausted = True
-                        self.oracle.tuner_ids.add(tuner_id)  # told when everything is done
-                    else:
-                        return {"status": "IDLE"}
+                    if self.oracle.ongoing_trials.get(tuner_id) is trial:
+                        self.oracle.ongoing_trials.pop(tuner_id)
+                    self.oracle.ongoing_trials[ONGOING_PREFIX + trial.trial_id] = trial
+                    self.oracle.save()
+                with self._lock:
+                    self.board.add_trial(trial.trial_id)
+                    unit = self.board.take(tuner_id, key=f"{trial.trial_id}#0")
+                book.trial_started(trial.trial_id, tuner_id)
+            elif trial.status == trial_module.TrialStatus.STOPPED:
+                self.search_exhausted = True
+                self.oracle.tuner_ids.add(tuner_id)  # told when everything is done
+            else:
+                return {"status": "IDLE"}
+        with self._lock:
+            if unit is None:
+                unit = self.board.take(tuner_id)
             if unit is None and self.search_exhausted:
                 if self.board.running(SEARCH) or self.oracle.ongoing_trials:
                     return {"status": "IDLE"}

@@ -12,6 +12,7 @@ back to the chief and exits with 143.
 
 from __future__ import annotations
 
+import gc
 import inspect
 import logging
 import os
@@ -60,7 +61,8 @@ def run_worker(spec: Experiment, role: RoleEnv) -> int:
     splits = load_splits(spec.data)
     build = checked_build(bind_hypermodel(load_callable(spec.hypermodel), splits))
     strategy = strategy_mod.choose_strategy(spec.cluster.strategy)
-    log.info("%s: %s, %d training rows", role.tuner_id, strategy_mod.describe(strategy), len(splits.y_train))
+    log.info("%s: %s, %d training rows; %s", role.tuner_id, strategy_mod.describe(strategy),
+             len(splits.y_train), strategy_mod.describe_gpus())
 
     channel = open_channel(role.address, security, tuner_id=role.tuner_id)
     link = ChiefLink(role.address, spec.cluster.chief_timeout)
@@ -87,6 +89,12 @@ def run_worker(spec: Experiment, role: RoleEnv) -> int:
         tuner.request_stop()
 
     signal.signal(signal.SIGTERM, on_sigterm)
+    # Keras Tuner clears the Keras session and runs gc.collect() before every build (Keras'
+    # clear_session runs another). With TensorFlow loaded, each full collection walks millions
+    # of import-time objects: 0.4-1 s per trial. Frozen, they are skipped; what trials create is
+    # still collected (tests/test_worker_leanness.py).
+    gc.collect()
+    gc.freeze()
     heartbeat.start()
     try:
         return _search_and_finish(spec, role, run, splits, tuner, control, heartbeat, export_best, Backoff)

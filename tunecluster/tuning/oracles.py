@@ -1,7 +1,8 @@
 """Build the Keras Tuner oracle that a spec asks for (random, grid, bayesian, hyperband).
 
 Used by the chief (which runs it) and by each worker (whose local copy only carries the objective
-and the search space it sends to the chief).
+and the search space it sends to the chief). The Bayesian oracle is `fast_oracles`' subclass of
+Keras Tuner's: same arguments and state, but its model is fitted outside the oracle's lock.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ def build_oracle(tuner: TunerSpec):
     if tuner.kind == "grid":
         return kt.oracles.GridSearchOracle(max_trials=tuner.max_trials, **common)
     if tuner.kind == "bayesian":
-        return kt.oracles.BayesianOptimizationOracle(
+        from tunecluster.tuning.fast_oracles import BayesianOptimizationOracle
+
+        return BayesianOptimizationOracle(
             max_trials=tuner.max_trials,
             num_initial_points=tuner.bayesian.num_initial_points,
             alpha=tuner.bayesian.alpha,

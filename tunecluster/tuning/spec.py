@@ -177,6 +177,11 @@ class ClusterSpec(_Section):
     tf_threads: Optional[int] = Field(
         None, ge=1, description="TensorFlow intra-op threads per worker; default: cores / workers."
     )
+    workers_per_gpu: Optional[int] = Field(
+        None, ge=1, le=64,
+        description="Run this many workers on each GPU (local backend: each worker sees one GPU, "
+        "with memory growth); default: every worker sees every GPU.",
+    )
     port: Optional[int] = Field(None, ge=1, le=65535, description="Oracle port; default: a free one.")
     idle_backoff_max: float = Field(1.0, gt=0, le=30, description="Longest sleep between IDLE answers.")
     heartbeat_interval: float = Field(

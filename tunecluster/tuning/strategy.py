@@ -3,7 +3,9 @@
 `auto` picks MirroredStrategy when the worker sees several GPUs and the default strategy on one
 device; `mirrored`, `one_device` and `default` force a choice (spec `cluster.strategy` or the
 `TUNECLUSTER_STRATEGY` variable). `TUNECLUSTER_LOGICAL_CPUS=N` splits the CPU into N logical
-devices so a real multi-replica MirroredStrategy can run without GPUs (tests).
+devices so a real multi-replica MirroredStrategy can run without GPUs (tests). Workers that share
+a GPU (`cluster.workers_per_gpu`) get memory growth, or a hard per-process limit with
+`TUNECLUSTER_GPU_MEMORY_MB`.
 """
 
 from __future__ import annotations
@@ -26,12 +28,36 @@ def configure_devices(tf_threads: Optional[int] = None) -> None:
         n = int(threads)
         tf.config.threading.set_intra_op_parallelism_threads(n)
         tf.config.threading.set_inter_op_parallelism_threads(n)
+    _configure_gpus()
     logical = int(os.environ.get(role_env.LOGICAL_CPUS, "0") or 0)
     if logical > 1:
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(logical)]
         )
+
+
+def gpu_memory_settings(environ=os.environ) -> tuple[bool, Optional[int]]:
+    """(memory growth, memory limit in MiB) asked for by the role's environment."""
+    limit = environ.get(role_env.GPU_MEMORY_MB)
+    growth = environ.get(role_env.GPU_MEMORY_GROWTH, "") in ("1", "true", "yes")
+    return growth, (int(limit) if limit else None)
+
+
+def _configure_gpus() -> list:
+    """Several workers on one GPU (`cluster.workers_per_gpu`): a hard memory limit per process if
+    TUNECLUSTER_GPU_MEMORY_MB is set, else memory growth (TensorFlow otherwise takes almost the
+    whole GPU in the first worker). Returns the GPUs configured (none on a CPU machine)."""
+    import tensorflow as tf
+
+    growth, limit = gpu_memory_settings()
+    gpus = tf.config.list_physical_devices("GPU")
+    for gpu in gpus:
+        if limit:
+            tf.config.set_logical_device_configuration(gpu, [tf.config.LogicalDeviceConfiguration(memory_limit=limit)])
+        elif growth:
+            tf.config.experimental.set_memory_growth(gpu, True)
+    return gpus
 
 
 def choose_strategy(name: str = "auto"):
@@ -62,3 +88,11 @@ def describe(strategy) -> str:
     if strategy is None:
         return "default (one device)"
     return f"{type(strategy).__name__} over {strategy.num_replicas_in_sync} replica(s)"
+
+
+def describe_gpus(environ=os.environ) -> str:
+    """One line on the GPUs this worker was given and how their memory is shared."""
+    growth, limit = gpu_memory_settings(environ)
+    visible = environ.get(role_env.CUDA_DEVICES)
+    memory = f"memory limit {limit} MiB" if limit else ("memory growth" if growth else "default GPU memory")
+    return f"{role_env.CUDA_DEVICES}={visible if visible is not None else '(all)'}, {memory}"

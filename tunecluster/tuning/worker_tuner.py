@@ -258,8 +258,7 @@ class ClusterTuner(kt.Tuner):
                 self._check_trial(key)
                 self._log(f"{key} failed: {format_exception(exc)}")
                 reply = self._control("WorkDone", tuner_id=self.tuner_id, key=key, ok=False,
-                                      error_type=type(exc).__name__, message=str(exc).strip().splitlines()[-1:]
-                                      and str(exc).strip().splitlines()[-1] or type(exc).__name__,
+                                      error_type=type(exc).__name__, message=str(exc).strip() or type(exc).__name__,
                                       traceback=traceback.format_exc())
             else:
                 if key in self._lost:

@@ -1,0 +1,253 @@
+"""Bayesian suggestion latency: tunecluster's oracle (`fast_oracles`) vs Keras Tuner's, on the
+comprehensive Pima space with all 32 hyperparameters registered.
+
+Part 1: both oracles get the same completed trials (random values, a synthetic noisy score in the
+range of Pima's validation accuracy) and the time of `create_trial` (a Gaussian-process
+suggestion, `num_initial_points=10`) is taken at 50, 100, 300 and 1000 completed trials. Keras
+Tuner's oracle runs in a child process with a time budget per level (`--kt-budget`).
+
+Part 2: with 300 completed trials, each server (tunecluster's chief servicer on its thread pool;
+Keras Tuner's `OracleServicer` on its one-thread server) serves real gRPC in this process while
+one client asks for suggestions back to back and 8 clients repeat UpdateTrial, GetBestTrials
+(and tunecluster's Heartbeat); the latency of those other calls is recorded while a suggestion is
+being computed. Figures `suggest_ms_at_300`, `other_rpc_p99_ms_during_suggest`.
+
+    python benchmarks/bayesian_latency.py --out benchmarks/results/bayesian_latency.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+from _common import comprehensive_space, machine, percentile, save, table  # noqa: E402
+
+LEVELS = (50, 100, 300, 1000)
+
+
+def score(values: dict) -> float:
+    """Pima-like: 0.6-0.8, a weak dependence on a few hyperparameters, deterministic noise."""
+    noise = int(hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:8], 16) / 2**32
+    trend = -0.004 * (values["num_layers"] - 3) ** 2 - 0.05 * abs(values["dropout_0"] - 0.3)
+    return 0.74 + max(trend, -0.1) + (0.01 if values["optimizer"] == "adam" else 0.0) + 0.04 * (noise - 0.5)
+
+
+def make_oracle(kind: str, num_initial_points: int = 10):
+    import keras_tuner as kt
+
+    from tunecluster.tuning.fast_oracles import BayesianOptimizationOracle
+
+    cls = BayesianOptimizationOracle if kind == "tunecluster" else kt.oracles.BayesianOptimizationOracle
+    oracle = cls(objective=kt.Objective("val_accuracy", "max"), max_trials=100000, seed=1,
+                 num_initial_points=num_initial_points)
+    oracle._set_project_dir(tempfile.mkdtemp(prefix="bayes-"), "p")
+    oracle.verbose = 0
+    oracle.update_space(comprehensive_space())
+    return oracle
+
+
+def complete(oracle, tuner_id: str = "w") -> float:
+    """One trial: create (timed), report, end. Returns the create_trial seconds."""
+    t0 = time.perf_counter()
+    trial = oracle.create_trial(tuner_id)
+    elapsed = time.perf_counter() - t0
+    oracle.update_trial(trial.trial_id, {"val_accuracy": score(trial.hyperparameters.values)})
+    trial.status = "COMPLETED"
+    oracle.end_trial(trial)
+    return elapsed
+
+
+def fill_to(oracle, n: int) -> None:
+    saved = oracle.num_initial_points
+    oracle.num_initial_points = 10**9  # random values while filling
+    while sum(1 for t in oracle.trials.values() if t.status == "COMPLETED") < n:
+        complete(oracle)
+    oracle.num_initial_points = saved
+
+
+def child_levels(kind: str, levels: list[int], repeats: int) -> None:
+    """Runs in a child process: prints one JSON line per level."""
+    from tunecluster.cluster import keras_shim
+
+    keras_shim.install()
+    oracle = make_oracle(kind)
+    for n in levels:
+        fill_to(oracle, n)
+        times = [complete(oracle) for _ in range(repeats)]
+        print(json.dumps({"n": n, "times": times, "timing": getattr(oracle, "last_timing", None)}), flush=True)
+
+
+def part1(levels, kt_budget: float, repeats: int) -> dict:
+    results = {}
+    for kind in ("tunecluster", "keras_tuner"):
+        results[kind] = {}
+        process = subprocess.Popen([sys.executable, __file__, "--child", kind, ",".join(map(str, levels)),
+                                    str(repeats if kind == "tunecluster" else 1)],
+                                   stdout=subprocess.PIPE, text=True)
+        deadline = time.time() + (kt_budget * len(levels) if kind == "keras_tuner" else 1800)
+        lines = []
+        reader = threading.Thread(target=lambda: lines.extend(process.stdout))
+        reader.start()
+        while process.poll() is None and time.time() < deadline:
+            time.sleep(0.5)
+        if process.poll() is None:
+            process.kill()
+        reader.join(10)
+        for line in lines:
+            row = json.loads(line)
+            results[kind][row["n"]] = {"median_ms": 1000 * percentile(row["times"], 50),
+                                       "max_ms": 1000 * max(row["times"]), "runs": len(row["times"]),
+                                       "timing": row["timing"]}
+            print(f"{kind:12} {row['n']:5} completed: {results[kind][row['n']]['median_ms']:.0f} ms", flush=True)
+    return results
+
+
+def part2(seconds: float, servers=("keras_tuner", "tunecluster")) -> dict:
+    """Other RPCs while suggestions are computed, both servers in this process over real gRPC."""
+    from concurrent import futures
+
+    import grpc
+    from keras_tuner.src import protos
+    from keras_tuner.src.distribute.oracle_chief import OracleServicer
+    from keras_tuner.src.engine import trial as trial_module
+
+    from tunecluster.cluster.chief import ChiefServicer, ControlService, SearchBook
+    from tunecluster.cluster.control import ControlClient, control_handler
+    from tunecluster.cluster.leases import Leases
+    from tunecluster.cluster.local import free_port
+
+    service = protos.get_service()
+    out = {}
+    for kind in servers:
+        oracle = make_oracle(kind)
+        fill_to(oracle, 300)
+        busy = threading.Event()
+        hook = "_compute" if kind == "tunecluster" else "populate_space"
+        original = getattr(oracle, hook)
+
+        def marked(*args, _original=original, **kwargs):
+            busy.set()
+            try:
+                return _original(*args, **kwargs)
+            finally:
+                busy.clear()
+
+        setattr(oracle, hook, marked)
+        if kind == "tunecluster":
+            book = SearchBook()
+            servicer = ChiefServicer(oracle, book, 0.0, Leases(300))
+            server = grpc.server(futures.ThreadPoolExecutor(max_workers=12))
+            server.add_generic_rpc_handlers((control_handler(ControlService(servicer, book, lambda: {})),))
+        else:
+            servicer = OracleServicer(oracle)
+            server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))  # Keras Tuner's own setting
+        protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
+        port = free_port()
+        server.add_insecure_port(f"127.0.0.1:{port}")
+        server.start()
+        address = f"127.0.0.1:{port}"
+        stop = threading.Event()
+        during: list[float] = []
+        suggestions: list[float] = []
+        lock = threading.Lock()
+
+        def suggester():
+            stub = protos.get_service_grpc().OracleStub(grpc.insecure_channel(address))
+            while not stop.is_set():
+                t0 = time.perf_counter()
+                trial = stub.CreateTrial(service.CreateTrialRequest(tuner_id="suggester"), timeout=600).trial
+                suggestions.append(time.perf_counter() - t0)
+                stub.UpdateTrial(service.UpdateTrialRequest(trial_id=trial.trial_id, metrics={"val_accuracy": 0.7}),
+                                 timeout=600)
+                trial.status = trial_module.TrialStatus.to_proto("COMPLETED")
+                stub.EndTrial(service.EndTrialRequest(trial=trial), timeout=600)
+
+        def other(index):
+            channel = grpc.insecure_channel(address)
+            stub = protos.get_service_grpc().OracleStub(channel)
+            control = ControlClient(channel, timeout=600) if kind == "tunecluster" else None
+            mine = stub.CreateTrial(service.CreateTrialRequest(tuner_id=f"other{index}"), timeout=600).trial.trial_id
+            while not stop.is_set():
+                calls = [lambda: stub.UpdateTrial(service.UpdateTrialRequest(trial_id=mine, metrics={"val_accuracy": 0.7}),
+                                                  timeout=600),
+                         lambda: stub.GetBestTrials(service.GetBestTrialsRequest(num_trials=1), timeout=600)]
+                if control is not None:
+                    calls.append(lambda: control.call("Heartbeat", tuner_id=f"other{index}", state="idle"))
+                for call in calls:
+                    was_busy = busy.is_set()
+                    t0 = time.perf_counter()
+                    call()
+                    elapsed = time.perf_counter() - t0
+                    if was_busy or busy.is_set():
+                        with lock:
+                            during.append(elapsed)
+                time.sleep(0.01)
+
+        threads = [threading.Thread(target=suggester)] + [threading.Thread(target=other, args=(i,)) for i in range(8)]
+        for thread in threads:
+            thread.start()
+        time.sleep(seconds)
+        stop.set()
+        for thread in threads:
+            thread.join(600)
+        server.stop(0)
+        out[kind] = {"suggestions": len(suggestions), "suggest_p50_ms": 1000 * percentile(suggestions, 50),
+                     "other_calls_during_suggest": len(during),
+                     "other_rpc_p50_ms_during_suggest": 1000 * percentile(during, 50),
+                     "other_rpc_p99_ms_during_suggest": 1000 * percentile(during, 99)}
+        print(kind, out[kind], flush=True)
+    return out
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        child_levels(sys.argv[2], [int(n) for n in sys.argv[3].split(",")], int(sys.argv[4]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--levels", default=",".join(map(str, LEVELS)))
+    parser.add_argument("--repeats", type=int, default=5, help="tunecluster suggestions per level")
+    parser.add_argument("--kt-budget", type=float, default=150.0, help="seconds per level for Keras Tuner")
+    parser.add_argument("--seconds", type=float, default=20.0, help="part 2 duration per server")
+    parser.add_argument("--part2-servers", default="keras_tuner,tunecluster",
+                        help="servers measured in part 2 (Keras Tuner's needs minutes per suggestion on a busy machine)")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    from tunecluster.cluster import keras_shim
+
+    keras_shim.install()
+    before = machine()
+    levels = [int(n) for n in args.levels.split(",")]
+    latency = part1(levels, args.kt_budget, args.repeats)
+    rows = []
+    for n in levels:
+        tc, kt_row = latency["tunecluster"].get(n, {}), latency["keras_tuner"].get(n, {})
+        rows.append([n, tc.get("median_ms", float("nan")), tc.get("max_ms", float("nan")),
+                     kt_row.get("median_ms", f"> {args.kt_budget:.0f} s budget")])
+    table(["completed", "tunecluster ms (median)", "tunecluster ms (max)", "Keras Tuner ms"], rows)
+    during = part2(args.seconds, args.part2_servers.split(","))
+    table(["server", "suggestions", "suggest p50 ms", "other RPCs during", "other p50 ms", "other p99 ms"],
+          [[k, v["suggestions"], v["suggest_p50_ms"], v["other_calls_during_suggest"],
+            v["other_rpc_p50_ms_during_suggest"], v["other_rpc_p99_ms_during_suggest"]] for k, v in during.items()])
+    figures = {"benchmark": "bayesian_latency", "machine_before": before, "machine_after": machine(),
+               "space": "pima comprehensive, 32 hyperparameters", "levels": latency, "during_suggest": during,
+               "suggest_ms_at_300": latency["tunecluster"].get(300, {}).get("median_ms"),
+               "keras_tuner_suggest_ms_at_300": latency["keras_tuner"].get(300, {}).get("median_ms"),
+               "other_rpc_p99_ms_during_suggest": during["tunecluster"]["other_rpc_p99_ms_during_suggest"],
+               "keras_tuner_other_rpc_p99_ms_during_suggest":
+                   during.get("keras_tuner", {}).get("other_rpc_p99_ms_during_suggest")}
+    save(figures, args.out, "bayesian_latency")
+
+
+if __name__ == "__main__":
+    main()

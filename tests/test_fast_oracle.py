@@ -1,0 +1,168 @@
+"""tunecluster's Bayesian oracle (`fast_oracles`, `gp_suggest`) and the chief that serves it:
+
+- the numpy posterior equals scikit-learn's prediction, and its gradient the finite differences;
+- while a Bayesian suggestion is being computed (held open by the test), another worker's
+  UpdateTrial, EndTrial, GetBestTrials, GetSpace, heartbeat and status calls are answered over real
+  gRPC: nothing waits behind the suggestion, and the suggestion saw the running trial;
+- four workers asking at once on a real chief process, in a small discrete space: every trial is
+  distinct and the search ends with exactly max_trials COMPLETED.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from chief_process import ChiefProcess, RawWorker
+
+
+def comprehensive_space():
+    from keras_tuner.src.engine import hyperparameters as hp_module
+
+    hp = hp_module.HyperParameters()
+    hp.Int("num_layers", 1, 10)
+    for i in range(10):
+        hp.Int(f"units_{i}", 32, 512, step=32)
+        hp.Choice(f"activation_{i}", ["relu", "tanh", "sigmoid"])
+        hp.Float(f"dropout_{i}", 0.1, 0.9, step=0.1)
+    hp.Choice("optimizer", ["adam", "sgd", "rmsprop", "adadelta"])
+    return hp
+
+
+def score(values: dict) -> float:
+    return 0.8 - 0.01 * (values.get("num_layers", 1) - 3) ** 2 - 0.1 * abs(values.get("dropout_0", 0.5) - 0.3)
+
+
+def test_posterior_matches_scikit_learn_and_its_gradient():
+    from scipy.optimize import approx_fprime
+
+    from tunecluster.tuning import gp_suggest
+
+    rng = np.random.RandomState(0)
+    x = rng.uniform(size=(60, 5))
+    y = np.sin(3 * x[:, 0]) + x[:, 1] ** 2
+    state = gp_suggest.fit(gp_suggest.GPState(), x, y, alpha=1e-4, seed=1)
+    points = rng.uniform(size=(7, 5))
+    mean, std = state.gpr.predict(points, return_std=True)
+    ours_mean, ours_std = state.posterior.predict(points)
+    np.testing.assert_allclose(ours_mean, mean, atol=1e-8)
+    np.testing.assert_allclose(ours_std, std, atol=1e-8)
+    value, grad = state.posterior.lower_bound_and_grad(points[0], 2.6)
+    assert value == pytest.approx(mean[0] - 2.6 * std[0])
+    numeric = approx_fprime(points[0], lambda p: state.posterior.lower_bound_and_grad(p, 2.6)[0], 1e-7)
+    np.testing.assert_allclose(grad, numeric, rtol=1e-4, atol=1e-5)
+    # the next fit keeps the kernel (no re-optimisation) until the data grew by 10 %
+    again = gp_suggest.fit(state, np.vstack([x, points[:1]]), np.append(y, 0.0), alpha=1e-4, seed=1)
+    assert again.optimized_at == 60 and again.gpr.kernel_.length_scale == state.gpr.kernel_.length_scale
+    suggestions = gp_suggest.suggest(again.posterior, 5, 2.6, np.random.RandomState(1))
+    assert all(((0 <= p) & (p <= 1)).all() for p in suggestions)
+
+
+def test_nothing_waits_behind_a_suggestion(tmp_path):
+    import keras_tuner  # noqa: F401 - the real package first, so the chief does not install its shim
+
+    from tunecluster.cluster.chief import Chief
+    from tunecluster.cluster.local import free_port
+    from tunecluster.cluster.rundir import RunDir
+    from tunecluster.cluster.security import Security
+    from tunecluster.tuning.spec import Experiment
+
+    spec = Experiment.model_validate({"name": "nowait", "tuner": {
+        "kind": "bayesian", "max_trials": 10, "seed": 1, "bayesian": {"num_initial_points": 2}}})
+    chief = Chief(spec, RunDir(tmp_path), "127.0.0.1", free_port(), security=Security(token="t"))
+    address = chief.start()
+    try:
+        a, b = RawWorker(address, "tuner0", "t"), RawWorker(address, "tuner1", "t")
+        a.control.call("SetSpace", hyperparameters=comprehensive_space().get_config())
+        for _ in range(2):  # the random initial points
+            trial = a.create_trial()
+            a.update_trial(trial.trial_id, 0.5)
+            a.end_trial(trial)
+        running = b.create_trial()  # a Gaussian-process suggestion, computed normally
+        assert running.status == 1  # RUNNING
+
+        oracle = chief.oracle
+        original = oracle._compute
+        entered, release, seen = threading.Event(), threading.Event(), {}
+
+        def held_open(snapshot):
+            seen["running"] = len(snapshot.x_running)
+            entered.set()
+            assert release.wait(60), "the test never released the suggestion"
+            return original(snapshot)
+
+        oracle._compute = held_open
+        answer = {}
+        asking = threading.Thread(target=lambda: answer.setdefault("trial", a.create_trial()))
+        asking.start()
+        try:
+            assert entered.wait(30), "the suggestion never started"
+            # while tuner0's suggestion is open, tuner1 reads, records and ends its trial
+            b.update_trial(running.trial_id, 0.75)
+            assert b.control.call("Heartbeat", tuner_id="tuner1", state="running",
+                                  trial=running.trial_id) == {"ok": True}
+            best = b.stub.GetBestTrials(b.protos.get_service().GetBestTrialsRequest(num_trials=1), timeout=10)
+            assert len(best.trials) == 1
+            b.stub.GetSpace(b.protos.get_service().GetSpaceRequest(), timeout=10)
+            b.end_trial(running)
+            assert b.control.call("Status")["counts"]["completed"] == 3
+            assert asking.is_alive(), "the suggestion finished before the test released it"
+        finally:
+            release.set()
+            asking.join(30)
+        assert answer["trial"].status == 1 and answer["trial"].trial_id not in ("0", "1", running.trial_id)
+        assert seen["running"] == 1  # tuner1's running trial counted in the suggestion
+    finally:
+        chief.stop()
+
+
+SMALL = {"name": "nodup", "tuner": {"kind": "bayesian", "max_trials": 16, "seed": 3,
+                                    "bayesian": {"num_initial_points": 3}},
+         "cluster": {"workers": 4}}
+
+
+def test_concurrent_workers_get_distinct_trials(tmp_path):
+    from keras_tuner.src.engine import hyperparameters as hp_module
+    from keras_tuner.src.engine import trial as trial_module
+
+    hp = hp_module.HyperParameters()
+    hp.Int("x", 0, 5)
+    hp.Choice("y", ["a", "b", "c"])  # 18 combinations for 16 trials: duplicates are likely
+    chief = ChiefProcess(tmp_path, SMALL, token="t").start()
+    try:
+        RawWorker(chief.address, "tuner0", "t").control.call("SetSpace", hyperparameters=hp.get_config())
+        errors = []
+
+        def work(tuner_id):
+            worker = RawWorker(chief.address, tuner_id, "t")
+            try:
+                while True:
+                    proto = worker.create_trial()
+                    trial = trial_module.Trial.from_proto(proto)
+                    if trial.status == "STOPPED":
+                        return
+                    if trial.status == "IDLE":
+                        continue
+                    values = trial.hyperparameters.values
+                    worker.update_trial(trial.trial_id, values["x"] / 5 + (values["y"] == "b") * 0.3)
+                    worker.end_trial(proto)
+            except Exception as exc:  # reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(f"tuner{i}",)) for i in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        assert not errors
+        status = RawWorker(chief.address, "tuner0", "t").control.call("Status")
+        assert status["counts"]["completed"] == 16
+        import json
+
+        trials = [json.loads(p.read_text()) for p in (chief.run / "kt" / "nodup").glob("trial_*/trial.json")]
+        combos = [(t["hyperparameters"]["values"]["x"], t["hyperparameters"]["values"]["y"]) for t in trials]
+        assert len(combos) == 16 and len(set(combos)) == 16, combos
+    finally:
+        chief.stop()

@@ -1,0 +1,242 @@
+"""A Bayesian oracle whose suggestions never hold Keras Tuner's oracle lock while the model fits.
+
+Keras Tuner's `BayesianOptimizationOracle.create_trial` runs under `@synchronized`, i.e. under
+the oracle's global lock (`keras_tuner.src.engine.oracle.LOCKS[oracle]`), and refits its Gaussian
+process inside it: every `update_trial`, `end_trial`, `get_best_trials` of every other worker
+waits for the whole suggestion. `BayesianOptimizationOracle` here (a subclass, same arguments,
+same saved state) does the slow part outside that lock:
+
+1. under the lock: the cases that need no model (the worker's own running trial, a trial queued
+   for retry, `max_trials` reached, the random initial points) are answered at once by Keras
+   Tuner's own `create_trial`; otherwise it takes a snapshot: the completed trials' vectors and
+   scores (cached per trial) and the running trials' vectors;
+2. without the lock: fit the Gaussian process and minimise `mean - beta * std` (`gp_suggest`);
+   running trials count as observations at the previous model's `mean + std`, as in Keras Tuner;
+3. under the lock again: Keras Tuner's own `create_trial` commits the trial (trial id, recorded
+   values, saved state), taking the suggestion through `populate_space`; a suggestion that
+   duplicates a trial that exists by then is replaced by the next-best candidate (or random
+   values), a retry that was queued meanwhile is handed out first, `max_trials` is re-checked.
+
+Suggestions are made one at a time (their own lock, not the oracle's), so each one sees every
+trial the previous suggestion started, as in Keras Tuner's serial order. Random and grid oracles
+need none of this: their suggestions take microseconds.
+
+    oracle = BayesianOptimizationOracle(objective=kt.Objective("val_accuracy", "max"), max_trials=50)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+from keras_tuner.src.engine import hyperparameters as hp_module
+from keras_tuner.src.engine import oracle as oracle_module
+from keras_tuner.src.engine import trial as trial_module
+from keras_tuner.src.tuners import bayesian
+
+from tunecluster.tuning import gp_suggest
+
+
+@contextlib.contextmanager
+def oracle_lock(oracle):
+    """Hold Keras Tuner's lock of `oracle`, re-entrant for this thread like `@synchronized`,
+    and released even when the body raises."""
+    me = threading.current_thread().name
+    acquire = oracle_module.THREADS[oracle] != me
+    if acquire:
+        oracle_module.LOCKS[oracle].acquire()
+        oracle_module.THREADS[oracle] = me
+    try:
+        yield
+    finally:
+        if acquire:
+            oracle_module.THREADS[oracle] = None
+            oracle_module.LOCKS[oracle].release()
+
+
+def holds_lock(oracle) -> bool:
+    return oracle_module.THREADS[oracle] == threading.current_thread().name
+
+
+@dataclass
+class _Snapshot:
+    space: list  # the non-fixed hyperparameters, in order
+    hyperparameters: object  # a copy of the oracle's space (to turn vectors into values)
+    x_done: np.ndarray
+    y_done: np.ndarray
+    x_running: np.ndarray
+    space_size: int
+
+
+@dataclass
+class _Suggestion:
+    space_size: int
+    hyperparameters: object = None
+    points: list = field(default_factory=list)  # vectors in [0, 1]^d, best first
+
+    def values(self):
+        """The candidates as hyperparameter values, best first, each distinct one once."""
+        seen = set()
+        for point in self.points:
+            values = _to_values(self.hyperparameters, point)
+            key = tuple(sorted((k, str(v)) for k, v in values.items()))
+            if key not in seen:
+                seen.add(key)
+                yield values
+
+
+def _to_values(hyperparameters, vector) -> dict:
+    """Keras Tuner's `_vector_to_values`, for a copy of the space."""
+    hps = hp_module.HyperParameters()
+    index = 0
+    for hp in hyperparameters.space:
+        hps.merge([hp])
+        if isinstance(hp, hp_module.Fixed):
+            value = hp.value
+        else:
+            value = hp.prob_to_value(float(vector[index]))
+            index += 1
+        if hps.is_active(hp):
+            hps.values[hp.name] = value
+    return hps.values
+
+
+class BayesianOptimizationOracle(bayesian.BayesianOptimizationOracle):
+    """Keras Tuner's Bayesian oracle, with the model fitted outside the oracle lock (see module)."""
+
+    def __init__(self, *args, refit_growth: float = 0.1, screen: int = 256, starts: int = 5, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.refit_growth = refit_growth
+        self.screen = screen
+        self.starts = starts
+        self._suggest_lock = threading.Lock()
+        self._gp = gp_suggest.GPState()
+        self._vectors: dict[str, tuple[int, list, float]] = {}  # trial id -> (space size, vector, y)
+        self._space_copy: tuple[int, object] = (-1, None)
+        self._pending: Optional[_Suggestion] = None
+        self.last_timing: dict = {}
+
+    # ---------------------------------------------------------------- the trial request
+    def create_trial(self, tuner_id):
+        if holds_lock(self):  # the caller holds the lock: nothing to gain, suggest in place
+            return super().create_trial(tuner_id)
+        with oracle_lock(self):
+            if not self._needs_model(tuner_id):
+                return super().create_trial(tuner_id)
+        with self._suggest_lock:
+            with oracle_lock(self):
+                if not self._needs_model(tuner_id):
+                    return super().create_trial(tuner_id)
+                snapshot = self._snapshot()
+            with gp_suggest.single_threaded_blas():
+                suggestion = self._compute(snapshot)  # the slow part, without the oracle lock
+            with oracle_lock(self):
+                self._pending = suggestion
+                try:
+                    return super().create_trial(tuner_id)
+                finally:
+                    self._pending = None
+
+    def _needs_model(self, tuner_id) -> bool:
+        """Would Keras Tuner's create_trial reach the Gaussian process? (lock held)"""
+        if tuner_id in self.ongoing_trials or self._retry_queue:
+            return False
+        if self.max_trials and len(self.trials) >= self.max_trials:
+            return False
+        completed = sum(1 for t in self.trials.values() if t.status == "COMPLETED")
+        return completed >= self._initial_points()
+
+    def _initial_points(self) -> int:
+        return self.num_initial_points or max(3 * len(self.hyperparameters.space), 3)
+
+    def populate_space(self, trial_id):
+        completed = sum(1 for t in self.trials.values() if t.status == "COMPLETED")
+        if completed < self._initial_points():
+            return self._random_populate_space()
+        suggestion = self._pending
+        if suggestion is None or suggestion.space_size != len(self.hyperparameters.space):
+            # Called with the lock held by a caller, or the space grew meanwhile: suggest here
+            # (unless another suggestion is being computed: then random values).
+            if not self._suggest_lock.acquire(blocking=False):
+                return self._random_populate_space()
+            try:
+                with gp_suggest.single_threaded_blas():
+                    suggestion = self._compute(self._snapshot())
+            finally:
+                self._suggest_lock.release()
+        for checked, values in enumerate(suggestion.values()):
+            if not self._duplicate(values):
+                return {"status": trial_module.TrialStatus.RUNNING, "values": values}
+            if checked >= 32:
+                break
+        return self._random_populate_space()
+
+    # ---------------------------------------------------------------- snapshot (lock held)
+    def _vector(self, space, trial) -> list:
+        hps = trial.hyperparameters
+        vector = []
+        for hp in space:
+            value = hps.values[hp.name] if (hps.is_active(hp) and hp.name in hps.values) else hp.default
+            vector.append(hp.value_to_prob(value))
+        return vector
+
+    def _snapshot(self) -> _Snapshot:
+        space = [hp for hp in self.hyperparameters.space if not isinstance(hp, hp_module.Fixed)]
+        size = len(self.hyperparameters.space)
+        if self._space_copy[0] != size:
+            self._space_copy = (size, self.hyperparameters.copy())
+        running = {t.trial_id for t in self.ongoing_trials.values()}
+        x_done, y_done, x_running = [], [], []
+        sign = -1.0 if self.objective.direction == "max" else 1.0
+        for trial in self.trials.values():
+            if trial.trial_id in running:
+                x_running.append(self._vector(space, trial))
+            elif trial.status == "COMPLETED":
+                cached = self._vectors.get(trial.trial_id)
+                if cached is None or cached[0] != size:
+                    score = trial.score if trial.score is not None else np.nan
+                    cached = (size, self._vector(space, trial), sign * float(score))
+                    self._vectors[trial.trial_id] = cached
+                x_done.append(cached[1])
+                y_done.append(cached[2])
+        dims = len(space)
+        return _Snapshot(space, self._space_copy[1], np.array(x_done, dtype=float).reshape(-1, dims),
+                         np.array(y_done, dtype=float), np.array(x_running, dtype=float).reshape(-1, dims),
+                         size)
+
+    # ---------------------------------------------------------------- the model (no lock)
+    def _compute(self, snap: _Snapshot) -> _Suggestion:
+        import time
+
+        started = time.perf_counter()
+        dims = len(snap.space)
+        if dims == 0 or len(snap.x_done) == 0:
+            return _Suggestion(snap.space_size, snap.hyperparameters, [])
+        x, y = snap.x_done, snap.y_done
+        if len(snap.x_running):
+            # Running trials count as observations at the previous model's mean + std (Keras
+            # Tuner's rule); before any model, at the worst score seen.
+            previous = self._gp.posterior
+            if previous is not None and previous.x_train.shape[1] == dims:
+                mean, std = previous.predict(snap.x_running)
+                pending = mean + std
+            else:
+                pending = np.full(len(snap.x_running), np.nanmax(y) if np.isfinite(y).any() else 0.0)
+            x = np.vstack([x, snap.x_running])
+            y = np.concatenate([y, pending])
+        x = np.nan_to_num(x, posinf=0, neginf=0)
+        y = np.nan_to_num(y, posinf=0, neginf=0)
+        state = self._gp if (self._gp.posterior is not None and self._gp.posterior.x_train.shape[1] == dims) \
+            else gp_suggest.GPState()
+        state = gp_suggest.fit(state, x, y, self.alpha, self.seed, refit_growth=self.refit_growth)
+        fitted = time.perf_counter()
+        self._gp = state
+        best = np.argsort(snap.y_done)[:3]
+        points = gp_suggest.suggest(state.posterior, dims, self.beta, self._random_state,
+                                    screen=self.screen, starts=self.starts, extra_starts=snap.x_done[best])
+        self.last_timing = {"fit_s": fitted - started, "acquisition_s": time.perf_counter() - fitted,
+                            "observations": len(x), "kernel_optimized": state.optimized_at == len(x)}
+        return _Suggestion(snap.space_size, snap.hyperparameters, points)
