@@ -86,7 +86,7 @@ def run_up(args: list[str], run_dir: Path, cwd: Path, on_trial=None, timeout: fl
 
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     started = time.time()
-    process = subprocess.Popen([sys.executable, "-m", "tunecluster", "up", *args, "--dir", str(run_dir)],
+    process = subprocess.Popen([sys.executable, "-m", "tunecluster", "up", *args, "--no-confirm", "--dir", str(run_dir)],
                                cwd=str(cwd), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     peak: dict[str, float] = {}
     seen_done = 0
