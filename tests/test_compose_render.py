@@ -261,3 +261,28 @@ def test_roles_from_docker_inspect(tmp_path):
     assert backend.ComposeRun.of(run) is None  # no cluster.json yet
     cluster.record({})
     assert backend.ComposeRun.of(run).project == "tc-x-abcdef"
+
+
+def test_compose_tool_gone_since_up_falls_back_and_down_still_cleans(tmp_path, monkeypatch):
+    # A run started with one compose tool (cluster.json) whose tool is gone by `down` (v1 removed
+    # after installing v2, or the reverse): the tool that runs now is used, and with none at all
+    # `down` still removes the project by its labels.
+    run = RunDir(tmp_path)
+    (tmp_path / "docker-compose.yml").write_text("services: {}\n")
+    info = {"backend": "compose", "project": "tc-x-abcdef", "experiment": "x", "image": "i",
+            "compose_command": [str(tmp_path / "no-such-docker-compose")],
+            "compose_file": str(tmp_path / "docker-compose.yml"), "role_ids": {"chief": "chief"}}
+    cluster = backend.ComposeRun(run, info)
+    monkeypatch.setattr(backend, "compose_command", lambda: ["echo"])
+    done = cluster.compose("down", "--volumes")
+    assert done.returncode == 0 and done.stdout.split() == ["-p", "tc-x-abcdef", "-f", info["compose_file"],
+                                                            "down", "--volumes"]
+
+    def no_tool():
+        raise backend.UsageError("no compose tool found")
+
+    removed = []
+    monkeypatch.setattr(backend, "compose_command", no_tool)
+    monkeypatch.setattr(backend.ComposeRun, "save_logs", lambda self: [])
+    monkeypatch.setattr(backend, "remove_project", lambda project, volumes: removed.append((project, volumes)) or [])
+    assert cluster.down(volumes=True) == [] and removed == [("tc-x-abcdef", True)]

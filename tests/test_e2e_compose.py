@@ -7,9 +7,13 @@ What it does, with nothing pulled from a registry:
    Debian 12 with Python, then `docker import` (TUNECLUSTER_E2E_BASE names another base);
 3. the project image on it (`docker build`, wheels from this host's pip in docker/wheels/);
 4. a 2-worker Pima search to completion: results, status, logs, `pull` (the model loads),
-   `down --volumes` leaves no container, network or volume;
+   `down --volumes` leaves no container, network or volume -- once with each compose tool:
+   `docker compose` (v2, the CLI plugin; e2e/compose/install-compose-v2.sh builds one from the Go
+   module proxy) and `docker-compose` (v1, Debian's 1.29.2), forced with TUNECLUSTER_COMPOSE; a
+   variant is skipped (with the reason) only when its tool does not run here;
 5. a second search where one worker container is `docker kill`ed mid-trial and another worker's
-   process is killed from the host: both come back with their ids and every trial COMPLETES.
+   process is killed from the host: both come back with their ids and every trial COMPLETES. It
+   runs once, with the tool `up` picks by itself (v2 when the plugin is there, else v1).
 
 Timings (engine start, base, build, each search) are printed (`-s` shows them) and written to
 $TMPDIR/tunecluster-e2e-compose-timings.json.
@@ -29,6 +33,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, run_cli
+from tunecluster.cluster.compose_backend import COMPOSE_ENV
 
 # The session fixtures (debootstrap, wheels, a cold image build: ~10 min on 2 busy cores) count
 # against the first test's timeout.
@@ -53,6 +58,20 @@ def _engine_up() -> bool:
                           capture_output=True, timeout=30).returncode == 0
 
 
+def _tool_runs(tool: str) -> bool:
+    try:
+        return subprocess.run([*tool.split(), "version"], capture_output=True, timeout=60,
+                              stdin=subprocess.DEVNULL).returncode == 0
+    except (FileNotFoundError, PermissionError, subprocess.TimeoutExpired):
+        return False
+
+
+COMPOSE_TOOLS = {  # TUNECLUSTER_COMPOSE value -> what to do when it does not run
+    "docker compose": "install the compose v2 CLI plugin: bash e2e/compose/install-compose-v2.sh",
+    "docker-compose": "install compose v1: apt-get install docker-compose",
+}
+
+
 def _timed(name: str, started: float) -> None:
     TIMINGS[name] = round(time.time() - started, 1)
     print(f"\n[e2e timing] {name}: {TIMINGS[name]} s", flush=True)
@@ -64,14 +83,16 @@ def docker_engine():
     started = time.time()
     ours = None
     if not (_engine_up() and shutil.which("docker-compose") and shutil.which("debootstrap")):
-        if os.geteuid() != 0:
-            pytest.fail("no Docker engine (or docker-compose/debootstrap) and not root to install one")
-        missing = [p for p, exe in (("docker.io", "dockerd"), ("docker-compose", "docker-compose"),
-                                    ("debootstrap", "debootstrap")) if not shutil.which(exe)]
-        if missing:
-            env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-            _run("apt-get", "update", "-qq", env=env)
-            _run("apt-get", "install", "-y", "-qq", *missing, env=env)
+        if os.geteuid() == 0:
+            missing = [p for p, exe in (("docker.io", "dockerd"), ("docker-compose", "docker-compose"),
+                                        ("debootstrap", "debootstrap")) if not shutil.which(exe)]
+            if missing:
+                env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+                _run("apt-get", "update", "-qq", env=env)
+                _run("apt-get", "install", "-y", "-qq", *missing, env=env)
+        elif not (_engine_up() and shutil.which("debootstrap") and _tool_runs("docker compose")):
+            # (compose v2 alone is enough: the docker-compose (v1) variant then skips)
+            pytest.fail("no Docker engine (or compose tool/debootstrap) and not root to install one")
     if not _engine_up():
         log = open(Path(tempfile.gettempdir()) / "tunecluster-e2e-dockerd.log", "ab")
         ours = subprocess.Popen(["dockerd"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -132,7 +153,7 @@ def image(base_image):
 
 def _project_objects(run_dir: Path) -> dict:
     project = json.loads((run_dir / "cluster.json").read_text())["project"]
-    label = f"label=com.docker.compose.project={project}"
+    label = f"label=com.docker.compose.project={project}"  # v1 and v2 both label everything
     return {kind: _run("docker", *cmd, "--filter", label).stdout.split()
             for kind, cmd in (("containers", ("ps", "-aq")), ("networks", ("network", "ls", "-q")),
                               ("volumes", ("volume", "ls", "-q")))}
@@ -149,13 +170,24 @@ def _completed(run_dir: Path, cwd: Path) -> list[dict]:
     return json.loads(done.stdout)["trials"]
 
 
-def test_search_pull_and_down(image, tmp_path):
+@pytest.fixture(params=list(COMPOSE_TOOLS), ids=["compose-v2", "compose-v1"])
+def compose_tool(request, docker_engine, monkeypatch):
+    """Each compose tool in turn, forced for `up` and every command after it (TUNECLUSTER_COMPOSE)."""
+    tool = request.param
+    if not _tool_runs(tool):
+        pytest.skip(f"`{tool} version` does not run here; {COMPOSE_TOOLS[tool]}")
+    monkeypatch.setenv(COMPOSE_ENV, tool)
+    return tool
+
+
+def test_search_pull_and_down(compose_tool, image, tmp_path):
     run_dir = tmp_path / "run"
     started = time.time()
     done = run_cli(*_up_args(run_dir, 3, 1), cwd=tmp_path, timeout=900)
-    _timed("search, 3 trials x 1 epoch, 2 workers", started)
+    _timed(f"search, 3 trials x 1 epoch, 2 workers ({compose_tool})", started)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "search ended" in done.stdout and "tunecluster pull" in done.stdout
+    assert f"({compose_tool}, image {IMAGE})" in done.stdout, done.stdout[:2000]
     token = (run_dir / "token").read_text()
     assert token not in done.stdout + done.stderr
     assert oct((run_dir / "token").stat().st_mode)[-3:] == "600"
@@ -171,9 +203,13 @@ def test_search_pull_and_down(image, tmp_path):
     assert set(roles) == {"chief", "worker-0", "worker-1"}
     assert all(r["exit_code"] == 0 for r in roles.values()), roles
     assert roles["worker-1"]["tuner_id"] == "tuner1"
+    cluster = json.loads((run_dir / "cluster.json").read_text())
+    assert cluster["compose_command"] == compose_tool.split()
+    # v2 names containers project-service-1, v1 project_service_1: found by label either way.
+    sep = "-" if compose_tool == "docker compose" else "_"
+    assert roles["worker-1"]["container"] == f"{cluster['project']}{sep}worker-1{sep}1", roles
 
     # The token reaches the containers as a compose secret the image's user can read.
-    cluster = json.loads((run_dir / "cluster.json").read_text())
     secret = _run(*cluster["compose_command"], "-p", cluster["project"], "-f", cluster["compose_file"], "run",
                   "--rm", "--no-deps", "-T", "--entrypoint", "sh", "worker-0", "-c",
                   'id -u; cat "$TUNECLUSTER_TOKEN_FILE"').stdout.split()
@@ -217,7 +253,9 @@ def _wait_mid_trial(run_dir: Path, worker: str, proc, timeout: float = 300) -> d
     raise AssertionError(f"{worker} never got into a trial: {_progress(run_dir)}")
 
 
-def test_killed_workers_come_back_and_every_trial_completes(image, tmp_path):
+def test_killed_workers_come_back_and_every_trial_completes(image, tmp_path, monkeypatch):
+    monkeypatch.delenv(COMPOSE_ENV, raising=False)  # the tool `up` picks by itself
+    expected = next((tool for tool in COMPOSE_TOOLS if _tool_runs(tool)), None)
     run_dir = tmp_path / "run"
     log = open(tmp_path / "up.log", "w")
     started = time.time()
@@ -242,9 +280,10 @@ def test_killed_workers_come_back_and_every_trial_completes(image, tmp_path):
         if proc.poll() is None:
             proc.kill()
         log.close()
-    _timed("search with 2 killed workers, 4 trials x 40 epochs", started)
+    _timed(f"search with 2 killed workers, 4 trials x 40 epochs ({expected})", started)
     output = (tmp_path / "up.log").read_text()
     assert code == 0, output[-4000:]
+    assert json.loads((run_dir / "cluster.json").read_text())["compose_command"] == expected.split()
     assert "worker-0 exited with code 137; starting it again (same id tuner0" in output, output[-4000:]
     trials = _completed(run_dir, tmp_path)
     assert len(trials) == 4 and all(t["status"] == "COMPLETED" for t in trials), trials

@@ -98,7 +98,8 @@ def compose_command() -> list[str]:
             continue
         if done.returncode == 0:
             return command
-    raise UsageError("no compose tool found: install `docker compose` (Docker's compose plugin) or "
+    raise UsageError("no compose tool found: install `docker compose` (Docker's compose plugin; without a "
+                     "registry: e2e/compose/install-compose-v2.sh in a tunecluster checkout) or "
                      "`docker-compose` (e.g. apt-get install docker-compose)"
                      + (f"; {COMPOSE_ENV}={forced!r} does not run" if forced else ""))
 
@@ -196,7 +197,16 @@ class ComposeRun:
         return render.run_dir_in_container(self.experiment)
 
     def compose(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        """The compose tool this run was started with (cluster.json); when that one is gone (v1
+        uninstalled after v2 came, or the other way round) the one that runs now: v1 and v2 read
+        the same file and find the project's containers by the same labels."""
         command = self.info.get("compose_command") or compose_command()
+        try:
+            return self._compose(command, args, timeout)
+        except (FileNotFoundError, PermissionError):
+            return self._compose(compose_command(), args, timeout)
+
+    def _compose(self, command: Sequence[str], args: Sequence[str], timeout: float) -> subprocess.CompletedProcess:
         return subprocess.run([*command, "-p", self.project, "-f", str(self.compose_file), *args],
                               capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
@@ -298,7 +308,10 @@ class ComposeRun:
         removed, found by the project's labels (so it also works without the compose file)."""
         self.save_logs()
         if self.compose_file.is_file():
-            self.compose("down", "--remove-orphans", *(["--volumes"] if volumes else []))
+            try:
+                self.compose("down", "--remove-orphans", *(["--volumes"] if volumes else []))
+            except UsageError:
+                pass  # no compose tool runs any more: the labels below find everything
         return remove_project(self.project, volumes=volumes)
 
 
