@@ -32,10 +32,12 @@ def test_worker_memory_stays_bounded_over_30_trials(tmp_path):
         "name": "lean", "hypermodel": "tunecluster.tuning.examples.pima:build_comprehensive",
         "data": {"csv": str(csv_path()), "target": "Outcome"},
         "tuner": {"max_trials": 30, "seed": 2}, "fit": {"epochs": 1, "tensorboard": False},
+        "confirm": {"enabled": False},
         "cluster": {"workers": 1}}))
     run = tmp_path / "run"
+    log = (tmp_path / "up.log").open("w")  # a file, not a pipe nobody reads while it fills up
     up = subprocess.Popen([sys.executable, "-m", "tunecluster", "up", "-f", "spec.yaml", "--dir", str(run)],
-                          cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                          cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, text=True)
     rss: dict[int, float] = {}
     deadline = time.time() + 600
     while up.poll() is None and time.time() < deadline:
@@ -49,7 +51,9 @@ def test_worker_memory_stays_bounded_over_30_trials(tmp_path):
         value = rss_mib(pid)
         if value and done not in rss:
             rss[done] = value
-    out = up.communicate(timeout=60)[0]
+    up.wait(timeout=60)
+    log.close()
+    out = (tmp_path / "up.log").read_text()
     assert up.returncode == 0, out[-3000:]
     statuses = [t["status"] for t in json.loads((run / "results.json").read_text())["trials"]]
     assert statuses.count("COMPLETED") == 30
