@@ -247,8 +247,13 @@ def up(
 
 def _up_one(spec, run, source: str, o: dict) -> int:
     """Bring one experiment's cluster up, follow it, print its results; return the exit code."""
+    import signal
+
     from tunecluster.cluster.launch import Overrides, prepare_run_dir, up_local
 
+    # Ctrl-C (or `kill -INT`) stops every backend's run even when `up` runs as a shell's background
+    # job, where SIGINT starts ignored and Python installs no KeyboardInterrupt handler of its own.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if spec.cluster.backend == "kubernetes":
         from tunecluster.k8s.launcher import up_kubernetes
 
