@@ -44,6 +44,7 @@ from keras_tuner.src.engine import tuner_utils
 from keras_tuner.src.engine.tuner import maybe_distribute
 
 from tunecluster.errors import UsageError
+from tunecluster.tuning import fast_hp
 from tunecluster.tuning.tensorboard_log import trial_callback
 
 
@@ -193,6 +194,7 @@ class ClusterTuner(kt.Tuner):
         self._lost: set[str] = set()
         self._log = lambda message: print(f"[{self.tuner_id}] {message}", flush=True)
         _memoize_keras_saving_skipsets()
+        fast_hp.install()  # Trial.from_state per unit: the space without Keras' slow deserialiser
         super().__init__(
             oracle=oracle,
             hypermodel=hypermodel,
