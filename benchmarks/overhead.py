@@ -22,6 +22,30 @@ sys.path.insert(0, str(HERE))
 from _common import iso_to_epoch, machine, run_up, save, table  # noqa: E402
 
 
+def _log_time(path: Path, needle: str):
+    """The epoch time of the last line of a role's log containing `needle` (None if absent)."""
+    import time as _time
+
+    try:
+        lines = [line for line in path.read_text().splitlines() if needle in line]
+    except OSError:
+        return None
+    if not lines:
+        return None
+    stamp = lines[-1][:23]  # "2026-11-29 05:25:24,760"
+    return _time.mktime(_time.strptime(stamp[:19], "%Y-%m-%d %H:%M:%S")) + int(stamp[20:23]) / 1000.0
+
+
+def _exit_breakdown(run: Path, last: float) -> dict:
+    """From the roles' logs: the export's end and the chief's exit, relative to the last trial's end."""
+    exported = max((t for t in (_log_time(p, "exported trial") for p in (run / "logs").glob("worker-*.log")) if t),
+                   default=None)
+    chief_done = _log_time(run / "logs" / "chief.log", "search complete")
+    return {"export_done_after_last_trial_s": exported - last if exported else None,
+            "chief_exit_after_last_trial_s": chief_done - last if chief_done else None,
+            "chief_exit_after_export_s": chief_done - exported if chief_done and exported else None}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=200)
@@ -59,13 +83,16 @@ def main() -> None:
         "ideal_s": ideal, "search_span_s": span, "overhead_pct": 100.0 * (span / ideal - 1.0),
         "up_wall_s": result["wall_s"], "up_to_first_trial_s": first - result["started_at"],
         "exit_after_last_trial_s": result["ended_at"] - last,
+        **_exit_breakdown(work / "run", last),
         "mean_trial_s_as_recorded": sum(per_trial) / len(per_trial),
         "mean_gap_between_trials_ms": 1000 * sum(gaps) / max(1, len(gaps)),
         "peak_worker_rss_mib": result["peak_rss_mib"],
     }
-    table(["trials", "workers", "ideal s", "span s", "overhead %", "gap ms", "up s", "exit after last s"],
+    table(["trials", "workers", "ideal s", "span s", "overhead %", "gap ms", "mean trial s", "up s",
+           "exit after last s", "chief exit after export s"],
           [[len(trials), args.workers, ideal, span, figures["overhead_pct"], figures["mean_gap_between_trials_ms"],
-            result["wall_s"], figures["exit_after_last_trial_s"]]])
+            figures["mean_trial_s_as_recorded"], result["wall_s"], figures["exit_after_last_trial_s"],
+            figures["chief_exit_after_export_s"]]])
     save(figures, args.out, "overhead" if args.trials == 200 else f"overhead-{args.trials}")
 
 

@@ -476,6 +476,8 @@ class Chief:
         self.servicer: Optional[ChiefServicer] = None
         self._server: Optional[grpc.Server] = None
         self._stop = threading.Event()
+        self._oracle_dirty = threading.Event()
+        self._save_oracle_now = None  # the oracle's own save (its `save` only marks it dirty)
 
     # --- setup ----------------------------------------------------------------------------
     def _make_oracle(self):
@@ -495,8 +497,27 @@ class Chief:
             log.info("resumed the search from %s (%d trials known, %d held for their workers, %d queued)",
                      self.run.kt_dir, len(oracle.trials), len(oracle.ongoing_trials), len(oracle._retry_queue))
         oracle.verbose = 0
+        self._defer_oracle_saves(oracle)
         self._reload_book()
         return oracle
+
+    def _defer_oracle_saves(self, oracle) -> None:
+        """Keras Tuner rewrites oracle.json (which grows with the trial count) on every
+        CreateTrial, EndTrial and space update, under the oracle lock: the largest cost of the
+        chief per trial. Here `oracle.save()` only marks it dirty; the state writer saves it at
+        most every ~0.5 s, right before the work board, and always at the end and on SIGTERM.
+        Each trial.json is still written at once. A chief killed with SIGKILL loses at most the
+        last ~0.5 s of oracle.json; `_hold_for_their_workers` repairs that from the trial files."""
+        self._save_oracle_now = oracle.save
+        oracle.save = self._oracle_dirty.set  # an instance attribute: Keras Tuner calls self.save()
+
+    def flush_oracle(self, force: bool = False) -> None:
+        """Write oracle.json now if it changed since the last write (or `force`)."""
+        if self._save_oracle_now is None or not (force or self._oracle_dirty.is_set()):
+            return
+        self._oracle_dirty.clear()
+        with self.servicer.oracle_lock():
+            self._save_oracle_now()
 
     def _hold_for_their_workers(self, oracle, oracle_file: Path) -> None:
         """Keras Tuner's reload queues every trial that was running. A worker that kept training
@@ -506,6 +527,17 @@ class Chief:
             ongoing = json.loads(oracle_file.read_text()).get("ongoing_trials", {})
         except (OSError, ValueError):
             return
+        ended = ("COMPLETED", "FAILED", "INVALID")
+        for tuner_id, trial_id in list(ongoing.items()):
+            trial = oracle.trials.get(trial_id)
+            if trial is not None and trial.status in ended:
+                # oracle.json was saved before this trial ended (saves are coalesced): its
+                # trial.json has the result; keep it ended
+                ongoing.pop(tuner_id)
+                while trial_id in oracle._retry_queue:
+                    oracle._retry_queue.remove(trial_id)
+                if trial_id not in oracle.end_order:
+                    oracle.end_order.append(trial_id)
         for tuner_id, trial_id in ongoing.items():
             if tuner_id.startswith(ONGOING_PREFIX) and trial_id in oracle._retry_queue and trial_id in oracle.trials:
                 # its executions are on the work board; the units that were running stay leased below
@@ -519,6 +551,20 @@ class Chief:
                 oracle.trials[trial_id].status = "RUNNING"
                 oracle.tuner_ids.add(tuner_id)
                 self.leases.grant(trial_id, tuner_id, timed=True)
+        # Trials started after the last oracle.json write (saves are coalesced): RUNNING in their
+        # trial.json, unknown to oracle.json. With executions on the saved work board they are
+        # held like the others; else they go back to the queue.
+        known = {t.trial_id for t in oracle.ongoing_trials.values()} | set(oracle._retry_queue)
+        on_board = {u.get("trial_id") for u in (read_json(self.run.work) or {}).get("units", [])}
+        for trial_id, trial in sorted(oracle.trials.items()):
+            if trial.status != "RUNNING" or trial_id in known:
+                continue
+            if trial_id not in oracle.start_order:
+                oracle.start_order.append(trial_id)
+            if trial_id in on_board:
+                oracle.ongoing_trials[ONGOING_PREFIX + trial_id] = trial
+            else:
+                oracle._retry_queue.append(trial_id)
 
     def _reload_book(self) -> None:
         """On resume, keep who ran the earlier trials and when (from the last results.json)."""
@@ -621,28 +667,35 @@ class Chief:
                 "warnings": list(self.servicer.work.warnings),
             }
 
-    def write_state(self, finished: bool = False) -> None:
+    def write_state(self, finished: bool = False, final: bool = True) -> None:
+        """oracle.json (when changed), the work board, progress.json and the results.
+        `final=False` (the periodic writes during the search): compact JSON, no fsync; the
+        atomic renames still leave whole files if the chief is killed."""
         from tunecluster.tuning.results import results_document, write_results
 
+        self.flush_oracle(force=final)  # before the board: the board knows every trial it names
         with self.book.lock:
             snap = self.snapshot()
             snap["finished"] = finished
             document = results_document(self.spec, self.oracle, self.book.trial_meta, finished,
                                         work=self.servicer.work)
             board = self.servicer.work.board.to_dict()
-        write_json(self.run.work, board)
-        write_json(self.run.progress, snap)
-        write_results(self.run, document)
+        write_json(self.run.work, board, compact=not final, fsync=final)
+        write_json(self.run.progress, snap, compact=not final, fsync=final)
+        write_results(self.run, document, final=final)
 
     def _writer_loop(self) -> None:
         while not self._stop.is_set():
-            if self.book.dirty.wait(0.5):
+            if self.book.dirty.wait(0.5) or self._oracle_dirty.is_set():
                 self.book.dirty.clear()
+                started = time.monotonic()
                 try:
-                    self.write_state()
+                    self.write_state(final=False)
                 except Exception:  # never let the writer kill the chief
                     log.exception("could not write progress")
-                time.sleep(0.2)  # coalesce bursts of updates
+                # coalesce bursts of updates; a long write (many trials) spaces the next ones
+                # out so that the writer never takes more than about a third of the chief's time
+                self._stop.wait(min(2.0, max(0.3, 2 * (time.monotonic() - started))))
 
     # --- main loop --------------------------------------------------------------------------
     def _lease_loop(self) -> None:
@@ -713,9 +766,7 @@ class Chief:
         """SIGTERM: stop answering, save the oracle and the progress files, exit resumable."""
         self._server.stop(grace=2.0).wait(3.0)
         complete = self.servicer.search_complete()
-        with self.servicer.oracle_lock():
-            self.oracle.save()
-        self.write_state(finished=False)
+        self.write_state(finished=False)  # saves oracle.json first
         log.info("terminated: state saved (%s); `tunecluster up --resume` or a restarted chief "
                  "continues the search", self.snapshot()["counts"])
         return 0 if complete and self.book.export_state == "done" else 143

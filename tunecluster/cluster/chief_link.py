@@ -2,7 +2,8 @@
 (restarting, rescheduled), and a clear end when it stays away.
 
 Keras Tuner's client waits up to 60 minutes on every call. Here each attempt has a deadline of
-its own; UNAVAILABLE and DEADLINE_EXCEEDED are retried with back-off until the chief has been
+its own; UNAVAILABLE and DEADLINE_EXCEEDED are retried with back-off (0.2 s doubling to at most
+1 s, and the channel redials at least every second) until the chief has been
 unreachable for `chief_timeout` seconds, then `ChiefUnreachable` says so. A refused token becomes
 a one-line usage error, and a refused result (the trial's lease was lost) becomes `ResultRefused`.
 """
@@ -34,7 +35,7 @@ class ChiefLink:
     """Runs one gRPC call with retries (see the module docstring)."""
 
     def __init__(self, address: str, chief_timeout: float, *, first_backoff: float = 0.2,
-                 max_backoff: float = 5.0, sleep: Callable[[float], None] = time.sleep):
+                 max_backoff: float = 1.0, sleep: Callable[[float], None] = time.sleep):
         self.address = address
         self.chief_timeout = chief_timeout
         self.first_backoff, self.max_backoff = first_backoff, max_backoff

@@ -240,7 +240,7 @@ class _MetadataInterceptor(grpc.UnaryUnaryClientInterceptor):
 CHANNEL_OPTIONS = [
     ("grpc.initial_reconnect_backoff_ms", 200),
     ("grpc.min_reconnect_backoff_ms", 200),
-    ("grpc.max_reconnect_backoff_ms", 2000),
+    ("grpc.max_reconnect_backoff_ms", 1000),  # a restarted chief is found within ~1 s
 ]
 
 

@@ -163,9 +163,10 @@ def _confirmation(spec, work, confirmed: dict) -> Optional[dict]:
             "overlap": intervals_overlap(ranking) if work.board.confirmation_done() else None}
 
 
-def write_results(run: RunDir, document: dict) -> None:
-    write_json(run.results_json, document)
-    write_atomic(run.results_csv, to_csv(document))
+def write_results(run: RunDir, document: dict, final: bool = True) -> None:
+    """`final=False` (the chief's periodic writes during the search): compact JSON, no fsync."""
+    write_json(run.results_json, document, compact=not final, fsync=final)
+    write_atomic(run.results_csv, to_csv(document), fsync=final)
 
 
 def read_results(run: RunDir) -> dict:
@@ -179,12 +180,10 @@ def read_results(run: RunDir) -> dict:
 
 
 def hp_names(document: dict) -> list[str]:
-    names: list[str] = []
+    names: dict[str, None] = {}  # first-seen order
     for row in document["trials"]:
-        for name in row["hyperparameters"]:
-            if name not in names:
-                names.append(name)
-    return names
+        names.update(dict.fromkeys(row["hyperparameters"]))
+    return list(names)
 
 
 CSV_COLUMNS = ("trial_id", "status", "score", "score_best_epoch", "score_last_epoch", "score_std",

@@ -28,6 +28,8 @@ layout are used unchanged. What it changes:
 
 from __future__ import annotations
 
+import functools
+import json
 import threading
 import time
 import traceback
@@ -42,7 +44,24 @@ from keras_tuner.src.engine import tuner_utils
 from keras_tuner.src.engine.tuner import maybe_distribute
 
 from tunecluster.errors import UsageError
+from tunecluster.tuning import fast_hp
 from tunecluster.tuning.tensorboard_log import trial_callback
+
+
+def _memoize_keras_saving_skipsets() -> None:
+    """Keras' weight saving walks the model's attributes, skipping those of reference objects
+    (a fresh Layer, Optimizer, Metric, ... built and listed with dir()). Keras 3 means to cache
+    these sets in its global state but stores them under another key than it reads (and
+    `clear_session`, run before every build, would drop them anyway), so every `save_weights`
+    and `load_weights` rebuilt them: ~20-30 ms per training here. They depend only on Keras'
+    classes, so one set per object type for the whole process gives the same walk."""
+    from keras.src.saving import saving_lib
+
+    original = saving_lib.get_attr_skipset
+    if not getattr(original, "_tunecluster_memo", False):
+        memo = functools.lru_cache(maxsize=None)(original)
+        memo._tunecluster_memo = True
+        saving_lib.get_attr_skipset = memo
 
 
 class LeaseLost(BaseException):
@@ -90,16 +109,21 @@ class _BestWeights(keras.callbacks.Callback):
         self.objective = objective
         self.best_value: Optional[float] = None
         self.weights = None
+        self.best_is_last = False  # the model already holds the best epoch's weights
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         if not self.objective.has_value(logs):
             self.weights = self.model.get_weights()
+            self.best_is_last = True
             return
         value = self.objective.get_value(logs)
         if self.best_value is None or self.objective.better_than(value, self.best_value):
             self.best_value = value
             self.weights = self.model.get_weights()
+            self.best_is_last = True
+        else:
+            self.best_is_last = False
 
 
 class _Progress(keras.callbacks.Callback):
@@ -169,6 +193,8 @@ class ClusterTuner(kt.Tuner):
         self.current_trial: Optional[str] = None
         self._lost: set[str] = set()
         self._log = lambda message: print(f"[{self.tuner_id}] {message}", flush=True)
+        _memoize_keras_saving_skipsets()
+        fast_hp.install()  # Trial.from_state per unit: the space without Keras' slow deserialiser
         super().__init__(
             oracle=oracle,
             hypermodel=hypermodel,
@@ -334,8 +360,8 @@ class ClusterTuner(kt.Tuner):
         best_metrics, best_epoch = tuner_utils._get_best_value_and_best_epoch_from_history(history, objective)
         last_epoch = len(next(iter(history.history.values()))) - 1
         last_metrics = {k: v[last_epoch] for k, v in history.history.items() if len(v) > last_epoch}
-        if self.score_mode == "best_epoch" and best.weights is not None:
-            model.set_weights(best.weights)
+        if self.score_mode == "best_epoch" and best.weights is not None and not best.best_is_last:
+            model.set_weights(best.weights)  # (the last epoch was the best: nothing to restore)
         degenerate, majority = collapsed_predictions(model, s.x_val, s.y_val, fit.batch_size)
         result = {"best": _floats(best_metrics), "best_epoch": int(best_epoch),
                   "last": _floats(last_metrics), "last_epoch": int(last_epoch),
@@ -349,7 +375,8 @@ class ClusterTuner(kt.Tuner):
                               if s.x_test is not None else None)
         else:
             weights = Path(self.get_trial_dir(trial.trial_id)) / f"execution_{unit['index']}.weights.h5"
-            kt.src.utils.save_json(self._get_build_config_fname(trial.trial_id), model.get_build_config())
+            # a plain write: Keras Tuner's save_json goes through tf.io.gfile (a few ms per call)
+            Path(self._get_build_config_fname(trial.trial_id)).write_text(json.dumps(model.get_build_config()))
         model.save_weights(str(weights))
         result["weights"] = str(weights)
         result["duration_s"] = round(time.time() - started, 3)
