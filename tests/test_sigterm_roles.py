@@ -62,7 +62,7 @@ def test_sigterm_to_a_worker_and_to_the_chief(tmp_path):
         os.kill(worker_pid, signal.SIGTERM)
         _wait(lambda: _gone(worker_pid), 20, "the worker to exit")
         log = (run / "logs" / "worker-0.log").read_text()
-        assert f"gave trial {trial} back" in log and "stopped by SIGTERM" in log
+        assert f"gave trial {trial} (execution 0) back" in log and "stopped by SIGTERM" in log
         _wait(lambda: _progress(run).get("requeued", 0) >= 1, 10, "the chief to requeue the trial")
 
         # 2. the chief gets SIGTERM once a trial has completed

@@ -107,13 +107,22 @@ def run_worker(spec: Experiment, role: RoleEnv) -> int:
         heartbeat.stop()
 
 
-def _give_back(control, tuner_id: str, trial_id) -> None:
-    if trial_id:
+def describe_unit(key: str) -> str:
+    """'3#1' -> 'trial 3 (execution 1)', 'confirm:3#0' -> 'trial 3 (confirmation run 0)'."""
+    kind, _, rest = key.rpartition(":")
+    trial, sep, index = rest.rpartition("#")
+    if not sep:
+        return f"trial {key}"
+    return f"trial {trial} ({'confirmation run' if kind == 'confirm' else 'execution'} {index})"
+
+
+def _give_back(control, tuner_id: str, key) -> None:
+    if key:
         try:
-            control.call("Release", tuner_id=tuner_id, trial_id=trial_id, reason="SIGTERM", timeout=5)
-            log.warning("%s: gave trial %s back to the chief", tuner_id, trial_id)
+            control.call("Release", tuner_id=tuner_id, trial_id=key, reason="SIGTERM", timeout=5)
+            log.warning("%s: gave %s back to the chief", tuner_id, describe_unit(key))
         except Exception as exc:  # the lease expires on its own
-            log.warning("%s: could not give trial %s back (%s); its lease will expire", tuner_id, trial_id, exc)
+            log.warning("%s: could not give %s back (%s); its lease will expire", tuner_id, describe_unit(key), exc)
     log.warning("%s: stopped by SIGTERM", tuner_id)
 
 
