@@ -10,6 +10,8 @@ import platform
 import time
 from pathlib import Path
 
+from tunecluster.tuning.examples import comprehensive_space  # noqa: F401  (the benchmarks import it from here)
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -17,20 +19,6 @@ def machine() -> dict:
     """Cores, load average and platform, recorded with every figure (the machine is shared)."""
     return {"cpus": os.cpu_count(), "loadavg": list(os.getloadavg()), "python": platform.python_version(),
             "platform": platform.platform(), "at": time.strftime("%Y-%m-%dT%H:%M:%S")}
-
-
-def comprehensive_space():
-    """The hyperparameters `pima.build_comprehensive` registers with 10 layers: all 32."""
-    from keras_tuner.src.engine import hyperparameters as hp_module
-
-    hp = hp_module.HyperParameters()
-    hp.Int("num_layers", 1, 10)
-    for i in range(10):
-        hp.Int(f"units_{i}", 32, 512, step=32)
-        hp.Choice(f"activation_{i}", ["relu", "tanh", "sigmoid"])
-        hp.Float(f"dropout_{i}", 0.1, 0.9, step=0.1)
-    hp.Choice("optimizer", ["adam", "sgd", "rmsprop", "adadelta"])
-    return hp
 
 
 def percentile(values, q: float) -> float:

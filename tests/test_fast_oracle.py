@@ -17,18 +17,9 @@ import pytest
 
 from chief_process import ChiefProcess, RawWorker
 
+from tunecluster.tuning.examples import comprehensive_space
 
-def comprehensive_space():
-    from keras_tuner.src.engine import hyperparameters as hp_module
 
-    hp = hp_module.HyperParameters()
-    hp.Int("num_layers", 1, 10)
-    for i in range(10):
-        hp.Int(f"units_{i}", 32, 512, step=32)
-        hp.Choice(f"activation_{i}", ["relu", "tanh", "sigmoid"])
-        hp.Float(f"dropout_{i}", 0.1, 0.9, step=0.1)
-    hp.Choice("optimizer", ["adam", "sgd", "rmsprop", "adadelta"])
-    return hp
 
 
 def score(values: dict) -> float:

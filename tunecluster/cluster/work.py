@@ -117,19 +117,19 @@ class Board:
             return unit
 
     def finish(self, key: str, result: dict) -> Optional[Unit]:
-        with self.lock:
-            unit = self.units.get(key)
-            if unit is None or unit.state != RUNNING:
-                return None
-            unit.state, unit.result, unit.ended = DONE, result, time.time()
-            return unit
+        return self._close(key, DONE, result=result)
 
     def fail(self, key: str, error: str) -> Optional[Unit]:
+        return self._close(key, FAILED, error=error)
+
+    def _close(self, key: str, state: str, **fields) -> Optional[Unit]:
         with self.lock:
             unit = self.units.get(key)
             if unit is None or unit.state != RUNNING:
                 return None
-            unit.state, unit.error, unit.ended = FAILED, error, time.time()
+            unit.state, unit.ended = state, time.time()
+            for name, value in fields.items():
+                setattr(unit, name, value)
             return unit
 
     # --- questions ------------------------------------------------------------------------------

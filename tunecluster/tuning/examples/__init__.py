@@ -32,6 +32,20 @@ TUTORIAL_CLAIMS = {
 }
 
 
+def comprehensive_space():
+    """The hyperparameters `pima.build_comprehensive` registers with 10 layers: all 32."""
+    from keras_tuner.src.engine import hyperparameters as hp_module
+
+    hp = hp_module.HyperParameters()
+    hp.Int("num_layers", 1, 10)
+    for i in range(10):
+        hp.Int(f"units_{i}", 32, 512, step=32)
+        hp.Choice(f"activation_{i}", ["relu", "tanh", "sigmoid"])
+        hp.Float(f"dropout_{i}", 0.1, 0.9, step=0.1)
+    hp.Choice("optimizer", ["adam", "sgd", "rmsprop", "adadelta"])
+    return hp
+
+
 def example_dir() -> Path:
     return Path(str(resources.files(__package__)))
 
