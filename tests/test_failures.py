@@ -6,6 +6,7 @@ running); an exception inside the oracle never leaves its lock held."""
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 
 import pytest
@@ -37,7 +38,8 @@ def test_failing_trials_are_explained_and_stop_the_search(tmp_path, cli):
     assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
     assert result.stderr.strip().splitlines() == [
         "error: the search stopped: Number of consecutive failures exceeded the limit of 2."]
-    assert "last failure: trial 0 on tuner0: ValueError" in result.stdout  # the live view (plain lines)
+    # the live view (plain lines) shows the latest failure (two may end between two of its polls)
+    assert re.search(r"last failure: trial [01] on tuner0: ValueError", result.stdout)
 
     run = tmp_path / "run"
     document = json.loads((run / "results.json").read_text())
