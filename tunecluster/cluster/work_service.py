@@ -201,6 +201,10 @@ class WorkService:
         self._keep_best_weights(trial_id, units, summary["best_execution"])
         with self.s.oracle_lock():
             trial = self.oracle.trials[trial_id]
+            # hyperparameters the hypermodel registered while building (e.g. a second layer's units)
+            # join the trial's values, as Keras Tuner's EndTrial would carry them
+            for name, value in ((units[0].result or {}).get("values") or {}).items():
+                trial.hyperparameters.values.setdefault(name, value)
             self.s._guarded(None, self.oracle.update_trial, trial_id, summary["metrics"], step=summary["step"])
             trial.status = "COMPLETED"
             self._end_trial(trial)

@@ -363,7 +363,8 @@ class ClusterTuner(kt.Tuner):
         if self.score_mode == "best_epoch" and best.weights is not None and not best.best_is_last:
             model.set_weights(best.weights)  # (the last epoch was the best: nothing to restore)
         degenerate, majority = collapsed_predictions(model, s.x_val, s.y_val, fit.batch_size)
-        result = {"best": _floats(best_metrics), "best_epoch": int(best_epoch),
+        result = {"values": dict(hp.values),  # with those the build registered (conditional layers)
+                  "best": _floats(best_metrics), "best_epoch": int(best_epoch),
                   "last": _floats(last_metrics), "last_epoch": int(last_epoch),
                   "degenerate": degenerate, "majority_rate": majority}
         if confirm:
