@@ -159,15 +159,21 @@ class LiveView:
                     eta_text = f"; eta {_duration(remaining)}" if remaining is not None else ""
                     self.console.print(f"[{time.strftime('%H:%M:%S')}] {line}{best_hps}{eta_text} | "
                                        f"{plain_workers(progress)}", highlight=False, markup=False)
-                    failure = progress.get("last_failure")
-                    if failure and failure != self._last_failure:  # each failure once
-                        self.console.print(f"  last failure: trial {failure['trial_id']} on {failure['worker']}: "
-                                           f"{failure['error_type']}: {failure['message']}",
-                                           highlight=False, markup=False)
-                        self._last_failure = failure
+                    self._print_failure(progress)
                     last_key = key
             time.sleep(self.interval)
-        return read_json(self.run.progress) or progress
+        final = read_json(self.run.progress) or progress
+        if final:  # a short search can end between two polls: its last failure and warnings still show
+            self._print_warnings(final)
+            self._print_failure(final)
+        return final
+
+    def _print_failure(self, progress: dict) -> None:
+        failure = progress.get("last_failure")
+        if failure and failure != self._last_failure:  # each failure once
+            self.console.print(f"  last failure: trial {failure['trial_id']} on {failure['worker']}: "
+                               f"{failure['error_type']}: {failure['message']}", highlight=False, markup=False)
+            self._last_failure = failure
 
     def _follow_rich(self, alive) -> Optional[dict]:
         bar = Progress(TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(),
@@ -193,4 +199,7 @@ class LiveView:
                                      + escape(f"{failure['error_type']}: {failure['message']}"))
                     live.update(Group(*parts))
                 time.sleep(self.interval)
-        return read_json(self.run.progress) or progress
+        final = read_json(self.run.progress) or progress
+        if final:
+            self._print_warnings(final)
+        return final

@@ -93,14 +93,17 @@ def results_document(spec, oracle, trial_meta: dict, finished: bool, work=None) 
         if status == "RUNNING" and trial_id in queued:
             status = "QUEUED"  # taken back from a worker (lease expired, released), waiting for the next
         executions, summary = _executions(work, trial_id, spec.tuner.objective)
-        workers = sorted({e["worker"] for e in executions if e["worker"]})
+        # who ran it: the workers of its finished executions (a unit taken back from a lost worker
+        # counts for the worker that finished it), else whoever holds it now
+        workers = (sorted({e["worker"] for e in executions if e["worker"] and e["state"] == "done"})
+                   or sorted({e["worker"] for e in executions if e["worker"]}))
         rows.append({
             "trial_id": trial_id,
             "status": status,
             "score": _clean(trial.score),
             "best_step": trial.best_step,
             "hyperparameters": dict(trial.hyperparameters.values),
-            "worker": ", ".join(workers) if len(workers) > 1 else meta.get("worker"),
+            "worker": ", ".join(workers) if workers else meta.get("worker"),
             "started": _iso(meta.get("started")),
             "ended": _iso(meta.get("ended")),
             "duration_s": (round(meta["ended"] - meta["started"], 3)
