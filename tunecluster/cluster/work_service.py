@@ -108,7 +108,8 @@ class WorkService:
             trial = self.s._guarded(None, self.oracle.create_trial, tuner_id)
             if trial.status == trial_module.TrialStatus.RUNNING:
                 with self.s.oracle_lock():
-                    if self.oracle.ongoing_trials.get(tuner_id) is trial:
+                    held = self.oracle.ongoing_trials.get(tuner_id)
+                    if held is not None and held.trial_id == trial.trial_id:
                         self.oracle.ongoing_trials.pop(tuner_id)
                     self.oracle.ongoing_trials[ONGOING_PREFIX + trial.trial_id] = trial
                     self.oracle.save()
