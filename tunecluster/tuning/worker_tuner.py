@@ -45,6 +45,7 @@ from keras_tuner.src.engine.tuner import maybe_distribute
 
 from tunecluster.errors import UsageError
 from tunecluster.tuning import fast_hp
+from tunecluster.tuning.graph_memory import GradientRegistry
 from tunecluster.tuning.tensorboard_log import trial_callback
 
 
@@ -195,6 +196,7 @@ class ClusterTuner(kt.Tuner):
         self._log = lambda message: print(f"[{self.tuner_id}] {message}", flush=True)
         _memoize_keras_saving_skipsets()
         fast_hp.install()  # Trial.from_state per unit: the space without Keras' slow deserialiser
+        self._gradients = GradientRegistry()
         super().__init__(
             oracle=oracle,
             hypermodel=hypermodel,
@@ -311,6 +313,12 @@ class ClusterTuner(kt.Tuner):
             self._set_space(hyperparameters.get_config())
 
     # --- one training ------------------------------------------------------------------------
+    def _try_build(self, hp):
+        # The previous training's model is gone; without this its graphs would stay alive
+        # (tunecluster/tuning/graph_memory.py). Keras Tuner's clear_session + gc.collect follow.
+        self._gradients.release()
+        return super()._try_build(hp)
+
     def _build_hypermodel(self, hp):
         if self._seed is not None:  # after Keras Tuner's clear_session: weights, dropout, shuffling
             keras.utils.set_random_seed(self._seed)
