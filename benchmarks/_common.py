@@ -74,8 +74,12 @@ def run_up(args: list[str], run_dir: Path, cwd: Path, on_trial=None, timeout: fl
 
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     started = time.time()
+    # up's output goes to a file: a pipe read only at the end fills up (the live view and the
+    # results table of a long search exceed its 64 KiB) and blocks `up` before it can exit.
+    log_path = Path(cwd) / "up.log"
+    log = log_path.open("w")
     process = subprocess.Popen([sys.executable, "-m", "tunecluster", "up", *args, "--no-confirm", "--dir", str(run_dir)],
-                               cwd=str(cwd), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                               cwd=str(cwd), env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
     peak: dict[str, float] = {}
     seen_done = 0
     while process.poll() is None and time.time() - started < timeout:
@@ -98,8 +102,10 @@ def run_up(args: list[str], run_dir: Path, cwd: Path, on_trial=None, timeout: fl
             if done > seen_done:
                 seen_done = done
                 on_trial(document, pids)
-    out = process.communicate()[0]
+    process.wait()
     wall = time.time() - started
+    log.close()
+    out = log_path.read_text(errors="replace")
     if process.returncode != 0:
         raise SystemExit(f"up failed ({process.returncode}):\n{out[-3000:]}")
     document = json.loads((run_dir / "results.json").read_text())

@@ -1,6 +1,8 @@
-"""Worker leanness: one worker runs N trials (pima-optimizer, 1 epoch each, TensorBoard off) and
-its resident memory is sampled after every trial. Prints per-trial time and RSS for trials 5..N
-and compares the mean of trials 5-10 with the mean of the last 5 (flat within 10% is the target).
+"""Worker leanness: one worker runs N trials (1 epoch each, TensorBoard off) and its resident
+memory is sampled after every trial. By default every trial trains the same network
+(`fixed_model.py`), so per-trial times are comparable; `--comprehensive` draws them from the Pima
+comprehensive space instead (up to 10 x 512 units: time varies with the network drawn). Prints
+per-trial time and RSS for trials 5..N and compares the mean of trials 5-10 with the mean of the last 5 (flat within 10% is the target).
 
     python benchmarks/worker_leanness.py --out benchmarks/results/worker_leanness.json
 """
@@ -22,13 +24,15 @@ from _common import machine, rss_mib, run_up, save, table  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=50)
+    parser.add_argument("--comprehensive", action="store_true", help="networks from the comprehensive space")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     from tunecluster.tuning.examples import csv_path
 
     work = Path(tempfile.mkdtemp(prefix="tunecluster-lean-"))
     (work / "spec.yaml").write_text(json.dumps({
-        "name": "lean", "hypermodel": "tunecluster.tuning.examples.pima:build_comprehensive",
+        "name": "lean", "hypermodel": ("tunecluster.tuning.examples.pima:build_comprehensive" if args.comprehensive
+                                      else f"{HERE / 'fixed_model.py'}:build"),
         "data": {"csv": str(csv_path()), "target": "Outcome"},
         "tuner": {"kind": "random", "max_trials": args.trials, "seed": 1},
         "fit": {"epochs": 1, "tensorboard": False}, "cluster": {"workers": 1}}))
@@ -54,7 +58,9 @@ def main() -> None:
         return sum(values) / len(values) if values else float("nan")
 
     figures = {
-        "benchmark": "worker_leanness", "machine_before": before, "machine_after": machine(),
+        "benchmark": "worker_leanness",
+        "hypermodel": "pima comprehensive space" if args.comprehensive else "fixed 3 x 32 network",
+        "machine_before": before, "machine_after": machine(),
         "trials": len(trials), "per_trial": [{"trial": r[0], "seconds": r[1], "rss_mib": r[2]} for r in rows],
         "time_trials_5_10_s": mean([r[1] for r in early]), "time_last_5_s": mean([r[1] for r in late]),
         "rss_trials_5_10_mib": mean([r[2] for r in early]), "rss_last_5_mib": mean([r[2] for r in late]),
