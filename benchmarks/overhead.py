@@ -3,6 +3,13 @@ workers. ideal = N x 0.5 s / workers; overhead = wall / ideal - 1, with wall the
 (first trial started to last trial ended, from results.json). Also the end-to-end time of `up`
 and how long after the last trial's end `up` returned (chief exit, export, teardown).
 
+The overhead is split in two from the workers' own timings of each training (results.json,
+`executions[].timing`): `in_training_ms`, what Keras costs per trial around the 0.5 s `fit`
+(clear_session + build + compile, the prediction check, the weights file), and
+`orchestration_overhead_pct`, the span against the trainings' busy time alone (span / (sum of
+training durations / workers) - 1): what the cluster adds between and around trainings (RPCs,
+waiting for work, bookkeeping, the ramp at the start and end).
+
     python benchmarks/overhead.py --out benchmarks/results/overhead.json          # 200 trials
     python benchmarks/overhead.py --trials 20 --out /tmp/overhead-quick.json      # a quick look
 """
@@ -77,6 +84,11 @@ def main() -> None:
     for spans in by_worker.values():
         spans.sort()
         gaps += [b[0] - a[1] for a, b in zip(spans, spans[1:])]
+    executions = [e for t in trials for e in t.get("executions") or [] if e.get("timing")]
+    phases = {name: 1000 * sum(e["timing"][name] for e in executions) / max(1, len(executions))
+              for name in ("build_s", "fit_s", "check_s", "save_s")}
+    busy = sum(e["duration_s"] for e in executions)
+    in_training_ms = 1000 * busy / max(1, len(executions)) - phases["fit_s"]
     figures = {
         "benchmark": "overhead", "machine_before": before, "machine_after": machine(),
         "trials": len(trials), "workers": args.workers, "fit_s": args.seconds,
@@ -86,6 +98,9 @@ def main() -> None:
         **_exit_breakdown(work / "run", last),
         "mean_trial_s_as_recorded": sum(per_trial) / len(per_trial),
         "mean_gap_between_trials_ms": 1000 * sum(gaps) / max(1, len(gaps)),
+        "in_training_ms": in_training_ms,
+        "in_training_phases_ms": {k[:-2]: v for k, v in phases.items()},
+        "orchestration_overhead_pct": (100.0 * (span / (busy / args.workers) - 1.0)) if busy else None,
         "peak_worker_rss_mib": result["peak_rss_mib"],
     }
     table(["trials", "workers", "ideal s", "span s", "overhead %", "gap ms", "mean trial s", "up s",
@@ -93,6 +108,9 @@ def main() -> None:
           [[len(trials), args.workers, ideal, span, figures["overhead_pct"], figures["mean_gap_between_trials_ms"],
             figures["mean_trial_s_as_recorded"], result["wall_s"], figures["exit_after_last_trial_s"],
             figures["chief_exit_after_export_s"]]])
+    print(f"per training, around fit: {in_training_ms:.1f} ms (build {phases['build_s']:.1f}, "
+          f"check {phases['check_s']:.1f}, save {phases['save_s']:.1f}; fit itself {phases['fit_s']:.1f}); "
+          f"orchestration alone: {figures['orchestration_overhead_pct']:.2f}%")
     save(figures, args.out, "overhead" if args.trials == 200 else f"overhead-{args.trials}")
 
 

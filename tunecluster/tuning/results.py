@@ -70,7 +70,8 @@ def _executions(work, trial_id: str, objective: str) -> tuple[list[dict], dict]:
                      "score_best_epoch": _clean(scoring.unit_score(result, objective, "best_epoch")),
                      "score_last_epoch": _clean(scoring.unit_score(result, objective, "last_epoch")),
                      "best_epoch": result.get("best_epoch"), "degenerate": result.get("degenerate"),
-                     "duration_s": result.get("duration_s"), "error": unit.error})
+                     "duration_s": result.get("duration_s"), "timing": result.get("timing"),
+                     "error": unit.error})
     done = [u.result for u in units if u.result]
     summary = {}
     if done and work is not None:
