@@ -10,7 +10,9 @@ Part 2: with 300 completed trials, each server (tunecluster's chief servicer on 
 Keras Tuner's `OracleServicer` on its one-thread server) serves real gRPC in this process while
 one client asks for suggestions back to back and 8 clients repeat UpdateTrial, GetBestTrials
 (and tunecluster's Heartbeat); the latency of those other calls is recorded while a suggestion is
-being computed. Figures `suggest_ms_at_300`, `other_rpc_p99_ms_during_suggest`.
+being computed, and of the same calls while none is (the baseline: the 8 clients share this
+process, and its interpreter lock, with the server). Figures `suggest_ms_at_300`,
+`other_rpc_p99_ms_during_suggest`.
 
     python benchmarks/bayesian_latency.py --out benchmarks/results/bayesian_latency.json
 """
@@ -159,6 +161,7 @@ def part2(seconds: float, servers=("keras_tuner", "tunecluster")) -> dict:
         address = f"127.0.0.1:{port}"
         stop = threading.Event()
         during: list[float] = []
+        outside: list[float] = []  # the same calls while no suggestion runs: the baseline
         suggestions: list[float] = []
         lock = threading.Lock()
 
@@ -189,9 +192,8 @@ def part2(seconds: float, servers=("keras_tuner", "tunecluster")) -> dict:
                     t0 = time.perf_counter()
                     call()
                     elapsed = time.perf_counter() - t0
-                    if was_busy or busy.is_set():
-                        with lock:
-                            during.append(elapsed)
+                    with lock:
+                        (during if was_busy or busy.is_set() else outside).append(elapsed)
                 time.sleep(0.01)
 
         threads = [threading.Thread(target=suggester)] + [threading.Thread(target=other, args=(i,)) for i in range(8)]
@@ -205,7 +207,10 @@ def part2(seconds: float, servers=("keras_tuner", "tunecluster")) -> dict:
         out[kind] = {"suggestions": len(suggestions), "suggest_p50_ms": 1000 * percentile(suggestions, 50),
                      "other_calls_during_suggest": len(during),
                      "other_rpc_p50_ms_during_suggest": 1000 * percentile(during, 50),
-                     "other_rpc_p99_ms_during_suggest": 1000 * percentile(during, 99)}
+                     "other_rpc_p99_ms_during_suggest": 1000 * percentile(during, 99),
+                     "other_calls_outside_suggest": len(outside),
+                     "other_rpc_p50_ms_outside_suggest": 1000 * percentile(outside, 50),
+                     "other_rpc_p99_ms_outside_suggest": 1000 * percentile(outside, 99)}
         print(kind, out[kind], flush=True)
     return out
 
@@ -236,9 +241,11 @@ def main() -> None:
                      kt_row.get("median_ms", f"> {args.kt_budget:.0f} s budget")])
     table(["completed", "tunecluster ms (median)", "tunecluster ms (max)", "Keras Tuner ms"], rows)
     during = part2(args.seconds, args.part2_servers.split(","))
-    table(["server", "suggestions", "suggest p50 ms", "other RPCs during", "other p50 ms", "other p99 ms"],
+    table(["server", "suggestions", "suggest p50 ms", "other RPCs during", "other p50 ms", "other p99 ms",
+           "p50 ms, no suggestion", "p99 ms, no suggestion"],
           [[k, v["suggestions"], v["suggest_p50_ms"], v["other_calls_during_suggest"],
-            v["other_rpc_p50_ms_during_suggest"], v["other_rpc_p99_ms_during_suggest"]] for k, v in during.items()])
+            v["other_rpc_p50_ms_during_suggest"], v["other_rpc_p99_ms_during_suggest"],
+            v["other_rpc_p50_ms_outside_suggest"], v["other_rpc_p99_ms_outside_suggest"]] for k, v in during.items()])
     figures = {"benchmark": "bayesian_latency", "machine_before": before, "machine_after": machine(),
                "space": "pima comprehensive, 32 hyperparameters", "levels": latency, "during_suggest": during,
                "suggest_ms_at_300": latency["tunecluster"].get(300, {}).get("median_ms"),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 
+import keras_tuner as kt
 import numpy as np
 import pytest
 
@@ -157,3 +158,63 @@ def test_concurrent_workers_get_distinct_trials(tmp_path):
         assert len(combos) == 16 and len(set(combos)) == 16, combos
     finally:
         chief.stop()
+
+
+def _small_search(oracle, trials: int):
+    from keras_tuner.src.engine import trial as trial_module
+
+    hp = kt.HyperParameters()
+    hp.Float("x", 0.0, 1.0)
+    hp.Int("units", 8, 64, step=8)
+    oracle.update_space(hp)
+    made = []
+    for _ in range(trials):
+        trial = oracle.create_trial("tuner0")
+        values = trial.hyperparameters.values
+        oracle.update_trial(trial.trial_id, {"score": -(values["x"] - 0.3) ** 2 - values["units"] / 640}, step=0)
+        trial.status = trial_module.TrialStatus.COMPLETED
+        oracle.end_trial(trial)
+        made.append(trial)
+    return made
+
+
+def _bayesian(tmp_path, **kwargs):
+    from tunecluster.tuning.fast_oracles import BayesianOptimizationOracle
+
+    oracle = BayesianOptimizationOracle(objective=kt.Objective("score", "max"), max_trials=20,
+                                        num_initial_points=3, seed=5, **kwargs)
+    oracle._set_project_dir(str(tmp_path), "p")
+    return oracle
+
+
+def test_suggestions_are_computed_in_a_child_process_that_keeps_the_model(tmp_path):
+    import os
+
+    from tunecluster.tuning import gp_process
+
+    oracle = _bayesian(tmp_path)
+    trials = _small_search(oracle, 8)
+    child = gp_process.shared()._process
+    assert child is not None and child.poll() is None and child.pid != os.getpid()
+    assert oracle.suggest_in_child
+    assert oracle.last_timing["observations"] == 7  # the 8th suggestion saw the 7 completed
+    assert len({tuple(sorted(t.hyperparameters.values.items())) for t in trials}) == 8  # no duplicate
+
+
+def test_a_failing_child_falls_back_to_the_chiefs_process(tmp_path, monkeypatch, caplog):
+    import subprocess
+    import sys
+
+    from tunecluster.tuning import gp_process
+
+    broken = gp_process.SuggestionProcess()
+    monkeypatch.setattr(broken, "_start", lambda: setattr(broken, "_process", subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read(1)"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)))
+    monkeypatch.setattr(gp_process, "_shared", broken)
+    oracle = _bayesian(tmp_path)
+    with caplog.at_level("WARNING", logger="tunecluster.chief"):
+        trials = _small_search(oracle, 6)
+    assert not oracle.suggest_in_child
+    assert "computing them in the chief's process" in caplog.text
+    assert oracle.last_timing["observations"] == 5
+    assert all(t.status == "COMPLETED" for t in trials)

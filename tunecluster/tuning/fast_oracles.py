@@ -10,8 +10,10 @@ same saved state) does the slow part outside that lock:
    for retry, `max_trials` reached, the random initial points) are answered at once by Keras
    Tuner's own `create_trial`; otherwise it takes a snapshot: the completed trials' vectors and
    scores (cached per trial) and the running trials' vectors;
-2. without the lock: fit the Gaussian process and minimise `mean - beta * std` (`gp_suggest`);
-   running trials count as observations at the previous model's `mean + std`, as in Keras Tuner;
+2. without the lock, and in a child process (`gp_process`, so that not even the GIL is taken from
+   the chief's other RPCs): fit the Gaussian process and minimise `mean - beta * std`
+   (`gp_suggest`); running trials count as observations at the previous model's `mean + std`, as
+   in Keras Tuner. Should the child fail, the chief computes in its own process from then on;
 3. under the lock again: Keras Tuner's own `create_trial` commits the trial (trial id, recorded
    values, saved state), taking the suggestion through `populate_space`; a suggestion that
    duplicates a trial that exists by then is replaced by the next-best candidate (or random
@@ -27,7 +29,9 @@ need none of this: their suggestions take microseconds.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
+import uuid
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -37,7 +41,9 @@ from keras_tuner.src.engine import oracle as oracle_module
 from keras_tuner.src.engine import trial as trial_module
 from keras_tuner.src.tuners import bayesian
 
-from tunecluster.tuning import gp_suggest
+from tunecluster.tuning import gp_process, gp_suggest
+
+log = logging.getLogger("tunecluster.chief")
 
 
 @contextlib.contextmanager
@@ -107,8 +113,11 @@ def _to_values(hyperparameters, vector) -> dict:
 class BayesianOptimizationOracle(bayesian.BayesianOptimizationOracle):
     """Keras Tuner's Bayesian oracle, with the model fitted outside the oracle lock (see module)."""
 
-    def __init__(self, *args, refit_growth: float = 0.1, screen: int = 256, starts: int = 5, **kwargs):
+    def __init__(self, *args, refit_growth: float = 0.1, screen: int = 256, starts: int = 5,
+                 suggest_in_child: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
+        self.suggest_in_child = suggest_in_child  # gp_process: off the chief's GIL
+        self._key = uuid.uuid4().hex  # this oracle's model in the child
         self.refit_growth = refit_growth
         self.screen = screen
         self.starts = starts
@@ -131,8 +140,7 @@ class BayesianOptimizationOracle(bayesian.BayesianOptimizationOracle):
                 if not self._needs_model(tuner_id):
                     return super().create_trial(tuner_id)
                 snapshot = self._snapshot()
-            with gp_suggest.single_threaded_blas():
-                suggestion = self._compute(snapshot)  # the slow part, without the oracle lock
+            suggestion = self._compute(snapshot)  # the slow part, without the oracle lock (or GIL)
             with oracle_lock(self):
                 self._pending = suggestion
                 try:
@@ -163,8 +171,7 @@ class BayesianOptimizationOracle(bayesian.BayesianOptimizationOracle):
             if not self._suggest_lock.acquire(blocking=False):
                 return self._random_populate_space()
             try:
-                with gp_suggest.single_threaded_blas():
-                    suggestion = self._compute(self._snapshot())
+                suggestion = self._compute(self._snapshot())
             finally:
                 self._suggest_lock.release()
         for checked, values in enumerate(suggestion.values()):
@@ -209,34 +216,21 @@ class BayesianOptimizationOracle(bayesian.BayesianOptimizationOracle):
 
     # ---------------------------------------------------------------- the model (no lock)
     def _compute(self, snap: _Snapshot) -> _Suggestion:
-        import time
-
-        started = time.perf_counter()
         dims = len(snap.space)
         if dims == 0 or len(snap.x_done) == 0:
             return _Suggestion(snap.space_size, snap.hyperparameters, [])
-        x, y = snap.x_done, snap.y_done
-        if len(snap.x_running):
-            # Running trials count as observations at the previous model's mean + std (Keras
-            # Tuner's rule); before any model, at the worst score seen.
-            previous = self._gp.posterior
-            if previous is not None and previous.x_train.shape[1] == dims:
-                mean, std = previous.predict(snap.x_running)
-                pending = mean + std
-            else:
-                pending = np.full(len(snap.x_running), np.nanmax(y) if np.isfinite(y).any() else 0.0)
-            x = np.vstack([x, snap.x_running])
-            y = np.concatenate([y, pending])
-        x = np.nan_to_num(x, posinf=0, neginf=0)
-        y = np.nan_to_num(y, posinf=0, neginf=0)
-        state = self._gp if (self._gp.posterior is not None and self._gp.posterior.x_train.shape[1] == dims) \
-            else gp_suggest.GPState()
-        state = gp_suggest.fit(state, x, y, self.alpha, self.seed, refit_growth=self.refit_growth)
-        fitted = time.perf_counter()
-        self._gp = state
-        best = np.argsort(snap.y_done)[:3]
-        points = gp_suggest.suggest(state.posterior, dims, self.beta, self._random_state,
-                                    screen=self.screen, starts=self.starts, extra_starts=snap.x_done[best])
-        self.last_timing = {"fit_s": fitted - started, "acquisition_s": time.perf_counter() - fitted,
-                            "observations": len(x), "kernel_optimized": state.optimized_at == len(x)}
-        return _Suggestion(snap.space_size, snap.hyperparameters, points)
+        request = {"x_done": snap.x_done, "y_done": snap.y_done, "x_running": snap.x_running, "dims": dims,
+                   "alpha": self.alpha, "seed": self.seed, "beta": self.beta, "refit_growth": self.refit_growth,
+                   "screen": self.screen, "starts": self.starts,
+                   "rng_seed": int(self._random_state.randint(0, 2**31 - 1))}
+        answer = None
+        if self.suggest_in_child:
+            try:
+                answer = gp_process.shared().compute(self._key, request)
+            except RuntimeError as error:  # computed here instead, from this process's own model
+                self.suggest_in_child = False
+                log.warning("Bayesian suggestions: %s; computing them in the chief's process from now on", error)
+        if answer is None:
+            self._gp, answer = gp_process.compute(self._gp, request)
+        self.last_timing = answer["timing"]
+        return _Suggestion(snap.space_size, snap.hyperparameters, answer["points"])

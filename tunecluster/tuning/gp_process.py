@@ -1,0 +1,168 @@
+"""Computes Bayesian suggestions in a child process, so that they never take the chief's GIL.
+
+Fitting the Gaussian process and optimising the acquisition (`gp_suggest`) is numpy and scipy
+with a Python callback per L-BFGS-B step: in the chief's process it holds the interpreter lock
+most of the time, and every other RPC being served meanwhile (UpdateTrial, heartbeats, EndTrial,
+GetBestTrials) waits for its turn at each step of its own handling. Here the work runs in one
+long-lived child process (`python -m tunecluster.tuning.gp_process`) that keeps each oracle's
+fitted model between suggestions; the chief's thread only waits on a pipe, which releases the
+lock. On a 2-core machine the suggestion gets one core and the chief the other.
+
+The protocol is length-prefixed pickles over the child's stdin/stdout (both ends are this module
+in the same installation; nothing listens on a port). The child exits when its stdin closes, i.e.
+when the chief exits, however it exits. If the child cannot start or dies, `SuggestionProcess`
+raises and the oracle computes in its own process instead (`fast_oracles`).
+
+`compute()` is the pure computation, used by both sides.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import struct
+import subprocess
+import sys
+import threading
+import time
+from typing import BinaryIO, Optional
+
+import numpy as np
+
+from tunecluster.tuning import gp_suggest
+
+_HEADER = struct.Struct("!Q")
+
+
+def compute(state: gp_suggest.GPState, request: dict) -> tuple[gp_suggest.GPState, dict]:
+    """One suggestion: fit on the completed (and running) trials, return candidate points.
+
+    `request`: x_done, y_done (minimised), x_running, dims, alpha, seed, beta, refit_growth, screen,
+    starts, rng_seed. Returns the new state and {"points": [...], "timing": {...}}.
+    """
+    started = time.perf_counter()
+    dims = request["dims"]
+    x, y = request["x_done"], request["y_done"]
+    x_running = request["x_running"]
+    if state.posterior is not None and state.posterior.x_train.shape[1] != dims:
+        state = gp_suggest.GPState()  # the space grew: start over
+    if len(x_running):
+        # Running trials count as observations at the previous model's mean + std (Keras
+        # Tuner's rule); before any model, at the worst score seen.
+        if state.posterior is not None:
+            mean, std = state.posterior.predict(x_running)
+            pending = mean + std
+        else:
+            pending = np.full(len(x_running), np.nanmax(y) if np.isfinite(y).any() else 0.0)
+        x = np.vstack([x, x_running])
+        y = np.concatenate([y, pending])
+    x = np.nan_to_num(x, posinf=0, neginf=0)
+    y = np.nan_to_num(y, posinf=0, neginf=0)
+    with gp_suggest.single_threaded_blas():
+        state = gp_suggest.fit(state, x, y, request["alpha"], request["seed"],
+                               refit_growth=request["refit_growth"])
+        fitted = time.perf_counter()
+        best = np.argsort(request["y_done"])[:3]
+        points = gp_suggest.suggest(state.posterior, dims, request["beta"],
+                                    np.random.RandomState(request["rng_seed"]),
+                                    screen=request["screen"], starts=request["starts"],
+                                    extra_starts=request["x_done"][best])
+    timing = {"fit_s": fitted - started, "acquisition_s": time.perf_counter() - fitted,
+              "observations": len(x), "kernel_optimized": state.optimized_at == len(x)}
+    return state, {"points": points, "timing": timing}
+
+
+def _write(stream: BinaryIO, message) -> None:
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_HEADER.pack(len(data)) + data)
+    stream.flush()
+
+
+def _read(stream: BinaryIO):
+    header = stream.read(_HEADER.size)
+    if len(header) < _HEADER.size:
+        raise EOFError("the other end closed the pipe")
+    size = _HEADER.unpack(header)[0]
+    data = stream.read(size)
+    if len(data) < size:
+        raise EOFError("the other end closed the pipe")
+    return pickle.loads(data)  # noqa: S301 - our own parent/child, over an anonymous pipe
+
+
+class SuggestionProcess:
+    """The chief's side: one child process, requests one at a time (any thread may call)."""
+
+    def __init__(self) -> None:
+        self._process: Optional[subprocess.Popen] = None
+        self._lock = threading.Lock()
+
+    def compute(self, key: str, request: dict) -> dict:
+        """Run `compute` in the child with the model kept there under `key`; raises on any failure."""
+        with self._lock:
+            if self._process is None or self._process.poll() is not None:
+                self._start()
+            try:
+                _write(self._process.stdin, {"key": key, "request": request})
+                answer = _read(self._process.stdout)
+            except (OSError, EOFError, pickle.PickleError) as error:
+                self._stop()
+                raise RuntimeError(f"the suggestion process failed: {error}") from error
+        if "error" in answer:
+            raise RuntimeError(f"the suggestion process failed: {answer['error']}")
+        return answer
+
+    def _start(self) -> None:
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "tunecluster.tuning.gp_process"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None,
+            env={**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"},
+        )
+
+    def _stop(self) -> None:
+        process, self._process = self._process, None
+        if process is not None:
+            try:
+                process.kill()
+                process.wait(5)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+
+    def close(self) -> None:
+        with self._lock:
+            self._stop()
+
+
+_shared: Optional[SuggestionProcess] = None
+_shared_lock = threading.Lock()
+
+
+def shared() -> SuggestionProcess:
+    """The process's one suggestion child (started at the first suggestion)."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = SuggestionProcess()
+        return _shared
+
+
+def serve(requests: BinaryIO, answers: BinaryIO) -> None:
+    """The child's loop: answer requests until the parent closes the pipe."""
+    states: dict[str, gp_suggest.GPState] = {}
+    while True:
+        try:
+            message = _read(requests)
+        except EOFError:
+            return
+        key = message["key"]
+        try:
+            state, answer = compute(states.get(key, gp_suggest.GPState()), message["request"])
+            states[key] = state
+        except Exception as error:  # noqa: BLE001 - reported to the parent, which falls back
+            answer = {"error": f"{type(error).__name__}: {error}"}
+        _write(answers, answer)
+
+
+if __name__ == "__main__":
+    requests, answers = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # a stray print must not corrupt the answers
+    serve(requests, answers)
