@@ -36,6 +36,7 @@ def make_oracle(kind: str, seed: int, trials: int, initial: int):
     oracle = cls(objective=kt.Objective("val_accuracy", "max"), max_trials=trials,
                  num_initial_points=initial, seed=seed)
     oracle._set_project_dir(tempfile.mkdtemp(prefix=f"bq-{kind}-"), "bq")
+    oracle.verbose = 0  # no per-trial tables on stdout
     return oracle
 
 
