@@ -23,6 +23,7 @@ import threading
 import time
 from concurrent import futures
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Optional
 
 import grpc
@@ -420,7 +421,7 @@ class ControlService:
                 pending = bool(self.servicer.oracle._retry_queue) or (work is not None and work.board.has_pending())
                 return {"state": "resume" if pending else "wait"}
             has_result = any(
-                t.status == "COMPLETED" for t in self.servicer.oracle.trials.values()
+                t.status == "COMPLETED" for t in list(self.servicer.oracle.trials.values())
             )
             if self.book.export_state is None and has_result:
                 self.book.export_state = "claimed"
@@ -478,6 +479,7 @@ class Chief:
         self._stop = threading.Event()
         self._oracle_dirty = threading.Event()
         self._save_oracle_now = None  # the oracle's own save (its `save` only marks it dirty)
+        self._trial_writes = None  # running trials' trial.json, written by the state writer
 
     # --- setup ----------------------------------------------------------------------------
     def _make_oracle(self):
@@ -503,21 +505,38 @@ class Chief:
 
     def _defer_oracle_saves(self, oracle) -> None:
         """Keras Tuner rewrites oracle.json (which grows with the trial count) on every
-        CreateTrial, EndTrial and space update, under the oracle lock: the largest cost of the
-        chief per trial. Here `oracle.save()` only marks it dirty; the state writer saves it at
-        most every ~0.5 s, right before the work board, and always at the end and on SIGTERM.
-        Each trial.json is still written at once. A chief killed with SIGKILL loses at most the
-        last ~0.5 s of oracle.json; `_hold_for_their_workers` repairs that from the trial files."""
+        CreateTrial, EndTrial and space update, and a trial's trial.json on CreateTrial, on each
+        UpdateTrial and on EndTrial, under the oracle lock: the largest cost of the chief per
+        trial. Here `oracle.save()` only marks it dirty, and a running trial's trial.json is only
+        marked (`oracle_speedups`); the state writer writes them at most every ~0.5 s (the
+        trials first, then oracle.json, then the work board), and always at the end and on
+        SIGTERM. An ended trial's trial.json is written before its EndTrial/WorkDone returns. A
+        chief killed with SIGKILL loses at most the last ~0.5 s of running trials' states and of
+        oracle.json; `_hold_for_their_workers` repairs that from the trial files."""
+        from tunecluster.cluster import oracle_speedups
+        from tunecluster.tuning.fast_oracles import oracle_lock
+
         self._save_oracle_now = oracle.save
         oracle.save = self._oracle_dirty.set  # an instance attribute: Keras Tuner calls self.save()
+        self._trial_writes = oracle_speedups.install(oracle, lambda: oracle_lock(oracle))
 
     def flush_oracle(self, force: bool = False) -> None:
-        """Write oracle.json now if it changed since the last write (or `force`)."""
-        if self._save_oracle_now is None or not (force or self._oracle_dirty.is_set()):
+        """Write the marked trial.json files and oracle.json if they changed since the last write
+        (or `force`). Both are read under the oracle lock, in one consistent state, and written
+        outside it: trials first, so oracle.json never names a trial that has no file."""
+        if self._save_oracle_now is None:
             return
-        self._oracle_dirty.clear()
+        oracle_changed = force or self._oracle_dirty.is_set()
+        if not oracle_changed and not self._trial_writes.pending():
+            return
+        trials = self._trial_writes.capture()  # each under the lock, not all at once
         with self.servicer.oracle_lock():
-            self._save_oracle_now()
+            self._oracle_dirty.clear()
+            trials += self._trial_writes.capture(locked=True)  # created meanwhile
+            oracle_text = json.dumps(self.oracle.get_state()) if oracle_changed else None
+        self._trial_writes.write(trials)
+        if oracle_text is not None:
+            write_atomic(self.oracle._get_oracle_fname(), oracle_text, fsync=False)
 
     def _hold_for_their_workers(self, oracle, oracle_file: Path) -> None:
         """Keras Tuner's reload queues every trial that was running. A worker that kept training
@@ -635,23 +654,33 @@ class Chief:
         return address
 
     # --- state written for the CLI ---------------------------------------------------------
-    def snapshot(self) -> dict:
+    def _oracle_view(self) -> SimpleNamespace:
+        """What the state files read from the oracle, as copies: the handlers keep adding trials
+        while they are written, and a Python loop over the live dict would fail ("dictionary
+        changed size during iteration"). `dict()`/`list()` copy in one step under the GIL."""
+        oracle = self.oracle
+        return SimpleNamespace(trials=dict(oracle.trials), _retry_queue=list(oracle._retry_queue),
+                               max_trials=oracle.max_trials, objective=oracle.objective)
+
+    def snapshot(self, view: Optional[SimpleNamespace] = None) -> dict:
         from tunecluster.tuning.results import best_trial_summary, count_statuses
 
-        oracle = self.oracle
+        view = view or self._oracle_view()
+        counts, best = count_statuses(view.trials.values()), best_trial_summary(view)
+        work = self.servicer.work
+        work_summary, warnings = work.summary(), list(work.warnings)
         with self.book.lock:
-            trials = list(oracle.trials.values())
             workers = {k: dict(v) for k, v in sorted(self.book.workers.items())}
             return {
                 "experiment": self.spec.name,
                 "tuner": self.spec.tuner.kind,
                 "objective": self.spec.tuner.objective,
                 "direction": self.spec.tuner.direction,
-                "max_trials": oracle.max_trials,
-                "counts": count_statuses(trials),
-                "best": best_trial_summary(oracle),
+                "max_trials": view.max_trials,
+                "counts": counts,
+                "best": best,
                 "workers": workers,
-                "queued": list(oracle._retry_queue),
+                "queued": view._retry_queue,
                 "leases": self.leases.held(),
                 "requeued": len(self.book.requeue_events),
                 "refused_results": self.book.refused_results,
@@ -663,30 +692,32 @@ class Chief:
                 "updated_at": time.time(),
                 "finished": False,
                 "chief_address": f"{self.bind}:{self.port}",
-                "work": self.servicer.work.summary(),
-                "warnings": list(self.servicer.work.warnings),
+                "work": work_summary,
+                "warnings": warnings,
             }
 
     def write_state(self, finished: bool = False, final: bool = True) -> None:
-        """oracle.json (when changed), the work board, progress.json and the results.
-        `final=False` (the periodic writes during the search): compact JSON, no fsync; the
-        atomic renames still leave whole files if the chief is killed."""
+        """Marked trial.json files and oracle.json (when changed), the work board, progress.json
+        and the results. `final=False` (the periodic writes during the search): compact JSON, no
+        fsync; the atomic renames still leave whole files if the chief is killed. The documents
+        are built from copies, outside the chief's locks, so that no RPC waits for them."""
         from tunecluster.tuning.results import results_document, write_results
 
         self.flush_oracle(force=final)  # before the board: the board knows every trial it names
+        view = self._oracle_view()
+        snap = self.snapshot(view)
+        snap["finished"] = finished
         with self.book.lock:
-            snap = self.snapshot()
-            snap["finished"] = finished
-            document = results_document(self.spec, self.oracle, self.book.trial_meta, finished,
-                                        work=self.servicer.work)
-            board = self.servicer.work.board.to_dict()
+            meta = {trial_id: dict(entry) for trial_id, entry in self.book.trial_meta.items()}
+        document = results_document(self.spec, view, meta, finished, work=self.servicer.work)
+        board = self.servicer.work.board.to_dict()
         write_json(self.run.work, board, compact=not final, fsync=final)
         write_json(self.run.progress, snap, compact=not final, fsync=final)
         write_results(self.run, document, final=final)
 
     def _writer_loop(self) -> None:
         while not self._stop.is_set():
-            if self.book.dirty.wait(0.5) or self._oracle_dirty.is_set():
+            if self.book.dirty.wait(0.5) or self._oracle_dirty.is_set() or self._trial_writes.pending():
                 self.book.dirty.clear()
                 started = time.monotonic()
                 try:
@@ -734,7 +765,7 @@ class Chief:
                 complete_at = complete_at or now
                 with self.book.lock:
                     needs_export = bool(self.book.tunecluster_workers) and any(
-                        t.status == "COMPLETED" for t in self.oracle.trials.values()
+                        t.status == "COMPLETED" for t in list(self.oracle.trials.values())
                     )
                     export_open = needs_export and self.book.export_state in (None, "claimed")
                 if export_open and now - complete_at < self.export_timeout:

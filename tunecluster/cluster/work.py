@@ -11,6 +11,7 @@ Python, saved in `<run>/work.json` so a restarted chief keeps the finished execu
 
 from __future__ import annotations
 
+import copy
 import math
 import statistics
 import threading
@@ -59,6 +60,10 @@ class Board:
     confirm_started: bool = False
     confirm_trials: list[str] = field(default_factory=list)
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
+    # indexes kept beside `units`, so that no call scans every unit of a long search
+    _by_trial: dict[tuple[str, str], dict[str, Unit]] = field(default_factory=dict, repr=False, compare=False)
+    _running: dict[str, Unit] = field(default_factory=dict, repr=False, compare=False)
+    _pending_kinds: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
 
     # --- units --------------------------------------------------------------------------------
     def add_trial(self, trial_id: str) -> list[Unit]:
@@ -77,18 +82,35 @@ class Board:
     def _add(self, kind: str, trial_id: str, index: int) -> Unit:
         unit = Unit(unit_key(kind, trial_id, index), kind, trial_id, index,
                     training_seed(self.experiment_seed, trial_id, index, kind))
-        self.units[unit.key] = unit
+        self._index(unit)
         self.order.append(unit.key)
+        self._pending_kinds[kind] = self._pending_kinds.get(kind, 0) + 1
         return unit
+
+    def _index(self, unit: Unit) -> None:
+        self.units[unit.key] = unit
+        self._by_trial.setdefault((unit.kind, unit.trial_id), {})[unit.key] = unit
+        if unit.state == RUNNING:
+            self._running[unit.key] = unit
+
+    def _unindex(self, unit: Unit) -> None:
+        self.units.pop(unit.key, None)
+        self._running.pop(unit.key, None)
+        same = self._by_trial.get((unit.kind, unit.trial_id))
+        if same is not None:
+            same.pop(unit.key, None)
+            if not same:
+                del self._by_trial[(unit.kind, unit.trial_id)]
 
     def drop_trial(self, trial_id: str, kind: str = SEARCH) -> list[Unit]:
         """Forget a trial's units (it failed, or is retried from the start); returns the running ones."""
         with self.lock:
-            gone = [u for u in self.units.values() if u.trial_id == trial_id and u.kind == kind]
+            gone = list(self._by_trial.get((kind, trial_id), {}).values())
             for unit in gone:
-                self.units.pop(unit.key, None)
-                if unit.key in self.order:
+                self._unindex(unit)
+                if unit.state == PENDING and unit.key in self.order:
                     self.order.remove(unit.key)
+                    self._pending_kinds[kind] -= 1
             return [u for u in gone if u.state == RUNNING]
 
     def take(self, worker: str, key: Optional[str] = None) -> Optional[Unit]:
@@ -102,8 +124,10 @@ class Board:
             if unit is None or unit.state != PENDING:
                 return None
             self.order.remove(key)
+            self._pending_kinds[unit.kind] -= 1
             unit.state, unit.worker, unit.started, unit.ended = RUNNING, worker, time.time(), None
             unit.attempts += 1
+            self._running[key] = unit
             return unit
 
     def give_back(self, key: str) -> Optional[Unit]:
@@ -113,7 +137,9 @@ class Board:
             if unit is None or unit.state != RUNNING:
                 return None
             unit.state, unit.worker, unit.started = PENDING, None, None
+            self._running.pop(key, None)
             self.order.insert(0, key)
+            self._pending_kinds[unit.kind] = self._pending_kinds.get(unit.kind, 0) + 1
             return unit
 
     def finish(self, key: str, result: dict) -> Optional[Unit]:
@@ -128,6 +154,7 @@ class Board:
             if unit is None or unit.state != RUNNING:
                 return None
             unit.state, unit.ended = state, time.time()
+            self._running.pop(key, None)
             for name, value in fields.items():
                 setattr(unit, name, value)
             return unit
@@ -135,8 +162,7 @@ class Board:
     # --- questions ------------------------------------------------------------------------------
     def of_trial(self, trial_id: str, kind: str = SEARCH) -> list[Unit]:
         with self.lock:
-            return sorted((u for u in self.units.values() if u.trial_id == trial_id and u.kind == kind),
-                          key=lambda u: u.index)
+            return sorted(self._by_trial.get((kind, trial_id), {}).values(), key=lambda u: u.index)
 
     def trial_done(self, trial_id: str) -> bool:
         units = self.of_trial(trial_id)
@@ -144,11 +170,13 @@ class Board:
 
     def has_pending(self, kind: Optional[str] = None) -> bool:
         with self.lock:
-            return any(kind is None or self.units[k].kind == kind for k in self.order)
+            if kind is None:
+                return bool(self.order)
+            return self._pending_kinds.get(kind, 0) > 0
 
     def running(self, kind: Optional[str] = None) -> list[Unit]:
         with self.lock:
-            return [u for u in self.units.values() if u.state == RUNNING and (kind is None or u.kind == kind)]
+            return [u for u in self._running.values() if kind is None or u.kind == kind]
 
     def confirmation_done(self) -> bool:
         with self.lock:
@@ -157,18 +185,23 @@ class Board:
 
     # --- saving -----------------------------------------------------------------------------------
     def to_dict(self) -> dict:
-        with self.lock:
-            return {"experiment_seed": self.experiment_seed, "executions": self.executions,
-                    "units": [asdict(u) for u in self.units.values()], "order": list(self.order),
-                    "confirm_started": self.confirm_started, "confirm_trials": list(self.confirm_trials)}
+        with self.lock:  # shallow copies under the lock (a unit's result is replaced, never changed)
+            units = [copy.copy(u) for u in self.units.values()]
+            head = {"experiment_seed": self.experiment_seed, "executions": self.executions, "units": None,
+                    "order": list(self.order), "confirm_started": self.confirm_started,
+                    "confirm_trials": list(self.confirm_trials)}
+        head["units"] = [asdict(u) for u in units]
+        return head
 
     @classmethod
     def from_dict(cls, data: dict, experiment_seed: Optional[int], executions: int) -> "Board":
         board = cls(experiment_seed, executions)
         for raw in data.get("units", []):
-            unit = Unit(**raw)
-            board.units[unit.key] = unit
-        board.order = [k for k in data.get("order", []) if k in board.units]
+            board._index(Unit(**raw))
+        board.order = [k for k in data.get("order", []) if k in board.units and board.units[k].state == PENDING]
+        for key in board.order:
+            kind = board.units[key].kind
+            board._pending_kinds[kind] = board._pending_kinds.get(kind, 0) + 1
         board.confirm_started = bool(data.get("confirm_started"))
         board.confirm_trials = list(data.get("confirm_trials", []))
         return board

@@ -78,7 +78,7 @@ class WorkService:
             return False
         if not self.s.book.tunecluster_workers:
             return False  # plain Keras Tuner workers cannot run it
-        return self.search_exhausted and any(t.status == "COMPLETED" for t in self.oracle.trials.values())
+        return self.search_exhausted and any(t.status == "COMPLETED" for t in list(self.oracle.trials.values()))
 
     # --- NextWork ---------------------------------------------------------------------------------
     def next_work(self, request: dict) -> dict:
@@ -153,7 +153,7 @@ class WorkService:
         return {"status": "STOPPED"}
 
     def _start_confirmation(self) -> None:
-        completed = [t for t in self.oracle.trials.values() if t.status == "COMPLETED" and t.score is not None]
+        completed = [t for t in list(self.oracle.trials.values()) if t.status == "COMPLETED" and t.score is not None]
         reverse = self.spec.tuner.direction == "max"
         top = sorted(completed, key=lambda t: t.score, reverse=reverse)[: self.spec.confirm.top]
         ids = [t.trial_id for t in top]
@@ -281,16 +281,18 @@ class WorkService:
 
     def degenerate_trials(self) -> list[str]:
         found = []
-        for trial in self.oracle.trials.values():
-            units = self.board.of_trial(trial.trial_id)
+        for trial_id in list(self.oracle.trials):  # a copy: trials are added meanwhile
+            units = self.board.of_trial(trial_id)
             flags = [(u.result or {}).get("degenerate") for u in units if u.state == DONE]
             if flags and all(flags):
-                found.append(trial.trial_id)
+                found.append(trial_id)
         return sorted(found, key=lambda t: (len(t), t))
 
     def confirmed_ranking(self) -> list[dict]:
-        runs: dict[str, list[dict]] = {t: [] for t in self.board.confirm_trials}
-        for unit in self.board.units.values():
+        with self.board.lock:
+            units = list(self.board.units.values())
+            runs: dict[str, list[dict]] = {t: [] for t in self.board.confirm_trials}
+        for unit in units:
             if unit.kind == CONFIRM and unit.state in (DONE, FAILED):
                 runs.setdefault(unit.trial_id, []).append(
                     {"index": unit.index, "seed": unit.seed, "worker": unit.worker, "result": unit.result})

@@ -50,11 +50,12 @@ def _user_values(hp_values: dict) -> dict:
 
 
 def best_trial_summary(oracle) -> Optional[dict]:
-    completed = [t for t in oracle.trials.values() if t.status == "COMPLETED" and t.score is not None]
+    completed = [t for t in list(oracle.trials.values()) if t.status == "COMPLETED" and t.score is not None]
     if not completed:
         return None
-    reverse = oracle.objective.direction == "max"
-    best = sorted(completed, key=lambda t: t.score, reverse=reverse)[0]
+    # the first of equal scores, as Keras Tuner's stable sort in get_best_trials
+    pick = max if oracle.objective.direction == "max" else min
+    best = pick(completed, key=lambda t: t.score)
     return {"trial_id": best.trial_id, "score": _clean(best.score),
             "hyperparameters": _user_values(best.hyperparameters.values)}
 

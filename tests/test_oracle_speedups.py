@@ -1,0 +1,180 @@
+"""The chief's cheaper oracle methods (`oracle_speedups`) give Keras Tuner's own results, and the
+state writer keeps working while handlers add trials.
+
+Each equivalent is compared with Keras Tuner's method on the same oracle state: the random draws
+(values and seed steps, with conditional hyperparameters), the consecutive-failure stop (when it
+raises and with which message), the best trials (order and ties), and the trial.json files (an
+ended trial's written at once; a running trial's before the oracle.json that names it).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+
+import keras_tuner as kt
+import pytest
+from keras_tuner.src.engine import oracle as oracle_module
+from keras_tuner.src.engine import trial as trial_module
+
+from tunecluster.cluster import oracle_speedups
+from tunecluster.tuning.fast_oracles import oracle_lock
+from tunecluster.tuning.examples import comprehensive_space
+
+
+def _conditional_space() -> kt.HyperParameters:
+    hp = kt.HyperParameters()
+    layers = hp.Int("layers", 1, 3)
+    for depth in range(1, 4):
+        with hp.conditional_scope("layers", list(range(depth, 4))):
+            hp.Int(f"units_{depth}", 4, 64, step=4)
+    kind = hp.Choice("kind", ["dense", "wide"])
+    with hp.conditional_scope("kind", ["wide"]):
+        hp.Float("width", 0.1, 2.0, sampling="log")
+    hp.Boolean("batchnorm")
+    del layers, kind
+    return hp
+
+
+def _random_oracle(tmp_path, name: str, space: kt.HyperParameters, **kwargs):
+    oracle = kt.oracles.RandomSearchOracle(objective=kt.Objective("val_accuracy", "max"), max_trials=500,
+                                           seed=7, **kwargs)
+    oracle._set_project_dir(str(tmp_path), name)
+    oracle.verbose = 0
+    oracle.update_space(space)
+    return oracle
+
+
+@pytest.mark.parametrize("space", [_conditional_space, comprehensive_space], ids=["conditional", "pima"])
+def test_random_draws_are_keras_tuners(tmp_path, space):
+    stock = _random_oracle(tmp_path, "stock", space())
+    fast = _random_oracle(tmp_path, "fast", space())
+    oracle_speedups.install(fast, lambda: oracle_lock(fast))
+    assert fast._random_values is not type(fast)._random_values
+    for _ in range(60):
+        expected, got = stock._random_values(), fast._random_values()
+        assert got == expected and list(got) == list(expected)
+        assert fast._seed_state == stock._seed_state
+        stock._tried_so_far.add(stock._compute_values_hash(expected))
+        fast._tried_so_far.add(fast._compute_values_hash(got))
+
+
+def test_consecutive_failures_stop_at_the_same_trial_with_the_same_message(tmp_path):
+    rng = random.Random(3)
+    for attempt in range(20):
+        oracle = _random_oracle(tmp_path, f"f{attempt}", _conditional_space(), max_consecutive_failed_trials=3)
+        check = oracle_speedups.ConsecutiveFailures(oracle)
+        for index in range(40):
+            trial = trial_module.Trial(oracle.hyperparameters.copy(), trial_id=f"{index:03d}",
+                                       status=rng.choice(["COMPLETED", "FAILED", "FAILED"]))
+            trial.message = f"boom {index}"
+            oracle.trials[trial.trial_id] = trial
+            oracle.end_order.append(trial.trial_id)
+            expected = got = None
+            try:
+                oracle_module.Oracle._check_consecutive_failures(oracle)
+            except RuntimeError as exc:
+                expected = str(exc)
+            try:
+                check()
+            except RuntimeError as exc:
+                got = str(exc)
+            assert got == expected, (attempt, index)
+
+
+def test_best_trials_match_keras_tuner_with_ties_and_padding(tmp_path):
+    rng = random.Random(5)
+    for direction in ("max", "min"):
+        oracle = kt.oracles.RandomSearchOracle(objective=kt.Objective("loss", direction), max_trials=500, seed=1)
+        oracle._set_project_dir(str(tmp_path), f"best-{direction}")
+        best = oracle_speedups.BestTrials(oracle, oracle.get_best_trials)
+        for index in range(150):
+            trial = trial_module.Trial(kt.HyperParameters(), trial_id=f"{index:03d}", status="RUNNING")
+            oracle.trials[trial.trial_id] = trial
+            if rng.random() < 0.8:  # ends now; scores drawn from a few values, so ties are common
+                trial.status = rng.choice(["COMPLETED", "COMPLETED", "COMPLETED", "FAILED"])
+                if trial.status == "COMPLETED":
+                    trial.score = rng.choice([0.5, 0.25, 0.75, 0.125, 0.625])
+                oracle.end_order.append(trial.trial_id)
+            for count in (1, 3, 10, 200):
+                expected = [t.trial_id for t in oracle_module.Oracle.get_best_trials(oracle, count)]
+                assert [t.trial_id for t in best(count)] == expected, (direction, index, count)
+
+
+def test_a_running_trials_file_waits_for_the_writer_and_an_ended_one_does_not(tmp_path):
+    oracle = _random_oracle(tmp_path, "writes", comprehensive_space())
+    oracle.save = lambda: None  # the chief defers oracle.json itself
+    writes = oracle_speedups.install(oracle, lambda: oracle_lock(oracle))
+    trial = oracle.create_trial("w0")
+    path = tmp_path / "writes" / f"trial_{trial.trial_id}" / "trial.json"
+    assert trial.status == "RUNNING" and not path.exists() and writes.pending() == 1
+    oracle.update_trial(trial.trial_id, {"val_accuracy": 0.5}, step=0)
+    assert not path.exists()
+    writes.write(writes.capture())
+    assert json.loads(path.read_text())["status"] == "RUNNING" and writes.pending() == 0
+    trial.status = "COMPLETED"
+    oracle.end_trial(trial)
+    saved = json.loads(path.read_text())
+    assert saved["status"] == "COMPLETED" and saved["score"] == 0.5 and writes.pending() == 0
+
+
+def test_the_state_writer_keeps_up_while_handlers_add_trials(tmp_path, caplog):
+    """Handlers create and end trials while the writer writes: no write fails, and every trial
+    that oracle.json names has its trial.json (the chief reloads from them)."""
+    from tunecluster.cluster.chief import Chief, ControlService
+    from tunecluster.cluster.local import free_port
+    from tunecluster.cluster.rundir import RunDir
+    from tunecluster.cluster.security import Security
+    from tunecluster.tuning.spec import Experiment
+
+    spec = Experiment.model_validate({"name": "race", "tuner": {"kind": "random", "max_trials": 100000},
+                                      "cluster": {"workers": 4}})
+    chief = Chief(spec, RunDir(tmp_path), "127.0.0.1", free_port(), security=Security(token="t"))
+    chief.start()
+    try:
+        control = ControlService(chief.servicer, chief.book, chief.snapshot)
+        control.SetSpace({"hyperparameters": comprehensive_space().get_config()})
+        stop = threading.Event()
+        writes, errors = [], []
+
+        def writer():
+            while not stop.is_set():
+                try:
+                    chief.write_state(final=False)
+                except Exception as exc:  # noqa: BLE001 - the test reports it
+                    errors.append(repr(exc))
+                writes.append(1)
+
+        def worker(name):
+            while not stop.is_set():
+                work = control.NextWork({"tuner_id": name})
+                if work["status"] != "RUNNING":
+                    continue
+                control.WorkDone({"tuner_id": name, "key": work["key"], "ok": True,
+                                  "result": {"best": {"val_accuracy": 0.5}, "last": {"val_accuracy": 0.5},
+                                             "best_epoch": 0, "last_epoch": 0, "values": {}}})
+
+        with caplog.at_level(logging.ERROR, logger="tunecluster.chief"):
+            threads = [threading.Thread(target=writer)] + [threading.Thread(target=worker, args=(f"w{i}",))
+                                                            for i in range(3)]
+            for thread in threads:
+                thread.start()
+            threading.Event().wait(6.0)
+            stop.set()
+            for thread in threads:
+                thread.join(30)
+            chief.write_state(final=False)
+        assert not errors and len(writes) >= 3
+        assert not [r for r in caplog.records if "could not write" in r.getMessage()]
+        oracle_file = chief.run.kt_project(spec.name) / "oracle.json"
+        state = json.loads(oracle_file.read_text())
+        named = set(state["start_order"]) | set(state["ongoing_trials"].values())
+        assert len(named) > 50
+        missing = [t for t in named if not (oracle_file.parent / f"trial_{t}" / "trial.json").exists()]
+        assert not missing
+        results = json.loads(chief.run.results_json.read_text())
+        assert len(results["trials"]) == len(chief.oracle.trials)
+    finally:
+        chief.stop()
