@@ -1,12 +1,20 @@
 """Oracle server throughput: Keras Tuner's own chief server vs tunecluster's chief, side by side.
 
-Each server is started fresh for each level of concurrency (1, 8, 32, 64 clients) with the same
+Each server is started fresh for each level of concurrency (1, 2, 8, 32, 64 clients) with the same
 oracle (Keras Tuner's RandomSearchOracle over the 32 hyperparameters of the comprehensive Pima
 space; no TensorFlow in either server process). Each client is a thread with its own channel and
 tuner id, spread over a few client processes, and repeats a worker's RPC sequence as fast as it
-can: CreateTrial, UpdateTrial, EndTrial, GetBestTrials, plus tunecluster's Heartbeat control RPC
-for tunecluster (whose clients also send the token, checked on every call). Prints RPC/s,
-trials/s and p50/p99 latency per RPC type; figures `rpc_per_s` and `p99_ms`.
+can (a trial that does no training), one row per server and sequence:
+- `keras_tuner`: Keras Tuner's chief, Keras Tuner's worker sequence: CreateTrial, UpdateTrial,
+  EndTrial, GetBestTrials;
+- `tunecluster`: tunecluster's chief, the same sequence plus a Heartbeat (with the token checked
+  on every call): what a plain Keras Tuner worker does against tunecluster;
+- `tunecluster_work`: tunecluster's chief, its own worker's sequence: NextWork, Heartbeat,
+  WorkDone (with a result like a real worker's);
+- `grpc_empty`: a Python gRPC server whose handler does nothing, called once per "trial" with the
+  same clients: the ceiling of Python gRPC on this machine (clients and server share its cores).
+Prints RPC/s, trials/s and p50/p99 latency per RPC type; figures `rpc_per_s`, `trials_per_s` and
+`p99_ms`, and the ratios to Keras Tuner's server at each level.
 
     python benchmarks/oracle_throughput.py --out benchmarks/results/oracle_throughput.json
 """
@@ -47,6 +55,21 @@ KT_SERVER = textwrap.dedent("""
 """)
 
 
+EMPTY_SERVER = textwrap.dedent("""
+    import time
+    from concurrent import futures
+    import grpc
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
+    handler = grpc.unary_unary_rpc_method_handler(lambda request, context: request)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("bench.Empty", {"Call": handler}),))
+    server.add_insecure_port("127.0.0.1:%(port)d")
+    server.start()
+    server.wait_for_termination()
+""")
+
+SERVERS = ("keras_tuner", "tunecluster", "tunecluster_work", "grpc_empty")
+
+
 def start_server(kind: str, port: int, work: Path) -> subprocess.Popen:
     env = {**os.environ, "KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": str(port),
            "KERASTUNER_TUNER_ID": "chief", "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -54,6 +77,10 @@ def start_server(kind: str, port: int, work: Path) -> subprocess.Popen:
     if kind == "keras_tuner":
         script = work / "kt_server.py"
         script.write_text(KT_SERVER % {"bench": str(HERE), "dir": str(work)})
+        cmd = [sys.executable, str(script)]
+    elif kind == "grpc_empty":
+        script = work / "empty_server.py"
+        script.write_text(EMPTY_SERVER % {"port": port})
         cmd = [sys.executable, str(script)]
     else:
         spec = work / "spec.yaml"
@@ -96,7 +123,7 @@ def client_main(kind: str, address: str, threads: int, prefix: str, seconds: flo
 
     def work(index: int) -> None:
         tuner_id = f"tuner{prefix}_{index}"
-        if kind == "keras_tuner":
+        if kind in ("keras_tuner", "grpc_empty"):
             channel = grpc.insecure_channel(address)
             control = None
         else:
@@ -114,7 +141,29 @@ def client_main(kind: str, address: str, threads: int, prefix: str, seconds: flo
             return result
 
         time.sleep(max(0.0, start_at - time.time()))
-        while time.time() < stop_at:
+        if kind == "grpc_empty":
+            empty = channel.unary_unary("/bench.Empty/Call")
+            empty(b"x", timeout=60, wait_for_ready=True)
+            while time.time() < stop_at:
+                timed("Empty", lambda: empty(b"x" * 64, timeout=60))
+                if time.time() >= measure_from:
+                    trials += 1
+        while kind == "tunecluster_work" and time.time() < stop_at:
+            unit = timed("NextWork", lambda: control.call("NextWork", tuner_id=tuner_id))
+            if unit.get("status") != "RUNNING":
+                continue
+            timed("Heartbeat", lambda: control.call("Heartbeat", tuner_id=tuner_id, state="running",
+                                                    work=unit["key"], trial=unit["key"].split("#")[0]))
+            values = unit["trial"]["hyperparameters"]["values"]
+            result = {"values": values, "best": {"val_accuracy": 0.5, "val_loss": 0.7},
+                      "last": {"val_accuracy": 0.5, "val_loss": 0.7}, "best_epoch": 0, "last_epoch": 0,
+                      "epochs": 1, "degenerate": False, "weights": None, "duration_s": 0.0,
+                      "timing": {"build_s": 0.0, "fit_s": 0.0, "check_s": 0.0, "save_s": 0.0}}
+            reply = timed("WorkDone", lambda: control.call("WorkDone", tuner_id=tuner_id, key=unit["key"],
+                                                           ok=True, result=result))
+            if reply.get("accepted") and time.time() >= measure_from:
+                trials += 1
+        while kind in ("keras_tuner", "tunecluster") and time.time() < stop_at:
             trial = timed("CreateTrial", lambda: stub.CreateTrial(
                 service.CreateTrialRequest(tuner_id=tuner_id), timeout=60, wait_for_ready=True)).trial
             if trial.trial_id:
@@ -147,7 +196,7 @@ def measure(kind: str, clients: int, seconds: float, warmup: float, work: Path, 
     port = free_port()
     server = start_server(kind, port, work / f"{kind}-{clients}")
     try:
-        if kind != "keras_tuner":  # tunecluster's chief learns the space from SetSpace
+        if kind.startswith("tunecluster"):  # tunecluster's chief learns the space from SetSpace
             from tunecluster.cluster.control import ControlClient
             from tunecluster.cluster.security import Security, open_channel
 
@@ -173,7 +222,7 @@ def measure(kind: str, clients: int, seconds: float, warmup: float, work: Path, 
     total = sum(len(v) for v in latencies.values())
     per_rpc = {name: {"count": len(v), "p50_ms": 1000 * percentile(v, 50), "p99_ms": 1000 * percentile(v, 99)}
                for name, v in sorted(latencies.items())}
-    non_create = [x for name, v in latencies.items() if name != "CreateTrial" for x in v]
+    non_create = [x for name, v in latencies.items() if name not in ("CreateTrial", "NextWork") for x in v]
     return {"server": kind, "clients": clients, "seconds": seconds, "rpc_per_s": total / seconds,
             "trials_per_s": trials / seconds, "p99_ms": 1000 * percentile([x for v in latencies.values() for x in v], 99),
             "p99_ms_non_create": 1000 * percentile(non_create, 99), "per_rpc": per_rpc}
@@ -185,7 +234,8 @@ def main() -> None:
         client_main(kind, address, int(threads), prefix, float(seconds), float(warmup))
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--clients", default="1,8,32,64")
+    parser.add_argument("--clients", default="1,2,8,32,64")
+    parser.add_argument("--servers", default=",".join(SERVERS), help="a subset of " + ", ".join(SERVERS))
     parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per level")
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--client-processes", type=int, default=4)
@@ -195,23 +245,32 @@ def main() -> None:
     before = machine()
     rows = []
     for clients in [int(c) for c in args.clients.split(",")]:
-        for kind in ("keras_tuner", "tunecluster"):  # side by side at each level
+        for kind in args.servers.split(","):  # side by side at each level
             rows.append(measure(kind, clients, args.seconds, args.warmup, work, args.client_processes))
             r = rows[-1]
             print(f"{kind:12} {clients:3} clients: {r['rpc_per_s']:8.0f} RPC/s, {r['trials_per_s']:7.1f} trials/s, "
                   f"p99 {r['p99_ms']:.1f} ms", flush=True)
     print()
-    table(["server", "clients", "RPC/s", "trials/s", "p99 ms", "p99 non-Create ms", "Create p50", "Create p99"],
+    first = {"keras_tuner": "CreateTrial", "tunecluster": "CreateTrial", "tunecluster_work": "NextWork",
+             "grpc_empty": "Empty"}
+    table(["server", "clients", "RPC/s", "trials/s", "p99 ms", "p99 ms (not Create/NextWork)",
+           "Create/NextWork p50", "p99"],
           [[r["server"], r["clients"], r["rpc_per_s"], r["trials_per_s"], r["p99_ms"], r["p99_ms_non_create"],
-            r["per_rpc"]["CreateTrial"]["p50_ms"], r["per_rpc"]["CreateTrial"]["p99_ms"]] for r in rows])
-    ratio = {}
+            r["per_rpc"][first[r["server"]]]["p50_ms"], r["per_rpc"][first[r["server"]]]["p99_ms"]] for r in rows])
+    ratio, trial_ratio = {}, {}
     for clients in sorted({r["clients"] for r in rows}):
-        kt_row = next(r for r in rows if r["clients"] == clients and r["server"] == "keras_tuner")
-        tc_row = next(r for r in rows if r["clients"] == clients and r["server"] == "tunecluster")
-        ratio[str(clients)] = tc_row["rpc_per_s"] / kt_row["rpc_per_s"]
-        print(f"{clients:3} clients: tunecluster / Keras Tuner RPC/s = {ratio[str(clients)]:.1f}x")
+        level = {r["server"]: r for r in rows if r["clients"] == clients}
+        base = level.get("keras_tuner")
+        if base is None:
+            continue
+        ratio[str(clients)] = {k: r["rpc_per_s"] / base["rpc_per_s"] for k, r in level.items() if k != "keras_tuner"}
+        trial_ratio[str(clients)] = {k: r["trials_per_s"] / base["trials_per_s"] for k, r in level.items()
+                                     if k not in ("keras_tuner", "grpc_empty")}
+        print(f"{clients:3} clients, RPC/s vs Keras Tuner's server: "
+              + ", ".join(f"{k} {v:.2f}x" for k, v in ratio[str(clients)].items())
+              + "; trials/s: " + ", ".join(f"{k} {v:.2f}x" for k, v in trial_ratio[str(clients)].items()))
     figures = {"benchmark": "oracle_throughput", "machine_before": before, "machine_after": machine(),
-               "rows": rows, "rpc_ratio_tunecluster_vs_keras_tuner": ratio}
+               "rows": rows, "rpc_ratio_vs_keras_tuner": ratio, "trials_ratio_vs_keras_tuner": trial_ratio}
     save(figures, args.out, "oracle_throughput")
 
 

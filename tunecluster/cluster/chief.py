@@ -32,6 +32,7 @@ from tunecluster.cluster import keras_shim
 from tunecluster.cluster.control import control_handler
 from tunecluster.cluster.leases import Leases
 from tunecluster.cluster.security import Security, TokenInterceptor, caller_id, server_credentials
+from tunecluster.cluster.trial_protos import TrialProtos
 from tunecluster.cluster.rundir import RunDir, read_json, write_atomic, write_json
 from tunecluster.cluster.work import RUNNING, Board
 from tunecluster.cluster.work_service import ONGOING_PREFIX, WorkService
@@ -138,6 +139,7 @@ class ChiefServicer:
         self.stop_triggered = False
         self.changed = threading.Condition()
         self.work = None  # the WorkService of tunecluster workers (set by the Chief)
+        self.protos = TrialProtos()
 
     # --- helpers -------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -251,7 +253,7 @@ class ChiefServicer:
 
             context.abort(grpc.StatusCode.PERMISSION_DENIED, "tuner_id differs from the caller's id")
         trial = self.new_trial(tuner_id, timed_lease=caller is not None)
-        return protos.get_service().CreateTrialResponse(trial=trial.to_proto())
+        return protos.get_service().CreateTrialResponse(trial=self.protos.to_proto(trial))
 
     def new_trial(self, tuner_id: str, timed_lease: bool = True):
         """A trial for `tuner_id` (RUNNING, or a status trial: IDLE / STOPPED): the oracle's
@@ -300,9 +302,13 @@ class ChiefServicer:
         return trial
 
     def UpdateTrial(self, request, context):
+        from keras_tuner.src import protos
+
         with self.oracle_lock():
             self._refuse_unless_held(context, request.trial_id, "update")
-            response = self._guarded(context, self._base.UpdateTrial, request, context)
+            trial = self._guarded(context, self.oracle.update_trial, request.trial_id, request.metrics,
+                                  step=request.step)
+            response = protos.get_service().UpdateTrialResponse(trial=self.protos.to_proto(trial))
         self._notify()
         return response
 
@@ -314,7 +320,8 @@ class ChiefServicer:
         with self.oracle_lock():
             self._refuse_unless_held(context, trial_id, "result")
             try:
-                self._guarded(context, self._base.EndTrial, request, context)
+                ended = self.protos.from_proto(request.trial, self.oracle.trials.get(trial_id))
+                self._guarded(context, self.oracle.end_trial, ended)
             except RuntimeError as exc:
                 if "consecutive failures" not in str(exc):
                     raise
@@ -334,18 +341,27 @@ class ChiefServicer:
                 self.leases.release(trial_id)
         trial = self.oracle.trials.get(trial_id)
         status = trial.status if trial is not None else trial_module.TrialStatus.from_proto(request.trial.status)
+        if status != trial_module.TrialStatus.RUNNING:
+            self.protos.forget(trial_id)
         self.book.trial_ended(trial_id, status)
         self._notify()
         return protos.get_service().EndTrialResponse()
 
     def GetTrial(self, request, context):
-        return self._guarded(context, self._base.GetTrial, request, context)
+        from keras_tuner.src import protos
+
+        with self.oracle_lock():
+            trial = self._guarded(context, self.oracle.get_trial, request.trial_id)
+            return protos.get_service().GetTrialResponse(trial=self.protos.to_proto(trial))
 
     def GetBestTrials(self, request, context):
+        from keras_tuner.src import protos
+
         # Under the lock: Keras Tuner's get_best_trials is not synchronized, and a trial being
         # ended has its status before its score (sorting it would raise).
         with self.oracle_lock():
-            return self._guarded(context, self._base.GetBestTrials, request, context)
+            trials = self._guarded(context, self.oracle.get_best_trials, request.num_trials)
+            return protos.get_service().GetBestTrialsResponse(trials=[self.protos.to_proto(t) for t in trials])
 
     # --- search state ---------------------------------------------------------------------
     def search_complete(self) -> bool:
