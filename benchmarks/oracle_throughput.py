@@ -9,8 +9,9 @@ can (a trial that does no training), one row per server and sequence:
   EndTrial, GetBestTrials;
 - `tunecluster`: tunecluster's chief, the same sequence plus a Heartbeat (with the token checked
   on every call): what a plain Keras Tuner worker does against tunecluster;
-- `tunecluster_work`: tunecluster's chief, its own worker's sequence: NextWork, Heartbeat,
-  WorkDone (with a result like a real worker's);
+- `tunecluster_work`: tunecluster's chief, its own worker's sequence: Heartbeat, then WorkDone
+  (with a result like a real worker's) whose answer carries the next unit (NextWork only when it
+  does not);
 - `grpc_empty`: a Python gRPC server whose handler does nothing, called once per "trial" with the
   same clients: the ceiling of Python gRPC on this machine (clients and server share its cores).
 Prints RPC/s, trials/s and p50/p99 latency per RPC type; figures `rpc_per_s`, `trials_per_s` and
@@ -148,21 +149,26 @@ def client_main(kind: str, address: str, threads: int, prefix: str, seconds: flo
                 timed("Empty", lambda: empty(b"x" * 64, timeout=60))
                 if time.time() >= measure_from:
                     trials += 1
+        unit = None  # the next unit, sent with the last WorkDone's answer (as the worker asks)
         while kind == "tunecluster_work" and time.time() < stop_at:
-            unit = timed("NextWork", lambda: control.call("NextWork", tuner_id=tuner_id))
+            if unit is None:
+                unit = timed("NextWork", lambda: control.call("NextWork", tuner_id=tuner_id))
             if unit.get("status") != "RUNNING":
+                unit = None
                 continue
+            key = unit["key"]
             timed("Heartbeat", lambda: control.call("Heartbeat", tuner_id=tuner_id, state="running",
-                                                    work=unit["key"], trial=unit["key"].split("#")[0]))
+                                                    work=key, trial=key.split("#")[0]))
             values = unit["trial"]["hyperparameters"]["values"]
             result = {"values": values, "best": {"val_accuracy": 0.5, "val_loss": 0.7},
                       "last": {"val_accuracy": 0.5, "val_loss": 0.7}, "best_epoch": 0, "last_epoch": 0,
                       "epochs": 1, "degenerate": False, "weights": None, "duration_s": 0.0,
                       "timing": {"build_s": 0.0, "fit_s": 0.0, "check_s": 0.0, "save_s": 0.0}}
-            reply = timed("WorkDone", lambda: control.call("WorkDone", tuner_id=tuner_id, key=unit["key"],
-                                                           ok=True, result=result))
+            reply = timed("WorkDone", lambda: control.call("WorkDone", tuner_id=tuner_id, key=key,
+                                                           ok=True, result=result, next=True))
             if reply.get("accepted") and time.time() >= measure_from:
                 trials += 1
+            unit = reply.get("next")
         while kind in ("keras_tuner", "tunecluster") and time.time() < stop_at:
             trial = timed("CreateTrial", lambda: stub.CreateTrial(
                 service.CreateTrialRequest(tuner_id=tuner_id), timeout=60, wait_for_ready=True)).trial

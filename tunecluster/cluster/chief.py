@@ -425,7 +425,12 @@ class ControlService:
         return self.servicer.work.next_work(request)
 
     def WorkDone(self, request: dict) -> dict:
-        return self.servicer.work.work_done(request)
+        """A training's result; with `next`, the answer also carries the worker's next unit (what
+        NextWork would answer), saving the worker a round trip per training."""
+        reply = self.servicer.work.work_done(request)
+        if request.get("next") and reply.get("accepted"):
+            reply["next"] = self.servicer.work.next_work({"tuner_id": request.get("tuner_id")})
+        return reply
 
     def Finish(self, request: dict) -> dict:
         tuner_id = str(request.get("tuner_id"))
@@ -501,6 +506,10 @@ class Chief:
     def _make_oracle(self):
         keras_shim.install()
         import keras_tuner.src.utils as kt_utils
+
+        from tunecluster.tuning import fast_hp
+
+        fast_hp.install()  # every CreateTrial copies the space
 
         from tunecluster.tuning.oracles import build_oracle
 
@@ -741,8 +750,8 @@ class Chief:
                 except Exception:  # never let the writer kill the chief
                     log.exception("could not write progress")
                 # coalesce bursts of updates; a long write (many trials) spaces the next ones
-                # out so that the writer never takes more than about a third of the chief's time
-                self._stop.wait(min(2.0, max(0.3, 2 * (time.monotonic() - started))))
+                # out so that the writer never takes more than about a fifth of the chief's time
+                self._stop.wait(min(5.0, max(0.3, 4 * (time.monotonic() - started))))
 
     # --- main loop --------------------------------------------------------------------------
     def _lease_loop(self) -> None:

@@ -13,7 +13,8 @@ generated code), so they never disturb Keras Tuner's own protos:
                 same trials as a single-process Keras Tuner run
 - `NextWork`    the next training for a worker: an execution of a trial, or a confirmation run
                 (with its seed), or IDLE / STOPPED (see `work_service`)
-- `WorkDone`    a training's result (both epoch scores, weights file) or its error
+- `WorkDone`    a training's result (both epoch scores, weights file) or its error; with `next`,
+                the answer also carries the worker's next unit (one round trip per training)
 - `Finish`      a worker that got STOPPED asks whether it should export the best model
 - `ExportDone`  the exporting worker is done (or failed), the chief may exit
 - `Status`      the chief's progress snapshot (same content as progress.json)

@@ -16,7 +16,7 @@ import math
 import statistics
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Optional
 
 from tunecluster.tuning.seeds import CONFIRM, SEARCH, training_seed
@@ -38,6 +38,9 @@ class Unit:
     attempts: int = 0
     result: Optional[dict] = None
     error: Optional[str] = None
+
+
+UNIT_FIELDS = tuple(f.name for f in fields(Unit))
 
 
 def unit_key(kind: str, trial_id: str, index: int) -> str:
@@ -190,7 +193,8 @@ class Board:
             head = {"experiment_seed": self.experiment_seed, "executions": self.executions, "units": None,
                     "order": list(self.order), "confirm_started": self.confirm_started,
                     "confirm_trials": list(self.confirm_trials)}
-        head["units"] = [asdict(u) for u in units]
+        # shallow: dataclasses.asdict deep-copies every result (most of the chief's writer time)
+        head["units"] = [{name: getattr(u, name) for name in UNIT_FIELDS} for u in units]
         return head
 
     @classmethod

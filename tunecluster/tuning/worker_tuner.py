@@ -251,23 +251,30 @@ class ClusterTuner(kt.Tuner):
             raise RuntimeError("ClusterTuner needs the chief's control channel (control=...)")
         backoff = Backoff(maximum=self._idle_backoff_max)
         self.on_search_begin()
+        answer = None  # the next unit, when the chief sent it with the last WorkDone's answer
         while not self.stop_requested.is_set():
-            answer = self._control("NextWork", tuner_id=self.tuner_id)
+            if answer is None:
+                answer = self._control("NextWork", tuner_id=self.tuner_id)
             status = answer.get("status")
             if status == "STOPPED":
                 break
             if status != "RUNNING":
+                answer = None
                 self._report(state="idle", trial=None, work=None)
                 self.stop_requested.wait(backoff.next())
                 continue
             backoff.reset()
             if self.stop_requested.is_set():  # SIGTERM while the request was on its way
                 raise TrialInterrupted(answer["key"])
-            self._run_unit(answer)
+            answer = self._run_unit(answer)
+        if answer is not None and answer.get("status") == "RUNNING":
+            raise TrialInterrupted(answer["key"])  # handed out with the last result: give it back
         self._report(state="stopped", trial=None, work=None)
         self.on_search_end()
 
-    def _run_unit(self, unit: dict) -> None:
+    def _run_unit(self, unit: dict) -> Optional[dict]:
+        """Train `unit` and report it; returns the next unit when the chief sent it with its
+        answer (one round trip per training instead of two), else None."""
         key, kind = unit["key"], unit["kind"]
         trial = trial_module.Trial.from_state(unit["trial"])
         self.current_trial = key
@@ -291,24 +298,33 @@ class ClusterTuner(kt.Tuner):
             else:
                 if key in self._lost:
                     raise LeaseLost(key)
-                reply = self._control("WorkDone", tuner_id=self.tuner_id, key=key, ok=True, result=result)
+                # new hyperparameters (a conditional layer) must reach the chief before it
+                # suggests the next trial: then the next unit is asked for separately
+                space_grew = kind == "search" and self._space_grew(trial.hyperparameters)
+                reply = self._control("WorkDone", tuner_id=self.tuner_id, key=key, ok=True, result=result,
+                                      next=not space_grew and not self.stop_requested.is_set())
                 if kind == "search":
                     self._send_space(trial.hyperparameters)
             if reply is not None and not reply.get("accepted", True):
                 raise LeaseLost(reply.get("reason", key))
             self.trials_run += 1
             self._report(state="between trials", trial=None, work=None)
+            return (reply or {}).get("next")
         except LeaseLost as exc:
             self.trials_lost += 1
             self._log(f"{key} was taken back by the chief ({exc}); asking for fresh work")
             self._report(state="lost trial", trial=None, work=None)
+            return None
         finally:
             if not self.stop_requested.is_set():
                 self.current_trial = None
 
+    def _space_grew(self, hyperparameters) -> bool:
+        return self._set_space is not None and len(hyperparameters.space) != self._space_size
+
     def _send_space(self, hyperparameters) -> None:
         """Hyperparameters first seen in this trial reach the chief, in declaration order."""
-        if self._set_space is not None and len(hyperparameters.space) != self._space_size:
+        if self._space_grew(hyperparameters):
             self._space_size = len(hyperparameters.space)
             self._set_space(hyperparameters.get_config())
 
