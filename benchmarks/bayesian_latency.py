@@ -6,13 +6,14 @@ range of Pima's validation accuracy) and the time of `create_trial` (a Gaussian-
 suggestion, `num_initial_points=10`) is taken at 50, 100, 300 and 1000 completed trials. Keras
 Tuner's oracle runs in a child process with a time budget per level (`--kt-budget`).
 
-Part 2: with 300 completed trials, each server (tunecluster's chief servicer on its thread pool;
-Keras Tuner's `OracleServicer` on its one-thread server) serves real gRPC in this process while
-one client asks for suggestions back to back and 8 clients repeat UpdateTrial, GetBestTrials
-(and tunecluster's Heartbeat); the latency of those other calls is recorded while a suggestion is
-being computed, and of the same calls while none is (the baseline: the 8 clients share this
-process, and its interpreter lock, with the server). Figures `suggest_ms_at_300`,
-`other_rpc_p99_ms_during_suggest`.
+Part 2: with 300 completed trials, each server (tunecluster's chief servicer on its thread pool,
+with the chief's per-call speed-ups; Keras Tuner's `OracleServicer` on its one-thread server)
+serves real gRPC in this process to clients in two child processes: one client asks for
+suggestions back to back, and 64 clients (`--clients`) each make a call every 0.25 s
+(`--interval`: UpdateTrial, GetBestTrials and tunecluster's Heartbeat in turn, a busy worker's
+rate). The latency of those other calls is recorded while a suggestion is being computed (a call
+that overlaps a suggestion's computation, by wall clock), and of the same calls while none is (the
+baseline). Figures `suggest_ms_at_300`, `other_rpc_p99_ms_during_suggest`.
 
     python benchmarks/bayesian_latency.py --out benchmarks/results/bayesian_latency.json
 """
@@ -115,41 +116,105 @@ def part1(levels, kt_budget: float, repeats: int) -> dict:
     return results
 
 
-def part2(seconds: float, servers=("keras_tuner", "tunecluster")) -> dict:
-    """Other RPCs while suggestions are computed, both servers in this process over real gRPC."""
+def clients_child(kind: str, address: str, threads: int, seconds: float, interval: float, suggest: bool) -> None:
+    """Runs in a child process: `threads` workers each make one call every `interval` seconds
+    (UpdateTrial, GetBestTrials, and tunecluster's Heartbeat in turn), and one suggester (when
+    `suggest`) asks for trials back to back. Prints the calls as JSON (wall start, wall end, s)."""
+    import grpc
+    from keras_tuner.src import protos
+    from keras_tuner.src.engine import trial as trial_module
+
+    from tunecluster.cluster.control import ControlClient
+
+    service = protos.get_service()
+    stop_at = time.time() + seconds
+    calls: list[tuple[float, float, float]] = []
+    suggestions: list[float] = []
+    lock = threading.Lock()
+
+    def suggester():
+        stub = protos.get_service_grpc().OracleStub(grpc.insecure_channel(address))
+        while time.time() < stop_at:
+            t0 = time.perf_counter()
+            trial = stub.CreateTrial(service.CreateTrialRequest(tuner_id="suggester"), timeout=600).trial
+            suggestions.append(time.perf_counter() - t0)
+            stub.UpdateTrial(service.UpdateTrialRequest(trial_id=trial.trial_id, metrics={"val_accuracy": 0.7}),
+                             timeout=600)
+            trial.status = trial_module.TrialStatus.to_proto("COMPLETED")
+            stub.EndTrial(service.EndTrialRequest(trial=trial), timeout=600)
+
+    def other(index):
+        channel = grpc.insecure_channel(address)
+        stub = protos.get_service_grpc().OracleStub(channel)
+        control = ControlClient(channel, timeout=600) if kind == "tunecluster" else None
+        mine = stub.CreateTrial(service.CreateTrialRequest(tuner_id=f"other{index}"), timeout=600,
+                                wait_for_ready=True).trial.trial_id
+        options = [lambda: stub.UpdateTrial(service.UpdateTrialRequest(trial_id=mine, metrics={"val_accuracy": 0.7}),
+                                            timeout=600),
+                   lambda: stub.GetBestTrials(service.GetBestTrialsRequest(num_trials=1), timeout=600)]
+        if control is not None:
+            options.append(lambda: control.call("Heartbeat", tuner_id=f"other{index}", state="running"))
+        time.sleep(interval * index / threads)  # spread the clients over the interval
+        turn = 0
+        while time.time() < stop_at:
+            started, t0 = time.time(), time.perf_counter()
+            options[turn % len(options)]()
+            elapsed = time.perf_counter() - t0
+            with lock:
+                calls.append((started, time.time(), elapsed))
+            turn += 1
+            time.sleep(max(0.0, interval - elapsed))
+
+    pool = [threading.Thread(target=other, args=(i,)) for i in range(threads)]
+    if suggest:
+        time.sleep(1.0)  # the other clients' first CreateTrial first
+        pool.append(threading.Thread(target=suggester))
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    print(json.dumps({"calls": calls, "suggestions": suggestions}))
+
+
+def part2(seconds: float, servers=("keras_tuner", "tunecluster"), clients: int = 64, interval: float = 0.25,
+          processes: int = 2) -> dict:
+    """Other RPCs while suggestions are computed: each server in this process over real gRPC,
+    its clients in child processes (they do not share the server's interpreter)."""
     from concurrent import futures
 
     import grpc
     from keras_tuner.src import protos
     from keras_tuner.src.distribute.oracle_chief import OracleServicer
-    from keras_tuner.src.engine import trial as trial_module
 
+    from tunecluster.cluster import oracle_speedups
     from tunecluster.cluster.chief import ChiefServicer, ControlService, SearchBook
-    from tunecluster.cluster.control import ControlClient, control_handler
+    from tunecluster.cluster.control import control_handler
     from tunecluster.cluster.leases import Leases
     from tunecluster.cluster.local import free_port
+    from tunecluster.tuning.fast_oracles import oracle_lock
 
-    service = protos.get_service()
     out = {}
     for kind in servers:
         oracle = make_oracle(kind)
         fill_to(oracle, 300)
-        busy = threading.Event()
+        busy: list[list[float]] = []  # wall-clock [start, end] of each suggestion's computation
         hook = "_compute" if kind == "tunecluster" else "populate_space"
         original = getattr(oracle, hook)
 
         def marked(*args, _original=original, **kwargs):
-            busy.set()
+            span = [time.time(), float("inf")]
+            busy.append(span)
             try:
                 return _original(*args, **kwargs)
             finally:
-                busy.clear()
+                span[1] = time.time()
 
         setattr(oracle, hook, marked)
-        if kind == "tunecluster":
+        if kind == "tunecluster":  # as the chief serves it (its per-call speed-ups installed)
+            oracle_speedups.install(oracle, lambda o=oracle: oracle_lock(o))
             book = SearchBook()
             servicer = ChiefServicer(oracle, book, 0.0, Leases(300))
-            server = grpc.server(futures.ThreadPoolExecutor(max_workers=12))
+            server = grpc.server(futures.ThreadPoolExecutor(max_workers=2 * clients + 4))
             server.add_generic_rpc_handlers((control_handler(ControlService(servicer, book, lambda: {})),))
         else:
             servicer = OracleServicer(oracle)
@@ -158,53 +223,22 @@ def part2(seconds: float, servers=("keras_tuner", "tunecluster")) -> dict:
         port = free_port()
         server.add_insecure_port(f"127.0.0.1:{port}")
         server.start()
-        address = f"127.0.0.1:{port}"
-        stop = threading.Event()
-        during: list[float] = []
-        outside: list[float] = []  # the same calls while no suggestion runs: the baseline
-        suggestions: list[float] = []
-        lock = threading.Lock()
-
-        def suggester():
-            stub = protos.get_service_grpc().OracleStub(grpc.insecure_channel(address))
-            while not stop.is_set():
-                t0 = time.perf_counter()
-                trial = stub.CreateTrial(service.CreateTrialRequest(tuner_id="suggester"), timeout=600).trial
-                suggestions.append(time.perf_counter() - t0)
-                stub.UpdateTrial(service.UpdateTrialRequest(trial_id=trial.trial_id, metrics={"val_accuracy": 0.7}),
-                                 timeout=600)
-                trial.status = trial_module.TrialStatus.to_proto("COMPLETED")
-                stub.EndTrial(service.EndTrialRequest(trial=trial), timeout=600)
-
-        def other(index):
-            channel = grpc.insecure_channel(address)
-            stub = protos.get_service_grpc().OracleStub(channel)
-            control = ControlClient(channel, timeout=600) if kind == "tunecluster" else None
-            mine = stub.CreateTrial(service.CreateTrialRequest(tuner_id=f"other{index}"), timeout=600).trial.trial_id
-            while not stop.is_set():
-                calls = [lambda: stub.UpdateTrial(service.UpdateTrialRequest(trial_id=mine, metrics={"val_accuracy": 0.7}),
-                                                  timeout=600),
-                         lambda: stub.GetBestTrials(service.GetBestTrialsRequest(num_trials=1), timeout=600)]
-                if control is not None:
-                    calls.append(lambda: control.call("Heartbeat", tuner_id=f"other{index}", state="idle"))
-                for call in calls:
-                    was_busy = busy.is_set()
-                    t0 = time.perf_counter()
-                    call()
-                    elapsed = time.perf_counter() - t0
-                    with lock:
-                        (during if was_busy or busy.is_set() else outside).append(elapsed)
-                time.sleep(0.01)
-
-        threads = [threading.Thread(target=suggester)] + [threading.Thread(target=other, args=(i,)) for i in range(8)]
-        for thread in threads:
-            thread.start()
-        time.sleep(seconds)
-        stop.set()
-        for thread in threads:
-            thread.join(600)
+        shares = [clients // processes + (1 if i < clients % processes else 0) for i in range(processes)]
+        runs = [subprocess.Popen([sys.executable, __file__, "--clients-child", kind, f"127.0.0.1:{port}", str(share),
+                                  str(seconds), str(interval), "1" if i == 0 else "0"], stdout=subprocess.PIPE, text=True)
+                for i, share in enumerate(shares)]
+        calls, suggestions = [], []
+        for run in runs:
+            text, _ = run.communicate(timeout=seconds + 900)
+            result = json.loads(text.strip().splitlines()[-1])
+            calls += result["calls"]
+            suggestions += result["suggestions"]
         server.stop(0)
-        out[kind] = {"suggestions": len(suggestions), "suggest_p50_ms": 1000 * percentile(suggestions, 50),
+        spans = [(a, b) for a, b in busy]
+        during = [s for t0, t1, s in calls if any(a < t1 and t0 < b for a, b in spans)]
+        outside = [s for t0, t1, s in calls if not any(a < t1 and t0 < b for a, b in spans)]
+        out[kind] = {"clients": clients, "interval_s": interval, "suggestions": len(suggestions),
+                     "suggest_p50_ms": 1000 * percentile(suggestions, 50),
                      "other_calls_during_suggest": len(during),
                      "other_rpc_p50_ms_during_suggest": 1000 * percentile(during, 50),
                      "other_rpc_p99_ms_during_suggest": 1000 * percentile(during, 99),
@@ -219,11 +253,18 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         child_levels(sys.argv[2], [int(n) for n in sys.argv[3].split(",")], int(sys.argv[4]))
         return
+    if len(sys.argv) > 1 and sys.argv[1] == "--clients-child":
+        kind, address, threads, seconds, interval, suggest = sys.argv[2:8]
+        clients_child(kind, address, int(threads), float(seconds), float(interval), suggest == "1")
+        return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--levels", default=",".join(map(str, LEVELS)))
     parser.add_argument("--repeats", type=int, default=5, help="tunecluster suggestions per level")
     parser.add_argument("--kt-budget", type=float, default=150.0, help="seconds per level for Keras Tuner")
     parser.add_argument("--seconds", type=float, default=20.0, help="part 2 duration per server")
+    parser.add_argument("--clients", type=int, default=64, help="part 2: clients making other calls")
+    parser.add_argument("--interval", type=float, default=0.25, help="part 2: seconds between a client's calls")
+    parser.add_argument("--skip-part1", action="store_true")
     parser.add_argument("--part2-servers", default="keras_tuner,tunecluster",
                         help="servers measured in part 2 (Keras Tuner's needs minutes per suggestion on a busy machine)")
     parser.add_argument("--out", type=Path)
@@ -233,14 +274,14 @@ def main() -> None:
     keras_shim.install()
     before = machine()
     levels = [int(n) for n in args.levels.split(",")]
-    latency = part1(levels, args.kt_budget, args.repeats)
+    latency = {"tunecluster": {}, "keras_tuner": {}} if args.skip_part1 else part1(levels, args.kt_budget, args.repeats)
     rows = []
     for n in levels:
         tc, kt_row = latency["tunecluster"].get(n, {}), latency["keras_tuner"].get(n, {})
         rows.append([n, tc.get("median_ms", float("nan")), tc.get("max_ms", float("nan")),
                      kt_row.get("median_ms", f"> {args.kt_budget:.0f} s budget")])
     table(["completed", "tunecluster ms (median)", "tunecluster ms (max)", "Keras Tuner ms"], rows)
-    during = part2(args.seconds, args.part2_servers.split(","))
+    during = part2(args.seconds, args.part2_servers.split(","), args.clients, args.interval)
     table(["server", "suggestions", "suggest p50 ms", "other RPCs during", "other p50 ms", "other p99 ms",
            "p50 ms, no suggestion", "p99 ms, no suggestion"],
           [[k, v["suggestions"], v["suggest_p50_ms"], v["other_calls_during_suggest"],
