@@ -1,6 +1,8 @@
 """The chief: runs the spec's Keras Tuner oracle behind a multi-threaded gRPC server.
 
-It reuses Keras Tuner's `OracleServicer`, protos and oracles, and adds what the stock chief lacks:
+It reuses Keras Tuner's protos, oracles and `OracleServicer` (answers built from a per-trial proto
+cache, `trial_protos`; the oracle's per-call work made cheaper with the same results,
+`oracle_speedups`), and adds what the stock chief lacks:
 a thread pool instead of one thread, no TensorFlow import (see `keras_shim`), a token on the port
 (and optional TLS, see `security`), trial leases renewed by heartbeats (an expired lease puts the
 trial back in the queue and the old holder's late result is refused, see `leases`), oracle locks
