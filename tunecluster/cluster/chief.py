@@ -503,6 +503,7 @@ class Chief:
         self._oracle_dirty = threading.Event()
         self._save_oracle_now = None  # the oracle's own save (its `save` only marks it dirty)
         self._trial_writes = None  # running trials' trial.json, written by the state writer
+        self._rows_cache: dict = {}  # results.json rows of unchanged trials, between writes
 
     # --- setup ----------------------------------------------------------------------------
     def _make_oracle(self):
@@ -736,7 +737,8 @@ class Chief:
         snap["finished"] = finished
         with self.book.lock:
             meta = {trial_id: dict(entry) for trial_id, entry in self.book.trial_meta.items()}
-        document = results_document(self.spec, view, meta, finished, work=self.servicer.work)
+        document = results_document(self.spec, view, meta, finished, work=self.servicer.work,
+                                    rows_cache=self._rows_cache)
         board = self.servicer.work.board.to_dict()
         write_json(self.run.work, board, compact=not final, fsync=final)
         write_json(self.run.progress, snap, compact=not final, fsync=final)

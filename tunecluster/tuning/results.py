@@ -81,8 +81,13 @@ def _executions(work, trial_id: str, objective: str) -> tuple[list[dict], dict]:
     return rows, summary
 
 
-def results_document(spec, oracle, trial_meta: dict, finished: bool, work=None) -> dict:
-    """The content of results.json, from the oracle's trials and the chief's bookkeeping."""
+def results_document(spec, oracle, trial_meta: dict, finished: bool, work=None,
+                     rows_cache: Optional[dict] = None) -> dict:
+    """The content of results.json, from the oracle's trials and the chief's bookkeeping.
+
+    `rows_cache` (the chief's, kept between its writes): a trial's row is built again only when
+    something it shows changed (status, score, bookkeeping, executions); the rows of ended trials
+    are otherwise reused, so that a write costs little more than the JSON encoding."""
     rows = []
     confirmed = {r["trial_id"]: r for r in work.confirmed_ranking()} if work is not None else {}
     degenerate = set(work.degenerate_trials()) if work is not None else set()
@@ -90,36 +95,24 @@ def results_document(spec, oracle, trial_meta: dict, finished: bool, work=None) 
     for trial_id in sorted(oracle.trials, key=lambda t: (len(t), t)):
         trial = oracle.trials[trial_id]
         meta = trial_meta.get(trial_id, {})
-        message = meta.get("message") or trial.message
+        units = work.board.of_trial(trial_id) if work is not None else []
         status = trial.status
         if status == "RUNNING" and trial_id in queued:
-            status = "QUEUED"  # taken back from a worker (lease expired, released), waiting for the next
-        executions, summary = _executions(work, trial_id, spec.tuner.objective)
-        # who ran it: the workers of its finished executions (a unit taken back from a lost worker
-        # counts for the worker that finished it), else whoever holds it now
-        workers = (sorted({e["worker"] for e in executions if e["worker"] and e["state"] == "done"})
-                   or sorted({e["worker"] for e in executions if e["worker"]}))
-        rows.append({
-            "trial_id": trial_id,
-            "status": status,
-            "score": _clean(trial.score),
-            "best_step": trial.best_step,
-            "hyperparameters": dict(trial.hyperparameters.values),
-            "worker": ", ".join(workers) if workers else meta.get("worker"),
-            "started": _iso(meta.get("started")),
-            "ended": _iso(meta.get("ended")),
-            "duration_s": (round(meta["ended"] - meta["started"], 3)
-                           if meta.get("ended") and meta.get("started") else None),
-            "error_type": meta.get("error_type"),
-            "message": message,
-            "requeues": meta.get("requeues", 0),
-            "score_best_epoch": _clean(summary.get("score_best_epoch")),
-            "score_last_epoch": _clean(summary.get("score_last_epoch")),
-            "score_std": _clean(summary.get("score_std")),
-            "degenerate": trial_id in degenerate,
-            "executions": executions,
-            "confirmed": _confirmed_row(confirmed.get(trial_id)),
-        })
+            status = "QUEUED"  # taken back from a lost worker (lease expired, released), waiting for the next
+        key = (status, trial.score, trial.best_step, trial.message, id(trial.hyperparameters),
+               len(trial.hyperparameters.values), tuple(sorted(meta.items())),
+               tuple((u.key, u.state, u.worker, id(u.result), u.error) for u in units))
+        cached = rows_cache.get(trial_id) if rows_cache is not None else None
+        if cached is not None and cached[0] == key:
+            row = dict(cached[1])
+        else:
+            row = _row(spec, trial, trial_id, status, meta, work)
+            if rows_cache is not None:
+                rows_cache[trial_id] = (key, row)
+            row = dict(row)
+        row["degenerate"] = trial_id in degenerate
+        row["confirmed"] = _confirmed_row(confirmed.get(trial_id))
+        rows.append(row)
     best = best_trial_summary(oracle)
     return {
         "experiment": spec.name,
@@ -135,6 +128,36 @@ def results_document(spec, oracle, trial_meta: dict, finished: bool, work=None) 
         "confirmation": _confirmation(spec, work, confirmed),
         "warnings": list(work.warnings) if work is not None else [],
         "trials": rows,
+    }
+
+
+def _row(spec, trial, trial_id: str, status: str, meta: dict, work) -> dict:
+    message = meta.get("message") or trial.message
+    executions, summary = _executions(work, trial_id, spec.tuner.objective)
+    # who ran it: the workers of its finished executions (a unit taken back from a lost worker
+    # counts for the worker that finished it), else whoever holds it now
+    workers = (sorted({e["worker"] for e in executions if e["worker"] and e["state"] == "done"})
+               or sorted({e["worker"] for e in executions if e["worker"]}))
+    return {
+        "trial_id": trial_id,
+        "status": status,
+        "score": _clean(trial.score),
+        "best_step": trial.best_step,
+        "hyperparameters": dict(trial.hyperparameters.values),
+        "worker": ", ".join(workers) if workers else meta.get("worker"),
+        "started": _iso(meta.get("started")),
+        "ended": _iso(meta.get("ended")),
+        "duration_s": (round(meta["ended"] - meta["started"], 3)
+                       if meta.get("ended") and meta.get("started") else None),
+        "error_type": meta.get("error_type"),
+        "message": message,
+        "requeues": meta.get("requeues", 0),
+        "score_best_epoch": _clean(summary.get("score_best_epoch")),
+        "score_last_epoch": _clean(summary.get("score_last_epoch")),
+        "score_std": _clean(summary.get("score_std")),
+        "degenerate": False,
+        "executions": executions,
+        "confirmed": None,
     }
 
 
