@@ -121,8 +121,9 @@ def test_a_running_trials_file_waits_for_the_writer_and_an_ended_one_does_not(tm
 
 
 def test_the_state_writer_keeps_up_while_handlers_add_trials(tmp_path, caplog):
-    """Handlers create and end trials while the writer writes: no write fails, and every trial
-    that oracle.json names has its trial.json (the chief reloads from them)."""
+    """Handlers create and end trials while the writer writes: no write fails, every trial that
+    oracle.json names has its trial.json (the chief reloads from them), and the results rows
+    reused between writes equal rows built from scratch."""
     from tunecluster.cluster.chief import Chief, ControlService
     from tunecluster.cluster.local import free_port
     from tunecluster.cluster.rundir import RunDir
@@ -176,5 +177,12 @@ def test_the_state_writer_keeps_up_while_handlers_add_trials(tmp_path, caplog):
         assert not missing
         results = json.loads(chief.run.results_json.read_text())
         assert len(results["trials"]) == len(chief.oracle.trials)
+        # the rows reused between writes are the rows built from scratch
+        from tunecluster.tuning.results import results_document
+
+        view, meta = chief._oracle_view(), {k: dict(v) for k, v in chief.book.trial_meta.items()}
+        assert chief._rows_cache
+        assert results_document(spec, view, meta, False, chief.servicer.work, rows_cache=chief._rows_cache) == \
+            results_document(spec, view, meta, False, chief.servicer.work)
     finally:
         chief.stop()
