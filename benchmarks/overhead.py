@@ -12,6 +12,10 @@ waiting for work, bookkeeping, the ramp at the start and end).
 
     python benchmarks/overhead.py --out benchmarks/results/overhead.json          # 200 trials
     python benchmarks/overhead.py --trials 20 --out /tmp/overhead-quick.json      # a quick look
+    python benchmarks/overhead.py --seconds 0 --out /tmp/no-training.json          # trials/s, no training
+
+With `--seconds 0` the fit takes no time: `trials_per_s` is then what 2 workers and the chief
+sustain with nothing but Keras' per-model cost and the cluster's own.
 """
 
 from __future__ import annotations
@@ -92,7 +96,9 @@ def main() -> None:
     figures = {
         "benchmark": "overhead", "machine_before": before, "machine_after": machine(),
         "trials": len(trials), "workers": args.workers, "fit_s": args.seconds,
-        "ideal_s": ideal, "search_span_s": span, "overhead_pct": 100.0 * (span / ideal - 1.0),
+        "ideal_s": ideal, "search_span_s": span,
+        "overhead_pct": 100.0 * (span / ideal - 1.0) if ideal else None,  # --seconds 0: no ideal
+        "trials_per_s": len(trials) / span if span else None,
         "up_wall_s": result["wall_s"], "up_to_first_trial_s": first - result["started_at"],
         "exit_after_last_trial_s": result["ended_at"] - last,
         **_exit_breakdown(work / "run", last),
@@ -103,15 +109,17 @@ def main() -> None:
         "orchestration_overhead_pct": (100.0 * (span / (busy / args.workers) - 1.0)) if busy else None,
         "peak_worker_rss_mib": result["peak_rss_mib"],
     }
-    table(["trials", "workers", "ideal s", "span s", "overhead %", "gap ms", "mean trial s", "up s",
+    table(["trials", "workers", "ideal s", "span s", "overhead %", "trials/s", "gap ms", "mean trial s", "up s",
            "exit after last s", "chief exit after export s"],
-          [[len(trials), args.workers, ideal, span, figures["overhead_pct"], figures["mean_gap_between_trials_ms"],
+          [[len(trials), args.workers, ideal, span, figures["overhead_pct"], figures["trials_per_s"],
+            figures["mean_gap_between_trials_ms"],
             figures["mean_trial_s_as_recorded"], result["wall_s"], figures["exit_after_last_trial_s"],
             figures["chief_exit_after_export_s"]]])
     print(f"per training, around fit: {in_training_ms:.1f} ms (build {phases['build_s']:.1f}, "
           f"check {phases['check_s']:.1f}, save {phases['save_s']:.1f}; fit itself {phases['fit_s']:.1f}); "
           f"orchestration alone: {figures['orchestration_overhead_pct']:.2f}%")
-    save(figures, args.out, "overhead" if args.trials == 200 else f"overhead-{args.trials}")
+    name = "overhead" if args.trials == 200 else f"overhead-{args.trials}"
+    save(figures, args.out, name if args.seconds == 0.5 else f"{name}-fit{args.seconds:g}s")
 
 
 if __name__ == "__main__":
