@@ -121,9 +121,10 @@ def test_a_running_trials_file_waits_for_the_writer_and_an_ended_one_does_not(tm
 
 
 def test_the_state_writer_keeps_up_while_handlers_add_trials(tmp_path, caplog):
-    """Handlers create and end trials while the writer writes: no write fails, every trial that
-    oracle.json names has its trial.json (the chief reloads from them), and the results rows
-    reused between writes equal rows built from scratch."""
+    """Handlers create and end trials while the writer writes: no write fails, after each write
+    every trial that work.json names has its trial.json, and so has every trial oracle.json names
+    (a restarted chief reloads from them), and the results rows reused between writes equal rows
+    built from scratch."""
     from tunecluster.cluster.chief import Chief, ControlService
     from tunecluster.cluster.local import free_port
     from tunecluster.cluster.rundir import RunDir
@@ -140,10 +141,17 @@ def test_the_state_writer_keeps_up_while_handlers_add_trials(tmp_path, caplog):
         stop = threading.Event()
         writes, errors = [], []
 
+        project = chief.run.kt_project(spec.name)
+
         def writer():
             while not stop.is_set():
                 try:
                     chief.write_state(final=False)
+                    # what a chief restarted now would read: every trial the board names has its file
+                    named = {u["trial_id"] for u in json.loads(chief.run.work.read_text())["units"]}
+                    missing = sorted(t for t in named if not (project / f"trial_{t}" / "trial.json").exists())
+                    if missing:
+                        errors.append(f"work.json names trials without trial.json: {missing[:5]}")
                 except Exception as exc:  # noqa: BLE001 - the test reports it
                     errors.append(repr(exc))
                 writes.append(1)
@@ -153,13 +161,14 @@ def test_the_state_writer_keeps_up_while_handlers_add_trials(tmp_path, caplog):
                 work = control.NextWork({"tuner_id": name})
                 if work["status"] != "RUNNING":
                     continue
+                stop.wait(0.1)  # a training: the trial stays RUNNING while the writer writes
                 control.WorkDone({"tuner_id": name, "key": work["key"], "ok": True,
                                   "result": {"best": {"val_accuracy": 0.5}, "last": {"val_accuracy": 0.5},
                                              "best_epoch": 0, "last_epoch": 0, "values": {}}})
 
         with caplog.at_level(logging.ERROR, logger="tunecluster.chief"):
             threads = [threading.Thread(target=writer)] + [threading.Thread(target=worker, args=(f"w{i}",))
-                                                            for i in range(3)]
+                                                            for i in range(6)]
             for thread in threads:
                 thread.start()
             threading.Event().wait(6.0)

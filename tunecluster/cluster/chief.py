@@ -731,7 +731,11 @@ class Chief:
         are built from copies, outside the chief's locks, so that no RPC waits for them."""
         from tunecluster.tuning.results import results_document, write_results
 
-        self.flush_oracle(force=final)  # before the board: the board knows every trial it names
+        # The board is read first and written last: a trial gets its units after the oracle
+        # created (and marked) it, so the flush below writes every trial the board names, and
+        # oracle.json too, before the board's file: a restarted chief knows all of them.
+        board = self.servicer.work.board.to_dict()
+        self.flush_oracle(force=final)
         view = self._oracle_view()
         snap = self.snapshot(view)
         snap["finished"] = finished
@@ -739,7 +743,6 @@ class Chief:
             meta = {trial_id: dict(entry) for trial_id, entry in self.book.trial_meta.items()}
         document = results_document(self.spec, view, meta, finished, work=self.servicer.work,
                                     rows_cache=self._rows_cache)
-        board = self.servicer.work.board.to_dict()
         write_json(self.run.work, board, compact=not final, fsync=final)
         write_json(self.run.progress, snap, compact=not final, fsync=final)
         write_results(self.run, document, final=final)
