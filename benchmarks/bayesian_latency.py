@@ -116,7 +116,8 @@ def part1(levels, kt_budget: float, repeats: int) -> dict:
     return results
 
 
-def clients_child(kind: str, address: str, threads: int, seconds: float, interval: float, suggest: bool) -> None:
+def clients_child(kind: str, address: str, threads: int, seconds: float, interval: float, suggest: bool,
+                  offset: int = 0) -> None:
     """Runs in a child process: `threads` workers each make one call every `interval` seconds
     (UpdateTrial, GetBestTrials, and tunecluster's Heartbeat in turn), and one suggester (when
     `suggest`) asks for trials back to back. Prints the calls as JSON (wall start, wall end, s)."""
@@ -144,16 +145,17 @@ def clients_child(kind: str, address: str, threads: int, seconds: float, interva
             stub.EndTrial(service.EndTrialRequest(trial=trial), timeout=600)
 
     def other(index):
+        name = f"other{offset + index}"
         channel = grpc.insecure_channel(address)
         stub = protos.get_service_grpc().OracleStub(channel)
         control = ControlClient(channel, timeout=600) if kind == "tunecluster" else None
-        mine = stub.CreateTrial(service.CreateTrialRequest(tuner_id=f"other{index}"), timeout=600,
+        mine = stub.CreateTrial(service.CreateTrialRequest(tuner_id=name), timeout=600,
                                 wait_for_ready=True).trial.trial_id
         options = [lambda: stub.UpdateTrial(service.UpdateTrialRequest(trial_id=mine, metrics={"val_accuracy": 0.7}),
                                             timeout=600),
                    lambda: stub.GetBestTrials(service.GetBestTrialsRequest(num_trials=1), timeout=600)]
         if control is not None:
-            options.append(lambda: control.call("Heartbeat", tuner_id=f"other{index}", state="running"))
+            options.append(lambda: control.call("Heartbeat", tuner_id=name, state="running"))
         time.sleep(interval * index / threads)  # spread the clients over the interval
         turn = 0
         while time.time() < stop_at:
@@ -197,6 +199,12 @@ def part2(seconds: float, servers=("keras_tuner", "tunecluster"), clients: int =
     for kind in servers:
         oracle = make_oracle(kind)
         fill_to(oracle, 300)
+        # each other client holds a running trial from the start (random values, as in fill_to):
+        # its CreateTrial then returns that trial instead of queueing 64 suggestions at once
+        saved, oracle.num_initial_points = oracle.num_initial_points, 10**9
+        for index in range(clients):
+            oracle.create_trial(f"other{index}")
+        oracle.num_initial_points = saved
         busy: list[list[float]] = []  # wall-clock [start, end] of each suggestion's computation
         hook = "_compute" if kind == "tunecluster" else "populate_space"
         original = getattr(oracle, hook)
@@ -225,7 +233,8 @@ def part2(seconds: float, servers=("keras_tuner", "tunecluster"), clients: int =
         server.start()
         shares = [clients // processes + (1 if i < clients % processes else 0) for i in range(processes)]
         runs = [subprocess.Popen([sys.executable, __file__, "--clients-child", kind, f"127.0.0.1:{port}", str(share),
-                                  str(seconds), str(interval), "1" if i == 0 else "0"], stdout=subprocess.PIPE, text=True)
+                                  str(seconds), str(interval), "1" if i == 0 else "0", str(sum(shares[:i]))],
+                                 stdout=subprocess.PIPE, text=True)
                 for i, share in enumerate(shares)]
         calls, suggestions = [], []
         for run in runs:
@@ -254,8 +263,8 @@ def main() -> None:
         child_levels(sys.argv[2], [int(n) for n in sys.argv[3].split(",")], int(sys.argv[4]))
         return
     if len(sys.argv) > 1 and sys.argv[1] == "--clients-child":
-        kind, address, threads, seconds, interval, suggest = sys.argv[2:8]
-        clients_child(kind, address, int(threads), float(seconds), float(interval), suggest == "1")
+        kind, address, threads, seconds, interval, suggest, offset = sys.argv[2:9]
+        clients_child(kind, address, int(threads), float(seconds), float(interval), suggest == "1", int(offset))
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--levels", default=",".join(map(str, LEVELS)))
@@ -289,12 +298,12 @@ def main() -> None:
             v["other_rpc_p50_ms_outside_suggest"], v["other_rpc_p99_ms_outside_suggest"]] for k, v in during.items()])
     figures = {"benchmark": "bayesian_latency", "machine_before": before, "machine_after": machine(),
                "space": "pima comprehensive, 32 hyperparameters", "levels": latency, "during_suggest": during,
-               "suggest_ms_at_300": latency["tunecluster"].get(300, {}).get("median_ms"),
+               "suggest_ms_at_300": latency["tunecluster"].get(300, {}).get("median_ms"),  # absent with --skip-part1
                "keras_tuner_suggest_ms_at_300": latency["keras_tuner"].get(300, {}).get("median_ms"),
                "other_rpc_p99_ms_during_suggest": during["tunecluster"]["other_rpc_p99_ms_during_suggest"],
                "keras_tuner_other_rpc_p99_ms_during_suggest":
                    during.get("keras_tuner", {}).get("other_rpc_p99_ms_during_suggest")}
-    save(figures, args.out, "bayesian_latency")
+    save(figures, args.out, "bayesian_latency-part2" if args.skip_part1 else "bayesian_latency")
 
 
 if __name__ == "__main__":
