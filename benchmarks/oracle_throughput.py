@@ -199,11 +199,11 @@ def client_main(kind: str, address: str, threads: int, prefix: str, seconds: flo
     print(json.dumps({"latencies": latencies, "trials": counts["trials"]}))
 
 
-def measure(kind: str, clients: int, seconds: float, warmup: float, work: Path, procs: int) -> dict:
+def measure(kind: str, clients: int, seconds: float, warmup: float, work: Path, procs: int, run: int = 0) -> dict:
     from tunecluster.cluster.local import free_port
 
     port = free_port()
-    server = start_server(kind, port, work / f"{kind}-{clients}")
+    server = start_server(kind, port, work / f"{kind}-{clients}-{run}")  # a fresh search each run
     try:
         if kind.startswith("tunecluster"):  # tunecluster's chief learns the space from SetSpace
             from tunecluster.cluster.control import ControlClient
@@ -257,9 +257,9 @@ def main() -> None:
     rows = []
     for clients in [int(c) for c in args.clients.split(",")]:
         runs: dict[str, list[dict]] = {}
-        for _ in range(args.repeats):  # the servers alternate, so that a slow spell hits all of them
+        for run in range(args.repeats):  # the servers alternate, so that a slow spell hits all of them
             for kind in args.servers.split(","):  # side by side at each level
-                r = measure(kind, clients, args.seconds, args.warmup, work, args.client_processes)
+                r = measure(kind, clients, args.seconds, args.warmup, work, args.client_processes, run)
                 runs.setdefault(kind, []).append(r)
                 print(f"{kind:12} {clients:3} clients: {r['rpc_per_s']:8.0f} RPC/s, {r['trials_per_s']:7.1f} trials/s, "
                       f"p99 {r['p99_ms']:.1f} ms", flush=True)

@@ -114,8 +114,11 @@ def test_a_running_trials_file_waits_for_the_writer_and_an_ended_one_does_not(tm
     assert not path.exists()
     writes.write(writes.capture())
     assert json.loads(path.read_text())["status"] == "RUNNING" and writes.pending() == 0
+    oracle.update_trial(trial.trial_id, {"val_accuracy": 0.5}, step=1)
+    captured = writes.capture()  # the writer read the running state...
     trial.status = "COMPLETED"
-    oracle.end_trial(trial)
+    oracle.end_trial(trial)  # ...the trial ended before the writer wrote it...
+    writes.write(captured)  # ...and the older running state is not written over the ended one
     saved = json.loads(path.read_text())
     assert saved["status"] == "COMPLETED" and saved["score"] == 0.5 and writes.pending() == 0
 

@@ -141,7 +141,12 @@ def random_values(oracle) -> Callable[[], dict | None]:
 
 class TrialWrites:
     """`_save_trial`: an ended trial's trial.json is written at once; a running trial is marked,
-    and the chief's state writer writes it (`capture`, then `write`) before the next oracle.json."""
+    and the chief's state writer writes it (`capture`, then `write`) before the next oracle.json.
+
+    A marked trial may end between `capture` and `write`: its EndTrial writes the ended state at
+    once, and the older running state must not land on top of it. `_files` orders the two: a
+    deferred write happens only while the trial is still running, under the same lock that the
+    immediate write takes (the oracle's lock is never taken while holding it)."""
 
     def __init__(self, oracle, lock_of: Callable):
         self.oracle = oracle
@@ -149,12 +154,14 @@ class TrialWrites:
         self.lock_of = lock_of  # a context manager holding the oracle's lock
         self._dirty: dict[str, object] = {}
         self._guard = threading.Lock()
+        self._files = threading.Lock()
 
     def __call__(self, trial) -> None:
         if trial.status != "RUNNING":
             with self._guard:
                 self._dirty.pop(trial.trial_id, None)
-            self.write_now(trial)
+            with self._files:
+                self.write_now(trial)
             return
         with self._guard:
             self._dirty[trial.trial_id] = trial
@@ -163,9 +170,9 @@ class TrialWrites:
         with self._guard:
             return len(self._dirty)
 
-    def capture(self, locked: bool = False) -> list[tuple[str, str]]:
-        """The marked trials as (path, JSON text), each read under the oracle's lock (or with it
-        already held: `locked`); they are no longer marked."""
+    def capture(self, locked: bool = False) -> list[tuple[object, str, str]]:
+        """The marked trials as (trial, path, JSON text), each read under the oracle's lock (or
+        with it already held: `locked`); they are no longer marked."""
         with self._guard:
             dirty, self._dirty = self._dirty, {}
         texts = []
@@ -173,16 +180,17 @@ class TrialWrites:
             with (contextlib.nullcontext() if locked else self.lock_of()):
                 if trial.status != "RUNNING":
                     continue  # ended since: its EndTrial wrote it
-                texts.append((os.path.join(self.oracle._get_trial_dir(trial_id), "trial.json"),
+                texts.append((trial, os.path.join(self.oracle._get_trial_dir(trial_id), "trial.json"),
                               json.dumps(trial.get_state())))
         return texts
 
-    @staticmethod
-    def write(texts: list[tuple[str, str]]) -> None:
+    def write(self, texts: list[tuple[object, str, str]]) -> None:
         from tunecluster.cluster.rundir import write_atomic
 
-        for path, text in texts:
-            write_atomic(path, text, fsync=False)
+        for trial, path, text in texts:
+            with self._files:
+                if trial.status == "RUNNING":  # else its EndTrial wrote a newer state
+                    write_atomic(path, text, fsync=False)
 
 
 def install(oracle, lock_of: Callable) -> TrialWrites:
