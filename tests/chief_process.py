@@ -41,10 +41,14 @@ class ChiefProcess:
             assert self.process.poll() is None, self.log.read_text()
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return self
+                    break
             except OSError:
                 time.sleep(0.1)
-        raise AssertionError(f"chief did not listen: {self.log.read_text()}")
+        else:
+            raise AssertionError(f"chief did not listen: {self.log.read_text()}")
+        while time.time() < deadline and "listening on" not in self.log_text():
+            time.sleep(0.02)  # its log line follows the port's opening
+        return self
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

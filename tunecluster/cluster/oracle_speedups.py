@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import bisect
 import contextlib
-import itertools
 import json
 import os
 import threading
@@ -42,7 +41,7 @@ class ConsecutiveFailures:
         order = oracle.end_order
         if len(order) < self._scanned:  # replaced (a reload): read it again from the start
             self._scanned, self._run, self._tripped = 0, 0, None
-        for trial_id in itertools.islice(order, self._scanned, None):
+        for trial_id in order[self._scanned:]:  # (an islice would walk the scanned ones again)
             trial = oracle.trials[trial_id]
             self._run = self._run + 1 if trial.status == "FAILED" else 0
             if self._run == oracle.max_consecutive_failed_trials and self._tripped is None:
@@ -69,7 +68,12 @@ class BestTrials:
     def _creation_rank(self, trial_id: str) -> int:
         trials = self.oracle.trials
         if trial_id not in self._rank:
-            for known in itertools.islice(trials, len(self._rank), None):
+            unranked = []  # the trials created since the last ranked one, newest first
+            for known in reversed(trials):
+                if known in self._rank:
+                    break
+                unranked.append(known)
+            for known in reversed(unranked):
                 self._rank[known] = len(self._rank)
         return self._rank.get(trial_id, len(trials))
 
@@ -91,7 +95,7 @@ class BestTrials:
         if oracle.trials is not self._trials_dict or len(oracle.end_order) < self._seen:
             self._rebuild()
             return self._ranked
-        for trial_id in itertools.islice(oracle.end_order, self._seen, None):
+        for trial_id in oracle.end_order[self._seen:]:
             trial = oracle.trials.get(trial_id)
             if trial is not None and trial.status == "COMPLETED" and trial.score is not None:
                 key = self._key(trial)
