@@ -1,21 +1,25 @@
-"""Orchestration overhead: N trials whose fit takes a fixed 0.5 s (`sleep_model.py`) on 2 local
-workers. ideal = N x 0.5 s / workers; overhead = wall / ideal - 1, with wall the search's span
-(first trial started to last trial ended, from results.json). Also the end-to-end time of `up`
-and how long after the last trial's end `up` returned (chief exit, export, teardown).
+"""Orchestration overhead, Ray Tune's bookkeeping test scaled to this machine: N trials (200) whose
+training takes a fixed 0.5 s, on 2 local workers; ideal = N x 0.5 s / workers; overhead = wall /
+ideal - 1, with wall the search's span (first trial started to last trial ended, from
+results.json). Two trainers, side by side in one run:
 
-The overhead is split in two from the workers' own timings of each training (results.json,
-`executions[].timing`): `in_training_ms`, what Keras costs per trial around the 0.5 s `fit`
-(clear_session + build + compile, the prediction check, the weights file), and
-`orchestration_overhead_pct`, the span against the trainings' busy time alone (span / (sum of
-training durations / workers) - 1): what the cluster adds between and around trainings (RPCs,
-waiting for work, bookkeeping, the ramp at the start and end).
+- `keras`: the sleep-based hypermodel (`sleep_model.py`): a real one-layer Keras model is built,
+  compiled, checked and (when it can rank, `fit.checkpoints`) saved per trial; its `fit` sleeps.
+- `run_trial`: a `run_trial` function that sleeps (`instant_trial.py`): no model at all, like
+  Ray Tune's test (its trials are functions that sleep).
 
-    python benchmarks/overhead.py --out benchmarks/results/overhead.json          # 200 trials
+For each: the end-to-end time of `up`, how long after the last trial's end `up` returned (chief
+exit, export, teardown), and the overhead split from the workers' own timings of each training
+(results.json, `executions[].timing`): `in_training_ms` around the sleep (for `keras`: the
+hypermodel's own build and compile, the rest of Keras Tuner's build (clear_session, seeds), the
+prediction check, the weights file); `tunecluster_overhead_pct`, the span against the ideal with
+the hypermodel's own build counted as training (what tunecluster adds, Keras' model-building in
+the user's code aside); `orchestration_overhead_pct`, the span against the trainings' busy time
+(RPCs, waiting for work, bookkeeping, the ramp at the start and end).
+
+    python benchmarks/overhead.py --out benchmarks/results/overhead.json          # 200 trials each
     python benchmarks/overhead.py --trials 20 --out /tmp/overhead-quick.json      # a quick look
-    python benchmarks/overhead.py --seconds 0 --out /tmp/no-training.json          # trials/s, no training
-
-With `--seconds 0` the fit takes no time: `trials_per_s` is then what 2 workers and the chief
-sustain with nothing but Keras' per-model cost and the cluster's own.
+    python benchmarks/overhead.py --seconds 0 --trainers keras                    # trials/s, no training
 """
 
 from __future__ import annotations
@@ -57,22 +61,17 @@ def _exit_breakdown(run: Path, last: float) -> dict:
             "chief_exit_after_export_s": chief_done - exported if chief_done and exported else None}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--trials", type=int, default=200)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--seconds", type=float, default=0.5, help="fit time per trial")
-    parser.add_argument("--out", type=Path)
-    args = parser.parse_args()
+def measure(trainer: str, args, work: Path) -> dict:
     from tunecluster.tuning.examples import csv_path
 
-    work = Path(tempfile.mkdtemp(prefix="tunecluster-overhead-"))
-    spec = {"name": "overhead", "hypermodel": f"{HERE / 'sleep_model.py'}:build",
-            "data": {"csv": str(csv_path()), "target": "Outcome"},
+    work.mkdir(parents=True)
+    code = ({"hypermodel": f"{HERE / 'sleep_model.py'}:build"} if trainer == "keras"
+            else {"run_trial": f"{HERE / 'instant_trial.py'}:run_trial"})
+    spec = {"name": "overhead", **code, "data": {"csv": str(csv_path()), "target": "Outcome"},
             "tuner": {"kind": "random", "max_trials": args.trials, "seed": 1},
             "fit": {"epochs": 1, "tensorboard": False}, "cluster": {"workers": args.workers}}
     (work / "spec.yaml").write_text(json.dumps(spec))
-    os.environ["SLEEP_MODEL_SECONDS"] = str(args.seconds)
+    os.environ["SLEEP_MODEL_SECONDS"] = os.environ["INSTANT_TRIAL_SECONDS"] = str(args.seconds)
     before = machine()
     result = run_up(["-f", "spec.yaml"], work / "run", work)
     trials = [t for t in result["document"]["trials"] if t["status"] == "COMPLETED"]
@@ -89,15 +88,18 @@ def main() -> None:
         spans.sort()
         gaps += [b[0] - a[1] for a, b in zip(spans, spans[1:])]
     executions = [e for t in trials for e in t.get("executions") or [] if e.get("timing")]
-    phases = {name: 1000 * sum(e["timing"][name] for e in executions) / max(1, len(executions))
-              for name in ("build_s", "fit_s", "check_s", "save_s")}
+    phases = {name: 1000 * sum(e["timing"].get(name, 0.0) for e in executions) / max(1, len(executions))
+              for name in ("build_s", "hypermodel_s", "fit_s", "check_s", "save_s")}
     busy = sum(e["duration_s"] for e in executions)
     in_training_ms = 1000 * busy / max(1, len(executions)) - phases["fit_s"]
-    figures = {
-        "benchmark": "overhead", "machine_before": before, "machine_after": machine(),
+    saved = sum(1 for e in executions if e.get("weights"))
+    user_ideal = ideal + len(trials) * phases["hypermodel_s"] / 1000 / args.workers
+    return {
+        "trainer": trainer, "machine_before": before, "machine_after": machine(),
         "trials": len(trials), "workers": args.workers, "fit_s": args.seconds,
         "ideal_s": ideal, "search_span_s": span,
         "overhead_pct": 100.0 * (span / ideal - 1.0) if ideal else None,  # --seconds 0: no ideal
+        "tunecluster_overhead_pct": 100.0 * (span / user_ideal - 1.0) if user_ideal else None,
         "trials_per_s": len(trials) / span if span else None,
         "up_wall_s": result["wall_s"], "up_to_first_trial_s": first - result["started_at"],
         "exit_after_last_trial_s": result["ended_at"] - last,
@@ -106,18 +108,37 @@ def main() -> None:
         "mean_gap_between_trials_ms": 1000 * sum(gaps) / max(1, len(gaps)),
         "in_training_ms": in_training_ms,
         "in_training_phases_ms": {k[:-2]: v for k, v in phases.items()},
+        "weights_files_written": saved,
         "orchestration_overhead_pct": (100.0 * (span / (busy / args.workers) - 1.0)) if busy else None,
         "peak_worker_rss_mib": result["peak_rss_mib"],
     }
-    table(["trials", "workers", "ideal s", "span s", "overhead %", "trials/s", "gap ms", "mean trial s", "up s",
-           "exit after last s", "chief exit after export s"],
-          [[len(trials), args.workers, ideal, span, figures["overhead_pct"], figures["trials_per_s"],
-            figures["mean_gap_between_trials_ms"],
-            figures["mean_trial_s_as_recorded"], result["wall_s"], figures["exit_after_last_trial_s"],
-            figures["chief_exit_after_export_s"]]])
-    print(f"per training, around fit: {in_training_ms:.1f} ms (build {phases['build_s']:.1f}, "
-          f"check {phases['check_s']:.1f}, save {phases['save_s']:.1f}; fit itself {phases['fit_s']:.1f}); "
-          f"orchestration alone: {figures['orchestration_overhead_pct']:.2f}%")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--trials", type=int, default=200)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=0.5, help="training time per trial (a sleep)")
+    parser.add_argument("--trainers", default="keras,run_trial", help="keras, run_trial or both")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="tunecluster-overhead-"))
+    rows = [measure(trainer, args, work / trainer) for trainer in args.trainers.split(",")]
+    table(["trainer", "trials", "workers", "ideal s", "span s", "overhead %", "tunecluster's %", "trials/s",
+           "gap ms", "up s", "exit after last s"],
+          [[r["trainer"], r["trials"], r["workers"], r["ideal_s"], r["search_span_s"], r["overhead_pct"],
+            r["tunecluster_overhead_pct"], r["trials_per_s"], r["mean_gap_between_trials_ms"], r["up_wall_s"],
+            r["exit_after_last_trial_s"]] for r in rows])
+    for r in rows:
+        p = r["in_training_phases_ms"]
+        print(f"{r['trainer']}: per training around the sleep {r['in_training_ms']:.1f} ms (build {p['build']:.1f}, "
+              f"of it the hypermodel's own {p['hypermodel']:.1f}; check {p['check']:.1f}, save {p['save']:.1f}; "
+              f"{r['weights_files_written']} weights files); orchestration alone: "
+              f"{r['orchestration_overhead_pct']:.2f}%")
+    figures = {"benchmark": "overhead", "rows": rows,
+               **{k: v for k, v in rows[0].items() if k != "trainer"}, "trainer": rows[0]["trainer"]}
+    for r in rows[1:]:
+        figures[f"overhead_pct_{r['trainer']}"] = r["overhead_pct"]
     name = "overhead" if args.trials == 200 else f"overhead-{args.trials}"
     save(figures, args.out, name if args.seconds == 0.5 else f"{name}-fit{args.seconds:g}s")
 

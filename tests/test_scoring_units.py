@@ -121,3 +121,45 @@ def test_one_class_predictions_are_recognised():
     layer.set_weights([np.array([[10.0]], "float32"), np.array([0.0], "float32")])
     assert collapsed_predictions(model, x, y, 32)[0] is False
     assert collapsed_predictions(model, x, x[:, 0] * 3.0, 32) == (None, None)  # not a 0/1 label
+
+
+def test_accuracy_that_matches_no_class_skips_the_forward_pass():
+    """Keras' validation accuracy proves a model is not one-class when it equals no class's share;
+    then the predictions are not computed. An accuracy that equals a class's share (or no
+    accuracy) still looks at the predictions, so the answer is the same either way."""
+    import keras
+    import numpy as np
+
+    from tunecluster.tuning.worker_tuner import collapsed_predictions
+
+    x = np.linspace(-1, 1, 50, dtype="float32").reshape(-1, 1)
+    y = (x[:, 0] > 0.2).astype("float32")  # 20 of class 1, 30 of class 0
+    inputs = keras.Input(shape=(1,))
+    layer = keras.layers.Dense(1, activation="sigmoid")
+    model = keras.Model(inputs, layer(inputs))
+    layer.set_weights([np.array([[0.0]], "float32"), np.array([-5.0], "float32")])  # always class 0
+    calls = []
+    original_call = model.call
+    model.call = lambda *a, **k: calls.append(1) or original_call(*a, **k)
+    # an accuracy that matches no class's count: trusted, no forward pass (here the logs are made up
+    # to prove the pass is skipped: the real model is one-class)
+    assert collapsed_predictions(model, x, y, 32, logs={"val_accuracy": 0.9}) == (False, pytest.approx(0.6))
+    assert calls == []
+    # 30/50 is class 0's share: the predictions decide (and find the one class)
+    assert collapsed_predictions(model, x, y, 32, logs={"val_accuracy": 0.6})[0] is True
+    assert calls
+    calls.clear()
+    assert collapsed_predictions(model, x, y, 32, logs={"val_loss": 0.3})[0] is True  # no accuracy
+    assert calls
+    # one-hot labels and a softmax output: class counts 10/25/15
+    labels = np.eye(3, dtype="float32")[np.repeat([0, 1, 2], [10, 25, 15])]
+    dense = keras.layers.Dense(3, activation="softmax")
+    soft = keras.Model(inputs, dense(inputs))
+    dense.set_weights([np.zeros((1, 3), "float32"), np.array([0.0, 3.0, 0.0], "float32")])  # always class 1
+    soft_call = soft.call
+    soft.call = lambda *a, **k: calls.append(1) or soft_call(*a, **k)
+    calls.clear()
+    assert collapsed_predictions(soft, x, labels, 32, logs={"val_categorical_accuracy": 0.42}) == (False, 0.5)
+    assert calls == []
+    assert collapsed_predictions(soft, x, labels, 32, logs={"val_accuracy": 0.5}) == (True, 0.5)  # 25/50
+    assert calls

@@ -145,10 +145,11 @@ KUBECONFIG = typer.Option(None, "--kubeconfig", help="Kubernetes: kubeconfig fil
 @_errors_to_exit
 def init(
     example: str = typer.Option("pima", "--example", help="pima (= pima-comprehensive) or a phase: "
-                                "pima-optimizer, pima-units, pima-layers, pima-comprehensive."),
+                                "pima-optimizer, pima-units, pima-layers, pima-comprehensive; or pima-forest "
+                                "(a scikit-learn forest through run_trial: writes forest.py)."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing files."),
 ):
-    """Write an editable tunecluster.yaml, model.py and the example CSV into the current folder."""
+    """Write an editable tunecluster.yaml, model.py (or forest.py) and the example CSV into the current folder."""
     from tunecluster.tuning.examples import write_template
 
     for path in write_template(Path.cwd(), example, force=force):
@@ -162,9 +163,10 @@ def up(
     file: Optional[Path] = typer.Option(None, "-f", "--file", help="Spec file (default: ./tunecluster.yaml, "
                                         "else the embedded pima-comprehensive example)."),
     example: Optional[str] = typer.Option(None, "--example", help="Run an embedded example instead: "
-                                          "pima-optimizer, pima-units, pima-layers, pima-comprehensive, or "
+                                          "pima-optimizer, pima-units, pima-layers, pima-comprehensive, "
                                           "pima-all (the four one after another, with the tutorial's claims "
-                                          "beside this run's findings; --dir holds one folder per phase)."),
+                                          "beside this run's findings; --dir holds one folder per phase), or "
+                                          "pima-forest (a scikit-learn forest through run_trial, no Keras model)."),
     backend: Optional[BackendName] = typer.Option(None, "--backend", help="Where to run (default: the spec's cluster.backend)."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Number of workers."),
     dir: Optional[Path] = typer.Option(None, "--dir", help="Run directory (default: ./tunecluster-runs/<name>)."),
@@ -265,8 +267,9 @@ def _up_one(spec, run, source: str, o: dict) -> int:
         code = up_kubernetes(spec, run, cluster, console=console, detach=o["detach"],
                              tensorboard=o["tensorboard"] or None)
         if code == 0 and not o["detach"]:
-            _print_results(run, Format.table, limit=None)
-            console.print(f"best model on the volume; copy it with `tunecluster pull --dir {run.root} --to DIR`",
+            _print_results(run, Format.table, limit=UP_TABLE_ROWS)
+            what = "best configuration" if spec.run_trial else "best model"
+            console.print(f"{what} on the volume; copy it with `tunecluster pull --dir {run.root} --to DIR`",
                           highlight=False)
         return code
     spec = prepare_run_dir(run, spec, force=o["force"], resume=o["resume"])
@@ -282,9 +285,12 @@ def _up_one(spec, run, source: str, o: dict) -> int:
     else:
         code = up_local(spec, run, port=o["port"], console=console, detach=o["detach"])
     if code == 0 and not o["detach"]:
-        _print_results(run, Format.table, limit=None)
+        _print_results(run, Format.table, limit=UP_TABLE_ROWS)
         if spec.cluster.backend == "compose":
-            console.print(best_model_hint(run), highlight=False)
+            console.print(best_model_hint(run, spec), highlight=False)
+        elif spec.run_trial:  # no model: the best configuration and its scores
+            console.print(f"best configuration: {run.best_hyperparameters} (scores: {run.best_metrics})"
+                          if run.best_metrics.exists() else "nothing exported (no completed trial)", highlight=False)
         else:
             console.print(f"best model: {run.best_model}" if run.best_model.exists() else
                           "no model exported (no completed trial)", highlight=False)
@@ -505,6 +511,9 @@ def _status_kubernetes(run, format: "StatusFormat"):
                       highlight=False)
 
 
+UP_TABLE_ROWS = 25  # the best trials `up` prints at the end (`results` prints them all)
+
+
 def _print_results(run, format: Format, limit: Optional[int]):
     from tunecluster.tuning.results import hp_names, read_results, sorted_rows, to_csv
 
@@ -526,6 +535,10 @@ def _print_results(run, format: Format, limit: Optional[int]):
             console.print(table)
         finally:
             console.width = width
+    hidden = len(document["trials"]) - limit if limit else 0
+    if hidden > 0:
+        console.print(f"... and {hidden} more trials: `tunecluster results --dir {run.root}` lists them all",
+                      highlight=False)
     for line in result_notes(document):
         console.print(line, highlight=False)
 
@@ -662,7 +675,8 @@ def pull(
     to: Path = typer.Option(Path("best"), "--to", help="Folder to copy the best model and results into."),
     force: bool = typer.Option(False, "--force", help="Overwrite files already in --to."),
 ):
-    """Copy the best model (model.keras, hyperparameters.json, metrics.json) and the results out."""
+    """Copy the best model (model.keras, hyperparameters.json, metrics.json; a run_trial search has
+    no model.keras) and the results out."""
     import tempfile
 
     run = _existing_run(dir)
@@ -680,11 +694,13 @@ def pull(
         from tunecluster.cluster.compose_backend import SYNCED
 
         compose_run.copy_out(("best", *SYNCED))
-        if compose_run.volume_gone and not run.best_model.is_file():
+        if compose_run.volume_gone and not run.best_metrics.is_file():
             raise UsageError(f"the volume of {compose_run.project} is gone (`down --volumes`) and no model "
                              f"was pulled into {run.root} before")
-    if not run.best_model.is_file():
-        raise UsageError(f"{run.root} has no exported model yet (best/model.keras); wait for the search to finish")
+    # metrics.json is the export's last file (after model.keras; a run_trial search has no model)
+    if not run.best_metrics.is_file():
+        raise UsageError(f"{run.root} has no exported best model or configuration yet (best/metrics.json); "
+                         "wait for the search to finish")
     files = [run.best_model, run.best_hyperparameters, run.best_metrics, run.results_json, run.results_csv]
     targets = [to / f.name for f in files if f.exists()]
     clash = [t.name for t in targets if t.exists()]

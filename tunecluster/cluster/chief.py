@@ -428,7 +428,11 @@ class ControlService:
 
     def WorkDone(self, request: dict) -> dict:
         """A training's result; with `next`, the answer also carries the worker's next unit (what
-        NextWork would answer), saving the worker a round trip per training."""
+        NextWork would answer), saving the worker a round trip per training. With `space`, the
+        hyperparameters the training registered (a conditional layer, or a run_trial function's
+        whole space) join the search first, so that the next trial is drawn from them."""
+        if request.get("space") is not None:
+            self.SetSpace({"hyperparameters": request["space"]})
         reply = self.servicer.work.work_done(request)
         if request.get("next") and reply.get("accepted"):
             reply["next"] = self.servicer.work.next_work({"tuner_id": request.get("tuner_id")})
@@ -803,7 +807,15 @@ class Chief:
                 if export_open and now - complete_at < self.export_timeout:
                     continue
                 resolved_at = resolved_at or now
-                everyone_told = not self.oracle.tuner_ids
+                # every worker heard STOPPED: one that waited on IDLE while the last trial ran, or
+                # had not asked yet (a search shorter than a worker's start), asks within its
+                # back-off; exit_grace bounds the wait for one that is gone
+                with self.book.lock:
+                    told = {w for w in self.book.tunecluster_workers
+                            if self.book.workers.get(w, {}).get("state") in ("stopped", "done")}
+                    untold = self.book.tunecluster_workers - told
+                expected = self.spec.cluster.workers if self.book.tunecluster_workers else 0
+                everyone_told = not self.oracle.tuner_ids and not untold and len(told) >= expected
                 if everyone_told or now - resolved_at >= self.exit_grace:
                     break
         finally:

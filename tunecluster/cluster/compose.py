@@ -41,7 +41,7 @@ import yaml
 from tunecluster import __version__
 from tunecluster.cluster.plan import build_plan
 from tunecluster.errors import UsageError
-from tunecluster.tuning.spec import Experiment
+from tunecluster.tuning.spec import Experiment, code_refs
 
 DEFAULT_IMAGE = f"tunecluster:{__version__}"
 IMAGE_UID = 10001  # the image's non-root user (group 0 owns its writable folders)
@@ -138,7 +138,7 @@ def stage_inputs(spec: Experiment) -> Inputs:
         if not source.is_file():
             raise UsageError(f"data.csv {source} not found")
         spec.data.csv = add(source, f"data/{source.name}")
-    for section, attr, what in ((spec, "hypermodel", "hypermodel"), (spec.data, "loader", "data.loader")):
+    for section, attr, what in code_refs(spec):
         ref = getattr(section, attr)
         if not ref:
             continue

@@ -518,7 +518,9 @@ def _outcome(cluster: ComposeRun, console: Console, elapsed: float) -> int:
     return 0
 
 
-def best_model_hint(run: RunDir) -> str:
+def best_model_hint(run: RunDir, spec=None) -> str:
     info = read_json(run.cluster) or {}
-    return (f"best model: {info.get('volume_path')}/best/model.keras on the volume of {info.get('project')}; "
+    what, name = (("best configuration", "hyperparameters.json") if spec is not None and spec.run_trial
+                  else ("best model", "model.keras"))
+    return (f"{what}: {info.get('volume_path')}/best/{name} on the volume of {info.get('project')}; "
             f"copy it out with `tunecluster pull --dir {run.root} --to best`")

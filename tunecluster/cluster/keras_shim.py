@@ -10,7 +10,8 @@ Importing TensorFlow costs ~5 CPU-seconds and ~500 MB per process; on a small ma
 would otherwise steal that from the workers while they start.
 
 `install()` must run before anything imports `keras_tuner`; it refuses if real Keras is already
-loaded (then nothing is needed).
+loaded (then nothing is needed). A run_trial worker uses the shim too, and `seal()`s it once
+Keras Tuner is imported: a later use of a placeholder fails with a message.
 """
 
 from __future__ import annotations
@@ -20,11 +21,26 @@ import importlib.machinery
 import sys
 import types
 
+from tunecluster.errors import UsageError
+
 _EXPORTED = [
     "layers", "models", "optimizers", "callbacks", "losses", "metrics", "backend", "Model",
     "Sequential", "Input", "ops", "random", "applications", "initializers", "regularizers",
     "activations", "saving", "src", "engine",
 ]
+
+
+_sealed: list[str] = []  # the message once `seal()` was called
+
+
+class SealedKeras(UsageError):
+    """A placeholder was used after `seal()`: the user's code reached for Keras in a worker
+    started without it (a usage error: every trial would fail the same way)."""
+
+
+def _refuse(name: str):
+    if _sealed:
+        raise SealedKeras(f"keras.{name} is tunecluster's stand-in for Keras: {_sealed[0]}")
 
 
 class _PlaceholderMeta(type):
@@ -33,9 +49,11 @@ class _PlaceholderMeta(type):
     def __getattr__(cls, name):
         if name.startswith("__"):
             raise AttributeError(name)
+        _refuse(f"{cls.__name__}.{name}")
         return _placeholder(name)
 
     def __call__(cls, *args, **kwargs):
+        _refuse(cls.__name__)
         if len(args) == 1 and not kwargs and callable(args[0]):
             return args[0]  # used as a decorator
         return cls
@@ -73,6 +91,7 @@ class _ShimModule(types.ModuleType):
     def __getattr__(self, name):
         if name.startswith("__"):
             raise AttributeError(name)
+        _refuse(name)
         return _placeholder(name)
 
 
@@ -108,3 +127,11 @@ def install() -> bool:
 
 def installed() -> bool:
     return any(isinstance(f, _Finder) for f in sys.meta_path)
+
+
+def seal(message: str) -> None:
+    """From now on, using any placeholder (calling it, or reaching for an attribute it does not
+    have) raises SealedKeras (a UsageError) with `message`: in a run_trial worker, whose user code could
+    otherwise reach the stand-in instead of Keras and silently get placeholders back."""
+    if not _sealed:
+        _sealed.append(message)

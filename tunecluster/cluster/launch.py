@@ -85,14 +85,18 @@ def resolve_spec(spec_file: Optional[str], example: Optional[str]) -> tuple[Expe
 
 
 def preflight(spec: Experiment) -> None:
-    """Catch bad input before anything starts or is written: the hypermodel reference and the
-    CSV (its path, header, target column and numeric cells)."""
+    """Catch bad input before anything starts or is written: the hypermodel (or run_trial)
+    reference and the CSV (its path, header, target column and numeric cells)."""
     from tunecluster.tuning.datasets import read_csv_checked
     from tunecluster.tuning.loader import check_callable_ref
 
-    if not spec.hypermodel:
-        raise UsageError('hypermodel: the spec names no hypermodel; set hypermodel: "file.py:function"')
-    check_callable_ref(spec.hypermodel)
+    if spec.run_trial:
+        check_callable_ref(spec.run_trial, "run_trial")
+    elif not spec.hypermodel:
+        raise UsageError('hypermodel: the spec names no hypermodel; set hypermodel: "file.py:function" '
+                         '(or run_trial: "file.py:function" to train without a Keras model)')
+    else:
+        check_callable_ref(spec.hypermodel)
     if spec.data.loader:
         check_callable_ref(spec.data.loader, "data.loader")
     elif spec.data.csv:
@@ -214,7 +218,8 @@ def up_local(spec: Experiment, run: RunDir, *, port: Optional[int], console: Con
     try:
         LiveView(run, console).follow(alive)
         code = cluster.chief_final()
-        deadline = time.time() + 15
+        usage_exit = any(c == 2 for n, c in cluster.poll().items() if n != "chief")
+        deadline = time.time() + (0 if usage_exit else 15)  # a worker's usage error: no search will end
         while code is None and time.time() < deadline and cluster.chief_exit() is None:
             # the last worker exported and left; the chief finishes its state and exits by itself
             time.sleep(0.1)

@@ -41,6 +41,7 @@ class WorkService:
         self.warnings: list[str] = []
         self._warned_space = False
         self._lock = threading.RLock()
+        self._unknown_space = threading.Lock()  # one trial with the defaults while nothing declared the space
 
     # --- helpers --------------------------------------------------------------------------------
     @property
@@ -82,8 +83,6 @@ class WorkService:
 
     # --- NextWork ---------------------------------------------------------------------------------
     def next_work(self, request: dict) -> dict:
-        from keras_tuner.src.engine import trial as trial_module
-
         tuner_id = str(request.get("tuner_id"))
         book = self.s.book
         with book.lock:
@@ -101,27 +100,21 @@ class WorkService:
             unit = self.board.take(tuner_id)
             need_trial = unit is None and (not self.search_exhausted or bool(self.oracle._retry_queue))
         if need_trial:
-            if not len(self.oracle.hyperparameters.space):
-                return {"status": "IDLE"}
-            # No lock of ours is held here: a Bayesian suggestion (fast_oracles) fits its model
-            # without the oracle lock, and results, heartbeats and other workers' units go on.
-            trial = self.s._guarded(None, self.oracle.create_trial, tuner_id)
-            if trial.status == trial_module.TrialStatus.RUNNING:
-                with self.s.oracle_lock():
-                    held = self.oracle.ongoing_trials.get(tuner_id)
-                    if held is not None and held.trial_id == trial.trial_id:
-                        self.oracle.ongoing_trials.pop(tuner_id)
-                    self.oracle.ongoing_trials[ONGOING_PREFIX + trial.trial_id] = trial
-                    self.oracle.save()
-                with self._lock:
-                    self.board.add_trial(trial.trial_id)
-                    unit = self.board.take(tuner_id, key=f"{trial.trial_id}#0")
-                book.trial_started(trial.trial_id, tuner_id)
-            elif trial.status == trial_module.TrialStatus.STOPPED:
-                self.search_exhausted = True
-                self.oracle.tuner_ids.add(tuner_id)  # told when everything is done
+            if len(self.oracle.hyperparameters.space):
+                unit, answer = self._new_trial_unit(tuner_id)
             else:
-                return {"status": "IDLE"}
+                # Nothing has declared the space (a run_trial function registers its
+                # hyperparameters as it runs): one trial with the defaults teaches it, as in
+                # Keras Tuner, and the other workers wait for it. If its end leaves the space
+                # empty, the oracle's next answer is STOPPED: there is nothing to search.
+                with self._unknown_space:
+                    if len(self.oracle.hyperparameters.space) or not (
+                            self.board.running(SEARCH) or self.board.has_pending(SEARCH)):
+                        unit, answer = self._new_trial_unit(tuner_id)
+                    else:
+                        unit, answer = None, {"status": "IDLE"}
+            if answer is not None:
+                return answer
         with self._lock:
             if unit is None:
                 unit = self.board.take(tuner_id)
@@ -142,7 +135,49 @@ class WorkService:
         trial = self.oracle.trials[unit.trial_id]
         return {"status": "RUNNING", "key": unit.key, "kind": unit.kind, "index": unit.index,
                 "seed": unit.seed, "count": self.board.executions if unit.kind == SEARCH else self.spec.confirm.repeats,
-                "trial": trial.get_state()}
+                "trial": trial.get_state(), "save_above": self.save_above(unit)}
+
+    def save_above(self, unit) -> Optional[float]:
+        """The score a search training must reach for its weights to be worth writing
+        (`fit.checkpoints: top`): the k-th best completed trial's score, k = max(3, confirm.top).
+        None: write them (fewer than k trials completed, `checkpoints: all`, Hyperband, or a
+        confirmation run). The k-th best only rises as trials end, so a training that ends up in
+        the top k, or as the best execution of a trial that does (it scores at least the
+        trial's mean), always met the threshold it was given."""
+        if unit.kind != SEARCH or self.spec.fit.checkpoints == "all" or self.spec.tuner.kind == "hyperband":
+            return None
+        keep = max(3, self.spec.confirm.top)
+        with self.s.oracle_lock():
+            best = self.oracle.get_best_trials(keep)
+        if len(best) < keep or any(t.status != "COMPLETED" or t.score is None for t in best):
+            return None
+        return float(best[-1].score)
+
+    def _new_trial_unit(self, tuner_id: str):
+        """A new trial from the oracle and its first unit, for `tuner_id`: (unit, None); (None,
+        None) when the oracle says STOPPED; (None, IDLE answer) when it has nothing yet."""
+        from keras_tuner.src.engine import trial as trial_module
+
+        # No lock of ours is held here: a Bayesian suggestion (fast_oracles) fits its model
+        # without the oracle lock, and results, heartbeats and other workers' units go on.
+        trial = self.s._guarded(None, self.oracle.create_trial, tuner_id)
+        if trial.status == trial_module.TrialStatus.RUNNING:
+            with self.s.oracle_lock():
+                held = self.oracle.ongoing_trials.get(tuner_id)
+                if held is not None and held.trial_id == trial.trial_id:
+                    self.oracle.ongoing_trials.pop(tuner_id)
+                self.oracle.ongoing_trials[ONGOING_PREFIX + trial.trial_id] = trial
+                self.oracle.save()
+            with self._lock:
+                self.board.add_trial(trial.trial_id)
+                unit = self.board.take(tuner_id, key=f"{trial.trial_id}#0")
+            self.s.book.trial_started(trial.trial_id, tuner_id)
+            return unit, None
+        if trial.status == trial_module.TrialStatus.STOPPED:
+            self.search_exhausted = True
+            self.oracle.tuner_ids.add(tuner_id)  # told when everything is done
+            return None, None
+        return None, {"status": "IDLE"}
 
     def _stop(self, tuner_id: str) -> dict:
         self.s.stop_triggered = True
@@ -233,6 +268,8 @@ class WorkService:
                           "message": request.get("message")})
         with self.s.oracle_lock():
             trial = self.oracle.trials[trial_id]
+            for name, value in (request.get("values") or {}).items():  # registered before it failed
+                trial.hyperparameters.values.setdefault(name, value)
             trial.status = "FAILED"
             trial.message = request.get("traceback") or request.get("message")
             self._end_trial(trial)
@@ -302,11 +339,14 @@ class WorkService:
     def export_choice(self) -> dict:
         """What the exporting worker saves: the best confirmed configuration's best run, else the
         search's best trial (its checkpoint)."""
-        ranked = [r for r in self.confirmed_ranking() if r["best_run"] and r["best_run"].get("weights")]
+        model_free = bool(self.spec.run_trial)  # run_trial trainings write no weights
+        ranked = [r for r in self.confirmed_ranking()
+                  if r["best_run"] and (model_free or r["best_run"].get("weights"))]
         if ranked:
             top = ranked[0]
             trial = self.oracle.trials[top["trial_id"]]
             return {"trial_id": top["trial_id"], "weights": top["best_run"]["weights"],
+                    "validation": top["best_run"].get("validation"), "test": top["best_run"].get("test"),
                     "trial": trial.get_state(),
                     "confirmed": {k: top[k] for k in ("mean", "std", "runs", "scores", "test_mean", "test_std")}
                     | {"run": top["best_run"]["index"], "seed": top["best_run"]["seed"]}}

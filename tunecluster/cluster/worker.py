@@ -12,11 +12,13 @@ back to the chief and exits with 143.
 
 from __future__ import annotations
 
+import functools
 import gc
 import inspect
 import logging
 import os
 import signal
+import sys
 import time
 
 from tunecluster.cluster.env import RoleEnv
@@ -36,11 +38,41 @@ def bind_hypermodel(func, splits):
     return func
 
 
+def _load_run_trial(spec: Experiment):
+    """The run_trial function, imported before Keras Tuner: when its module brings no Keras or
+    TensorFlow, the worker runs Keras Tuner on the chief's stand-in for Keras (no TensorFlow
+    import: a fraction of a second and ~100 MiB instead of seconds and ~500 MiB), sealed so that
+    a later use of Keras fails with a message instead of doing nothing."""
+    from tunecluster.cluster import keras_shim
+    from tunecluster.tuning.loader import load_callable
+
+    func = load_callable(spec.run_trial, "run_trial")
+    if "keras" not in sys.modules and "tensorflow" not in sys.modules:
+        keras_shim.install()
+        # everything that touches Keras at import time, before the seal (Keras Tuner's
+        # modules, the tuner's callback classes)
+        import keras_tuner  # noqa: F401
+        from keras_tuner.src.distribute import oracle_client  # noqa: F401
+
+        from tunecluster.tuning import function_tuner  # noqa: F401
+
+        keras_shim.seal("run_trial's module imported no Keras or TensorFlow, so this worker runs "
+                        "without them; import keras (or tensorflow) at the top of that module")
+    else:
+        from tunecluster.tuning import strategy as strategy_mod
+
+        strategy_mod.configure_devices(spec.cluster.tf_threads)
+    return func
+
+
 def run_worker(spec: Experiment, role: RoleEnv) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from tunecluster.tuning import strategy as strategy_mod
+    if spec.run_trial:
+        run_trial = _load_run_trial(spec)
+    else:
+        from tunecluster.tuning import strategy as strategy_mod
 
-    strategy_mod.configure_devices(spec.cluster.tf_threads)
+        strategy_mod.configure_devices(spec.cluster.tf_threads)
 
     from keras_tuner.src import protos
 
@@ -48,21 +80,35 @@ def run_worker(spec: Experiment, role: RoleEnv) -> int:
     from tunecluster.cluster.control import ControlClient
     from tunecluster.cluster.security import open_channel, read_security
     from tunecluster.tuning.datasets import load_splits
-    from tunecluster.tuning.export import export_best
     from tunecluster.tuning.loader import load_callable
     from tunecluster.tuning.oracles import build_oracle
-    from tunecluster.tuning.worker_tuner import (Backoff, ClusterTuner, FatalUsage, Heartbeat,
-                                                 TrialInterrupted, checked_build)
+    from tunecluster.tuning.worker_tuner import Backoff, FatalUsage, Heartbeat, TrialInterrupted
 
-    if not spec.hypermodel:
-        raise UsageError("hypermodel: the spec names no hypermodel; set hypermodel: \"file.py:function\"")
+    if not spec.hypermodel and not spec.run_trial:
+        raise UsageError("hypermodel: the spec names no hypermodel; set hypermodel: \"file.py:function\" "
+                         "(or run_trial: \"file.py:function\")")
     security = read_security()
     run = RunDir(role.run_dir or ".")
     splits = load_splits(spec.data)
-    build = checked_build(bind_hypermodel(load_callable(spec.hypermodel), splits))
-    strategy = strategy_mod.choose_strategy(spec.cluster.strategy)
-    log.info("%s: %s, %d training rows; %s", role.tuner_id, strategy_mod.describe(strategy),
-             len(splits.y_train), strategy_mod.describe_gpus())
+    if spec.run_trial:
+        from tunecluster.tuning.function_tuner import FunctionTuner, export_run_trial_best
+
+        make_tuner = functools.partial(FunctionTuner, run_trial=run_trial)
+
+        def export(tuner, splits, run, spec, choice):
+            return export_run_trial_best(tuner, run, spec, choice)
+        log.info("%s: run_trial %s (%s), %d training rows", role.tuner_id, spec.run_trial,
+                 "with Keras" if "tensorflow" in sys.modules else "no TensorFlow", len(splits.y_train))
+    else:
+        from tunecluster.tuning import strategy as strategy_mod
+        from tunecluster.tuning.export import export_best as export
+        from tunecluster.tuning.worker_tuner import ClusterTuner, checked_build
+
+        build = checked_build(bind_hypermodel(load_callable(spec.hypermodel), splits))
+        strategy = strategy_mod.choose_strategy(spec.cluster.strategy)
+        make_tuner = functools.partial(ClusterTuner, hypermodel=build, distribution_strategy=strategy)
+        log.info("%s: %s, %d training rows; %s", role.tuner_id, strategy_mod.describe(strategy),
+                 len(splits.y_train), strategy_mod.describe_gpus())
 
     channel = open_channel(role.address, security, tuner_id=role.tuner_id)
     link = ChiefLink(role.address, spec.cluster.chief_timeout)
@@ -71,11 +117,10 @@ def run_worker(spec: Experiment, role: RoleEnv) -> int:
                           interval=spec.cluster.heartbeat_interval)
     heartbeat.report(pid=os.getpid(), host=os.uname().nodename)
 
-    tuner = ClusterTuner(
-        build_oracle(spec.tuner), build,
+    tuner = make_tuner(
+        build_oracle(spec.tuner),
         splits=splits, fit=spec.fit, directory=str(run.kt_dir), project_name=spec.name,
-        distribution_strategy=strategy, executions_per_trial=spec.tuner.executions_per_trial,
-        report=heartbeat.report, idle_backoff_max=spec.cluster.idle_backoff_max,
+        executions_per_trial=spec.tuner.executions_per_trial, report=heartbeat.report, idle_backoff_max=spec.cluster.idle_backoff_max,
         control=control.call, score_mode=spec.tuner.score, confirm_dir=str(run.confirm),
     )
     tuner._flush = heartbeat.flush
@@ -97,11 +142,14 @@ def run_worker(spec: Experiment, role: RoleEnv) -> int:
     gc.freeze()
     heartbeat.start()
     try:
-        return _search_and_finish(spec, role, run, splits, tuner, control, heartbeat, export_best, Backoff)
+        return _search_and_finish(spec, role, run, splits, tuner, control, heartbeat, export, Backoff)
     except TrialInterrupted as stop:
         _give_back(control, role.tuner_id, stop.trial_id)
         return 143
     except FatalUsage as fatal:
+        # the unit goes back at once, not after its lease: the next worker meets the same error
+        # within seconds, and with no worker left the launcher reports it
+        _give_back(control, role.tuner_id, fatal.key, reason="usage error")
         raise fatal.error from None
     finally:
         heartbeat.stop()
@@ -116,14 +164,14 @@ def describe_unit(key: str) -> str:
     return f"trial {trial} ({'confirmation run' if kind == 'confirm' else 'execution'} {index})"
 
 
-def _give_back(control, tuner_id: str, key) -> None:
+def _give_back(control, tuner_id: str, key, reason: str = "SIGTERM") -> None:
     if key:
         try:
-            control.call("Release", tuner_id=tuner_id, trial_id=key, reason="SIGTERM", timeout=5)
+            control.call("Release", tuner_id=tuner_id, trial_id=key, reason=reason, timeout=5)
             log.warning("%s: gave %s back to the chief", tuner_id, describe_unit(key))
         except Exception as exc:  # the lease expires on its own
             log.warning("%s: could not give %s back (%s); its lease will expire", tuner_id, describe_unit(key), exc)
-    log.warning("%s: stopped by SIGTERM", tuner_id)
+    log.warning("%s: stopped by %s", tuner_id, reason)
 
 
 def _search_and_finish(spec, role, run, splits, tuner, control, heartbeat, export_best, Backoff) -> int:
@@ -158,5 +206,5 @@ def _search_and_finish(spec, role, run, splits, tuner, control, heartbeat, expor
                 raise
             control.call("ExportDone", tuner_id=role.tuner_id, ok=True)
             log.info("exported trial %s to %s (validation %s)", metrics["trial_id"],
-                     run.best_model, metrics["validation"])
+                     run.best_model if spec.hypermodel else run.best, metrics["validation"])
         return 0

@@ -412,9 +412,10 @@ def pull(cluster: Cluster, spec: Experiment, to: Path, timeout: float = 180, req
             pass
     archive = tarfile.open(fileobj=io.BytesIO(base64.b64decode(encoded)), mode="r:gz")
     members = archive.getmembers()
-    if require_model and not any(m.name.startswith("best/model.keras") for m in members):
-        raise RunFailure(f"no best model on the volume of {spec.name!r} yet (the search has not finished "
-                         "or no trial completed)")
+    # metrics.json is the export's last file (after model.keras; a run_trial search has no model)
+    if require_model and not any(m.name.startswith("best/metrics.json") for m in members):
+        raise RunFailure(f"no exported best model or configuration on the volume of {spec.name!r} yet (the "
+                         "search has not finished or no trial completed)")
     to.mkdir(parents=True, exist_ok=True)
     archive.extractall(to, filter="data")
     return sorted(m.name for m in members if m.isfile())

@@ -31,7 +31,7 @@ import yaml
 
 from tunecluster.cluster import env as role_env
 from tunecluster.errors import UsageError
-from tunecluster.tuning.spec import Experiment, dump_spec
+from tunecluster.tuning.spec import Experiment, code_refs, dump_spec
 
 CONFIG_MOUNT = "/etc/tunecluster"
 SECRET_MOUNT = "/var/run/secrets/tunecluster"
@@ -101,7 +101,7 @@ def carry_files(spec: Experiment) -> Carried:
                              "and give its absolute path") from None
         return f"{CONFIG_MOUNT}/{name}"
 
-    for section, attr, what in ((spec, "hypermodel", "hypermodel"), (spec.data, "loader", "data.loader")):
+    for section, attr, what in code_refs(spec):
         ref = getattr(section, attr)
         if ref and ref.rsplit(":", 1)[0].endswith(".py"):
             target, func = ref.rsplit(":", 1)

@@ -105,6 +105,11 @@ class FitSpec(_Section):
     tensorboard: bool = Field(
         True, description="Log each trial's epochs and hyperparameters under <run>/tensorboard (HParams)."
     )
+    checkpoints: Literal["top", "all"] = Field(
+        "top", description="Which search trainings write their weights: 'top' those that can still rank "
+        "among the best max(3, confirm.top) trials (always the best trial; Hyperband: every training, its "
+        "next rounds start from them), 'all' every one, as Keras Tuner does."
+    )
 
 
 class ConfirmSpec(_Section):
@@ -221,6 +226,11 @@ class Experiment(_Section):
     hypermodel: Optional[str] = Field(
         None, description='"module:function" or "path/to/file.py:function" building a Keras model from hp.'
     )
+    run_trial: Optional[str] = Field(
+        None, description='Instead of a hypermodel: "module:function" or "file.py:function" that runs one '
+        "training with no Keras model (scikit-learn, XGBoost, any Python): run_trial(hp[, data[, seed]]) "
+        "returns the objective's value, a dict of metrics, or a list of per-epoch dicts.",
+    )
     data: DataSpec = Field(default_factory=DataSpec)
     tuner: TunerSpec = Field(default_factory=TunerSpec)
     fit: FitSpec = Field(default_factory=FitSpec)
@@ -237,12 +247,25 @@ class Experiment(_Section):
             )
         return value
 
-    @field_validator("hypermodel")
+    @field_validator("hypermodel", "run_trial")
     @classmethod
     def _callable_ref(cls, value: Optional[str]) -> Optional[str]:
         if value is not None and not re.fullmatch(r"[^:]+:[A-Za-z_][A-Za-z0-9_]*", value):
             raise ValueError('write it as "module:function" or "path/to/file.py:function"')
         return value
+
+    @model_validator(mode="after")
+    def _one_trainer(self) -> "Experiment":
+        if self.hypermodel and self.run_trial:
+            raise ValueError("give either hypermodel (a Keras model per trial) or run_trial (a function "
+                             "that trains without one), not both")
+        return self
+
+
+def code_refs(spec: Experiment) -> list[tuple[Any, str, str]]:
+    """The spec's references to user code, as (section, attribute, name in messages): the
+    hypermodel or run_trial function and the data loader (relative paths, carried files)."""
+    return [(spec, "hypermodel", "hypermodel"), (spec, "run_trial", "run_trial"), (spec.data, "loader", "data.loader")]
 
 
 def _format_error(error: dict[str, Any], model: type[BaseModel]) -> str:
@@ -307,11 +330,11 @@ def load_spec(path: str | Path) -> Experiment:
 
 
 def resolve_paths(spec: Experiment, base: Path) -> Experiment:
-    """Make the CSV path and a file-based hypermodel/loader absolute, relative to `base`."""
+    """Make the CSV path and a file-based hypermodel/run_trial/loader absolute, relative to `base`."""
     spec = spec.model_copy(deep=True)
     if spec.data.csv and not Path(spec.data.csv).is_absolute():
         spec.data.csv = str((base / spec.data.csv).resolve())
-    for section, attr in ((spec, "hypermodel"), (spec.data, "loader")):
+    for section, attr, _ in code_refs(spec):
         ref = getattr(section, attr)
         if ref:
             target, func = ref.rsplit(":", 1)

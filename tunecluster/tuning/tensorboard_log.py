@@ -100,3 +100,46 @@ def trial_callback(root: Optional[str | Path], trial, execution: int, executions
         return None
     return TrialTensorBoard(session_dir(root, trial.trial_id, execution, executions), trial.trial_id,
                             dict(trial.hyperparameters.values))
+
+
+def _event_writer(path: Path):
+    """TensorBoard's own event file writer; without TensorFlow in the process (a run_trial worker)
+    it runs in TensorBoard's TF-free mode (its `notf` marker: pure-Python file I/O)."""
+    import sys
+    import types
+
+    if "tensorflow" not in sys.modules:
+        sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    return EventFileWriter(str(path))
+
+
+def write_history(root: Optional[str | Path], trial, execution: int, executions: int, history: list[dict],
+                  started: float) -> None:
+    """A run_trial training's session, written after it returned, in the layout of
+    `TrialTensorBoard`: its hyperparameters, and each epoch's metrics under train/ and validation/."""
+    if root is None:
+        return
+    from tensorboard.compat.proto import event_pb2, summary_pb2
+    from tensorboard.plugins.hparams import summary_v2
+
+    logdir = session_dir(root, trial.trial_id, execution, executions)
+    values = {k: _hparam_value(v) for k, v in trial.hyperparameters.values.items()}
+    session = summary_v2.hparams_pb(values, trial_id=str(trial.trial_id), start_time_secs=int(started))
+    writer = _event_writer(logdir)
+    writer.add_event(event_pb2.Event(wall_time=started, step=0, summary=session))
+    writer.close()
+    groups: dict[str, list] = {"train": [], "validation": []}
+    for epoch, logs in enumerate(history):
+        for name, value in logs.items():
+            group, tag = ("validation", name[4:]) if name.startswith("val_") else ("train", name)
+            summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=f"epoch_{tag}",
+                                                                           simple_value=float(value))])
+            groups[group].append(event_pb2.Event(wall_time=time.time(), step=epoch, summary=summary))
+    for group, events in groups.items():
+        if events:
+            writer = _event_writer(logdir / group)
+            for event in events:
+                writer.add_event(event)
+            writer.close()

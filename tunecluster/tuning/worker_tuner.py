@@ -71,11 +71,12 @@ class LeaseLost(BaseException):
 
 class FatalUsage(BaseException):
     """A usage error inside a trial (e.g. the hypermodel returned no model): stop the worker
-    (Keras Tuner would record it as a failed trial and try the next)."""
+    (Keras Tuner would record it as a failed trial and try the next). `key`: the unit it held."""
 
-    def __init__(self, error: UsageError):
+    def __init__(self, error: UsageError, key: Optional[str] = None):
         super().__init__(str(error))
         self.error = error
+        self.key = key
 
 
 class TrialInterrupted(BaseException):
@@ -103,7 +104,11 @@ class Backoff:
 
 
 class _BestWeights(keras.callbacks.Callback):
-    """Remembers the weights of the best epoch (by the objective) across a trial's executions."""
+    """Remembers the weights of the best epoch (by the objective).
+
+    The copy is taken lazily, at the start of the epoch after an improvement (the weights are
+    still those of the improving epoch then): when the best epoch is the last one, as in a
+    one-epoch fit or a loss that keeps falling, no copy is made at all (`best_is_last`)."""
 
     def __init__(self, objective):
         super().__init__()
@@ -111,18 +116,25 @@ class _BestWeights(keras.callbacks.Callback):
         self.best_value: Optional[float] = None
         self.weights = None
         self.best_is_last = False  # the model already holds the best epoch's weights
+        self.best_index: Optional[int] = None  # the best epoch's position in the history
+        self._epochs_seen = 0
+        self._copy_due = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._copy_due:  # the previous epoch improved and another one follows
+            self.weights = self.model.get_weights()
+            self._copy_due = False
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
+        self._epochs_seen += 1
         if not self.objective.has_value(logs):
-            self.weights = self.model.get_weights()
-            self.best_is_last = True
+            self._copy_due, self.best_is_last, self.best_index = True, True, self._epochs_seen - 1
             return
         value = self.objective.get_value(logs)
         if self.best_value is None or self.objective.better_than(value, self.best_value):
             self.best_value = value
-            self.weights = self.model.get_weights()
-            self.best_is_last = True
+            self._copy_due, self.best_is_last, self.best_index = True, True, self._epochs_seen - 1
         else:
             self.best_is_last = False
 
@@ -190,13 +202,13 @@ class ClusterTuner(kt.Tuner):
         self._idle_backoff_max = idle_backoff_max
         self.trials_run = 0
         self.trials_lost = 0
+        self._hypermodel_s = 0.0
         self.stop_requested = threading.Event()
         self.current_trial: Optional[str] = None
         self._lost: set[str] = set()
         self._log = lambda message: print(f"[{self.tuner_id}] {message}", flush=True)
-        _memoize_keras_saving_skipsets()
         fast_hp.install()  # Trial.from_state per unit: the space without Keras' slow deserialiser
-        self._gradients = GradientRegistry()
+        self._prepare_keras()
         super().__init__(
             oracle=oracle,
             hypermodel=hypermodel,
@@ -206,6 +218,12 @@ class ClusterTuner(kt.Tuner):
             distribution_strategy=distribution_strategy,
             executions_per_trial=executions_per_trial,
         )
+
+    def _prepare_keras(self) -> None:
+        """Process-wide Keras set-up for many trainings in one process (weights saving, the
+        gradient registry that would keep every finished trial's graphs alive)."""
+        _memoize_keras_saving_skipsets()
+        self._gradients = GradientRegistry()
 
     # The worker keeps no state file of its own: the chief holds the search state.
     def save(self):
@@ -220,7 +238,9 @@ class ClusterTuner(kt.Tuner):
         local = getattr(self.oracle, "_oracle", self.oracle)
         self._set_space = set_space
         if set_space is not None:
-            set_space(local.get_space().get_config())
+            space = local.get_space()
+            set_space(space.get_config())
+            self._space_size = len(space.space)
         else:
             self.oracle.update_space(local.get_space())
 
@@ -288,23 +308,34 @@ class ClusterTuner(kt.Tuner):
             except (TrialInterrupted, FatalUsage, LeaseLost):
                 raise
             except UsageError as exc:  # the user's code is wrong: every trial would fail the same way
-                raise FatalUsage(exc) from exc
+                raise FatalUsage(exc, key) from exc
             except Exception as exc:
                 self._check_trial(key)
                 self._log(f"{key} failed: {format_exception(exc)}")
-                reply = self._control("WorkDone", tuner_id=self.tuner_id, key=key, ok=False,
-                                      error_type=type(exc).__name__, message=str(exc).strip() or type(exc).__name__,
-                                      traceback=traceback.format_exc())
+                failed = {"tuner_id": self.tuner_id, "key": key, "ok": False, "error_type": type(exc).__name__,
+                          "message": str(exc).strip() or type(exc).__name__, "traceback": traceback.format_exc(),
+                          "values": dict(trial.hyperparameters.values)}
+                # what it registered before failing still joins the search (as Keras Tuner's EndTrial
+                # carries it): a run_trial space is learned even when its first trial fails
+                grew = kind == "search" and self._space_grew(trial.hyperparameters)
+                if grew:
+                    failed["space"] = trial.hyperparameters.get_config()
+                reply = self._control("WorkDone", **failed)
+                if grew:
+                    self._space_size = len(trial.hyperparameters.space)
             else:
                 if key in self._lost:
                     raise LeaseLost(key)
-                # new hyperparameters (a conditional layer) must reach the chief before it
-                # suggests the next trial: then the next unit is asked for separately
-                space_grew = kind == "search" and self._space_grew(trial.hyperparameters)
-                reply = self._control("WorkDone", tuner_id=self.tuner_id, key=key, ok=True, result=result,
-                                      next=not space_grew and not self.stop_requested.is_set())
-                if kind == "search":
-                    self._send_space(trial.hyperparameters)
+                done = {"tuner_id": self.tuner_id, "key": key, "ok": True, "result": result,
+                        "next": not self.stop_requested.is_set()}
+                # hyperparameters first seen in this training (a conditional layer) travel with
+                # its result: the chief adds them before it draws the next trial
+                grew = kind == "search" and self._space_grew(trial.hyperparameters)
+                if grew:
+                    done["space"] = trial.hyperparameters.get_config()
+                reply = self._control("WorkDone", **done)
+                if grew:
+                    self._space_size = len(trial.hyperparameters.space)
             if reply is not None and not reply.get("accepted", True):
                 raise LeaseLost(reply.get("reason", key))
             self.trials_run += 1
@@ -322,12 +353,6 @@ class ClusterTuner(kt.Tuner):
     def _space_grew(self, hyperparameters) -> bool:
         return self._set_space is not None and len(hyperparameters.space) != self._space_size
 
-    def _send_space(self, hyperparameters) -> None:
-        """Hyperparameters first seen in this trial reach the chief, in declaration order."""
-        if self._space_grew(hyperparameters):
-            self._space_size = len(hyperparameters.space)
-            self._set_space(hyperparameters.get_config())
-
     # --- one training ------------------------------------------------------------------------
     def _try_build(self, hp):
         # The previous training's model is gone; without this its graphs would stay alive
@@ -338,7 +363,9 @@ class ClusterTuner(kt.Tuner):
     def _build_hypermodel(self, hp):
         if self._seed is not None:  # after Keras Tuner's clear_session: weights, dropout, shuffling
             keras.utils.set_random_seed(self._seed)
+        called = time.perf_counter()
         model = super()._build_hypermodel(hp)
+        self._hypermodel_s = time.perf_counter() - called  # the user's build alone (timing)
         parent = hp.values.get("tuner/trial_id")
         if parent and not self._confirming:  # Hyperband: continue from the parent trial's best weights
             with maybe_distribute(self.distribution_strategy):
@@ -386,9 +413,12 @@ class ClusterTuner(kt.Tuner):
         best_metrics, best_epoch = tuner_utils._get_best_value_and_best_epoch_from_history(history, objective)
         last_epoch = len(next(iter(history.history.values()))) - 1
         last_metrics = {k: v[last_epoch] for k, v in history.history.items() if len(v) > last_epoch}
-        if self.score_mode == "best_epoch" and best.weights is not None and not best.best_is_last:
+        restored = self.score_mode == "best_epoch" and best.weights is not None and not best.best_is_last
+        if restored:
             model.set_weights(best.weights)  # (the last epoch was the best: nothing to restore)
-        degenerate, majority = collapsed_predictions(model, s.x_val, s.y_val, fit.batch_size)
+        held_at = best.best_index if restored else last_epoch  # the epoch whose weights the model holds
+        held = {k: v[held_at] for k, v in history.history.items() if held_at is not None and len(v) > held_at}
+        degenerate, majority = collapsed_predictions(model, s.x_val, s.y_val, fit.batch_size, logs=held)
         result = {"values": dict(hp.values),  # with those the build registered (conditional layers)
                   "best": _floats(best_metrics), "best_epoch": int(best_epoch),
                   "last": _floats(last_metrics), "last_epoch": int(last_epoch),
@@ -400,19 +430,32 @@ class ClusterTuner(kt.Tuner):
             result["validation"] = _evaluate(model, s.x_val, s.y_val, fit.batch_size)
             result["test"] = (_evaluate(model, s.x_test, s.y_test, fit.batch_size)
                               if s.x_test is not None else None)
-        else:
+        elif self._worth_saving(best_metrics if self.score_mode == "best_epoch" else last_metrics,
+                                unit.get("save_above")):
             weights = Path(self.get_trial_dir(trial.trial_id)) / f"execution_{unit['index']}.weights.h5"
             # a plain write: Keras Tuner's save_json goes through tf.io.gfile (a few ms per call)
             Path(self._get_build_config_fname(trial.trial_id)).write_text(json.dumps(model.get_build_config()))
+        else:  # `fit.checkpoints: top` and below the k-th best trial: its weights can never be used
+            weights = None
         checked = time.time()
-        model.save_weights(str(weights))
+        if weights is not None:
+            model.save_weights(str(weights))
         ended = time.time()
-        result["weights"] = str(weights)
+        result["weights"] = str(weights) if weights is not None else None
         result["duration_s"] = round(ended - started, 3)
         # where a training's time went: Keras' per-model costs around `fit` show up here
         result["timing"] = {"build_s": round(built - started, 4), "fit_s": round(trained - built, 4),
-                            "check_s": round(checked - trained, 4), "save_s": round(ended - checked, 4)}
+                            "check_s": round(checked - trained, 4), "save_s": round(ended - checked, 4),
+                            "hypermodel_s": round(self._hypermodel_s, 4)}  # (part of build_s)
         return result
+
+    def _worth_saving(self, metrics: dict, threshold: Optional[float]) -> bool:
+        """Whether this training's score reaches the chief's `save_above` (None: always)."""
+        objective = self.oracle.objective
+        if threshold is None or not objective.has_value(metrics):
+            return True
+        score = objective.get_value(metrics)
+        return score >= threshold if objective.direction == "max" else score <= threshold
 
     # --- export ---------------------------------------------------------------------------------
     def best_trial(self):
@@ -431,12 +474,27 @@ def _evaluate(model, x, y, batch_size: int) -> dict:
     return {k: float(v) for k, v in result.items()}
 
 
-def collapsed_predictions(model, x, y, batch_size: int) -> tuple[Optional[bool], Optional[float]]:
+# Keras' validation accuracy under the names `compile(metrics=[...])` gives it
+_ACCURACY_KEYS = ("val_accuracy", "val_acc", "val_binary_accuracy", "val_categorical_accuracy",
+                  "val_sparse_categorical_accuracy")
+
+
+def collapsed_predictions(model, x, y, batch_size: int, logs: Optional[dict] = None
+                          ) -> tuple[Optional[bool], Optional[float]]:
     """(whether the model predicts one class for every validation row, the majority-class rate);
-    (None, None) when this is not a classification the check understands (or not arrays)."""
+    (None, None) when this is not a classification the check understands (or not arrays).
+
+    `logs`: the metrics of the epoch whose weights the model holds. A model that predicts one
+    class c for every row is right on exactly the rows of class c, so its validation accuracy is
+    count(c) / rows. When Keras' own validation accuracy in `logs` matches no class's count,
+    the predictions are provably not all one class and the forward pass over the validation rows
+    is skipped (most trainings); otherwise the predictions decide."""
     if not isinstance(x, np.ndarray) or not isinstance(y, np.ndarray):
         return None, None
     labels = np.asarray(y).reshape(len(y), -1)
+    shortcut = _varied_by_accuracy(model, labels, logs)
+    if shortcut is not None:
+        return False, shortcut
     # eager calls in large batches: no predict function to trace for a few hundred rows
     chunks = [np.asarray(model(x[i:i + 4096], training=False)) for i in range(0, len(x), 4096)]
     if not chunks:
@@ -455,14 +513,45 @@ def collapsed_predictions(model, x, y, batch_size: int) -> tuple[Optional[bool],
     return bool(np.unique(classes).size == 1), majority
 
 
+def _varied_by_accuracy(model, labels: np.ndarray, logs: Optional[dict]) -> Optional[float]:
+    """The majority-class rate when `logs`' validation accuracy proves that the predictions are
+    not all one class; None when it cannot (no accuracy, an output the check does not know, or an
+    accuracy equal to some class's share: then the predictions must be looked at)."""
+    accuracy = next((logs[k] for k in _ACCURACY_KEYS if logs and k in logs), None)
+    outputs = getattr(model, "outputs", None)
+    if accuracy is None or not labels.size or not outputs or len(outputs) != 1:
+        return None
+    width = outputs[0].shape[-1]
+    if width == 1 and labels.shape[1] == 1 and set(np.unique(labels)) <= {0.0, 1.0}:
+        truth = labels[:, 0].astype(int)
+    elif width is not None and width > 1 and (labels.shape[1] == width or labels.shape[1] == 1):
+        if labels.shape[1] == 1 and not np.array_equal(labels, np.round(labels)):
+            return None
+        truth = labels.argmax(axis=1) if labels.shape[1] > 1 else labels[:, 0].astype(int)
+    else:
+        return None
+    counts = np.bincount(truth, minlength=max(int(width), 2))
+    right = float(accuracy) * truth.size
+    if np.any(np.abs(counts - right) < 0.5) or right < 0.5:  # could be a one-class model
+        return None
+    return float(counts.max() / truth.size)
+
+
 def format_exception(exc: BaseException) -> str:
     return "".join(traceback.format_exception_only(type(exc), exc)).strip()
 
 
 class Heartbeat(threading.Thread):
-    """Sends the worker's progress to the chief: at once when it changes, else every `interval`."""
+    """Sends the worker's progress to the chief: soon after it changes, else every `interval`.
 
-    def __init__(self, send: Callable[[dict], None], tuner_id: str, interval: float = 2.0):
+    Changes are coalesced: at most one beat per `min_gap` seconds (0.25), carrying the latest
+    state. A worker whose trainings take milliseconds would otherwise send one or two beats per
+    training (start, end), several times the calls of the work itself; the live view and the
+    leases need a few per second at most. `flush()` still sends at once (a failed trial's note
+    must reach the chief before its result)."""
+
+    def __init__(self, send: Callable[[dict], None], tuner_id: str, interval: float = 2.0,
+                 min_gap: float = 0.25):
         super().__init__(name="heartbeat", daemon=True)
         self._send = send
         self._state: dict = {"tuner_id": tuner_id, "state": "starting"}
@@ -471,6 +560,8 @@ class Heartbeat(threading.Thread):
         self._wake = threading.Event()
         self._stop = threading.Event()
         self.interval = interval
+        self.min_gap = min(min_gap, interval)
+        self.sent = 0  # beats sent (tests, benchmarks)
         self.on_answer: Optional[Callable[[dict], None]] = None
 
     def report(self, note: bool = False, **fields) -> None:
@@ -492,17 +583,22 @@ class Heartbeat(threading.Thread):
         for note in notes:
             self._send({"method": "TrialNote", **note})
         answer = self._send({"method": "Heartbeat", **state})
+        self.sent += 1
         if self.on_answer is not None and answer:
             self.on_answer(answer)
 
     def run(self) -> None:
+        last = 0.0
         while not self._stop.is_set():
             self._wake.wait(self.interval)
+            # changes that come faster than min_gap ride on one beat with the latest state
+            self._stop.wait(max(0.0, last + self.min_gap - time.monotonic()))
             self._wake.clear()
             try:
                 self._send_once()
             except Exception:  # the chief may be restarting; the next beat retries
                 time.sleep(0.5)
+            last = time.monotonic()
 
     def stop(self) -> None:
         self._stop.set()

@@ -1,4 +1,5 @@
-"""The embedded examples: the four Pima phases as ready-to-run specs, and `init`'s template.
+"""The embedded examples: the four Pima phases as ready-to-run specs, a model-free one
+(`pima-forest`: a scikit-learn forest through `run_trial`), and `init`'s template.
 
 `pima-*` keep the tutorial's 80/20 train/validation split (random_state=42) so results compare
 with it; the template that `tunecluster init` writes holds out a test split as well (60/20/20).
@@ -17,6 +18,10 @@ PHASES = {
     "pima-units": "build_units",
     "pima-layers": "build_layers",
     "pima-comprehensive": "build_comprehensive",
+}
+# Model-free examples: a `run_trial` function instead of a hypermodel (file in this package).
+RUN_TRIAL_EXAMPLES = {
+    "pima-forest": ("forest.py", "run_trial"),
 }
 DEFAULT_EXAMPLE = "pima-comprehensive"
 ALL_PHASES = "pima-all"  # `up --example pima-all`: the four phases one after another
@@ -54,10 +59,10 @@ def csv_path() -> Path:
     return example_dir() / "diabetes.csv"
 
 
-def _phase_dict(name: str, hypermodel: str, csv: str, test_fraction: float = 0.0) -> dict:
+def _phase_dict(name: str, hypermodel: str, csv: str, test_fraction: float = 0.0, key: str = "hypermodel") -> dict:
     return {
         "name": name,
-        "hypermodel": hypermodel,
+        key: hypermodel,
         "data": {
             "csv": csv,
             "target": "Outcome",
@@ -82,10 +87,19 @@ def example_spec(name: str = DEFAULT_EXAMPLE) -> Experiment:
     """The embedded spec of one Pima phase, with absolute paths into the installed package."""
     if name == "pima":
         name = DEFAULT_EXAMPLE
+    if name in RUN_TRIAL_EXAMPLES:
+        file, function = RUN_TRIAL_EXAMPLES[name]
+        raw = _phase_dict(name, f"tunecluster.tuning.examples.{file[:-3]}:{function}", str(csv_path()),
+                          key="run_trial")
+        return validate_spec(raw, f"example {name}")
     if name not in PHASES:
-        raise UsageError(f"--example: unknown example {name!r}; choose one of {', '.join(PHASES)}, {ALL_PHASES}")
+        raise UsageError(f"--example: unknown example {name!r}; choose one of {', '.join(known_examples())}")
     hypermodel = f"tunecluster.tuning.examples.pima:{PHASES[name]}"
     return validate_spec(_phase_dict(name, hypermodel, str(csv_path())), f"example {name}")
+
+
+def known_examples() -> list[str]:
+    return [*PHASES, *RUN_TRIAL_EXAMPLES, ALL_PHASES]
 
 
 TEMPLATE_HEADER = """\
@@ -95,17 +109,26 @@ TEMPLATE_HEADER = """\
 
 
 def write_template(target: Path, name: str = "pima", force: bool = False) -> list[Path]:
-    """Write tunecluster.yaml, model.py and diabetes.csv into `target` (never over existing files)."""
+    """Write tunecluster.yaml, model.py (forest.py for pima-forest) and diabetes.csv into `target`
+    (never over existing files)."""
     import yaml
 
     phase = DEFAULT_EXAMPLE if name == "pima" else name
-    if phase not in PHASES:
-        raise UsageError(f"--example: unknown example {name!r}; choose pima or one of {', '.join(PHASES)}")
-    spec = _phase_dict(phase, f"model.py:{PHASES[phase]}", "diabetes.csv", test_fraction=0.2)
+    if phase in RUN_TRIAL_EXAMPLES:
+        source, function = RUN_TRIAL_EXAMPLES[phase]
+        spec = _phase_dict(phase, f"{source}:{function}", "diabetes.csv", test_fraction=0.2, key="run_trial")
+        code = target / source
+    elif phase in PHASES:
+        source = "pima.py"
+        spec = _phase_dict(phase, f"model.py:{PHASES[phase]}", "diabetes.csv", test_fraction=0.2)
+        code = target / "model.py"
+    else:
+        raise UsageError(f"--example: unknown example {name!r}; choose pima or one of "
+                         f"{', '.join([*PHASES, *RUN_TRIAL_EXAMPLES])}")
     spec["name"] = phase
     files = {
         target / "tunecluster.yaml": TEMPLATE_HEADER + yaml.safe_dump(spec, sort_keys=False),
-        target / "model.py": (example_dir() / "pima.py").read_text(),
+        code: (example_dir() / source).read_text(),
         target / "diabetes.csv": csv_path().read_text(),
     }
     existing = [p.name for p in files if p.exists()]
