@@ -1,6 +1,7 @@
 """A chief SIGKILLed while trials end as fast as it can hand them out resumes into a consistent
-search: every trial whose executions are done is COMPLETED in its trial.json (no older running
-state written over it), no trial is handed to two workers in turn, and the search goes on.
+search: every trial whose executions are done is COMPLETED in its trial.json once the journal of
+ended trials is replayed (no older running state written over it), no trial is handed to two
+workers in turn, and the search goes on.
 
 Two raw workers speak tunecluster's own protocol (NextWork / WorkDone with `next`, no training),
 so the chief's deferred trial.json writes race with trials ending hundreds of times a second."""
@@ -63,6 +64,9 @@ def test_a_chief_killed_mid_burst_resumes_consistently(tmp_path):
 
         project = chief.run / "kt" / "burst"
         board = json.loads((chief.run / "work.json").read_text())
+        from tunecluster.cluster.oracle_speedups import replay_journals
+
+        replay_journals(str(project))  # what the restarted chief does first (it finds nothing more then)
         for unit in board["units"]:  # what the restarted chief reads
             if unit["state"] == "done":
                 state = json.loads((project / f"trial_{unit['trial_id']}" / "trial.json").read_text())

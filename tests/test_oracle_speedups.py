@@ -13,6 +13,7 @@ import json
 import logging
 import random
 import threading
+from pathlib import Path
 
 import keras_tuner as kt
 import pytest
@@ -103,24 +104,57 @@ def test_best_trials_match_keras_tuner_with_ties_and_padding(tmp_path):
                 assert [t.trial_id for t in best(count)] == expected, (direction, index, count)
 
 
-def test_a_running_trials_file_waits_for_the_writer_and_an_ended_one_does_not(tmp_path):
+def _flush(writes) -> None:
+    """What the chief's state writer does with the trial files (`Chief.flush_oracle`)."""
+    journaled, journal = writes.take_journaled()
+    writes.write(writes.capture() + journaled)
+    writes.retire(journal)
+
+
+def test_trial_files_wait_for_the_writer_and_new_and_ended_states_are_journaled_at_once(tmp_path):
     oracle = _random_oracle(tmp_path, "writes", comprehensive_space())
     oracle.save = lambda: None  # the chief defers oracle.json itself
     writes = oracle_speedups.install(oracle, lambda: oracle_lock(oracle))
+    project = tmp_path / "writes"
+
+    def journal_lines() -> list[dict]:
+        return [json.loads(line) for path, _ in oracle_speedups.journals(str(project))
+                for line in Path(path).read_text().splitlines()]
+
     trial = oracle.create_trial("w0")
-    path = tmp_path / "writes" / f"trial_{trial.trial_id}" / "trial.json"
+    path = project / f"trial_{trial.trial_id}" / "trial.json"
+    # handed out: on disk at once as a journal line (a restarted chief knows every trial id)
     assert trial.status == "RUNNING" and not path.exists() and writes.pending() == 1
+    assert [(e["trial_id"], e["state"]["status"]) for e in journal_lines()] == [(trial.trial_id, "RUNNING")]
     oracle.update_trial(trial.trial_id, {"val_accuracy": 0.5}, step=0)
-    assert not path.exists()
-    writes.write(writes.capture())
-    assert json.loads(path.read_text())["status"] == "RUNNING" and writes.pending() == 0
+    assert not path.exists() and len(journal_lines()) == 1  # progress waits for the writer
+    _flush(writes)
+    saved = json.loads(path.read_text())
+    assert saved["status"] == "RUNNING" and saved["metrics"]["metrics"] and writes.pending() == 0
+    assert journal_lines() == []  # its states are in the file: the journal is gone
     oracle.update_trial(trial.trial_id, {"val_accuracy": 0.5}, step=1)
     captured = writes.capture()  # the writer read the running state...
     trial.status = "COMPLETED"
-    oracle.end_trial(trial)  # ...the trial ended before the writer wrote it...
-    writes.write(captured)  # ...and the older running state is not written over the ended one
+    oracle.end_trial(trial)  # ...the trial ended before the writer wrote it: the journal has it
+    assert [e["state"]["status"] for e in journal_lines()] == ["COMPLETED"]
+    journaled, journal = writes.take_journaled()
+    writes.write(captured + journaled)  # the older running state does not win over the ended one
     saved = json.loads(path.read_text())
     assert saved["status"] == "COMPLETED" and saved["score"] == 0.5 and writes.pending() == 0
+    writes.retire(journal)
+    assert oracle_speedups.journals(str(project)) == []
+    # a chief killed before its writer ran: the restarted one replays the journal into the files
+    second = oracle.create_trial("w1")
+    third = oracle.create_trial("w0")
+    oracle.update_trial(second.trial_id, {"val_accuracy": 0.75}, step=0)
+    second.status = "COMPLETED"
+    oracle.end_trial(second)
+    assert not (project / f"trial_{second.trial_id}" / "trial.json").exists()
+    assert oracle_speedups.replay_journals(str(project)) == 2
+    replayed = json.loads((project / f"trial_{second.trial_id}" / "trial.json").read_text())
+    assert replayed["status"] == "COMPLETED" and replayed["score"] == 0.75
+    assert json.loads((project / f"trial_{third.trial_id}" / "trial.json").read_text())["status"] == "RUNNING"
+    assert oracle_speedups.journals(str(project)) == []
 
 
 def test_the_state_writer_keeps_up_while_handlers_add_trials(tmp_path, caplog):

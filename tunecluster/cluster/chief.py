@@ -43,6 +43,8 @@ from tunecluster.tuning.spec import Experiment
 
 log = logging.getLogger("tunecluster.chief")
 
+INDENTED_UP_TO = 300  # trials: final state files of longer searches are written compact
+
 
 class SearchBook:
     """The chief's own bookkeeping beside the oracle: who ran what and when, live progress."""
@@ -525,6 +527,11 @@ class Chief:
         oracle = build_oracle(self.spec.tuner)
         oracle._set_project_dir(str(self.run.kt_dir), self.spec.name)
         oracle_file = self.run.kt_project(self.spec.name) / "oracle.json"
+        from tunecluster.cluster.oracle_speedups import replay_journals
+
+        replayed = replay_journals(str(self.run.kt_project(self.spec.name)))  # before Keras Tuner reads the files
+        if replayed:
+            log.info("replayed %d trial states from the journal of the previous chief", replayed)
         if oracle_file.exists():
             oracle.reload()  # never overwrite=True: it would delete the shared project directory
             self._hold_for_their_workers(oracle, oracle_file)
@@ -539,12 +546,14 @@ class Chief:
         """Keras Tuner rewrites oracle.json (which grows with the trial count) on every
         CreateTrial, EndTrial and space update, and a trial's trial.json on CreateTrial, on each
         UpdateTrial and on EndTrial, under the oracle lock: the largest cost of the chief per
-        trial. Here `oracle.save()` only marks it dirty, and a running trial's trial.json is only
-        marked (`oracle_speedups`); the state writer writes them at most every ~0.5 s (the
+        trial. Here `oracle.save()` only marks it dirty, and trial.json files wait for the state
+        writer too (`oracle_speedups.TrialWrites`), which writes them at most every ~0.5 s (the
         trials first, then oracle.json, then the work board), and always at the end and on
-        SIGTERM. An ended trial's trial.json is written before its EndTrial/WorkDone returns. A
-        chief killed with SIGKILL loses at most the last ~0.5 s of running trials' states and of
-        oracle.json; `_hold_for_their_workers` repairs that from the trial files."""
+        SIGTERM. A new trial's first state and an ended trial's state are appended to the
+        project's journal before the call returns, and replayed into the trial files when a
+        chief starts. A chief killed with SIGKILL loses at most the last ~0.5 s of running
+        trials' progress and of oracle.json; `_hold_for_their_workers` repairs that from the
+        trial files."""
         from tunecluster.cluster import oracle_speedups
         from tunecluster.tuning.fast_oracles import oracle_lock
 
@@ -565,10 +574,12 @@ class Chief:
         with self.servicer.oracle_lock():
             self._oracle_dirty.clear()
             trials += self._trial_writes.capture(locked=True)  # created meanwhile
+            ended, journal = self._trial_writes.take_journaled()  # every state oracle.json names
             oracle_text = json.dumps(self.oracle.get_state()) if oracle_changed else None
-        self._trial_writes.write(trials)
+        self._trial_writes.write(trials + ended)
         if oracle_text is not None:
             write_atomic(self.oracle._get_oracle_fname(), oracle_text, fsync=False)
+        self._trial_writes.retire(journal)  # its states are in their files now
 
     def _hold_for_their_workers(self, oracle, oracle_file: Path) -> None:
         """Keras Tuner's reload queues every trial that was running. A worker that kept training
@@ -747,9 +758,12 @@ class Chief:
             meta = {trial_id: dict(entry) for trial_id, entry in self.book.trial_meta.items()}
         document = results_document(self.spec, view, meta, finished, work=self.servicer.work,
                                     rows_cache=self._rows_cache)
-        write_json(self.run.work, board, compact=not final, fsync=final)
+        # indented JSON takes json's pure-Python encoder: for a long search's final files
+        # (megabytes) that would hold the chief's exit for seconds, so those stay compact
+        compact = not final or len(view.trials) > INDENTED_UP_TO
+        write_json(self.run.work, board, compact=compact, fsync=final)
         write_json(self.run.progress, snap, compact=not final, fsync=final)
-        write_results(self.run, document, final=final)
+        write_results(self.run, document, final=final, compact=compact)
 
     def _writer_loop(self) -> None:
         while not self._stop.is_set():
@@ -761,8 +775,8 @@ class Chief:
                 except Exception:  # never let the writer kill the chief
                     log.exception("could not write progress")
                 # coalesce bursts of updates; a long write (many trials) spaces the next ones
-                # out so that the writer never takes more than about a fifth of the chief's time
-                self._stop.wait(min(5.0, max(0.3, 4 * (time.monotonic() - started))))
+                # out so that the writer never takes more than about a tenth of the chief's time
+                self._stop.wait(min(5.0, max(0.3, 9 * (time.monotonic() - started))))
 
     # --- main loop --------------------------------------------------------------------------
     def _lease_loop(self) -> None:

@@ -71,14 +71,20 @@ def write_atomic(path: str | Path, text: str, fsync: bool = True) -> None:
     `fsync=False` still survives a killed process (the rename is atomic) but leaves flushing to
     the OS, so a machine crash may lose the last writes: for state rewritten on every trial."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _temp_beside(path)
     try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
+        fd, tmp = _temp_beside(path)
+    except FileNotFoundError:  # (no mkdir per write: the folder is made when it is missing)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = _temp_beside(path)
+    try:
+        try:
+            data = text.encode()
+            while data:
+                data = data[os.write(fd, data):]
             if fsync:
-                os.fsync(handle.fileno())
+                os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -191,9 +191,9 @@ def _confirmation(spec, work, confirmed: dict) -> Optional[dict]:
             "overlap": intervals_overlap(ranking) if work.board.confirmation_done() else None}
 
 
-def write_results(run: RunDir, document: dict, final: bool = True) -> None:
+def write_results(run: RunDir, document: dict, final: bool = True, compact: Optional[bool] = None) -> None:
     """`final=False` (the chief's periodic writes during the search): compact JSON, no fsync."""
-    write_json(run.results_json, document, compact=not final, fsync=final)
+    write_json(run.results_json, document, compact=not final if compact is None else compact, fsync=final)
     write_atomic(run.results_csv, to_csv(document), fsync=final)
 
 
