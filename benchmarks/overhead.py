@@ -92,7 +92,7 @@ def measure(trainer: str, args, work: Path) -> dict:
               for name in ("build_s", "hypermodel_s", "fit_s", "check_s", "save_s")}
     busy = sum(e["duration_s"] for e in executions)
     in_training_ms = 1000 * busy / max(1, len(executions)) - phases["fit_s"]
-    saved = sum(1 for e in executions if e.get("weights"))
+    saved = sum(1 for e in executions if e.get("saved_weights"))
     user_ideal = ideal + len(trials) * phases["hypermodel_s"] / 1000 / args.workers
     return {
         "trainer": trainer, "machine_before": before, "machine_after": machine(),

@@ -60,7 +60,7 @@ def test_a_model_free_search_runs_on_two_workers_without_tensorflow(tmp_path, cl
         assert t["score"] == pytest.approx(t["hyperparameters"]["x"] / 1000.0, abs=1e-6)
         execution = t["executions"][0]
         assert execution["score_last_epoch"] == pytest.approx(t["hyperparameters"]["x"] / 2000.0, abs=1e-6)
-        assert execution["weights"] is None if "weights" in execution else True
+        assert execution["saved_weights"] is False and execution["degenerate"] is None
     logs = "".join(p.read_text() for p in (tmp_path / "run" / "logs").glob("worker-*.log"))
     assert "(no TensorFlow)" in logs
     metrics = json.loads((tmp_path / "run" / "best" / "metrics.json").read_text())
@@ -72,6 +72,29 @@ def test_a_model_free_search_runs_on_two_workers_without_tensorflow(tmp_path, cl
     pulled = cli("pull", "--dir", "run", "--to", "out", cwd=tmp_path, timeout=60)
     assert pulled.returncode == 0, pulled.stderr
     assert {p.name for p in (tmp_path / "out").iterdir()} >= {"hyperparameters.json", "metrics.json", "results.json"}
+
+
+@pytest.mark.slow
+def test_a_declared_space_starts_every_worker_at_once(tmp_path, cli):
+    _search(tmp_path, """
+        import time
+
+        def declare_hyperparameters(hp):
+            return hp.Int("x", 0, 1000)
+
+        def run_trial(hp):
+            time.sleep(0.5)
+            return declare_hyperparameters(hp) / 1000.0
+    """, tuner={"max_trials": 4, "seed": 7})
+    result = cli("up", "-f", "spec.yaml", "--dir", "run", cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    from datetime import datetime
+
+    trials = sorted(json.loads((tmp_path / "run" / "results.json").read_text())["trials"],
+                    key=lambda t: int(t["trial_id"]))
+    assert trials[0]["hyperparameters"]["x"] != 0  # drawn from the declared space, not the default
+    first, second = (datetime.fromisoformat(t["started"]).timestamp() for t in trials[:2])
+    assert trials[0]["worker"] != trials[1]["worker"] and abs(second - first) < 0.4  # side by side
 
 
 @pytest.mark.slow

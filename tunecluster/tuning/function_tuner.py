@@ -17,9 +17,11 @@ is tuned by the same chief, leases, seeds, confirmation stage and results as a K
 - It returns the objective's value (a number), a dict of metrics that holds the objective
   (`tuner.objective`), or a list of such dicts, one per epoch (the best and the last epoch are
   then scored as for a Keras model); a Keras `History` works too.
-- The search space is what the function registers on `hp`. Nothing declares it beforehand, so the
-  first trial runs with every hyperparameter at its default (Keras Tuner does the same for
-  `run_trial`); later trials sample the space it registered.
+- The search space is what the function registers on `hp`. Unless its module also defines
+  `declare_hyperparameters(hp)` (registering the same hyperparameters, as a Keras Tuner
+  `HyperModel` may), nothing declares it beforehand: the first trial then runs with every
+  hyperparameter at its default while the other workers wait for it (Keras Tuner does the same
+  for `run_trial`), and later trials sample the space it registered.
 - Confirmation runs call the function again with fresh seeds; with held-out test rows
   (`data.test_fraction`), each confirmation run is called a second time with the same seed and
   the test rows in place of the validation rows, and its returned metrics are the test scores.
@@ -60,6 +62,13 @@ def bind_run_trial(func: Callable) -> Callable[..., object]:
         return func(*args, seed=seed) if seed_keyword and count < 3 else func(*args)
 
     return call
+
+
+def declared_space(func: Callable) -> Optional[Callable]:
+    """The `declare_hyperparameters(hp)` function of `func`'s module, if it defines one."""
+    module = sys.modules.get(getattr(func, "__module__", None) or "")
+    declare = getattr(module, "declare_hyperparameters", None)
+    return declare if callable(declare) else None
 
 
 def as_history(returned, objective_name: str) -> list[dict[str, float]]:
@@ -138,6 +147,7 @@ class FunctionTuner(ClusterTuner):
 
     def __init__(self, oracle, run_trial: Callable, **kwargs):
         self._run_trial = bind_run_trial(run_trial)
+        self._declare = declared_space(run_trial)
         super().__init__(oracle, None, **kwargs)
         s = self.splits
         # the search never sees the held-out rows; the test call scores on them instead
@@ -147,6 +157,15 @@ class FunctionTuner(ClusterTuner):
 
     def _prepare_keras(self) -> None:  # no model, no Keras state to manage
         return None
+
+    def _populate_initial_space(self):
+        """Keras Tuner's start-up discovery of the space: the module's
+        `declare_hyperparameters(hp)` when it has one (then no trial runs with the defaults)."""
+        if self._declare is None:
+            return
+        hp = self.oracle.get_space()
+        self._declare(hp)
+        self.oracle.update_space(hp)
 
     def run_trial(self, trial, *args, **kwargs):
         """Keras Tuner's hook (a subclass that overrides it may have no hypermodel); the cluster's

@@ -72,7 +72,7 @@ def _executions(work, trial_id: str, objective: str) -> tuple[list[dict], dict]:
                      "score_last_epoch": _clean(scoring.unit_score(result, objective, "last_epoch")),
                      "best_epoch": result.get("best_epoch"), "degenerate": result.get("degenerate"),
                      "duration_s": result.get("duration_s"), "timing": result.get("timing"),
-                     "error": unit.error})
+                     "saved_weights": bool(result.get("weights")), "error": unit.error})
     done = [u.result for u in units if u.result]
     summary = {}
     if done and work is not None:
