@@ -194,7 +194,7 @@ class TrialWrites:
                 self._ended.add(trial_id)
             self._dirty.pop(trial_id, None)
             text = json.dumps(trial.get_state())
-            self._append(json.dumps({"trial_id": trial_id, "state": trial.get_state()}) + "\n")
+            self._append(f'{{"trial_id": {json.dumps(trial_id)}, "state": {text}}}\n')
             self._journaled[trial_id] = (version, text)
 
     def _append(self, line: str) -> None:
