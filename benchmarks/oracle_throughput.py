@@ -9,9 +9,9 @@ can (a trial that does no training), one row per server and sequence:
   EndTrial, GetBestTrials;
 - `tunecluster`: tunecluster's chief, the same sequence plus a Heartbeat (with the token checked
   on every call): what a plain Keras Tuner worker does against tunecluster;
-- `tunecluster_work`: tunecluster's chief, its own worker's sequence: Heartbeat, then WorkDone
-  (with a result like a real worker's) whose answer carries the next unit (NextWork only when it
-  does not);
+- `tunecluster_work`: tunecluster's chief, its own worker's sequence: WorkDone (with a result
+  like a real worker's) whose answer carries the next unit (NextWork only when it does not), and
+  a Heartbeat at most every 0.25 s per client (a worker coalesces its beats so);
 - `grpc_empty`: a Python gRPC server whose handler does nothing, called once per "trial" with the
   same clients: the ceiling of Python gRPC on this machine (clients and server share its cores).
 Each server runs `--repeats` times per level (3; the servers alternate) and the run with the
@@ -153,6 +153,7 @@ def client_main(kind: str, address: str, threads: int, prefix: str, seconds: flo
                 if time.time() >= measure_from:
                     trials += 1
         unit = None  # the next unit, sent with the last WorkDone's answer (as the worker asks)
+        beat_at = 0.0  # a worker's heartbeats are coalesced to one per 0.25 s (Heartbeat.min_gap)
         while kind == "tunecluster_work" and time.time() < stop_at:
             if unit is None:
                 unit = timed("NextWork", lambda: control.call("NextWork", tuner_id=tuner_id))
@@ -160,8 +161,10 @@ def client_main(kind: str, address: str, threads: int, prefix: str, seconds: flo
                 unit = None
                 continue
             key = unit["key"]
-            timed("Heartbeat", lambda: control.call("Heartbeat", tuner_id=tuner_id, state="running",
-                                                    work=key, trial=key.split("#")[0]))
+            if time.time() >= beat_at:
+                beat_at = time.time() + 0.25
+                timed("Heartbeat", lambda: control.call("Heartbeat", tuner_id=tuner_id, state="running",
+                                                        work=key, trial=key.split("#")[0]))
             values = unit["trial"]["hyperparameters"]["values"]
             result = {"values": values, "best": {"val_accuracy": 0.5, "val_loss": 0.7},
                       "last": {"val_accuracy": 0.5, "val_loss": 0.7}, "best_epoch": 0, "last_epoch": 0,

@@ -115,6 +115,16 @@ def test_stage_inputs_example_and_files(tmp_path):
     assert sorted(rel for _, rel in inputs.files) == ["code/model.py", "data/rows.csv"]
 
 
+def test_stage_inputs_carry_a_run_trial_file(tmp_path):
+    (tmp_path / "trial.py").write_text("def run_trial(hp):\n    return 0.5\n")
+    (tmp_path / "tunecluster.yaml").write_text("name: mine\nrun_trial: trial.py:run_trial\n")
+    inputs = render.stage_inputs(load_spec(tmp_path / "tunecluster.yaml"))
+    assert inputs.spec.run_trial == "code/trial.py:run_trial" and inputs.spec.hypermodel is None
+    assert [rel for _, rel in inputs.files] == ["code/trial.py"]
+    example = render.stage_inputs(example_spec("pima-forest"))  # a module of the image's own package
+    assert example.spec.run_trial == "tunecluster.tuning.examples.forest:run_trial"
+
+
 def test_stage_inputs_unknown_module():
     spec = _spec().model_dump(mode="json")
     spec["hypermodel"] = "no_such_module_here:build"

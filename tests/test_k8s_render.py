@@ -140,6 +140,17 @@ def test_config_map_carries_the_model_and_data(tmp_path):
         carry_files(validate_spec(raw, "test"))
 
 
+def test_config_map_carries_a_run_trial_file(tmp_path):
+    (tmp_path / "trial.py").write_text("def run_trial(hp):\n    return 0.5\n")
+    raw = {"name": "mine", "run_trial": str(tmp_path / "trial.py") + ":run_trial",
+           "data": {"csv": str(csv_path()), "target": "Outcome"}}
+    carried = carry_files(validate_spec(raw, "test"))
+    assert "trial.py" in carried.files and carried.spec.run_trial == "/etc/tunecluster/trial.py:run_trial"
+    config = render(validate_spec(raw, "test"), namespace="n")[0]
+    inner = validate_spec(yaml.safe_load(config["data"]["spec.yaml"]), "configmap")
+    assert inner.run_trial == "/etc/tunecluster/trial.py:run_trial" and inner.hypermodel is None
+
+
 def test_render_cli_keeps_the_token_out_unless_asked(cli, tmp_path):
     plain = cli("render", "--example", "pima-optimizer", "--workers", "2", "-n", "team", cwd=tmp_path, timeout=60)
     assert plain.returncode == 0, plain.stderr

@@ -12,8 +12,11 @@ layout are used unchanged. What it changes:
 - the search loop sleeps with back-off while the chief answers IDLE (stock Keras Tuner spins);
 - it sends the search space to the chief at start (the chief does not import TensorFlow);
 - each training keeps its best epoch's weights in memory and writes one weights file at the end
-  (stock Keras Tuner writes a file at every improving epoch); the chief makes the best
+  (stock Keras Tuner writes a file at every improving epoch), only if it can still rank among the
+  best trials (`fit.checkpoints: top`, the chief's `save_above`); the chief makes the best
   execution's file the trial's checkpoint;
+- the degenerate-prediction check skips its forward pass when Keras' validation accuracy already
+  proves the predictions are not all one class (`collapsed_predictions`);
 - Keras state is cleared before every build, so memory does not grow across trials;
 - Hyperband's epochs and parent checkpoints work as in `keras_tuner.Hyperband`;
 - progress (trial, epoch, metrics) goes to the chief through heartbeats, and a failed training's
@@ -529,6 +532,8 @@ def _varied_by_accuracy(model, labels: np.ndarray, logs: Optional[dict]) -> Opti
             return None
         truth = labels.argmax(axis=1) if labels.shape[1] > 1 else labels[:, 0].astype(int)
     else:
+        return None
+    if truth.min() < 0:
         return None
     counts = np.bincount(truth, minlength=max(int(width), 2))
     right = float(accuracy) * truth.size
