@@ -55,20 +55,31 @@ def export_best(tuner, splits, run: RunDir, spec, choice: Optional[dict] = None)
     tmp = run.best / ".model.partial.keras"
     model.save(tmp)
     os.replace(tmp, run.best_model)
+    batch = spec.fit.batch_size
+    return write_choice(run, spec, splits, best, score, best_step, confirmed,
+                        validation=evaluate(model, splits.x_val, splits.y_val, batch),
+                        test=(evaluate(model, splits.x_test, splits.y_test, batch)
+                              if splits.x_test is not None else None))
+
+
+def write_choice(run: RunDir, spec, splits, best, score, best_step, confirmed, validation, test,
+                 **extra) -> dict:
+    """`best/hyperparameters.json` and `best/metrics.json` (written last: its presence means the
+    export is complete) for the exported trial; returns metrics.json's content."""
+    run.best.mkdir(parents=True, exist_ok=True)
     values = dict(best.hyperparameters.values)
     write_json(run.best_hyperparameters, {k: v for k, v in values.items() if not k.startswith("tuner/")})
-    batch = spec.fit.batch_size
     metrics = {
         "trial_id": best.trial_id,
         "objective": {"name": spec.tuner.objective, "direction": spec.tuner.direction,
                       "score_mode": spec.tuner.score, "score": score, "best_step": best_step},
         "confirmed": confirmed,
-        "validation": evaluate(model, splits.x_val, splits.y_val, batch),
-        "test": (evaluate(model, splits.x_test, splits.y_test, batch)
-                 if splits.x_test is not None else None),
+        "validation": validation,
+        "test": test,
         "rows": {"train": len(splits.y_train), "validation": len(splits.y_val),
                  "test": len(splits.y_test) if splits.y_test is not None else 0},
         "hyperparameters": values,
+        **extra,
     }
     write_json(run.best_metrics, metrics)
     return metrics

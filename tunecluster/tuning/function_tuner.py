@@ -215,7 +215,7 @@ def export_run_trial_best(tuner: FunctionTuner, run, spec, choice: Optional[dict
     the best confirmed configuration's best run, else the search's best trial."""
     from keras_tuner.src.engine import trial as trial_module
 
-    from tunecluster.cluster.rundir import write_json
+    from tunecluster.tuning.export import write_choice
 
     confirmed = None
     if choice and choice.get("trial"):
@@ -232,20 +232,5 @@ def export_run_trial_best(tuner: FunctionTuner, run, spec, choice: Optional[dict
         validation = split_metrics({name: float(best.metrics.get_last_value(name)) for name in best.metrics.metrics
                                     if best.metrics.get_last_value(name) is not None})
         test = None
-    run.best.mkdir(parents=True, exist_ok=True)
-    values = dict(best.hyperparameters.values)
-    write_json(run.best_hyperparameters, {k: v for k, v in values.items() if not k.startswith("tuner/")})
-    metrics = {
-        "trial_id": best.trial_id,
-        "objective": {"name": spec.tuner.objective, "direction": spec.tuner.direction,
-                      "score_mode": spec.tuner.score, "score": score, "best_step": best_step},
-        "confirmed": confirmed,
-        "validation": validation,
-        "test": test,
-        "rows": {"train": len(tuner.splits.y_train), "validation": len(tuner.splits.y_val),
-                 "test": len(tuner.splits.y_test) if tuner.splits.y_test is not None else 0},
-        "hyperparameters": values,
-        "model": None,  # run_trial trains no Keras model: nothing to load
-    }
-    write_json(run.best_metrics, metrics)
-    return metrics
+    return write_choice(run, spec, tuner.splits, best, score, best_step, confirmed, validation, test,
+                        model=None)  # run_trial trains no Keras model: nothing to load

@@ -315,30 +315,16 @@ class ClusterTuner(kt.Tuner):
             except Exception as exc:
                 self._check_trial(key)
                 self._log(f"{key} failed: {format_exception(exc)}")
-                failed = {"tuner_id": self.tuner_id, "key": key, "ok": False, "error_type": type(exc).__name__,
-                          "message": str(exc).strip() or type(exc).__name__, "traceback": traceback.format_exc(),
-                          "values": dict(trial.hyperparameters.values)}
-                # what it registered before failing still joins the search (as Keras Tuner's EndTrial
-                # carries it): a run_trial space is learned even when its first trial fails
-                grew = kind == "search" and self._space_grew(trial.hyperparameters)
-                if grew:
-                    failed["space"] = trial.hyperparameters.get_config()
-                reply = self._control("WorkDone", **failed)
-                if grew:
-                    self._space_size = len(trial.hyperparameters.space)
+                # what it registered before failing still joins the search (as Keras Tuner's
+                # EndTrial carries it): a run_trial space is learned even when its first trial fails
+                reply = self._work_done(trial, kind, key=key, ok=False, error_type=type(exc).__name__,
+                                        message=str(exc).strip() or type(exc).__name__,
+                                        traceback=traceback.format_exc(), values=dict(trial.hyperparameters.values))
             else:
                 if key in self._lost:
                     raise LeaseLost(key)
-                done = {"tuner_id": self.tuner_id, "key": key, "ok": True, "result": result,
-                        "next": not self.stop_requested.is_set()}
-                # hyperparameters first seen in this training (a conditional layer) travel with
-                # its result: the chief adds them before it draws the next trial
-                grew = kind == "search" and self._space_grew(trial.hyperparameters)
-                if grew:
-                    done["space"] = trial.hyperparameters.get_config()
-                reply = self._control("WorkDone", **done)
-                if grew:
-                    self._space_size = len(trial.hyperparameters.space)
+                reply = self._work_done(trial, kind, key=key, ok=True, result=result,
+                                        next=not self.stop_requested.is_set())
             if reply is not None and not reply.get("accepted", True):
                 raise LeaseLost(reply.get("reason", key))
             self.trials_run += 1
@@ -352,6 +338,18 @@ class ClusterTuner(kt.Tuner):
         finally:
             if not self.stop_requested.is_set():
                 self.current_trial = None
+
+    def _work_done(self, trial, kind: str, **request) -> dict:
+        """Send WorkDone; hyperparameters first seen in this training (a conditional layer, a
+        run_trial function's space) travel with it, and the chief adds them before it draws the
+        next trial."""
+        grew = kind == "search" and self._space_grew(trial.hyperparameters)
+        if grew:
+            request["space"] = trial.hyperparameters.get_config()
+        reply = self._control("WorkDone", tuner_id=self.tuner_id, **request)
+        if grew:
+            self._space_size = len(trial.hyperparameters.space)
+        return reply
 
     def _space_grew(self, hyperparameters) -> bool:
         return self._set_space is not None and len(hyperparameters.space) != self._space_size
