@@ -21,6 +21,16 @@ def _index(pod: dict) -> str:
     return pod["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"]
 
 
+def _why_failed(bed, pod: dict) -> str:
+    """A failed pod in one line: its reason, conditions, exit codes and log."""
+    status = pod["status"]
+    codes = [(c.get("state") or {}).get("terminated", {}).get("exitCode") for c in status.get("containerStatuses", [])]
+    conditions = [c["type"] for c in status.get("conditions", []) if c.get("status") == "True"]
+    log = bed.kubectl("logs", "-n", NS, pod["metadata"]["name"], check=False).stdout.strip().replace("\n", " | ")
+    return (f"{pod['metadata']['name']} (index {_index(pod)}): reason {status.get('reason')!r} "
+            f"{status.get('message', '')!r}, conditions {conditions}, exit codes {codes}, log: {log}")
+
+
 def test_smoke_indexed_job_pvc_service_and_pod_replacement(k8s_cluster, tmp_path):
     import testbed
 
@@ -67,21 +77,32 @@ def test_smoke_indexed_job_pvc_service_and_pod_replacement(k8s_cluster, tmp_path
 set -e
 i=$JOB_COMPLETION_INDEX
 echo "index $i on $(hostname)"
+# A client retries for a while, as real ones do: kube-proxy programs a Service's rules a moment
+# after its endpoint turns ready (its sync loop), so the first try may be refused on a busy node.
+fetch() {  # URL FILE: the backend's page, within 30 s
+  n=0
+  until timeout 10 wget -q -O "$2" "$1" && grep -q hello-from-backend "$2"; do
+    sleep 0.5; n=$((n+1)); [ $n -lt 60 ] || { echo "no answer from $1"; exit 5; }
+  done
+  [ $n -eq 0 ] || echo "$1 answered after $n retries"
+}
 # the Service, by its environment variables and by its ClusterIP
-timeout 10 wget -q -O /tmp/r http://$BACKEND_SERVICE_HOST:$BACKEND_SERVICE_PORT/
-grep -q hello-from-backend /tmp/r
+fetch http://$BACKEND_SERVICE_HOST:$BACKEND_SERVICE_PORT/ /tmp/r
 # ... and by DNS name (short name through the pod's search path, and the full name)
-timeout 10 wget -q -O /tmp/r2 http://backend/
-timeout 10 wget -q -O /tmp/r3 http://backend.smoke.svc.cluster.local/
-grep -q hello-from-backend /tmp/r2 && grep -q hello-from-backend /tmp/r3
+fetch http://backend/ /tmp/r2
+fetch http://backend.smoke.svc.cluster.local/ /tmp/r3
 # this pod's own stable name behind the headless Service (hostname indexed-<i>, subdomain workers)
 n=0
 until nslookup indexed-$i.workers.smoke.svc.cluster.local 2>/dev/null | grep -q "$(hostname -i)"; do
   sleep 0.5; n=$((n+1)); [ $n -lt 60 ] || { echo "no DNS record for indexed-$i.workers"; exit 4; }
 done
 # the API server, through the in-cluster `kubernetes` Service
-timeout 10 wget -q --no-check-certificate -O /tmp/v https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT/version
-grep -q gitVersion /tmp/v
+n=0
+until timeout 10 wget -q --no-check-certificate -O /tmp/v https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT/version \
+    && grep -q gitVersion /tmp/v; do
+  sleep 0.5; n=$((n+1)); [ $n -lt 60 ] || { echo "no answer from the API server's Service"; exit 6; }
+done
+[ $n -eq 0 ] || echo "the API server's Service answered after $n retries"
 echo "$i $(hostname)" >> /shared/started-$i
 n=0
 while [ ! -f /shared/release ]; do sleep 0.5; n=$((n+1)); [ $n -lt 600 ] || exit 3; done
@@ -111,6 +132,8 @@ echo "index $i done"
 
     bed.wait_for("both indices running", lambda: started(0) and started(1), 180, log="kubelet")
     pods = _pods(bed, "job-name=indexed")
+    failed = [p for p in pods if p["status"].get("phase") == "Failed"]
+    assert not failed, "pods failed: " + "; ".join(_why_failed(bed, p) for p in failed)
     assert sorted(_index(p) for p in pods) == ["0", "1"]
 
     # Delete index 1's pod mid-run: the Job controller makes a new pod with the same index.
@@ -141,6 +164,9 @@ echo "index $i done"
         if pod["status"]["phase"] == "Succeeded":
             out = bed.kubectl("logs", "-n", NS, pod["metadata"]["name"]).stdout
             assert f"index {_index(pod)} done" in out
+            for line in out.splitlines():
+                if "retries" in line:
+                    print(f"[smoke] {pod['metadata']['name']}: {line}")
     assert not bed.provisioner_errors, bed.provisioner_errors
     print(f"[smoke] passed in {time.monotonic() - t0:.1f}s")
 
