@@ -36,7 +36,7 @@ from tunecluster.cluster.leases import Leases
 from tunecluster.cluster.security import Security, TokenInterceptor, caller_id, server_credentials
 from tunecluster.cluster.trial_protos import TrialProtos
 from tunecluster.cluster.rundir import RunDir, read_json, write_atomic, write_json
-from tunecluster.cluster.work import RUNNING, Board
+from tunecluster.cluster.work import DONE, FAILED, RUNNING, SEARCH, Board
 from tunecluster.cluster.work_service import ONGOING_PREFIX, WorkService
 from tunecluster.errors import RunFailure
 from tunecluster.tuning.spec import Experiment
@@ -600,8 +600,14 @@ class Chief:
                     oracle._retry_queue.remove(trial_id)
                 if trial_id not in oracle.end_order:
                     oracle.end_order.append(trial_id)
+        on_board = {u.get("trial_id") for u in (read_json(self.run.work) or {}).get("units", [])
+                    if u.get("kind") == SEARCH}
         for tuner_id, trial_id in ongoing.items():
-            if tuner_id.startswith(ONGOING_PREFIX) and trial_id in oracle._retry_queue and trial_id in oracle.trials:
+            if tuner_id.startswith(ONGOING_PREFIX):
+                if trial_id not in on_board or trial_id not in oracle._retry_queue or trial_id not in oracle.trials:
+                    # created after the saved board was read (the board is saved after
+                    # oracle.json): no execution of it is known, so it stays queued and runs anew
+                    continue
                 # its executions are on the work board; the units that were running stay leased below
                 oracle._retry_queue.remove(trial_id)
                 oracle.ongoing_trials[tuner_id] = oracle.trials[trial_id]
@@ -617,7 +623,6 @@ class Chief:
         # trial.json, unknown to oracle.json. With executions on the saved work board they are
         # held like the others; else they go back to the queue.
         known = {t.trial_id for t in oracle.ongoing_trials.values()} | set(oracle._retry_queue)
-        on_board = {u.get("trial_id") for u in (read_json(self.run.work) or {}).get("units", [])}
         for trial_id, trial in sorted(oracle.trials.items()):
             if trial.status != "RUNNING" or trial_id in known:
                 continue
@@ -650,6 +655,15 @@ class Chief:
         if not saved:
             return Board(seed, executions)
         board = Board.from_dict(saved, seed, executions)
+        # The board is saved after the trials' states, and a trial's end is in the journal the
+        # moment it happens: a unit the board shows pending or running may belong to a trial
+        # that ended since. It must not run again (the trial would end twice).
+        settled = []
+        for trial_id, trial in list(self.oracle.trials.items()):
+            if trial.status in ("COMPLETED", "FAILED", "INVALID"):
+                settled += board.settle_ended(trial_id, DONE if trial.status == "COMPLETED" else FAILED)
+        if settled:
+            log.info("the saved work board predates the end of %s: closed", ", ".join(settled))
         for unit in board.units.values():
             if unit.state == RUNNING and unit.worker:
                 self.leases.grant(unit.key, unit.worker, timed=True)

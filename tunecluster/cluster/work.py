@@ -145,6 +145,24 @@ class Board:
             self._pending_kinds[unit.kind] = self._pending_kinds.get(unit.kind, 0) + 1
             return unit
 
+    def settle_ended(self, trial_id: str, state: str) -> list[str]:
+        """A trial the oracle has ended (a restarted chief found its end in the journal, newer
+        than the saved board): its search units still pending or running are closed as `state`
+        (their result went into the trial before the board was saved again); returns their keys."""
+        closed = []
+        with self.lock:
+            for unit in list(self._by_trial.get((SEARCH, trial_id), {}).values()):
+                if unit.state == PENDING:
+                    if unit.key in self.order:
+                        self.order.remove(unit.key)
+                        self._pending_kinds[SEARCH] -= 1
+                elif unit.state != RUNNING:
+                    continue
+                self._running.pop(unit.key, None)
+                unit.state, unit.ended = state, unit.ended or time.time()
+                closed.append(unit.key)
+        return closed
+
     def finish(self, key: str, result: dict) -> Optional[Unit]:
         return self._close(key, DONE, result=result)
 
