@@ -18,7 +18,10 @@ Each server runs `--repeats` times per level (3; the servers alternate) and the 
 median RPC/s stands for it (every run's RPC/s and trials/s are kept in the JSON): single runs on
 this 2-core machine vary by up to a third. Prints RPC/s, trials/s and p50/p99 latency per RPC
 type; figures `rpc_per_s`, `trials_per_s` and `p99_ms`, and the ratios to Keras Tuner's server at
-each level.
+each level. Each run also records the CPU the server and the client processes spent per call
+while every client was measuring (`server_cpu_ms_per_rpc`, `client_cpu_ms_per_rpc`, from /proc
+and os.times()): clients and server share this machine's cores, and `ten_x_cost_for_clients` says
+how many cores the clients alone would need at ten times Keras Tuner's RPC/s.
 
     python benchmarks/oracle_throughput.py --out benchmarks/results/oracle_throughput.json
 """
@@ -72,6 +75,15 @@ EMPTY_SERVER = textwrap.dedent("""
 """)
 
 SERVERS = ("keras_tuner", "tunecluster", "tunecluster_work", "grpc_empty")
+
+
+def process_cpu_s(pid: int) -> float:
+    """A process's CPU time so far (user + system, all threads), from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def start_server(kind: str, port: int, work: Path) -> subprocess.Popen:
@@ -194,12 +206,22 @@ def client_main(kind: str, address: str, threads: int, prefix: str, seconds: flo
                 latencies.setdefault(name, []).extend(values)
             counts["trials"] += trials
 
+    cpu: dict[str, float] = {}
+
+    def account() -> None:  # this process's CPU time (all its threads) over the measured window
+        time.sleep(max(0.0, measure_from - time.time()))
+        cpu["from"] = sum(os.times()[:2])
+        time.sleep(max(0.0, stop_at - time.time()))
+        cpu["to"] = sum(os.times()[:2])
+
     pool = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+    pool.append(threading.Thread(target=account))
     for thread in pool:
         thread.start()
     for thread in pool:
         thread.join()
-    print(json.dumps({"latencies": latencies, "trials": counts["trials"]}))
+    print(json.dumps({"latencies": latencies, "trials": counts["trials"], "window": [measure_from, stop_at],
+                      "cpu_s": cpu["to"] - cpu["from"]}))
 
 
 def measure(kind: str, clients: int, seconds: float, warmup: float, work: Path, procs: int, run: int = 0) -> dict:
@@ -220,23 +242,50 @@ def measure(kind: str, clients: int, seconds: float, warmup: float, work: Path, 
         runs = [subprocess.Popen([sys.executable, __file__, "--client", kind, f"127.0.0.1:{port}", str(share),
                                   str(i), str(seconds), str(warmup)], stdout=subprocess.PIPE, text=True)
                 for i, share in enumerate(shares)]
+        samples: list[tuple[float, float]] = []  # (wall time, the server's CPU seconds so far)
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.is_set():
+                samples.append((time.time(), process_cpu_s(server.pid)))
+                done.wait(0.1)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
         latencies: dict[str, list[float]] = {}
         trials = 0
-        for run in runs:
-            out, _ = run.communicate(timeout=seconds + warmup + 300)
-            result = json.loads(out.strip().splitlines()[-1])
-            trials += result["trials"]
-            for name, values in result["latencies"].items():
-                latencies.setdefault(name, []).extend(values)
+        client_cores = 0.0
+        windows = []
+        try:
+            for run in runs:
+                out, _ = run.communicate(timeout=seconds + warmup + 300)
+                result = json.loads(out.strip().splitlines()[-1])
+                trials += result["trials"]
+                for name, values in result["latencies"].items():
+                    latencies.setdefault(name, []).extend(values)
+                windows.append(result["window"])
+                client_cores += result["cpu_s"] / (result["window"][1] - result["window"][0])
+        finally:
+            done.set()
+            sampler.join()
     finally:
         server.kill()
         server.wait()
+    # the server's CPU over the part of the run where every client was measuring
+    start, end = max(w[0] for w in windows), min(w[1] for w in windows)
+    inside = [(t, c) for t, c in samples if start <= t <= end]
+    server_cores = ((inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0])
+                    if len(inside) >= 2 and inside[-1][0] > inside[0][0] else float("nan"))
     total = sum(len(v) for v in latencies.values())
     per_rpc = {name: {"count": len(v), "p50_ms": 1000 * percentile(v, 50), "p99_ms": 1000 * percentile(v, 99)}
                for name, v in sorted(latencies.items())}
     non_create = [x for name, v in latencies.items() if name not in ("CreateTrial", "NextWork", "WorkDone")
                   for x in v]
-    return {"server": kind, "clients": clients, "seconds": seconds, "rpc_per_s": total / seconds,
+    rate = total / seconds
+    return {"server": kind, "clients": clients, "seconds": seconds, "rpc_per_s": rate,
+            "server_cores": server_cores, "client_cores": client_cores,
+            "server_cpu_ms_per_rpc": 1000 * server_cores / rate if rate else None,
+            "client_cpu_ms_per_rpc": 1000 * client_cores / rate if rate else None,
             "trials_per_s": trials / seconds, "p99_ms": 1000 * percentile([x for v in latencies.values() for x in v], 99),
             "p99_ms_non_create": 1000 * percentile(non_create, 99), "per_rpc": per_rpc}
 
@@ -276,10 +325,11 @@ def main() -> None:
     first = {"keras_tuner": "CreateTrial", "tunecluster": "CreateTrial", "tunecluster_work": "WorkDone",
              "grpc_empty": "Empty"}
     table(["server", "clients", "RPC/s", "trials/s", "p99 ms", "p99 ms (other calls)",
-           "Create/WorkDone p50", "p99"],
+           "Create/WorkDone p50", "p99", "server CPU ms/RPC", "clients' CPU ms/RPC"],
           [[r["server"], r["clients"], r["rpc_per_s"], r["trials_per_s"], r["p99_ms"], r["p99_ms_non_create"],
-            r["per_rpc"][first[r["server"]]]["p50_ms"], r["per_rpc"][first[r["server"]]]["p99_ms"]] for r in rows])
-    ratio, trial_ratio = {}, {}
+            r["per_rpc"][first[r["server"]]]["p50_ms"], r["per_rpc"][first[r["server"]]]["p99_ms"],
+            r["server_cpu_ms_per_rpc"], r["client_cpu_ms_per_rpc"]] for r in rows])
+    ratio, trial_ratio, ceiling = {}, {}, {}
     for clients in sorted({r["clients"] for r in rows}):
         level = {r["server"]: r for r in rows if r["clients"] == clients}
         base = level.get("keras_tuner")
@@ -291,8 +341,22 @@ def main() -> None:
         print(f"{clients:3} clients, RPC/s vs Keras Tuner's server: "
               + ", ".join(f"{k} {v:.2f}x" for k, v in ratio[str(clients)].items())
               + "; trials/s: " + ", ".join(f"{k} {v:.2f}x" for k, v in trial_ratio[str(clients)].items()))
+        # What 10x Keras Tuner's RPC/s would cost the client processes alone, at the CPU per call
+        # they spent against tunecluster's chief (Keras Tuner's worker sequence) and against the
+        # empty server: the clients and the server share this machine's cores.
+        target = 10 * base["rpc_per_s"]
+        ceiling[str(clients)] = {"ten_x_rpc_per_s": target, "cores": os.cpu_count()}
+        for kind in ("tunecluster", "grpc_empty"):
+            ms = (level.get(kind) or {}).get("client_cpu_ms_per_rpc")
+            if ms:
+                ceiling[str(clients)][f"client_cores_at_ten_x_{kind}"] = target * ms / 1000
+        print(f"    10x Keras Tuner = {target:.0f} RPC/s: the clients alone would need "
+              + ", ".join(f"{v:.2f} cores ({k.removeprefix('client_cores_at_ten_x_')} clients)"
+                          for k, v in ceiling[str(clients)].items() if k.startswith("client_cores"))
+              + f" of the machine's {os.cpu_count()}")
     figures = {"benchmark": "oracle_throughput", "machine_before": before, "machine_after": machine(),
-               "rows": rows, "rpc_ratio_vs_keras_tuner": ratio, "trials_ratio_vs_keras_tuner": trial_ratio}
+               "rows": rows, "rpc_ratio_vs_keras_tuner": ratio, "trials_ratio_vs_keras_tuner": trial_ratio,
+               "ten_x_cost_for_clients": ceiling}
     save(figures, args.out, "oracle_throughput")
 
 
