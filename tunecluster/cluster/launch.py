@@ -167,6 +167,19 @@ def role_security_env(spec: Experiment, run: RunDir) -> tuple[dict, dict]:
     return secrets.role_env(insecure=spec.cluster.insecure, tls=spec.cluster.tls)
 
 
+def chief_code_after_workers(cluster, wait_s: float) -> Optional[int]:
+    """The chief's final exit code once the workers are gone: the last worker exported and left,
+    and the chief finishes its state and exits by itself within `wait_s`. None: it did not (it
+    is still running, or exited to be restarted)."""
+    deadline = time.time() + wait_s
+    code = cluster.chief_final()
+    while code is None and time.time() < deadline and cluster.chief_exit() is None:
+        time.sleep(0.1)
+        code = cluster.chief_final()
+    # it may have exited between the last two looks: the exporter and the chief leave together
+    return code if code is not None else cluster.chief_final()
+
+
 def up_local(spec: Experiment, run: RunDir, *, port: Optional[int], console: Console,
              detach: bool = False) -> int:
     """Run the search with local processes; return the exit code for the CLI."""
@@ -217,13 +230,8 @@ def up_local(spec: Experiment, run: RunDir, *, port: Optional[int], console: Con
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         LiveView(run, console).follow(alive)
-        code = cluster.chief_final()
         usage_exit = any(c == 2 for n, c in cluster.poll().items() if n != "chief")
-        deadline = time.time() + (0 if usage_exit else 15)  # a worker's usage error: no search will end
-        while code is None and time.time() < deadline and cluster.chief_exit() is None:
-            # the last worker exported and left; the chief finishes its state and exits by itself
-            time.sleep(0.1)
-            code = cluster.chief_final()
+        code = chief_code_after_workers(cluster, 0 if usage_exit else 15)  # a worker's usage error: no search will end
         if code is None:
             cluster.stop(timeout=5.0)
             failed = [n for n, c in cluster.poll().items() if n != "chief" and c]
