@@ -337,6 +337,12 @@ def up_kubernetes(spec: Experiment, run: RunDir, cluster: Cluster, *, console, d
         raise RunFailure(follower.problem)
     follower.refresh()
     progress = read_json(run.progress) or {}
+    if follower.outcome == "Complete" and not progress.get("finished"):
+        # the chief wrote its final state and left before it could be mirrored through its pod:
+        # read the final files from the volume
+        pull(cluster, spec, run.root, require_model=False,
+             names=("progress.json", "results.json", "results.csv"))
+        progress = read_json(run.progress) or {}
     console.print(f"search ended in {time.time() - started:.1f} s (chief job {follower.outcome})", highlight=False)
     if progress.get("search_failed"):
         raise RunFailure(f"the search stopped: {progress['search_failed']}")
@@ -386,9 +392,10 @@ PULL_SCRIPT = (
 PULLED = ("best", "results.json", "results.csv", "progress.json")
 
 
-def pull(cluster: Cluster, spec: Experiment, to: Path, timeout: float = 180, require_model: bool = True) -> list[str]:
-    """Copy the best model, its hyperparameters and metrics, and the results out of the volume
-    through a short-lived pod (read-only mount) and the exec API (a tar stream)."""
+def pull(cluster: Cluster, spec: Experiment, to: Path, timeout: float = 180, require_model: bool = True,
+         names: tuple = PULLED) -> list[str]:
+    """Copy the best model, its hyperparameters and metrics, and the results (or just `names`) out
+    of the volume through a short-lived pod (read-only mount) and the exec API (a tar stream)."""
     pod = helper_pod(spec, cluster.namespace)
     name = pod["metadata"]["name"]
     apply_objects(cluster, [pod])
@@ -404,7 +411,7 @@ def pull(cluster: Cluster, spec: Experiment, to: Path, timeout: float = 180, req
             if time.time() > deadline:
                 raise RunFailure(f"the helper pod {name} did not start within {timeout:.0f} s")
             _watch_once(cluster, "pods", selector(spec.name, "pull"), 5)
-        encoded = exec_read(cluster, name, ["python", "-c", PULL_SCRIPT, *PULLED], timeout=300)
+        encoded = exec_read(cluster, name, ["python", "-c", PULL_SCRIPT, *names], timeout=300)
     finally:
         try:
             cluster.core.delete_namespaced_pod(name, cluster.namespace, grace_period_seconds=0)
