@@ -49,7 +49,7 @@ def score(values: dict) -> float:
 def make_oracle(kind: str, num_initial_points: int = 10):
     import keras_tuner as kt
 
-    from tunecluster.tuning.fast_oracles import BayesianOptimizationOracle
+    from tunecluster.tuning.bayesian_oracle import BayesianOptimizationOracle
 
     cls = BayesianOptimizationOracle if kind == "tunecluster" else kt.oracles.BayesianOptimizationOracle
     oracle = cls(objective=kt.Objective("val_accuracy", "max"), max_trials=100000, seed=1,
@@ -81,9 +81,9 @@ def fill_to(oracle, n: int) -> None:
 
 def child_levels(kind: str, levels: list[int], repeats: int) -> None:
     """Runs in a child process: prints one JSON line per level."""
-    from tunecluster.cluster import keras_shim
+    from tunecluster.kt_compat import keras_stub
 
-    keras_shim.install()
+    keras_stub.install()
     oracle = make_oracle(kind)
     for n in levels:
         fill_to(oracle, n)
@@ -188,12 +188,12 @@ def part2(seconds: float, servers=("keras_tuner", "tunecluster"), clients: int =
     from keras_tuner.src import protos
     from keras_tuner.src.distribute.oracle_chief import OracleServicer
 
-    from tunecluster.cluster import oracle_speedups
-    from tunecluster.cluster.chief import ChiefServicer, ControlService, SearchBook
+    from tunecluster.kt_compat import oracle_methods
+    from tunecluster.cluster.chief.server import ChiefServicer, ControlService, SearchBook
     from tunecluster.cluster.control import control_handler
     from tunecluster.cluster.leases import Leases
-    from tunecluster.cluster.local import free_port
-    from tunecluster.tuning.fast_oracles import oracle_lock
+    from tunecluster.backends.local.processes import free_port
+    from tunecluster.tuning.bayesian_oracle import oracle_lock
 
     out = {}
     for kind in servers:
@@ -219,7 +219,7 @@ def part2(seconds: float, servers=("keras_tuner", "tunecluster"), clients: int =
 
         setattr(oracle, hook, marked)
         if kind == "tunecluster":  # as the chief serves it (its per-call speed-ups installed)
-            oracle_speedups.install(oracle, lambda o=oracle: oracle_lock(o))
+            oracle_methods.install(oracle, lambda o=oracle: oracle_lock(o))
             book = SearchBook()
             servicer = ChiefServicer(oracle, book, 0.0, Leases(300))
             server = grpc.server(futures.ThreadPoolExecutor(max_workers=2 * clients + 4))
@@ -278,9 +278,9 @@ def main() -> None:
                         help="servers measured in part 2 (Keras Tuner's needs minutes per suggestion on a busy machine)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    from tunecluster.cluster import keras_shim
+    from tunecluster.kt_compat import keras_stub
 
-    keras_shim.install()
+    keras_stub.install()
     before = machine()
     levels = [int(n) for n in args.levels.split(",")]
     latency = {"tunecluster": {}, "keras_tuner": {}} if args.skip_part1 else part1(levels, args.kt_budget, args.repeats)

@@ -30,7 +30,7 @@ from _common import machine, save, table  # noqa: E402
 def make_oracle(kind: str, seed: int, trials: int, initial: int):
     import keras_tuner as kt
 
-    from tunecluster.tuning.fast_oracles import BayesianOptimizationOracle
+    from tunecluster.tuning.bayesian_oracle import BayesianOptimizationOracle
 
     cls = BayesianOptimizationOracle if kind == "tunecluster" else kt.oracles.BayesianOptimizationOracle
     oracle = cls(objective=kt.Objective("val_accuracy", "max"), max_trials=trials,

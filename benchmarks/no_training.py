@@ -36,8 +36,8 @@ KT_ROLE = textwrap.dedent("""
     import json, os, sys, time
     if os.environ["KERASTUNER_TUNER_ID"] == "chief":
         sys.path.insert(0, %(repo)r)
-        from tunecluster.cluster import keras_shim
-        keras_shim.install()
+        from tunecluster.kt_compat import keras_stub
+        keras_stub.install()
     import keras_tuner as kt
 
     class NoTraining(kt.RandomSearch):
@@ -58,7 +58,7 @@ KT_ROLE = textwrap.dedent("""
 
 
 def keras_tuner_run(trials: int, workers: int, work: Path) -> dict:
-    from tunecluster.cluster.local import free_port
+    from tunecluster.backends.local.processes import free_port
 
     work.mkdir(parents=True)
     script = work / "kt_role.py"

@@ -48,8 +48,8 @@ from _common import comprehensive_space, machine, percentile, save, table  # noq
 KT_SERVER = textwrap.dedent("""
     import sys
     sys.path.insert(0, %(bench)r)
-    from tunecluster.cluster import keras_shim
-    keras_shim.install()
+    from tunecluster.kt_compat import keras_stub
+    keras_stub.install()
     import keras_tuner as kt
     from keras_tuner.src.distribute import oracle_chief
     from _common import comprehensive_space
@@ -119,9 +119,9 @@ def start_server(kind: str, port: int, work: Path) -> subprocess.Popen:
 
 def client_main(kind: str, address: str, threads: int, prefix: str, seconds: float, warmup: float) -> None:
     """One client process: `threads` workers doing the RPC sequence; prints latencies as JSON."""
-    from tunecluster.cluster import keras_shim
+    from tunecluster.kt_compat import keras_stub
 
-    keras_shim.install()
+    keras_stub.install()
     import grpc
     from keras_tuner.src import protos
     from keras_tuner.src.engine import trial as trial_module
@@ -225,7 +225,7 @@ def client_main(kind: str, address: str, threads: int, prefix: str, seconds: flo
 
 
 def measure(kind: str, clients: int, seconds: float, warmup: float, work: Path, procs: int, run: int = 0) -> dict:
-    from tunecluster.cluster.local import free_port
+    from tunecluster.backends.local.processes import free_port
 
     port = free_port()
     server = start_server(kind, port, work / f"{kind}-{clients}-{run}")  # a fresh search each run

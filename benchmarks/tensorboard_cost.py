@@ -1,6 +1,6 @@
 """What TensorBoard logging (`fit.tensorboard`) costs a trial: the pima-optimizer model trained
 in one process again and again, alternating with and without the trial's TensorBoard callback
-(`tunecluster.tuning.tensorboard_log`), the way a worker trains a trial (fresh model each time,
+(`tunecluster.cluster.worker.tensorboard_log`), the way a worker trains a trial (fresh model each time,
 Keras session cleared before the build). Alternating pairs cancel most of the drift of a busy
 machine; the first pair (imports, tracing) is reported apart. Each fit is timed by wall clock and
 by this process's CPU time (less disturbed by other work on the machine). Then the callback alone
@@ -34,7 +34,7 @@ def main() -> None:
     from tunecluster.tuning.datasets import load_splits
     from tunecluster.tuning.examples import example_spec
     from tunecluster.tuning.examples.pima import build_optimizer
-    from tunecluster.tuning.tensorboard_log import TrialTensorBoard
+    from tunecluster.cluster.worker.tensorboard_log import TrialTensorBoard
 
     splits = load_splits(example_spec("pima-optimizer").data)
     logroot = tempfile.mkdtemp(prefix="tb-cost-")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from tunecluster.cluster.local import free_port
+from tunecluster.backends.local.processes import free_port
 
 
 class ChiefProcess:

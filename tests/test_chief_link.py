@@ -6,7 +6,7 @@ import time
 import grpc
 import pytest
 
-from tunecluster.cluster.chief_link import ChiefLink, ChiefUnreachable
+from tunecluster.cluster.worker.chief_link import ChiefLink, ChiefUnreachable
 
 
 class _Unavailable(grpc.RpcError):
@@ -47,7 +47,7 @@ def test_worker_call_resumes_within_two_seconds_of_a_restarted_chief():
     from concurrent import futures
 
     from tunecluster.cluster.control import ControlClient, control_handler
-    from tunecluster.cluster.local import free_port
+    from tunecluster.backends.local.processes import free_port
     from tunecluster.cluster.security import Security, open_channel
 
     class Impl:

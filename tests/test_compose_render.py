@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tunecluster.cluster import compose as render
-from tunecluster.cluster import compose_backend as backend
+from tunecluster.backends.compose import render
+from tunecluster.backends.compose import project as backend
 from tunecluster.cluster.health import healthy
-from tunecluster.cluster.rundir import RunDir
-from tunecluster.errors import UsageError
+from tunecluster.core.rundir import RunDir
+from tunecluster.core.errors import UsageError
 from tunecluster.tuning.examples import example_spec
 from tunecluster.tuning.spec import load_spec, validate_spec
 

@@ -21,7 +21,7 @@ import yaml
 
 from conftest import run_cli
 from test_e2e_compose import base_image, docker_engine, image  # noqa: F401 - the project image fixtures
-from tunecluster.k8s import rbac
+from tunecluster.backends.kubernetes import rbac
 from tunecluster.tuning.examples import csv_path
 
 pytestmark = [pytest.mark.e2e_kubernetes, pytest.mark.timeout(2400)]

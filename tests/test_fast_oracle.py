@@ -55,9 +55,9 @@ def test_posterior_matches_scikit_learn_and_its_gradient():
 def test_nothing_waits_behind_a_suggestion(tmp_path):
     import keras_tuner  # noqa: F401 - the real package first, so the chief does not install its shim
 
-    from tunecluster.cluster.chief import Chief
-    from tunecluster.cluster.local import free_port
-    from tunecluster.cluster.rundir import RunDir
+    from tunecluster.cluster.chief.server import Chief
+    from tunecluster.backends.local.processes import free_port
+    from tunecluster.core.rundir import RunDir
     from tunecluster.cluster.security import Security
     from tunecluster.tuning.spec import Experiment
 
@@ -179,7 +179,7 @@ def _small_search(oracle, trials: int):
 
 
 def _bayesian(tmp_path, **kwargs):
-    from tunecluster.tuning.fast_oracles import BayesianOptimizationOracle
+    from tunecluster.tuning.bayesian_oracle import BayesianOptimizationOracle
 
     oracle = BayesianOptimizationOracle(objective=kt.Objective("score", "max"), max_trials=20,
                                         num_initial_points=3, seed=5, **kwargs)

@@ -10,8 +10,8 @@ import json
 import pytest
 import yaml
 
-from tunecluster.cluster import env as role_env
-from tunecluster.cluster.local import local_gpus
+from tunecluster.core import env as role_env
+from tunecluster.backends.local.processes import local_gpus
 from tunecluster.cluster.plan import build_plan
 from tunecluster.tuning.spec import Experiment
 

@@ -9,7 +9,7 @@ import weakref
 
 import tensorflow as tf
 
-from tunecluster.tuning.graph_memory import PREFIX, GradientRegistry, _registry
+from tunecluster.kt_compat.tf_gradients import PREFIX, GradientRegistry, _registry
 
 
 @tf.custom_gradient

@@ -14,8 +14,8 @@ import urllib.request
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from tunecluster.errors import RunFailure, UsageError
-from tunecluster.k8s.forward import Relay, forward_error
+from tunecluster.core.errors import RunFailure, UsageError
+from tunecluster.backends.kubernetes.forward import Relay, forward_error
 
 
 @pytest.fixture
@@ -141,7 +141,7 @@ def test_a_refused_port_forward_names_the_missing_permission():
 
 
 def _kubernetes_run(tmp_path, server: str):
-    from tunecluster.cluster.launch import resolve_spec
+    from tunecluster.backends.launch import resolve_spec
     from tunecluster.tuning.spec import dump_spec
 
     run = tmp_path / "run"

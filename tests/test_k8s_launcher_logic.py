@@ -10,9 +10,9 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from tunecluster.errors import RunFailure, UsageError
-from tunecluster.k8s.client import connect, explain
-from tunecluster.k8s.launcher import pod_problem, pod_role_name
+from tunecluster.core.errors import RunFailure, UsageError
+from tunecluster.backends.kubernetes.client import connect, explain
+from tunecluster.backends.kubernetes.launcher import pod_problem, pod_role_name
 
 
 def _pod(waiting=None, conditions=None, labels=None, name="exp-workers-1-abc"):

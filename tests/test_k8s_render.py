@@ -10,10 +10,10 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tunecluster.cluster.env import read_role_env
-from tunecluster.errors import UsageError
-from tunecluster.k8s import rbac
-from tunecluster.k8s.render import carry_files, render
+from tunecluster.core.env import read_role_env
+from tunecluster.core.errors import UsageError
+from tunecluster.backends.kubernetes import rbac
+from tunecluster.backends.kubernetes.render import carry_files, render
 from tunecluster.tuning.examples import csv_path, example_spec
 from tunecluster.tuning.spec import validate_spec
 
@@ -166,7 +166,7 @@ def test_render_cli_keeps_the_token_out_unless_asked(cli, tmp_path):
 
 
 def test_tensorboard_deploy_applies_the_same_objects_up_adds():
-    from tunecluster.k8s.render import tensorboard_objects
+    from tunecluster.backends.kubernetes.render import tensorboard_objects
 
     spec = _spec(kubernetes={"existing_claim": "kept"})
     added = [o for o in render(spec, namespace="tuning", token="t", tensorboard=True) if "tensorboard" in o["metadata"]["name"]]

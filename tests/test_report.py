@@ -207,8 +207,8 @@ def test_plain_live_lines_show_each_worker_and_the_best(tmp_path):
 
     from rich.console import Console
 
-    from tunecluster.cluster.live import LiveView
-    from tunecluster.cluster.rundir import RunDir, write_json
+    from tunecluster.ui.live import LiveView
+    from tunecluster.core.rundir import RunDir, write_json
 
     run = RunDir(tmp_path)
     progress = {
@@ -252,7 +252,7 @@ def test_report_of_a_running_search_with_failures(tmp_path):
     """A search still running (a RUNNING trial, a FAILED one, one taken back to the queue), numeric,
     log-sampled, boolean and choice hyperparameters, one missing in a trial: the report is built,
     the running trial's bar reaches the last update, failed trials are in the table with their error."""
-    from tunecluster.cluster.rundir import write_json
+    from tunecluster.core.rundir import write_json
     from tunecluster.report import build_report
     from tunecluster.report.data import load_run, utilisation
 

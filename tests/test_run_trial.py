@@ -193,8 +193,8 @@ def test_a_failing_function_fails_its_trials_with_the_message(tmp_path, cli):
 def test_what_run_trial_returns_becomes_epochs():
     from keras_tuner.src.engine import objective as objective_module
 
-    from tunecluster.errors import UsageError
-    from tunecluster.tuning.function_tuner import as_history, best_and_last, bind_run_trial, split_metrics
+    from tunecluster.core.errors import UsageError
+    from tunecluster.cluster.worker.function_tuner import as_history, best_and_last, bind_run_trial, split_metrics
 
     assert as_history(0.7, "val_accuracy") == [{"val_accuracy": 0.7}]
     import numpy as np

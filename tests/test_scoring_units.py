@@ -12,7 +12,7 @@ import pytest
 from tunecluster.cluster.work import PENDING, Board
 from tunecluster.tuning import scoring
 from tunecluster.tuning.search_warnings import count_configurations, start_warnings
-from tunecluster.tuning.seeds import training_seed
+from tunecluster.core.seeds import training_seed
 from tunecluster.tuning.spec import validate_spec
 
 
@@ -108,7 +108,7 @@ def test_one_class_predictions_are_recognised():
     import keras
     import numpy as np
 
-    from tunecluster.tuning.worker_tuner import collapsed_predictions
+    from tunecluster.cluster.worker.tuner import collapsed_predictions
 
     x = np.linspace(-1, 1, 50, dtype="float32").reshape(-1, 1)
     y = (x[:, 0] > 0.2).astype("float32")
@@ -130,7 +130,7 @@ def test_accuracy_that_matches_no_class_skips_the_forward_pass():
     import keras
     import numpy as np
 
-    from tunecluster.tuning.worker_tuner import collapsed_predictions
+    from tunecluster.cluster.worker.tuner import collapsed_predictions
 
     x = np.linspace(-1, 1, 50, dtype="float32").reshape(-1, 1)
     y = (x[:, 0] > 0.2).astype("float32")  # 20 of class 1, 30 of class 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from tunecluster.errors import UsageError
+from tunecluster.core.errors import UsageError
 from tunecluster.tuning.examples import PHASES, example_spec
 from tunecluster.tuning.spec import Experiment, load_spec, validate_spec
 

@@ -11,7 +11,7 @@ import textwrap
 
 import pytest
 
-from tunecluster.tuning.worker_tuner import Backoff
+from tunecluster.cluster.worker.tuner import Backoff
 
 
 def _python(script: str, env: dict | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
@@ -22,7 +22,7 @@ def _python(script: str, env: dict | None = None, timeout: float = 240) -> subpr
 def test_two_replica_mirrored_strategy_on_two_logical_cpus():
     out = _python("""
         import json
-        from tunecluster.tuning.strategy import configure_devices, choose_strategy
+        from tunecluster.cluster.worker.strategy import configure_devices, choose_strategy
         configure_devices()
         from tunecluster.tuning.datasets import load_splits
         from tunecluster.tuning.examples import example_spec
@@ -49,7 +49,7 @@ def test_two_replica_mirrored_strategy_on_two_logical_cpus():
 
 def test_auto_strategy_on_one_device_is_the_default():
     out = _python("""
-        from tunecluster.tuning.strategy import choose_strategy
+        from tunecluster.cluster.worker.strategy import choose_strategy
         print(choose_strategy("auto"))
     """)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -60,8 +60,8 @@ def test_auto_strategy_on_one_device_is_the_default():
 def test_chief_runs_every_oracle_without_tensorflow(kind, tmp_path):
     out = _python(f"""
         import sys
-        from tunecluster.cluster import keras_shim
-        assert keras_shim.install()
+        from tunecluster.kt_compat import keras_stub
+        assert keras_stub.install()
         import keras_tuner as kt
         from tunecluster.tuning.oracles import build_oracle
         from tunecluster.tuning.spec import TunerSpec

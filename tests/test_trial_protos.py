@@ -6,7 +6,7 @@ from __future__ import annotations
 import keras_tuner as kt
 from keras_tuner.src.engine import trial as trial_module
 
-from tunecluster.cluster.trial_protos import TrialProtos
+from tunecluster.kt_compat.trial_protos import TrialProtos
 from tunecluster.tuning.examples import comprehensive_space
 
 

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from tunecluster.tuning.examples import csv_path
-from tunecluster.tuning.seeds import training_seed
+from tunecluster.core.seeds import training_seed
 
 pytestmark = pytest.mark.slow
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from tunecluster.cluster.chief import Chief, ControlService
-from tunecluster.cluster.local import free_port
-from tunecluster.cluster.rundir import RunDir
+from tunecluster.cluster.chief.server import Chief, ControlService
+from tunecluster.backends.local.processes import free_port
+from tunecluster.core.rundir import RunDir
 from tunecluster.cluster.security import Security
 from tunecluster.tuning.examples import comprehensive_space
 from tunecluster.tuning.spec import Experiment

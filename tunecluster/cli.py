@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tunecluster import __version__
-from tunecluster.errors import TuneclusterError, UsageError
+from tunecluster.core.errors import TuneclusterError, UsageError
 
 app = typer.Typer(
     help="Run Keras Tuner searches on many workers: a chief oracle over gRPC, workers running "
@@ -97,16 +97,16 @@ def _main(
 
 
 def _run_dir(dir: Optional[Path], name: str):
-    from tunecluster.cluster.launch import DEFAULT_RUNS
-    from tunecluster.cluster.rundir import RunDir
+    from tunecluster.backends.launch import DEFAULT_RUNS
+    from tunecluster.core.rundir import RunDir
 
     return RunDir(dir if dir is not None else Path(DEFAULT_RUNS) / name)
 
 
 def _existing_run(dir: Optional[Path]):
     """The run named by --dir, or the only run under ./tunecluster-runs."""
-    from tunecluster.cluster.launch import DEFAULT_RUNS
-    from tunecluster.cluster.rundir import RunDir
+    from tunecluster.backends.launch import DEFAULT_RUNS
+    from tunecluster.core.rundir import RunDir
 
     if dir is not None:
         return RunDir(dir).require_run()
@@ -119,7 +119,7 @@ def _existing_run(dir: Optional[Path]):
 
 
 def _backend_of(run) -> str:
-    from tunecluster.cluster.rundir import read_json
+    from tunecluster.core.rundir import read_json
 
     return (read_json(run.cluster) or {}).get("backend", "local")
 
@@ -127,8 +127,8 @@ def _backend_of(run) -> str:
 def _kube(run=None, context: Optional[str] = None, namespace: Optional[str] = None,
           kubeconfig: Optional[str] = None, spec=None):
     """Connect to the cluster of a Kubernetes run (its recorded context and namespace) or of a spec."""
-    from tunecluster.cluster.rundir import read_json
-    from tunecluster.k8s.client import connect
+    from tunecluster.core.rundir import read_json
+    from tunecluster.backends.kubernetes.client import connect
 
     recorded = (read_json(run.cluster) or {}) if run is not None else {}
     ns = namespace or recorded.get("namespace") or (spec.cluster.kubernetes.namespace if spec else None)
@@ -201,7 +201,7 @@ def up(
 ):
     """Start a chief and workers, follow the search live, then retrain the best configurations
     with fresh seeds (the confirmation stage) and print the results table."""
-    from tunecluster.cluster.launch import Overrides, check_run_dir, preflight, resolve_spec
+    from tunecluster.backends.launch import Overrides, check_run_dir, preflight, resolve_spec
     from tunecluster.tuning.examples import ALL_PHASES, PHASES, example_spec
 
     if force and resume:
@@ -251,13 +251,13 @@ def _up_one(spec, run, source: str, o: dict) -> int:
     """Bring one experiment's cluster up, follow it, print its results; return the exit code."""
     import signal
 
-    from tunecluster.cluster.launch import Overrides, prepare_run_dir, up_local
+    from tunecluster.backends.launch import Overrides, prepare_run_dir, up_local
 
     # Ctrl-C (or `kill -INT`) stops every backend's run even when `up` runs as a shell's background
     # job, where SIGINT starts ignored and Python installs no KeyboardInterrupt handler of its own.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     if spec.cluster.backend == "kubernetes":
-        from tunecluster.k8s.launcher import up_kubernetes
+        from tunecluster.backends.kubernetes.launcher import up_kubernetes
 
         cluster = _kube(None, o["context"], o["namespace"], o["kubeconfig"], spec)  # fail on a bad kubeconfig before writing
         spec = prepare_run_dir(run, spec, force=o["force"], resume=o["resume"])
@@ -277,8 +277,8 @@ def _up_one(spec, run, source: str, o: dict) -> int:
         spec = Overrides(workers=o["workers"]).apply(spec)
     console.print(f"spec: {source}", highlight=False)
     if spec.cluster.backend == "compose":
-        from tunecluster.cluster.compose import DEFAULT_IMAGE
-        from tunecluster.cluster.compose_backend import best_model_hint, up_compose
+        from tunecluster.backends.compose.render import DEFAULT_IMAGE
+        from tunecluster.backends.compose.project import best_model_hint, up_compose
 
         code = up_compose(spec, run, image=o["image"] or DEFAULT_IMAGE, port=o["port"], gpus=o["gpus"],
                           console=console, detach=o["detach"], resume=o["resume"], build=o["build"])
@@ -299,7 +299,7 @@ def _up_one(spec, run, source: str, o: dict) -> int:
 
 def _print_phase_summary(outcomes: list, root: Path) -> None:
     """`up --example pima-all`: the tutorial's claim beside this run's confirmed winner, per phase."""
-    from tunecluster.cluster.rundir import write_json
+    from tunecluster.core.rundir import write_json
     from tunecluster.tuning.examples import TUTORIAL_CLAIMS
     from tunecluster.tuning.phases import phase_summary
 
@@ -350,16 +350,16 @@ def render(
     -f -` works on it) or the compose file (`render --backend compose > compose.yml`)."""
     import secrets as token_source
 
-    from tunecluster.cluster.launch import Overrides, resolve_spec
-    from tunecluster.k8s import rbac as rbac_module
-    from tunecluster.k8s.render import render as render_objects
-    from tunecluster.k8s.render import to_yaml
+    from tunecluster.backends.launch import Overrides, resolve_spec
+    from tunecluster.backends.kubernetes import rbac as rbac_module
+    from tunecluster.backends.kubernetes.render import render as render_objects
+    from tunecluster.backends.kubernetes.render import to_yaml
 
     if backend == BackendName.local:
         raise UsageError("the local backend has nothing to render; use --backend kubernetes or compose")
     if backend == BackendName.compose:
-        from tunecluster.cluster.compose import DEFAULT_IMAGE
-        from tunecluster.cluster.compose_backend import render_text
+        from tunecluster.backends.compose.render import DEFAULT_IMAGE
+        from tunecluster.backends.compose.project import render_text
 
         spec, _ = resolve_spec(str(file) if file else None, example)
         spec = Overrides(workers=workers, backend="compose").apply(spec)
@@ -403,8 +403,8 @@ def chief():
     KERASTUNER_ORACLE_PORT, TUNECLUSTER_SPEC, TUNECLUSTER_RUN_DIR, the token
     (TUNECLUSTER_TOKEN_FILE or TUNECLUSTER_TOKEN, or TUNECLUSTER_INSECURE=1) and optional TLS
     (TUNECLUSTER_TLS_CERT + TUNECLUSTER_TLS_KEY). SIGTERM saves the state and exits."""
-    from tunecluster.cluster.chief import run_chief
-    from tunecluster.cluster.env import read_role_env
+    from tunecluster.cluster.chief.server import run_chief
+    from tunecluster.core.env import read_role_env
     from tunecluster.cluster.security import read_security
     from tunecluster.tuning.spec import load_spec
 
@@ -423,8 +423,8 @@ def worker():
     """Run a worker. Configured by KERASTUNER_TUNER_ID (tuner<i>), KERASTUNER_ORACLE_IP,
     KERASTUNER_ORACLE_PORT, TUNECLUSTER_SPEC, TUNECLUSTER_RUN_DIR, the token (as for the chief)
     and TUNECLUSTER_TLS_CA when the chief uses TLS. SIGTERM gives its trial back and exits."""
-    from tunecluster.cluster.env import read_role_env
-    from tunecluster.cluster.worker import run_worker
+    from tunecluster.core.env import read_role_env
+    from tunecluster.cluster.worker.loop import run_worker
     from tunecluster.tuning.spec import load_spec
 
     _setup_role_logging()
@@ -441,9 +441,9 @@ def status(
     format: StatusFormat = typer.Option(StatusFormat.table, "--format", help="table or json."),
 ):
     """Each role with its state and process id, the chief's address, and the search's progress."""
-    from tunecluster.cluster.live import summary_line
-    from tunecluster.cluster.local import role_states
-    from tunecluster.cluster.rundir import read_json
+    from tunecluster.ui.live import summary_line
+    from tunecluster.backends.local.processes import role_states
+    from tunecluster.core.rundir import read_json
 
     run = _existing_run(dir)
     if _backend_of(run) == "kubernetes":
@@ -476,9 +476,9 @@ def status(
 
 
 def _status_kubernetes(run, format: "StatusFormat"):
-    from tunecluster.cluster.live import summary_line
-    from tunecluster.cluster.rundir import read_json
-    from tunecluster.k8s import launcher
+    from tunecluster.ui.live import summary_line
+    from tunecluster.core.rundir import read_json
+    from tunecluster.backends.kubernetes import launcher
     from tunecluster.tuning.spec import load_spec
 
     spec = load_spec(run.spec)
@@ -652,7 +652,7 @@ def _refresh_kubernetes_results(run) -> None:
     """Copy the latest results.json/.csv off the volume (through the chief, else a helper pod)."""
     import tempfile
 
-    from tunecluster.k8s import launcher
+    from tunecluster.backends.kubernetes import launcher
     from tunecluster.tuning.spec import load_spec
 
     spec = load_spec(run.spec)
@@ -682,16 +682,16 @@ def pull(
     run = _existing_run(dir)
     scratch = None
     if _backend_of(run) == "kubernetes":
-        from tunecluster.k8s import launcher
+        from tunecluster.backends.kubernetes import launcher
         from tunecluster.tuning.spec import load_spec
-        from tunecluster.cluster.rundir import RunDir
+        from tunecluster.core.rundir import RunDir
 
         scratch = tempfile.TemporaryDirectory()
         launcher.pull(_kube(run), load_spec(run.spec), Path(scratch.name))
         run = RunDir(scratch.name)
     compose_run = None if scratch else _compose_run(run)
     if compose_run:  # from the volume, into the run directory first
-        from tunecluster.cluster.compose_backend import SYNCED
+        from tunecluster.backends.compose.project import SYNCED
 
         compose_run.copy_out(("best", *SYNCED))
         if compose_run.volume_gone and not run.best_metrics.is_file():
@@ -781,9 +781,9 @@ def _tensorboard_kubernetes(run, host: str, port: Optional[int], deploy: bool) -
     """Forward 127.0.0.1:<free port> to the run's TensorBoard pod until Ctrl-C/SIGTERM."""
     import time
 
-    from tunecluster.k8s import forward as fwd
-    from tunecluster.k8s.launcher import apply_objects
-    from tunecluster.k8s.render import Names, tensorboard_objects
+    from tunecluster.backends.kubernetes import forward as fwd
+    from tunecluster.backends.kubernetes.launcher import apply_objects
+    from tunecluster.backends.kubernetes.render import Names, tensorboard_objects
     from tunecluster.tuning.spec import load_spec
 
     spec = load_spec(run.spec)
@@ -831,7 +831,7 @@ def logs(
     """Print a role's log."""
     run = _existing_run(dir)
     if _backend_of(run) == "kubernetes":
-        from tunecluster.k8s import launcher
+        from tunecluster.backends.kubernetes import launcher
         from tunecluster.tuning.spec import load_spec
 
         launcher.logs(_kube(run), load_spec(run.spec).name, role, tail=tail or None, follow=follow, out=sys.stdout)
@@ -855,7 +855,7 @@ def _follow_local_log(run, role: str, path: Path) -> None:
     """Print what the role writes until it (and every restart of it) has exited."""
     import time
 
-    from tunecluster.cluster.local import role_states
+    from tunecluster.backends.local.processes import role_states
 
     with open(path, errors="replace") as handle:
         handle.seek(0, 2)
@@ -881,11 +881,11 @@ def down(
     """Stop a run: local roles still running are stopped (the run directory is kept); a compose
     run's containers and network are removed (with --volumes its volume too), keeping their logs;
     on Kubernetes every object of the experiment is deleted (the claim too unless --keep-volume)."""
-    from tunecluster.cluster.local import stop_recorded
+    from tunecluster.backends.local.processes import stop_recorded
 
     run = _existing_run(dir)
     if _backend_of(run) == "kubernetes":
-        from tunecluster.k8s import launcher
+        from tunecluster.backends.kubernetes import launcher
         from tunecluster.tuning.spec import load_spec
 
         deleted = launcher.delete_experiment(_kube(run), load_spec(run.spec).name, keep_volume=keep_volume)
@@ -906,7 +906,7 @@ def down(
 
 def _compose_run(run):
     """The ComposeRun of a run directory `up --backend compose` made, else None."""
-    from tunecluster.cluster.compose_backend import ComposeRun
+    from tunecluster.backends.compose.project import ComposeRun
 
     return ComposeRun.of(run)
 

@@ -13,7 +13,7 @@ import socket
 import sys
 from typing import Mapping
 
-from tunecluster.cluster import env as role_env
+from tunecluster.core import env as role_env
 
 
 def healthy(environ: Mapping[str, str] = os.environ, timeout: float = 3.0) -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from tunecluster.cluster import env as role_env
+from tunecluster.core import env as role_env
 from tunecluster.tuning.spec import Experiment
 
 

@@ -30,8 +30,8 @@ from typing import Callable, Mapping, Optional
 
 import grpc
 
-from tunecluster.cluster import env as role_env
-from tunecluster.errors import UsageError
+from tunecluster.core import env as role_env
+from tunecluster.core.errors import UsageError
 
 log = logging.getLogger("tunecluster.security")
 

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field, fields
 from typing import Optional
 
-from tunecluster.tuning.seeds import CONFIRM, SEARCH, training_seed
+from tunecluster.core.seeds import CONFIRM, SEARCH, training_seed
 
 PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
 

@@ -27,7 +27,7 @@ class Report:
 
 def build_report(run_dir: str | Path, out: Optional[str | Path] = None, png: bool = False) -> Report:
     """Write the report of the run in `run_dir` to `out` (default `<run>/report.html`)."""
-    from tunecluster.cluster.rundir import write_atomic
+    from tunecluster.core.rundir import write_atomic
     from tunecluster.report.data import load_run
     from tunecluster.report.html import render
 

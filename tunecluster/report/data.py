@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional
 
-from tunecluster.cluster.rundir import RunDir, read_json
+from tunecluster.core.rundir import RunDir, read_json
 from tunecluster.tuning.results import read_results, sorted_rows
 
 

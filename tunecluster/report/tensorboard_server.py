@@ -16,13 +16,13 @@ import urllib.request
 from pathlib import Path
 from typing import Optional
 
-from tunecluster.errors import TuneclusterError, UsageError
+from tunecluster.core.errors import TuneclusterError, UsageError
 
 DEFAULT_PORT = 6006
 
 
 def _free(host: str, port: int) -> bool:
-    from tunecluster.cluster.local import port_in_use
+    from tunecluster.backends.local.processes import port_in_use
 
     return not port_in_use(host, port)
 

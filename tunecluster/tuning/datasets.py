@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from tunecluster.errors import UsageError
+from tunecluster.core.errors import UsageError
 from tunecluster.tuning.loader import load_callable
 from tunecluster.tuning.spec import DataSpec
 

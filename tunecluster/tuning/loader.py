@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from tunecluster.errors import UsageError
+from tunecluster.core.errors import UsageError
 
 
 def load_callable(ref: str, what: str = "hypermodel") -> Callable:

@@ -26,7 +26,7 @@ def build_oracle(tuner: TunerSpec):
     if tuner.kind == "grid":
         return kt.oracles.GridSearchOracle(max_trials=tuner.max_trials, **common)
     if tuner.kind == "bayesian":
-        from tunecluster.tuning.fast_oracles import BayesianOptimizationOracle
+        from tunecluster.tuning.bayesian_oracle import BayesianOptimizationOracle
 
         return BayesianOptimizationOracle(
             max_trials=tuner.max_trials,

@@ -5,7 +5,7 @@ test score when rows were held out). Reads each phase's results.json; pure Pytho
 
 from __future__ import annotations
 
-from tunecluster.cluster.rundir import RunDir, read_json
+from tunecluster.core.rundir import RunDir, read_json
 
 
 def _pm(mean, std) -> str:

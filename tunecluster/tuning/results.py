@@ -18,8 +18,8 @@ import math
 from datetime import datetime, timezone
 from typing import Any, Optional
 
-from tunecluster.cluster.rundir import RunDir, read_json, write_atomic, write_json
-from tunecluster.errors import UsageError
+from tunecluster.core.rundir import RunDir, read_json, write_atomic, write_json
+from tunecluster.core.errors import UsageError
 
 STATUSES = ("COMPLETED", "RUNNING", "QUEUED", "FAILED", "INVALID", "STOPPED", "IDLE")
 

@@ -21,7 +21,7 @@ from typing import Any, Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from tunecluster.errors import UsageError
+from tunecluster.core.errors import UsageError
 
 TunerKind = Literal["random", "grid", "bayesian", "hyperband"]
 Backend = Literal["local", "compose", "kubernetes"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from tunecluster.errors import UsageError
+from tunecluster.core.errors import UsageError
 from tunecluster.tuning.spec import Experiment, validate_spec
 
 PHASES = {

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import Optional
 
-from tunecluster.errors import RunFailure, TuneclusterError, UsageError
+from tunecluster.core.errors import RunFailure, TuneclusterError, UsageError
 
 
 @dataclass

@@ -243,7 +243,7 @@ class TrialWrites:
 
     def write(self, texts: list[tuple[str, int, str, str]]) -> None:
         """Write each trial's newest captured state among `texts` (the state writer's thread)."""
-        from tunecluster.cluster.rundir import write_atomic
+        from tunecluster.core.rundir import write_atomic
 
         newest: dict[str, tuple[int, str, str]] = {}
         for trial_id, version, path, text in texts:
@@ -283,7 +283,7 @@ def replay_journals(project: str) -> int:
     """Write the journaled states of a chief that stopped before its writer wrote them into
     their trial.json files (in order: the last line of a trial wins), then drop the journals.
     Returns the number of lines replayed. A torn last line (a machine crash) is skipped."""
-    from tunecluster.cluster.rundir import write_atomic
+    from tunecluster.core.rundir import write_atomic
 
     latest: dict[str, dict] = {}
     files = journals(project)

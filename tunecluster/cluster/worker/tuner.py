@@ -46,10 +46,10 @@ from keras_tuner.src.engine import trial as trial_module
 from keras_tuner.src.engine import tuner_utils
 from keras_tuner.src.engine.tuner import maybe_distribute
 
-from tunecluster.errors import UsageError
-from tunecluster.tuning import fast_hp
-from tunecluster.tuning.graph_memory import GradientRegistry
-from tunecluster.tuning.tensorboard_log import trial_callback
+from tunecluster.core.errors import UsageError
+from tunecluster.kt_compat import hyperparameters as fast_hp
+from tunecluster.kt_compat.tf_gradients import GradientRegistry
+from tunecluster.cluster.worker.tensorboard_log import trial_callback
 
 
 def _memoize_keras_saving_skipsets() -> None:

@@ -17,8 +17,8 @@ import threading
 import time
 from typing import Callable, Optional
 
-from tunecluster.errors import RunFailure, UsageError
-from tunecluster.k8s.client import Cluster, explain
+from tunecluster.core.errors import RunFailure, UsageError
+from tunecluster.backends.kubernetes.client import Cluster, explain
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ class TensorBoardForward:
         """The newest Ready pod of the TensorBoard Deployment, or None; a pod problem a user must
         act on (an image that cannot be pulled, a bad configuration) raises RunFailure. A pod that
         is not scheduled yet is waited for (wait_until_serving's timeout then says where to look)."""
-        from tunecluster.k8s.launcher import pod_problem, role_pods
+        from tunecluster.backends.kubernetes.launcher import pod_problem, role_pods
 
         with self._lock:
             pods = role_pods(self.cluster, self.experiment, "tensorboard")

@@ -18,10 +18,10 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
-from tunecluster.cluster.rundir import RunDir, read_json, write_json
-from tunecluster.errors import RunFailure, UsageError
-from tunecluster.k8s.client import Cluster, explain
-from tunecluster.k8s.render import FIELD_MANAGER, SHARED_MOUNT, Names, helper_pod, render, selector
+from tunecluster.core.rundir import RunDir, read_json, write_json
+from tunecluster.core.errors import RunFailure, UsageError
+from tunecluster.backends.kubernetes.client import Cluster, explain
+from tunecluster.backends.kubernetes.render import FIELD_MANAGER, SHARED_MOUNT, Names, helper_pod, render, selector
 from tunecluster.tuning.spec import Experiment
 
 IMAGE_PROBLEMS = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
@@ -308,7 +308,7 @@ class Follower:
 
 def up_kubernetes(spec: Experiment, run: RunDir, cluster: Cluster, *, console, detach: bool = False,
                   tensorboard: Optional[bool] = None) -> int:
-    from tunecluster.cluster.live import LiveView
+    from tunecluster.ui.live import LiveView
 
     objects = experiment_objects(cluster, spec, tensorboard)
     write_json(run.cluster, {"backend": "kubernetes", "experiment": spec.name, "namespace": cluster.namespace,

@@ -43,8 +43,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from tunecluster.errors import UsageError
-from tunecluster.tuning.worker_tuner import ClusterTuner
+from tunecluster.core.errors import UsageError
+from tunecluster.cluster.worker.tuner import ClusterTuner
 
 
 def bind_run_trial(func: Callable) -> Callable[..., object]:
@@ -134,9 +134,9 @@ def seed_everything(seed: int) -> None:
     """Python's and NumPy's global generators, and Keras' when the process really has Keras."""
     random.seed(seed)
     np.random.seed(seed)
-    from tunecluster.cluster import keras_shim
+    from tunecluster.kt_compat import keras_stub
 
-    if "keras" in sys.modules and not keras_shim.installed():
+    if "keras" in sys.modules and not keras_stub.installed():
         import keras
 
         keras.utils.set_random_seed(seed)
@@ -199,7 +199,7 @@ class FunctionTuner(ClusterTuner):
         elif getattr(self.fit_spec, "tensorboard", False):
             from pathlib import Path
 
-            from tunecluster.tuning.tensorboard_log import write_history
+            from tunecluster.cluster.worker.tensorboard_log import write_history
 
             write_history(Path(self.directory).parent / "tensorboard", trial, unit["index"], unit.get("count", 1),
                           history, started)
@@ -215,7 +215,7 @@ def export_run_trial_best(tuner: FunctionTuner, run, spec, choice: Optional[dict
     the best confirmed configuration's best run, else the search's best trial."""
     from keras_tuner.src.engine import trial as trial_module
 
-    from tunecluster.tuning.export import write_choice
+    from tunecluster.cluster.worker.export import write_choice
 
     confirmed = None
     if choice and choice.get("trial"):

@@ -16,7 +16,7 @@ from typing import Any, Callable, Optional
 
 import grpc
 
-from tunecluster.errors import RunFailure, UsageError
+from tunecluster.core.errors import RunFailure, UsageError
 
 log = logging.getLogger("tunecluster.link")
 

@@ -13,11 +13,11 @@ from typing import Optional
 
 from rich.console import Console
 
-from tunecluster.cluster.live import LiveView
-from tunecluster.cluster.local import LocalCluster, default_tf_threads, free_port, local_gpus, port_in_use
+from tunecluster.ui.live import LiveView
+from tunecluster.backends.local.processes import LocalCluster, default_tf_threads, free_port, local_gpus, port_in_use
 from tunecluster.cluster.plan import build_plan
-from tunecluster.cluster.rundir import RunDir, read_json, write_atomic
-from tunecluster.errors import RunFailure, UsageError
+from tunecluster.core.rundir import RunDir, read_json, write_atomic
+from tunecluster.core.errors import RunFailure, UsageError
 from tunecluster.tuning.spec import Experiment, dump_spec, load_spec, validate_spec
 
 DEFAULT_SPEC = "tunecluster.yaml"
@@ -156,7 +156,7 @@ def role_security_env(spec: Experiment, run: RunDir) -> tuple[dict, dict]:
     """Make (or keep, on resume) the run's token and TLS files; the chief's and workers' variables."""
     import os
 
-    from tunecluster.cluster import env as role_env
+    from tunecluster.core import env as role_env
     from tunecluster.cluster.security import RunSecrets
 
     secrets = RunSecrets(run.root)
@@ -183,7 +183,7 @@ def chief_code_after_workers(cluster, wait_s: float) -> Optional[int]:
 def up_local(spec: Experiment, run: RunDir, *, port: Optional[int], console: Console,
              detach: bool = False) -> int:
     """Run the search with local processes; return the exit code for the CLI."""
-    from tunecluster.cluster.local import role_states
+    from tunecluster.backends.local.processes import role_states
 
     host = "127.0.0.1"
     port = port or spec.cluster.port or free_port(host)

@@ -21,10 +21,10 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from tunecluster.cluster import env as role_env
+from tunecluster.core import env as role_env
 from tunecluster.cluster.plan import ClusterPlan, Role
-from tunecluster.cluster.rundir import RunDir, read_json, write_json
-from tunecluster.errors import RunFailure
+from tunecluster.core.rundir import RunDir, read_json, write_json
+from tunecluster.core.errors import RunFailure
 
 
 def free_port(host: str = "127.0.0.1") -> int:

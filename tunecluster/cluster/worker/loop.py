@@ -21,9 +21,9 @@ import signal
 import sys
 import time
 
-from tunecluster.cluster.env import RoleEnv
-from tunecluster.cluster.rundir import RunDir
-from tunecluster.errors import UsageError
+from tunecluster.core.env import RoleEnv
+from tunecluster.core.rundir import RunDir
+from tunecluster.core.errors import UsageError
 from tunecluster.tuning.spec import Experiment
 
 log = logging.getLogger("tunecluster.worker")
@@ -43,12 +43,12 @@ def _load_run_trial(spec: Experiment):
     TensorFlow, the worker runs Keras Tuner on the chief's stand-in for Keras (no TensorFlow
     import: a fraction of a second and ~100 MiB instead of seconds and ~500 MiB), sealed so that
     a later use of Keras fails with a message instead of doing nothing."""
-    from tunecluster.cluster import keras_shim
+    from tunecluster.kt_compat import keras_stub
     from tunecluster.tuning.loader import load_callable
 
     func = load_callable(spec.run_trial, "run_trial")
     if "keras" not in sys.modules and "tensorflow" not in sys.modules:
-        keras_shim.install()
+        keras_stub.install()
         # everything that touches Keras at import time, before the seal (Keras Tuner's
         # modules, the tuner's callback classes)
         import keras_tuner  # noqa: F401
@@ -56,10 +56,10 @@ def _load_run_trial(spec: Experiment):
 
         from tunecluster.tuning import function_tuner  # noqa: F401
 
-        keras_shim.seal("run_trial's module imported no Keras or TensorFlow, so this worker runs "
+        keras_stub.seal("run_trial's module imported no Keras or TensorFlow, so this worker runs "
                         "without them; import keras (or tensorflow) at the top of that module")
     else:
-        from tunecluster.tuning import strategy as strategy_mod
+        from tunecluster.cluster.worker.loop import strategy as strategy_mod
 
         strategy_mod.configure_devices(spec.cluster.tf_threads)
     return func
@@ -70,19 +70,19 @@ def run_worker(spec: Experiment, role: RoleEnv) -> int:
     if spec.run_trial:
         run_trial = _load_run_trial(spec)
     else:
-        from tunecluster.tuning import strategy as strategy_mod
+        from tunecluster.cluster.worker.loop import strategy as strategy_mod
 
         strategy_mod.configure_devices(spec.cluster.tf_threads)
 
     from keras_tuner.src import protos
 
-    from tunecluster.cluster.chief_link import ChiefLink, ResilientStub
+    from tunecluster.cluster.worker.chief_link import ChiefLink, ResilientStub
     from tunecluster.cluster.control import ControlClient
     from tunecluster.cluster.security import open_channel, read_security
     from tunecluster.tuning.datasets import load_splits
     from tunecluster.tuning.loader import load_callable
     from tunecluster.tuning.oracles import build_oracle
-    from tunecluster.tuning.worker_tuner import Backoff, FatalUsage, Heartbeat, TrialInterrupted
+    from tunecluster.cluster.worker.tuner import Backoff, FatalUsage, Heartbeat, TrialInterrupted
 
     if not spec.hypermodel and not spec.run_trial:
         raise UsageError("hypermodel: the spec names no hypermodel; set hypermodel: \"file.py:function\" "
@@ -91,7 +91,7 @@ def run_worker(spec: Experiment, role: RoleEnv) -> int:
     run = RunDir(role.run_dir or ".")
     splits = load_splits(spec.data)
     if spec.run_trial:
-        from tunecluster.tuning.function_tuner import FunctionTuner, export_run_trial_best
+        from tunecluster.cluster.worker.function_tuner import FunctionTuner, export_run_trial_best
 
         make_tuner = functools.partial(FunctionTuner, run_trial=run_trial)
 
@@ -100,9 +100,9 @@ def run_worker(spec: Experiment, role: RoleEnv) -> int:
         log.info("%s: run_trial %s (%s), %d training rows", role.tuner_id, spec.run_trial,
                  "with Keras" if "tensorflow" in sys.modules else "no TensorFlow", len(splits.y_train))
     else:
-        from tunecluster.tuning import strategy as strategy_mod
-        from tunecluster.tuning.export import export_best as export
-        from tunecluster.tuning.worker_tuner import ClusterTuner, checked_build
+        from tunecluster.cluster.worker.loop import strategy as strategy_mod
+        from tunecluster.cluster.worker.export import export_best as export
+        from tunecluster.cluster.worker.tuner import ClusterTuner, checked_build
 
         build = checked_build(bind_hypermodel(load_callable(spec.hypermodel), splits))
         strategy = strategy_mod.choose_strategy(spec.cluster.strategy)

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Optional
 
-from tunecluster.cluster.rundir import RunDir, write_json
+from tunecluster.core.rundir import RunDir, write_json
 
 
 def evaluate(model, x, y, batch_size: int) -> dict:

@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any, Optional
 
-from tunecluster.errors import UsageError
+from tunecluster.core.errors import UsageError
 
 
 class RunDir:

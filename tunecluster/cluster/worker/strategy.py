@@ -13,8 +13,8 @@ from __future__ import annotations
 import os
 from typing import Optional
 
-from tunecluster.cluster import env as role_env
-from tunecluster.errors import UsageError
+from tunecluster.core import env as role_env
+from tunecluster.core.errors import UsageError
 
 STRATEGIES = ("auto", "default", "mirrored", "one_device")
 

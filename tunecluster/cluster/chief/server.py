@@ -30,15 +30,15 @@ from typing import Optional
 
 import grpc
 
-from tunecluster.cluster import keras_shim
+from tunecluster.kt_compat import keras_stub
 from tunecluster.cluster.control import control_handler
 from tunecluster.cluster.leases import Leases
 from tunecluster.cluster.security import Security, TokenInterceptor, caller_id, server_credentials
-from tunecluster.cluster.trial_protos import TrialProtos
-from tunecluster.cluster.rundir import RunDir, read_json, write_atomic, write_json
+from tunecluster.kt_compat.trial_protos import TrialProtos
+from tunecluster.core.rundir import RunDir, read_json, write_atomic, write_json
 from tunecluster.cluster.work import DONE, FAILED, RUNNING, SEARCH, Board
-from tunecluster.cluster.work_service import ONGOING_PREFIX, WorkService
-from tunecluster.errors import RunFailure
+from tunecluster.cluster.chief.work_service import ONGOING_PREFIX, WorkService
+from tunecluster.core.errors import RunFailure
 from tunecluster.tuning.spec import Experiment
 
 log = logging.getLogger("tunecluster.chief")
@@ -513,10 +513,10 @@ class Chief:
 
     # --- setup ----------------------------------------------------------------------------
     def _make_oracle(self):
-        keras_shim.install()
+        keras_stub.install()
         import keras_tuner.src.utils as kt_utils
 
-        from tunecluster.tuning import fast_hp
+        from tunecluster.kt_compat import hyperparameters as fast_hp
 
         fast_hp.install()  # every CreateTrial copies the space
 
@@ -527,7 +527,7 @@ class Chief:
         oracle = build_oracle(self.spec.tuner)
         oracle._set_project_dir(str(self.run.kt_dir), self.spec.name)
         oracle_file = self.run.kt_project(self.spec.name) / "oracle.json"
-        from tunecluster.cluster.oracle_speedups import replay_journals
+        from tunecluster.kt_compat.oracle_methods import replay_journals
 
         replayed = replay_journals(str(self.run.kt_project(self.spec.name)))  # before Keras Tuner reads the files
         if replayed:
@@ -547,19 +547,19 @@ class Chief:
         CreateTrial, EndTrial and space update, and a trial's trial.json on CreateTrial, on each
         UpdateTrial and on EndTrial, under the oracle lock: the largest cost of the chief per
         trial. Here `oracle.save()` only marks it dirty, and trial.json files wait for the state
-        writer too (`oracle_speedups.TrialWrites`), which writes them at most every ~0.5 s (the
+        writer too (`oracle_methods.TrialWrites`), which writes them at most every ~0.5 s (the
         trials first, then oracle.json, then the work board), and always at the end and on
         SIGTERM. A new trial's first state and an ended trial's state are appended to the
         project's journal before the call returns, and replayed into the trial files when a
         chief starts. A chief killed with SIGKILL loses at most the last ~0.5 s of running
         trials' progress and of oracle.json; `_hold_for_their_workers` repairs that from the
         trial files."""
-        from tunecluster.cluster import oracle_speedups
-        from tunecluster.tuning.fast_oracles import oracle_lock
+        from tunecluster.kt_compat import oracle_methods
+        from tunecluster.tuning.bayesian_oracle import oracle_lock
 
         self._save_oracle_now = oracle.save
         oracle.save = self._oracle_dirty.set  # an instance attribute: Keras Tuner calls self.save()
-        self._trial_writes = oracle_speedups.install(oracle, lambda: oracle_lock(oracle))
+        self._trial_writes = oracle_methods.install(oracle, lambda: oracle_lock(oracle))
 
     def flush_oracle(self, force: bool = False) -> None:
         """Write the marked trial.json files and oracle.json if they changed since the last write

@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from tunecluster.cluster.rundir import RunDir, read_json
+from tunecluster.core.rundir import RunDir, read_json
 
 
 def _fmt(value) -> str:

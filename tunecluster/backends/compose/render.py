@@ -40,7 +40,7 @@ import yaml
 
 from tunecluster import __version__
 from tunecluster.cluster.plan import build_plan
-from tunecluster.errors import UsageError
+from tunecluster.core.errors import UsageError
 from tunecluster.tuning.spec import Experiment, code_refs
 
 DEFAULT_IMAGE = f"tunecluster:{__version__}"
@@ -164,7 +164,7 @@ def _gpu_reservation(gpus: Union[int, str]) -> dict:
 def render_compose(spec: Experiment, options: ComposeOptions) -> dict:
     """The compose file of one experiment as plain data (dump it with `compose_yaml`)."""
     if spec.cluster.tls:
-        from tunecluster.errors import UsageError
+        from tunecluster.core.errors import UsageError
 
         raise UsageError("cluster.tls (--tls) is not supported by the compose backend yet; the services "
                          "talk over the project's private network (use the local or kubernetes backend for TLS)")

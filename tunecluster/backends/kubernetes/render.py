@@ -29,8 +29,8 @@ from typing import Optional
 
 import yaml
 
-from tunecluster.cluster import env as role_env
-from tunecluster.errors import UsageError
+from tunecluster.core import env as role_env
+from tunecluster.core.errors import UsageError
 from tunecluster.tuning.spec import Experiment, code_refs, dump_spec
 
 CONFIG_MOUNT = "/etc/tunecluster"

@@ -42,11 +42,11 @@ from typing import Optional, Sequence
 
 from rich.console import Console
 
-from tunecluster.cluster import compose as render
-from tunecluster.cluster.live import LiveView
-from tunecluster.cluster.local import default_tf_threads, port_in_use
-from tunecluster.cluster.rundir import RunDir, read_json, write_atomic, write_json
-from tunecluster.errors import RunFailure, UsageError
+from tunecluster.backends.compose import render
+from tunecluster.ui.live import LiveView
+from tunecluster.backends.local.processes import default_tf_threads, port_in_use
+from tunecluster.core.rundir import RunDir, read_json, write_atomic, write_json
+from tunecluster.core.errors import RunFailure, UsageError
 from tunecluster.tuning.spec import Experiment, dump_spec
 
 COMPOSE_ENV = "TUNECLUSTER_COMPOSE"  # force the compose tool: "docker compose" or "docker-compose"

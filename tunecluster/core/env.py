@@ -52,7 +52,7 @@ class RoleEnv:
 
 def read_role_env(environ: Mapping[str, str] = os.environ, default_id: str = "tuner0") -> RoleEnv:
     """Read the role's variables; raise UsageError naming the one that is missing or wrong."""
-    from tunecluster.errors import UsageError
+    from tunecluster.core.errors import UsageError
 
     missing = [name for name in (ORACLE_IP, ORACLE_PORT) if not environ.get(name)]
     if missing:

@@ -21,7 +21,7 @@ import importlib.machinery
 import sys
 import types
 
-from tunecluster.errors import UsageError
+from tunecluster.core.errors import UsageError
 
 _EXPORTED = [
     "layers", "models", "optimizers", "callbacks", "losses", "metrics", "backend", "Model",

@@ -1,1 +1,0 @@
-"""Kubernetes rendering and launcher (not built yet: see the Kubernetes issue)."""
