@@ -189,10 +189,10 @@ def part2(seconds: float, servers=("keras_tuner", "tunecluster"), clients: int =
     from keras_tuner.src.distribute.oracle_chief import OracleServicer
 
     from tunecluster.kt_compat import oracle_methods
-    from tunecluster.cluster.chief.server import ChiefServicer, ControlService, SearchBook
+    from tunecluster.cluster.chief import ChiefServicer, ControlService, SearchBook
     from tunecluster.cluster.control import control_handler
     from tunecluster.cluster.leases import Leases
-    from tunecluster.backends.local.processes import free_port
+    from tunecluster.core.network import free_port
     from tunecluster.tuning.bayesian_oracle import oracle_lock
 
     out = {}

@@ -58,7 +58,7 @@ KT_ROLE = textwrap.dedent("""
 
 
 def keras_tuner_run(trials: int, workers: int, work: Path) -> dict:
-    from tunecluster.backends.local.processes import free_port
+    from tunecluster.core.network import free_port
 
     work.mkdir(parents=True)
     script = work / "kt_role.py"

@@ -127,7 +127,7 @@ def client_main(kind: str, address: str, threads: int, prefix: str, seconds: flo
     from keras_tuner.src.engine import trial as trial_module
 
     from tunecluster.cluster.control import ControlClient
-    from tunecluster.cluster.security import Security, open_channel
+    from tunecluster.cluster.auth import Security, open_channel
 
     service = protos.get_service()
     completed = trial_module.TrialStatus.to_proto("COMPLETED")
@@ -225,14 +225,14 @@ def client_main(kind: str, address: str, threads: int, prefix: str, seconds: flo
 
 
 def measure(kind: str, clients: int, seconds: float, warmup: float, work: Path, procs: int, run: int = 0) -> dict:
-    from tunecluster.backends.local.processes import free_port
+    from tunecluster.core.network import free_port
 
     port = free_port()
     server = start_server(kind, port, work / f"{kind}-{clients}-{run}")  # a fresh search each run
     try:
         if kind.startswith("tunecluster"):  # tunecluster's chief learns the space from SetSpace
             from tunecluster.cluster.control import ControlClient
-            from tunecluster.cluster.security import Security, open_channel
+            from tunecluster.cluster.auth import Security, open_channel
 
             channel = open_channel(f"127.0.0.1:{port}", Security(token="bench"), tuner_id="setup")
             ControlClient(channel, timeout=30).call("SetSpace", hyperparameters=comprehensive_space().get_config())

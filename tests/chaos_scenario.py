@@ -32,7 +32,7 @@ def _ts(iso: str | None) -> float | None:
 
 
 def _alive(pid: int) -> bool:
-    from tunecluster.backends.local.processes import pid_alive
+    from tunecluster.backends.local.recorded import pid_alive
 
     return pid_alive(pid)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from tunecluster.backends.local.processes import free_port
+from tunecluster.core.network import free_port
 
 
 class ChiefProcess:
@@ -78,7 +78,7 @@ class RawWorker:
         from keras_tuner.src import protos
 
         from tunecluster.cluster.control import ControlClient
-        from tunecluster.cluster.security import Security, open_channel
+        from tunecluster.cluster.auth import Security, open_channel
 
         self.tuner_id = tuner_id
         self.protos = protos

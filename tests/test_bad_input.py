@@ -159,7 +159,7 @@ def _worker_env(chief_spec: Path, port: int, **extra) -> dict:
 
 @pytest.mark.slow
 def test_unreachable_chief(tmp_path, cli):
-    from tunecluster.backends.local.processes import free_port
+    from tunecluster.core.network import free_port
 
     spec = _spec(tmp_path, cluster={"chief_timeout": 3})
     _write(tmp_path, "model.py", GOOD_MODEL)

@@ -47,8 +47,8 @@ def test_worker_call_resumes_within_two_seconds_of_a_restarted_chief():
     from concurrent import futures
 
     from tunecluster.cluster.control import ControlClient, control_handler
-    from tunecluster.backends.local.processes import free_port
-    from tunecluster.cluster.security import Security, open_channel
+    from tunecluster.core.network import free_port
+    from tunecluster.cluster.auth import Security, open_channel
 
     class Impl:
         def __getattr__(self, name):

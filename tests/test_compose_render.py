@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tunecluster.backends.compose import render
-from tunecluster.backends.compose import project as backend
+from tunecluster.backends.compose import backend, inputs, project, render
+from tunecluster.cluster.run_secrets import RunSecrets
 from tunecluster.cluster.health import healthy
 from tunecluster.core.rundir import RunDir
 from tunecluster.core.errors import UsageError
@@ -65,7 +65,7 @@ def test_services_roles_and_environment(tmp_path):
 def test_volume_secret_and_no_token_value(tmp_path):
     doc = _doc(tmp_path)
     assert list(doc["volumes"]) == ["runs"]
-    assert doc["secrets"] == {"tunecluster_token": {"file": str(tmp_path.resolve() / "token")}}
+    assert doc["secrets"] == {"tunecluster_token": {"file": str(tmp_path.resolve() / "secrets" / "token")}}
     assert "version" not in doc  # the Compose Specification: read by compose v1 (>=1.27) and v2
     text = render.compose_yaml(doc, "tc-x")
     assert yaml.safe_load(text) == doc
@@ -102,26 +102,26 @@ def test_project_name_per_run_dir(tmp_path):
 
 
 def test_stage_inputs_example_and_files(tmp_path):
-    inputs = render.stage_inputs(example_spec("pima-optimizer"))
-    assert inputs.spec.data.csv == "data/diabetes.csv"
-    assert inputs.spec.hypermodel == "tunecluster.tuning.examples.pima:build_optimizer"  # in the image
-    assert [rel for _, rel in inputs.files] == ["data/diabetes.csv"]
+    staged = inputs.stage_inputs(example_spec("pima-optimizer"))
+    assert staged.spec.data.csv == "data/diabetes.csv"
+    assert staged.spec.hypermodel == "tunecluster.tuning.examples.pima:build_optimizer"  # in the image
+    assert [rel for _, rel in staged.files] == ["data/diabetes.csv"]
 
     (tmp_path / "model.py").write_text("def build(hp):\n    return None\n")
     (tmp_path / "rows.csv").write_text("a,Outcome\n1,0\n")
     (tmp_path / "tunecluster.yaml").write_text("name: mine\nhypermodel: model.py:build\ndata: {csv: rows.csv}\n")
-    inputs = render.stage_inputs(load_spec(tmp_path / "tunecluster.yaml"))
-    assert inputs.spec.hypermodel == "code/model.py:build"
-    assert sorted(rel for _, rel in inputs.files) == ["code/model.py", "data/rows.csv"]
+    staged = inputs.stage_inputs(load_spec(tmp_path / "tunecluster.yaml"))
+    assert staged.spec.hypermodel == "code/model.py:build"
+    assert sorted(rel for _, rel in staged.files) == ["code/model.py", "data/rows.csv"]
 
 
 def test_stage_inputs_carry_a_run_trial_file(tmp_path):
     (tmp_path / "trial.py").write_text("def run_trial(hp):\n    return 0.5\n")
     (tmp_path / "tunecluster.yaml").write_text("name: mine\nrun_trial: trial.py:run_trial\n")
-    inputs = render.stage_inputs(load_spec(tmp_path / "tunecluster.yaml"))
-    assert inputs.spec.run_trial == "code/trial.py:run_trial" and inputs.spec.hypermodel is None
-    assert [rel for _, rel in inputs.files] == ["code/trial.py"]
-    example = render.stage_inputs(example_spec("pima-forest"))  # a module of the image's own package
+    staged = inputs.stage_inputs(load_spec(tmp_path / "tunecluster.yaml"))
+    assert staged.spec.run_trial == "code/trial.py:run_trial" and staged.spec.hypermodel is None
+    assert [rel for _, rel in staged.files] == ["code/trial.py"]
+    example = inputs.stage_inputs(example_spec("pima-forest"))  # a module of the image's own package
     assert example.spec.run_trial == "tunecluster.tuning.examples.forest:run_trial"
 
 
@@ -129,23 +129,25 @@ def test_stage_inputs_unknown_module():
     spec = _spec().model_dump(mode="json")
     spec["hypermodel"] = "no_such_module_here:build"
     with pytest.raises(UsageError, match="not importable"):
-        render.stage_inputs(validate_spec(spec))
+        inputs.stage_inputs(validate_spec(spec))
 
 
 def test_write_inputs_and_token(tmp_path):
     run = RunDir(tmp_path / "run")
     run.root.mkdir()
-    backend.write_inputs(run, example_spec("pima-optimizer"))
+    inputs.write_inputs(run, example_spec("pima-optimizer"))
     staged = load_spec(run.root / "input" / "spec.yaml")  # relative paths resolve inside input/
     assert Path(staged.data.csv) == run.root / "input" / "data" / "diabetes.csv"
     assert Path(staged.data.csv).is_file()
     assert stat.S_IMODE((run.root / "input" / "data" / "diabetes.csv").stat().st_mode) == 0o644
-    backend.write_token(run.root / "token")
-    token = run.root / "token"
+    token = RunSecrets(run.root, owner_uid=render.IMAGE_UID).ensure_token()
+    assert token == run.root / "secrets" / "token"
     assert stat.S_IMODE(token.stat().st_mode) == 0o600 and len(token.read_text()) >= 40
     first = token.read_text()
-    backend.write_token(token)
-    assert token.read_text() != first  # one token per run
+    RunSecrets(run.root, owner_uid=render.IMAGE_UID).ensure_token()
+    assert token.read_text() == first  # a resumed run keeps its token ...
+    other = RunSecrets(tmp_path / "other", owner_uid=render.IMAGE_UID).ensure_token()
+    assert other.read_text() != first  # ... and each run has its own
     if os.geteuid() == 0:
         assert token.stat().st_uid == render.IMAGE_UID  # the image's user reads it
 
@@ -204,9 +206,9 @@ def test_up_port_clash(tmp_path):
 
 
 def test_up_error_mapping():
-    assert "is in use" in str(backend._up_error("Bind for 127.0.0.1:9000 failed: port is already allocated", 9000, "i"))
-    assert "not found" in str(backend._up_error("pull access denied for tunecluster", None, "tunecluster:0.1.0"))
-    assert str(backend._up_error("boom\nreal reason\n", None, "i")) == "compose up failed: real reason"
+    assert "is in use" in str(backend.up_error("Bind for 127.0.0.1:9000 failed: port is already allocated", 9000, "i"))
+    assert "not found" in str(backend.up_error("pull access denied for tunecluster", None, "tunecluster:0.1.0"))
+    assert str(backend.up_error("boom\nreal reason\n", None, "i")) == "compose up failed: real reason"
 
 
 def test_healthcheck(monkeypatch):
@@ -241,8 +243,8 @@ def test_copy_out_unpacks_files_and_folders(tmp_path):
 
     (tmp_path / "best").mkdir()
     (tmp_path / "best" / "stale.txt").write_text("old")
-    backend._extract_into(tar_of({"progress.json": b'{"finished": true}'}), tmp_path, "progress.json")
-    backend._extract_into(tar_of({"best": None, "best/model.keras": b"k"}), tmp_path, "best")
+    project._extract_into(tar_of({"progress.json": b'{"finished": true}'}), tmp_path, "progress.json")
+    project._extract_into(tar_of({"best": None, "best/model.keras": b"k"}), tmp_path, "best")
     assert (tmp_path / "progress.json").read_text() == '{"finished": true}'
     assert sorted(p.name for p in (tmp_path / "best").iterdir()) == ["model.keras"]  # replaced as a whole
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".copy-")]
@@ -254,7 +256,7 @@ def test_roles_from_docker_inspect(tmp_path):
             "compose_file": str(tmp_path / "docker-compose.yml"),
             "role_ids": {"chief": "chief", "worker-0": "tuner0", "worker-1": "tuner1"},
             "restarted_by_up": {"worker-1": 1}}
-    cluster = backend.ComposeRun(run, info)
+    cluster = project.ComposeRun(run, info)
 
     def item(status, code=0, pid=0, restarts=0, health=None):
         state = {"Status": status, "ExitCode": code, "Pid": pid}
@@ -268,9 +270,9 @@ def test_roles_from_docker_inspect(tmp_path):
     assert roles["worker-0"]["state"] == "removed" and roles["worker-0"]["exit_code"] is None
     assert roles["worker-1"]["state"] == "failed" and roles["worker-1"]["exit_code"] == 137
     assert roles["worker-1"]["restarts"] == 3  # Docker's two and the one `up` made
-    assert backend.ComposeRun.of(run) is None  # no cluster.json yet
+    assert project.ComposeRun.of(run) is None  # no cluster.json yet
     cluster.record({})
-    assert backend.ComposeRun.of(run).project == "tc-x-abcdef"
+    assert project.ComposeRun.of(run).project == "tc-x-abcdef"
 
 
 def test_compose_tool_gone_since_up_falls_back_and_down_still_cleans(tmp_path, monkeypatch):
@@ -282,17 +284,17 @@ def test_compose_tool_gone_since_up_falls_back_and_down_still_cleans(tmp_path, m
     info = {"backend": "compose", "project": "tc-x-abcdef", "experiment": "x", "image": "i",
             "compose_command": [str(tmp_path / "no-such-docker-compose")],
             "compose_file": str(tmp_path / "docker-compose.yml"), "role_ids": {"chief": "chief"}}
-    cluster = backend.ComposeRun(run, info)
-    monkeypatch.setattr(backend, "compose_command", lambda: ["echo"])
+    cluster = project.ComposeRun(run, info)
+    monkeypatch.setattr(project, "compose_command", lambda: ["echo"])
     done = cluster.compose("down", "--volumes")
     assert done.returncode == 0 and done.stdout.split() == ["-p", "tc-x-abcdef", "-f", info["compose_file"],
                                                             "down", "--volumes"]
 
     def no_tool():
-        raise backend.UsageError("no compose tool found")
+        raise UsageError("no compose tool found")
 
     removed = []
-    monkeypatch.setattr(backend, "compose_command", no_tool)
-    monkeypatch.setattr(backend.ComposeRun, "save_logs", lambda self: [])
-    monkeypatch.setattr(backend, "remove_project", lambda project, volumes: removed.append((project, volumes)) or [])
+    monkeypatch.setattr(project, "compose_command", no_tool)
+    monkeypatch.setattr(project.ComposeRun, "save_logs", lambda self: [])
+    monkeypatch.setattr(project, "remove_project", lambda project, volumes: removed.append((project, volumes)) or [])
     assert cluster.down(volumes=True) == [] and removed == [("tc-x-abcdef", True)]

@@ -33,7 +33,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, run_cli
-from tunecluster.backends.compose.project import COMPOSE_ENV
+from tunecluster.backends.compose.docker_cli import COMPOSE_ENV
 
 # The session fixtures (debootstrap, wheels, a cold image build: ~10 min on 2 busy cores) count
 # against the first test's timeout.

@@ -57,7 +57,7 @@ def test_an_oracle_exception_never_leaves_its_lock_held():
     import keras_tuner as kt
     from keras_tuner.src.engine import oracle as oracle_module
 
-    from tunecluster.cluster.chief.server import ChiefServicer, SearchBook
+    from tunecluster.cluster.chief import ChiefServicer, SearchBook
     from tunecluster.cluster.leases import Leases
 
     class Exploding(kt.oracles.RandomSearchOracle):

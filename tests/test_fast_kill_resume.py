@@ -64,7 +64,7 @@ def test_a_chief_killed_mid_burst_resumes_consistently(tmp_path):
 
         project = chief.run / "kt" / "burst"
         board = json.loads((chief.run / "work.json").read_text())
-        from tunecluster.kt_compat.oracle_methods import replay_journals
+        from tunecluster.cluster.chief.journal import replay_journals
 
         replay_journals(str(project))  # what the restarted chief does first (it finds nothing more then)
         for unit in board["units"]:  # what the restarted chief reads

@@ -55,10 +55,10 @@ def test_posterior_matches_scikit_learn_and_its_gradient():
 def test_nothing_waits_behind_a_suggestion(tmp_path):
     import keras_tuner  # noqa: F401 - the real package first, so the chief does not install its shim
 
-    from tunecluster.cluster.chief.server import Chief
-    from tunecluster.backends.local.processes import free_port
+    from tunecluster.cluster.chief import Chief
+    from tunecluster.core.network import free_port
     from tunecluster.core.rundir import RunDir
-    from tunecluster.cluster.security import Security
+    from tunecluster.cluster.auth import Security
     from tunecluster.tuning.spec import Experiment
 
     spec = Experiment.model_validate({"name": "nowait", "tuner": {

@@ -11,15 +11,15 @@ import pytest
 import yaml
 
 from tunecluster.core import env as role_env
-from tunecluster.backends.local.processes import local_gpus
-from tunecluster.cluster.plan import build_plan
+from tunecluster.backends.local.gpus import local_gpus
+from tunecluster.cluster.plan import Placement, SecretFiles, build_plan
 from tunecluster.tuning.spec import Experiment
 
 
 def plan_for(workers: int, per_gpu, gpus):
     spec = Experiment.model_validate({"name": "pack", "cluster": {"workers": workers, "workers_per_gpu": per_gpu}})
-    return build_plan(spec, spec_path="s.yaml", run_dir="/r", chief_bind="127.0.0.1",
-                      chief_host="127.0.0.1", port=1234, gpus=gpus)
+    return build_plan(spec, Placement(spec_path="s.yaml", run_dir="/r", chief_bind="127.0.0.1",
+                                      chief_host="127.0.0.1", port=1234, secrets=SecretFiles("/t"), gpus=gpus or ()))
 
 
 def test_workers_share_gpus_k_at_a_time():

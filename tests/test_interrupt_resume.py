@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tunecluster.backends.local.processes import pid_alive
+from tunecluster.backends.local.recorded import pid_alive
 
 pytestmark = pytest.mark.slow
 

@@ -141,7 +141,7 @@ def test_a_refused_port_forward_names_the_missing_permission():
 
 
 def _kubernetes_run(tmp_path, server: str):
-    from tunecluster.backends.launch import resolve_spec
+    from tunecluster.tuning.spec_source import resolve_spec
     from tunecluster.tuning.spec import dump_spec
 
     run = tmp_path / "run"

@@ -12,7 +12,7 @@ from kubernetes.client.exceptions import ApiException
 
 from tunecluster.core.errors import RunFailure, UsageError
 from tunecluster.backends.kubernetes.client import connect, explain
-from tunecluster.backends.kubernetes.launcher import pod_problem, pod_role_name
+from tunecluster.backends.kubernetes.pods import pod_problem, pod_role_name
 
 
 def _pod(waiting=None, conditions=None, labels=None, name="exp-workers-1-abc"):

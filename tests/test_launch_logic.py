@@ -4,7 +4,7 @@ The real path (exporter and chief leaving together) runs in every local search t
 
 from __future__ import annotations
 
-from tunecluster.backends.launch import chief_code_after_workers
+from tunecluster.backends.local.backend import chief_code_after_workers
 
 
 class ChiefExitsBetweenLooks:

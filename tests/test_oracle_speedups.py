@@ -20,8 +20,10 @@ import pytest
 from keras_tuner.src.engine import oracle as oracle_module
 from keras_tuner.src.engine import trial as trial_module
 
+from tunecluster.cluster.chief import journal as trial_journal
+from tunecluster.cluster.chief.journal import TrialWrites
 from tunecluster.kt_compat import oracle_methods
-from tunecluster.tuning.bayesian_oracle import oracle_lock
+from tunecluster.kt_compat.oracle_lock import oracle_lock
 from tunecluster.tuning.examples import comprehensive_space
 
 
@@ -52,7 +54,7 @@ def _random_oracle(tmp_path, name: str, space: kt.HyperParameters, **kwargs):
 def test_random_draws_are_keras_tuners(tmp_path, space):
     stock = _random_oracle(tmp_path, "stock", space())
     fast = _random_oracle(tmp_path, "fast", space())
-    oracle_methods.install(fast, lambda: oracle_lock(fast))
+    oracle_methods.install(fast, save_trial=TrialWrites(fast, lambda: oracle_lock(fast)), save=lambda: None)
     assert fast._random_values is not type(fast)._random_values
     for _ in range(60):
         expected, got = stock._random_values(), fast._random_values()
@@ -66,7 +68,7 @@ def test_consecutive_failures_stop_at_the_same_trial_with_the_same_message(tmp_p
     rng = random.Random(3)
     for attempt in range(20):
         oracle = _random_oracle(tmp_path, f"f{attempt}", _conditional_space(), max_consecutive_failed_trials=3)
-        check = oracle_methods.ConsecutiveFailures(oracle)
+        check = oracle_methods.ConsecutiveFailureCheck(oracle)
         for index in range(40):
             trial = trial_module.Trial(oracle.hyperparameters.copy(), trial_id=f"{index:03d}",
                                        status=rng.choice(["COMPLETED", "FAILED", "FAILED"]))
@@ -105,7 +107,7 @@ def test_best_trials_match_keras_tuner_with_ties_and_padding(tmp_path):
 
 
 def _flush(writes) -> None:
-    """What the chief's state writer does with the trial files (`Chief.flush_oracle`)."""
+    """What the chief's state writer does with the trial files (`StateWriter.flush_oracle`)."""
     journaled, journal = writes.take_journaled()
     writes.write(writes.capture() + journaled)
     writes.retire(journal)
@@ -113,12 +115,12 @@ def _flush(writes) -> None:
 
 def test_trial_files_wait_for_the_writer_and_new_and_ended_states_are_journaled_at_once(tmp_path):
     oracle = _random_oracle(tmp_path, "writes", comprehensive_space())
-    oracle.save = lambda: None  # the chief defers oracle.json itself
-    writes = oracle_methods.install(oracle, lambda: oracle_lock(oracle))
+    writes = TrialWrites(oracle, lambda: oracle_lock(oracle))
+    oracle_methods.install(oracle, save_trial=writes, save=lambda: None)  # the chief defers oracle.json itself
     project = tmp_path / "writes"
 
     def journal_lines() -> list[dict]:
-        return [json.loads(line) for path, _ in oracle_methods.journals(str(project))
+        return [json.loads(line) for path, _ in trial_journal.journals(str(project))
                 for line in Path(path).read_text().splitlines()]
 
     trial = oracle.create_trial("w0")
@@ -142,7 +144,7 @@ def test_trial_files_wait_for_the_writer_and_new_and_ended_states_are_journaled_
     saved = json.loads(path.read_text())
     assert saved["status"] == "COMPLETED" and saved["score"] == 0.5 and writes.pending() == 0
     writes.retire(journal)
-    assert oracle_methods.journals(str(project)) == []
+    assert trial_journal.journals(str(project)) == []
     # a chief killed before its writer ran: the restarted one replays the journal into the files
     second = oracle.create_trial("w1")
     third = oracle.create_trial("w0")
@@ -150,11 +152,11 @@ def test_trial_files_wait_for_the_writer_and_new_and_ended_states_are_journaled_
     second.status = "COMPLETED"
     oracle.end_trial(second)
     assert not (project / f"trial_{second.trial_id}" / "trial.json").exists()
-    assert oracle_methods.replay_journals(str(project)) == 2
+    assert trial_journal.replay_journals(str(project)) == 2
     replayed = json.loads((project / f"trial_{second.trial_id}" / "trial.json").read_text())
     assert replayed["status"] == "COMPLETED" and replayed["score"] == 0.75
     assert json.loads((project / f"trial_{third.trial_id}" / "trial.json").read_text())["status"] == "RUNNING"
-    assert oracle_methods.journals(str(project)) == []
+    assert trial_journal.journals(str(project)) == []
 
 
 def test_the_state_writer_keeps_up_while_handlers_add_trials(tmp_path, caplog):
@@ -162,10 +164,10 @@ def test_the_state_writer_keeps_up_while_handlers_add_trials(tmp_path, caplog):
     every trial that work.json names has its trial.json, and so has every trial oracle.json names
     (a restarted chief reloads from them), and the results rows reused between writes equal rows
     built from scratch."""
-    from tunecluster.cluster.chief.server import Chief, ControlService
-    from tunecluster.backends.local.processes import free_port
+    from tunecluster.cluster.chief import Chief, ControlService
+    from tunecluster.core.network import free_port
     from tunecluster.core.rundir import RunDir
-    from tunecluster.cluster.security import Security
+    from tunecluster.cluster.auth import Security
     from tunecluster.tuning.spec import Experiment
 
     spec = Experiment.model_validate({"name": "race", "tuner": {"kind": "random", "max_trials": 100000},
@@ -226,9 +228,9 @@ def test_the_state_writer_keeps_up_while_handlers_add_trials(tmp_path, caplog):
         # the rows reused between writes are the rows built from scratch
         from tunecluster.tuning.results import results_document
 
-        view, meta = chief._oracle_view(), {k: dict(v) for k, v in chief.book.trial_meta.items()}
-        assert chief._rows_cache
-        assert results_document(spec, view, meta, False, chief.servicer.work, rows_cache=chief._rows_cache) == \
+        view, meta = chief.writer.oracle_view(), {k: dict(v) for k, v in chief.book.trial_meta.items()}
+        assert chief.writer.rows_cache
+        assert results_document(spec, view, meta, False, chief.servicer.work, rows_cache=chief.writer.rows_cache) == \
             results_document(spec, view, meta, False, chief.servicer.work)
     finally:
         chief.stop()

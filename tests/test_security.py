@@ -69,7 +69,7 @@ def test_chief_without_a_token_refuses_to_start(tmp_path, cli):
 
 
 def test_tls_chief_serves_only_tls_clients(tmp_path):
-    from tunecluster.cluster.security import RunSecrets
+    from tunecluster.cluster.run_secrets import RunSecrets
 
     secrets = RunSecrets(tmp_path)
     cert, key = secrets.ensure_tls()

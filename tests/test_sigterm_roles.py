@@ -41,7 +41,7 @@ def _wait(predicate, timeout, what):
 
 
 def _gone(pid):
-    from tunecluster.backends.local.processes import pid_alive
+    from tunecluster.backends.local.recorded import pid_alive
 
     return not pid_alive(pid)
 

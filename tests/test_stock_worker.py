@@ -12,7 +12,7 @@ import textwrap
 import pytest
 import yaml
 
-from tunecluster.backends.local.processes import free_port
+from tunecluster.core.network import free_port
 from tunecluster.tuning.examples import csv_path
 
 pytestmark = pytest.mark.slow

@@ -9,7 +9,6 @@ import os
 import shutil
 import subprocess
 import textwrap
-import time
 
 import pytest
 import yaml

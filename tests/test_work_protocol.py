@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from tunecluster.cluster.chief.server import Chief, ControlService
-from tunecluster.backends.local.processes import free_port
+from tunecluster.cluster.chief import Chief, ControlService
+from tunecluster.core.network import free_port
 from tunecluster.core.rundir import RunDir
-from tunecluster.cluster.security import Security
+from tunecluster.cluster.auth import Security
 from tunecluster.tuning.examples import comprehensive_space
 from tunecluster.tuning.spec import Experiment
 

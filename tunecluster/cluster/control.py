@@ -53,7 +53,7 @@ def control_handler(impl: Any) -> grpc.GenericRpcHandler:
 
 def _wrap(method: Callable[[dict], dict]):
     def handle(request, context):
-        from tunecluster.cluster.security import caller_id
+        from tunecluster.cluster.auth import caller_id
 
         caller = caller_id(context)
         if caller and "tuner_id" in request and request["tuner_id"] != caller:

@@ -1,7 +1,7 @@
 """A Bayesian oracle whose suggestions never hold Keras Tuner's oracle lock while the model fits.
 
 Keras Tuner's `BayesianOptimizationOracle.create_trial` runs under `@synchronized`, i.e. under
-the oracle's global lock (`keras_tuner.src.engine.oracle.LOCKS[oracle]`), and refits its Gaussian
+the oracle's global lock (see `kt_compat.oracle_lock`), and refits its Gaussian
 process inside it: every `update_trial`, `end_trial`, `get_best_trials` of every other worker
 waits for the whole suggestion. `BayesianOptimizationOracle` here (a subclass, same arguments,
 same saved state) does the slow part outside that lock:
@@ -28,7 +28,6 @@ need none of this: their suggestions take microseconds.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import uuid
@@ -36,35 +35,16 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
-from keras_tuner.src.engine import hyperparameters as hp_module
-from keras_tuner.src.engine import oracle as oracle_module
-from keras_tuner.src.engine import trial as trial_module
-from keras_tuner.src.tuners import bayesian
+from keras_tuner.engine import hyperparameters as hp_module
+from keras_tuner.engine.trial import TrialStatus
+from keras_tuner.oracles import BayesianOptimizationOracle as KerasTunerBayesianOracle
 
+from tunecluster.kt_compat.oracle_lock import holds_lock, oracle_lock
+from tunecluster.kt_compat import oracle_state
+from tunecluster.kt_compat.oracle_state import queued
 from tunecluster.tuning import gp_process, gp_suggest
 
 log = logging.getLogger("tunecluster.chief")
-
-
-@contextlib.contextmanager
-def oracle_lock(oracle):
-    """Hold Keras Tuner's lock of `oracle`, re-entrant for this thread like `@synchronized`,
-    and released even when the body raises."""
-    me = threading.current_thread().name
-    acquire = oracle_module.THREADS[oracle] != me
-    if acquire:
-        oracle_module.LOCKS[oracle].acquire()
-        oracle_module.THREADS[oracle] = me
-    try:
-        yield
-    finally:
-        if acquire:
-            oracle_module.THREADS[oracle] = None
-            oracle_module.LOCKS[oracle].release()
-
-
-def holds_lock(oracle) -> bool:
-    return oracle_module.THREADS[oracle] == threading.current_thread().name
 
 
 @dataclass
@@ -110,7 +90,7 @@ def _to_values(hyperparameters, vector) -> dict:
     return hps.values
 
 
-class BayesianOptimizationOracle(bayesian.BayesianOptimizationOracle):
+class BayesianOptimizationOracle(KerasTunerBayesianOracle):
     """Keras Tuner's Bayesian oracle, with the model fitted outside the oracle lock (see module)."""
 
     def __init__(self, *args, refit_growth: float = 0.1, screen: int = 256, starts: int = 5,
@@ -150,7 +130,7 @@ class BayesianOptimizationOracle(bayesian.BayesianOptimizationOracle):
 
     def _needs_model(self, tuner_id) -> bool:
         """Would Keras Tuner's create_trial reach the Gaussian process? (lock held)"""
-        if tuner_id in self.ongoing_trials or self._retry_queue:
+        if tuner_id in self.ongoing_trials or queued(self):
             return False
         if self.max_trials and len(self.trials) >= self.max_trials:
             return False
@@ -163,23 +143,23 @@ class BayesianOptimizationOracle(bayesian.BayesianOptimizationOracle):
     def populate_space(self, trial_id):
         completed = sum(1 for t in self.trials.values() if t.status == "COMPLETED")
         if completed < self._initial_points():
-            return self._random_populate_space()
+            return oracle_state.random_trial(self)
         suggestion = self._pending
         if suggestion is None or suggestion.space_size != len(self.hyperparameters.space):
             # Called with the lock held by a caller, or the space grew meanwhile: suggest here
             # (unless another suggestion is being computed: then random values).
             if not self._suggest_lock.acquire(blocking=False):
-                return self._random_populate_space()
+                return oracle_state.random_trial(self)
             try:
                 suggestion = self._compute(self._snapshot())
             finally:
                 self._suggest_lock.release()
         for checked, values in enumerate(suggestion.values()):
-            if not self._duplicate(values):
-                return {"status": trial_module.TrialStatus.RUNNING, "values": values}
+            if not oracle_state.is_duplicate(self, values):
+                return {"status": TrialStatus.RUNNING, "values": values}
             if checked >= 32:
                 break
-        return self._random_populate_space()
+        return oracle_state.random_trial(self)
 
     # ---------------------------------------------------------------- snapshot (lock held)
     def _vector(self, space, trial) -> list:
@@ -222,7 +202,7 @@ class BayesianOptimizationOracle(bayesian.BayesianOptimizationOracle):
         request = {"x_done": snap.x_done, "y_done": snap.y_done, "x_running": snap.x_running, "dims": dims,
                    "alpha": self.alpha, "seed": self.seed, "beta": self.beta, "refit_growth": self.refit_growth,
                    "screen": self.screen, "starts": self.starts,
-                   "rng_seed": int(self._random_state.randint(0, 2**31 - 1))}
+                   "rng_seed": int(oracle_state.random_state(self).randint(0, 2**31 - 1))}
         answer = None
         if self.suggest_in_child:
             try:

@@ -2,15 +2,15 @@
 
 The file holds a `chief` service and one service per worker (`worker-0`, ... with the stable
 Keras Tuner ids `tuner0`, ...), all running the same image with the role as its command and the
-environment of the ClusterPlan (`build_plan`): the chief binds 0.0.0.0, workers dial the service
+environment of the ClusterPlan (`cluster.plan`): the chief binds 0.0.0.0, workers dial the service
 name `chief`. Around them:
 
 - one named volume (`runs`) mounted at /tunecluster/runs in every service; the run directory is
   /tunecluster/runs/<experiment> (TUNECLUSTER_RUN_DIR);
 - the inputs (the spec with paths rewritten for the containers, the CSV, a model or loader file)
   bind-mounted read-only at /tunecluster/input from `<run dir>/input` on the host;
-- the oracle token as a compose secret read from `<run dir>/token` (mode 0600, never in the
-  image), named by TUNECLUSTER_TOKEN_FILE in every service;
+- the oracle token as a compose secret read from `<run dir>/secrets/token` (mode 0600, never in
+  the image; `cluster.run_secrets`), named by TUNECLUSTER_TOKEN_FILE in every service;
 - `restart: on-failure` for workers (same container, same KERASTUNER_TUNER_ID: the oracle hands a
   restarted worker its own trial back), `init: true` so SIGTERM reaches the role, optional GPU
   reservations, and the chief's port published on 127.0.0.1 only when asked for.
@@ -29,7 +29,6 @@ Example::
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 import re
 from dataclasses import dataclass
@@ -39,21 +38,19 @@ from typing import Optional, Union
 import yaml
 
 from tunecluster import __version__
-from tunecluster.cluster.plan import build_plan
+from tunecluster.cluster.plan import DEFAULT_PORT, RUN_AS_UID, ClusterPlan, Placement, SecretFiles, build_plan
 from tunecluster.core.errors import UsageError
-from tunecluster.tuning.spec import Experiment, code_refs
+from tunecluster.tuning.spec import Experiment
 
 DEFAULT_IMAGE = f"tunecluster:{__version__}"
-IMAGE_UID = 10001  # the image's non-root user (group 0 owns its writable folders)
-CONTAINER_PORT = 8000  # the oracle port inside the project network
+IMAGE_UID = RUN_AS_UID  # the image's non-root user (group 0 owns its writable folders)
+CONTAINER_PORT = DEFAULT_PORT  # the oracle port inside the project network
 RUNS = PurePosixPath("/tunecluster/runs")  # where the named volume is mounted
 INPUT = PurePosixPath("/tunecluster/input")  # where <run dir>/input is mounted read-only
 TOKEN_SECRET = "tunecluster_token"
-TOKEN_FILE_ENV = "TUNECLUSTER_TOKEN_FILE"
 TOKEN_PATH = f"/run/secrets/{TOKEN_SECRET}"
 VOLUME = "runs"
 COMPOSE_FILE = "docker-compose.yml"
-TOKEN_NAME = "token"
 INPUT_DIR = "input"
 
 
@@ -94,94 +91,36 @@ def container_user() -> Optional[str]:
     return f"{os.getuid()}:0"
 
 
-# --- inputs ---------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Inputs:
-    """The spec as the containers read it, and the host files to copy into `<run>/input`."""
-
-    spec: Experiment  # paths relative to INPUT
-    files: tuple[tuple[Path, str], ...]  # (host source, path relative to <run>/input)
-
-
-def _module_source(module: str, what: str) -> Optional[Path]:
-    """The host file or package folder of a top-level module the image does not have."""
-    top = module.split(".", 1)[0]
-    if top == "tunecluster":
-        return None
-    try:
-        found = importlib.util.find_spec(top)
-    except (ImportError, ValueError):
-        found = None
-    if found is None or not found.origin:
-        raise UsageError(f"{what} module {top!r} is not importable here, so it cannot be copied into "
-                         "the containers; use a file path (\"model.py:function\")")
-    origin = Path(found.origin)
-    return origin.parent if found.submodule_search_locations else origin
-
-
-def stage_inputs(spec: Experiment) -> Inputs:
-    """Decide what goes into `<run>/input`: the CSV under data/, a model or loader file (or the
-    top-level module or package a "module:function" names, unless it is tunecluster's own)."""
-    spec = spec.model_copy(deep=True)
-    files: list[tuple[Path, str]] = []
-    taken: set[str] = set()
-
-    def add(source: Path, rel: str) -> str:
-        if rel in taken:
-            return rel
-        taken.add(rel)
-        files.append((source, rel))
-        return rel
-
-    if spec.data.csv:
-        source = Path(spec.data.csv)
-        if not source.is_file():
-            raise UsageError(f"data.csv {source} not found")
-        spec.data.csv = add(source, f"data/{source.name}")
-    for section, attr, what in code_refs(spec):
-        ref = getattr(section, attr)
-        if not ref:
-            continue
-        target, func = ref.rsplit(":", 1)
-        if target.endswith(".py"):
-            source = Path(target)
-            if not source.is_file():
-                raise UsageError(f"{what} file {source} not found")
-            setattr(section, attr, f"{add(source, 'code/' + source.name)}:{func}")
-        else:
-            source = _module_source(target, what)
-            if source is not None:
-                add(source, f"code/{source.name}")
-    return Inputs(spec, tuple(files))
-
-
 # --- the compose document -------------------------------------------------------------------
 def _gpu_reservation(gpus: Union[int, str]) -> dict:
     device = {"driver": "nvidia", "capabilities": ["gpu"], "count": "all" if gpus == "all" else int(gpus)}
     return {"resources": {"reservations": {"devices": [device]}}}
 
 
-def render_compose(spec: Experiment, options: ComposeOptions) -> dict:
-    """The compose file of one experiment as plain data (dump it with `compose_yaml`)."""
+def compose_plan(spec: Experiment, options: ComposeOptions) -> ClusterPlan:
+    """The ClusterPlan inside a compose project: inputs mounted at /tunecluster/input, the run
+    folder on the named volume, the chief reached as the service `chief`."""
     if spec.cluster.tls:
-        from tunecluster.core.errors import UsageError
-
         raise UsageError("cluster.tls (--tls) is not supported by the compose backend yet; the services "
                          "talk over the project's private network (use the local or kubernetes backend for TLS)")
+    return build_plan(spec, Placement(
+        spec_path=str(INPUT / "spec.yaml"), run_dir=run_dir_in_container(spec.name), chief_bind="0.0.0.0",
+        chief_host="chief", port=options.port or CONTAINER_PORT, secrets=SecretFiles(token=TOKEN_PATH),
+        tf_threads=options.tf_threads, extra_env={"PYTHONPATH": str(INPUT / "code")}))
+
+
+def render_compose(spec: Experiment, options: ComposeOptions) -> dict:
+    """The compose file of one experiment as plain data (dump it with `compose_yaml`)."""
     root = Path(options.run_root).resolve()
-    port = options.port or CONTAINER_PORT
-    plan = build_plan(spec, spec_path=str(INPUT / "spec.yaml"), run_dir=run_dir_in_container(spec.name),
-                      chief_bind="0.0.0.0", chief_host="chief", port=port, tf_threads=options.tf_threads)
+    plan = compose_plan(spec, options)
+    port = plan.port
     mounts = [f"{VOLUME}:{RUNS}", f"{root / INPUT_DIR}:{INPUT}:ro"]
     services = {}
     for role in plan.roles:
-        env = {**role.env, TOKEN_FILE_ENV: TOKEN_PATH, "PYTHONPATH": str(INPUT / "code")}
-        if spec.cluster.insecure:
-            env["TUNECLUSTER_INSECURE"] = "1"
         service: dict = {
             "image": options.image,
             "command": list(role.command),
-            "environment": dict(sorted(env.items())),
+            "environment": dict(sorted(role.env.items())),
             "volumes": list(mounts),
             "secrets": [TOKEN_SECRET],
             "working_dir": str(RUNS),
@@ -204,7 +143,7 @@ def render_compose(spec: Experiment, options: ComposeOptions) -> dict:
     return {
         "services": services,
         "volumes": {VOLUME: {"labels": {"io.tunecluster.experiment": spec.name}}},
-        "secrets": {TOKEN_SECRET: {"file": str(root / TOKEN_NAME)}},
+        "secrets": {TOKEN_SECRET: {"file": str(root / "secrets" / "token")}},
     }
 
 

@@ -22,13 +22,14 @@ all capabilities dropped; `/tmp` is an emptyDir and the volume is the only other
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import yaml
 
+from tunecluster.cluster.plan import (DEFAULT_PORT, RUN_AS_UID, ClusterPlan, Placement, SecretFiles, build_plan,
+                                      threads_for_cpu)
 from tunecluster.core import env as role_env
 from tunecluster.core.errors import UsageError
 from tunecluster.tuning.spec import Experiment, code_refs, dump_spec
@@ -36,8 +37,8 @@ from tunecluster.tuning.spec import Experiment, code_refs, dump_spec
 CONFIG_MOUNT = "/etc/tunecluster"
 SECRET_MOUNT = "/var/run/secrets/tunecluster"
 SHARED_MOUNT = "/shared"
-DEFAULT_PORT = 8000
-RUN_AS = 10001  # the image's non-root user (see the Dockerfile)
+RUN_AS = RUN_AS_UID  # the image's non-root user (see the Dockerfile)
+INDEX_VARIABLE = "TUNECLUSTER_INDEX"  # a worker pod's completion index, from its annotation
 FIELD_MANAGER = "tunecluster"
 CONFIGMAP_LIMIT = 1000 * 1024  # Kubernetes refuses ConfigMaps over 1 MiB
 
@@ -74,6 +75,14 @@ def selector(experiment: str, role: Optional[str] = None) -> str:
     if role:
         parts.append(f"tunecluster.io/role={role}")
     return ",".join(parts)
+
+
+def chief_dns_names(names: Names, namespace: str) -> tuple[str, ...]:
+    """Every name a worker (or a user in the cluster) may dial the chief by: the names its TLS
+    certificate holds, for `up` and `render --include-secret` alike."""
+    chief = names.chief
+    return ("tunecluster-chief", chief, f"{chief}.{namespace}", f"{chief}.{namespace}.svc",
+            f"{chief}.{namespace}.svc.cluster.local")
 
 
 @dataclass
@@ -134,12 +143,8 @@ def _resources(res, gpus: bool = True) -> dict:
     return {"requests": values, "limits": limits} if values or limits else {}
 
 
-def _tf_threads(res) -> Optional[int]:
-    if not res.cpu:
-        return None
-    cpu = res.cpu
-    value = float(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)
-    return max(1, math.floor(value))
+_BASE_ENV = [{"name": "HOME", "value": "/tmp"}, {"name": "PYTHONUNBUFFERED", "value": "1"},
+             {"name": "TF_CPP_MIN_LOG_LEVEL", "value": "2"}]  # every container (TensorBoard, the helper too)
 
 
 def _container_security() -> dict:
@@ -167,8 +172,9 @@ def _pod_spec(spec: Experiment, names: Names, container: dict, restart: str, *, 
         **container,
         "image": k8s.image,
     }
-    container["env"] = [{"name": "HOME", "value": "/tmp"}, {"name": "PYTHONUNBUFFERED", "value": "1"},
-                        {"name": "TF_CPP_MIN_LOG_LEVEL", "value": "2"}, *container.get("env", [])]
+    own = container.get("env", [])
+    given = {entry["name"] for entry in own}
+    container["env"] = [entry for entry in _BASE_ENV if entry["name"] not in given] + own
     pod = {
         "restartPolicy": restart,
         "enableServiceLinks": False,
@@ -187,35 +193,27 @@ def _pod_spec(spec: Experiment, names: Names, container: dict, restart: str, *, 
     return pod
 
 
-def _role_env(spec: Experiment, names: Names, *, chief: bool, port: int) -> list[dict]:
-    env = [
-        {"name": role_env.ORACLE_PORT, "value": str(port)},
-        {"name": role_env.SPEC, "value": f"{CONFIG_MOUNT}/spec.yaml"},
-        {"name": role_env.RUN_DIR, "value": SHARED_MOUNT},
-    ]
-    if spec.cluster.insecure:
-        env.append({"name": role_env.INSECURE, "value": "1"})
-    else:
-        env.append({"name": role_env.TOKEN_FILE, "value": f"{SECRET_MOUNT}/token"})
-    if chief:
-        env += [{"name": role_env.TUNER_ID, "value": "chief"}, {"name": role_env.ORACLE_IP, "value": "0.0.0.0"}]
-        if spec.cluster.tls:
-            env += [{"name": role_env.TLS_CERT, "value": f"{SECRET_MOUNT}/tls.crt"},
-                    {"name": role_env.TLS_KEY, "value": f"{SECRET_MOUNT}/tls.key"}]
-        return env
-    env += [
-        {"name": "TUNECLUSTER_INDEX", "valueFrom": {"fieldRef": {
-            "fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}}},
-        {"name": role_env.TUNER_ID, "value": "tuner$(TUNECLUSTER_INDEX)"},
-        {"name": role_env.ORACLE_IP, "value": names.chief},
-    ]
-    if spec.cluster.tls:
-        env += [{"name": role_env.TLS_CA, "value": f"{SECRET_MOUNT}/tls.crt"},
-                {"name": role_env.TLS_SERVER_NAME, "value": names.chief}]
-    threads = spec.cluster.tf_threads or _tf_threads(spec.cluster.kubernetes.worker)
-    if threads:
-        env.append({"name": role_env.TF_THREADS, "value": str(threads)})
-    return env
+def kubernetes_plan(spec: Experiment, names: Names) -> ClusterPlan:
+    """The ClusterPlan in pods: the spec from the ConfigMap, the run folder on the volume, the
+    token and certificate from the Secret, workers dialling the chief's Service."""
+    return build_plan(spec, Placement(
+        spec_path=f"{CONFIG_MOUNT}/spec.yaml", run_dir=SHARED_MOUNT, chief_bind="0.0.0.0", chief_host=names.chief,
+        port=spec.cluster.port or DEFAULT_PORT,
+        secrets=SecretFiles(token=f"{SECRET_MOUNT}/token", tls_cert=f"{SECRET_MOUNT}/tls.crt",
+                            tls_key=f"{SECRET_MOUNT}/tls.key", server_name=names.chief),
+        tf_threads=threads_for_cpu(spec.cluster.kubernetes.worker.cpu), extra_env={"HOME": "/tmp"}))
+
+
+def _env_list(env: dict[str, str]) -> list[dict]:
+    return [{"name": name, "value": value} for name, value in env.items()]
+
+
+def _worker_env(plan: ClusterPlan) -> list[dict]:
+    """One environment for every pod of the Indexed Job: the tuner id from the completion index."""
+    env = plan.shared_worker_env()
+    return [{"name": INDEX_VARIABLE, "valueFrom": {"fieldRef": {
+                "fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}}},
+            *_env_list({**env, role_env.TUNER_ID: f"tuner$({INDEX_VARIABLE})"})]
 
 
 def _meta(name: str, namespace: str, experiment: str, role: Optional[str] = None) -> dict:
@@ -230,7 +228,8 @@ def render(spec: Experiment, *, namespace: str, token: Optional[str] = None,
     spec = carried.spec
     names = Names(spec.name)
     exp = spec.name
-    port = spec.cluster.port or DEFAULT_PORT
+    plan = kubernetes_plan(spec, names)
+    port = plan.port
     k8s = spec.cluster.kubernetes
     if spec.cluster.tls and token is not None and tls is None:
         raise UsageError("cluster.tls is on but no certificate was made; use `tunecluster up` or pass one")
@@ -253,10 +252,10 @@ def render(spec: Experiment, *, namespace: str, token: Optional[str] = None,
 
     chief_container = {
         "name": "chief", "command": ["tunecluster", "chief"],
-        "env": _role_env(spec, names, chief=True, port=port),
+        "env": _env_list(plan.chief.env),
         "ports": [{"name": "oracle", "containerPort": port, "protocol": "TCP"}],
         "readinessProbe": {"tcpSocket": {"port": "oracle"}, "periodSeconds": 2},
-        "resources": _resources(k8s.chief, gpus=False),
+        "resources": _resources(plan.chief.resources, gpus=False),
     }
     objects.append({
         "apiVersion": "batch/v1", "kind": "Job", "metadata": _meta(names.chief, namespace, exp, "chief"),
@@ -273,8 +272,8 @@ def render(spec: Experiment, *, namespace: str, token: Optional[str] = None,
     })
     worker_container = {
         "name": "worker", "command": ["tunecluster", "worker"],
-        "env": _role_env(spec, names, chief=False, port=port),
-        "resources": _resources(k8s.worker),
+        "env": _worker_env(plan),
+        "resources": _resources(plan.workers[0].resources),
     }
     workers = spec.cluster.workers
     objects.append({

@@ -21,43 +21,10 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from tunecluster.core import env as role_env
 from tunecluster.cluster.plan import ClusterPlan, Role
-from tunecluster.core.rundir import RunDir, read_json, write_json
+from tunecluster.core import env as role_env
 from tunecluster.core.errors import RunFailure
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
-def port_in_use(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return True
-    return False
-
-
-def local_gpus(environ=os.environ) -> list[str]:
-    """This machine's GPUs as CUDA_VISIBLE_DEVICES entries: the launcher's own
-    CUDA_VISIBLE_DEVICES if set, else the indices `nvidia-smi` lists, else none."""
-    visible = environ.get(role_env.CUDA_DEVICES)
-    if visible is not None:
-        return [g.strip() for g in visible.split(",") if g.strip() and g.strip() != "-1"]
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return [line.strip() for line in out.stdout.splitlines() if line.strip().isdigit()] if out.returncode == 0 else []
-
-
-def default_tf_threads(workers: int) -> int:
-    return max(1, (os.cpu_count() or 1) // max(1, workers))
+from tunecluster.core.rundir import RunDir, write_json
 
 
 @dataclass
@@ -178,9 +145,6 @@ class LocalCluster:
             fresh.restarts = restarts
             self.record()
 
-    def gave_up_on_chief(self) -> bool:
-        return self.procs["chief"].given_up
-
     def chief_exit(self) -> Optional[int]:
         return self.procs["chief"].poll()
 
@@ -235,80 +199,20 @@ class LocalCluster:
             rp for rp in self.procs.values() if rp.role.is_chief]
         for rp in order:
             if rp.poll() is None:
-                _signal_group(rp.process.pid, signal.SIGTERM)
+                signal_group(rp.process.pid, signal.SIGTERM)
         deadline = time.time() + timeout
         while time.time() < deadline and any(rp.poll() is None for rp in order):
             time.sleep(0.1)
         for rp in order:
             if rp.poll() is None:
-                _signal_group(rp.process.pid, signal.SIGKILL)
+                signal_group(rp.process.pid, signal.SIGKILL)
                 rp.process.wait(5)
                 rp.poll()
         self.record()
 
 
-def _signal_group(pid: int, sig: int) -> None:
+def signal_group(pid: int, sig: int) -> None:
     try:
         os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
-
-
-def pid_alive(pid: Optional[int]) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie counts as gone
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().split(") ", 1)[1][0] != "Z"
-    except OSError:
-        return True
-
-
-def _is_tunecluster(pid: int) -> bool:
-    """The pid still belongs to a tunecluster process (pids are reused)."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as handle:
-            return b"tunecluster" in handle.read()
-    except OSError:
-        return False
-
-
-def role_states(run: RunDir) -> dict:
-    """cluster.json with each role's state checked against the live process table."""
-    cluster = read_json(run.cluster) or {"roles": []}
-    for role in cluster["roles"]:
-        if role["state"] == "running" and not (pid_alive(role["pid"]) and _is_tunecluster(role["pid"])):
-            role["state"] = "gone"
-    return cluster
-
-
-def stop_recorded(run: RunDir, timeout: float = 10.0) -> list[str]:
-    """Stop the roles recorded in cluster.json that still run (for `tunecluster down`)."""
-    stopped = []
-    cluster = role_states(run)
-    launcher = cluster.get("launcher_pid")
-    if launcher and launcher != os.getpid() and pid_alive(launcher) and _is_tunecluster(launcher):
-        # The launcher supervises (it would restart what we stop): ask it to stop everything.
-        os.kill(launcher, signal.SIGTERM)
-        deadline = time.time() + timeout + 5
-        while time.time() < deadline and pid_alive(launcher):
-            time.sleep(0.1)
-        stopped.append("launcher")
-        cluster = role_states(run)
-    for role in cluster["roles"]:
-        if role["state"] == "running":
-            _signal_group(role["pid"], signal.SIGTERM)
-            stopped.append(role["name"])
-    deadline = time.time() + timeout
-    while time.time() < deadline and any(pid_alive(r["pid"]) for r in cluster["roles"] if r["name"] in stopped):
-        time.sleep(0.1)
-    for role in cluster["roles"]:
-        if role["name"] in stopped and pid_alive(role["pid"]):
-            _signal_group(role["pid"], signal.SIGKILL)
-    return stopped

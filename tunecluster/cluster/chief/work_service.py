@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Optional
 
 from tunecluster.cluster.work import CONFIRM, DONE, FAILED, RUNNING, SEARCH, Board
+from tunecluster.kt_compat import oracle_state
 from tunecluster.tuning import scoring
 from tunecluster.tuning.search_warnings import OVERLAP_NOTE, degenerate_note, start_warnings
 
@@ -52,7 +53,7 @@ class WorkService:
         return key in self.board.units
 
     def _trial_dir(self, trial_id: str) -> Path:
-        return Path(self.oracle._project_dir) / f"trial_{trial_id}"
+        return Path(oracle_state.project_dir(self.oracle)) / f"trial_{trial_id}"
 
     def note_space(self) -> None:
         """Once the search space is known: the start warnings (logged once, kept for the report)."""
@@ -98,7 +99,7 @@ class WorkService:
                     self.s.leases.release(unit.key)
                     self.board.give_back(unit.key)
             unit = self.board.take(tuner_id)
-            need_trial = unit is None and (not self.search_exhausted or bool(self.oracle._retry_queue))
+            need_trial = unit is None and (not self.search_exhausted or bool(oracle_state.queued(self.oracle)))
         if need_trial:
             if len(self.oracle.hyperparameters.space):
                 unit, answer = self._new_trial_unit(tuner_id)
@@ -156,7 +157,7 @@ class WorkService:
     def _new_trial_unit(self, tuner_id: str):
         """A new trial from the oracle and its first unit, for `tuner_id`: (unit, None); (None,
         None) when the oracle says STOPPED; (None, IDLE answer) when it has nothing yet."""
-        from keras_tuner.src.engine import trial as trial_module
+        from keras_tuner.engine import trial as trial_module
 
         # No lock of ours is held here: a Bayesian suggestion (fast_oracles) fits its model
         # without the oracle lock, and results, heartbeats and other workers' units go on.
@@ -282,7 +283,7 @@ class WorkService:
         try:
             self.s._guarded(None, self.oracle.end_trial, trial)
         except RuntimeError as exc:
-            if "consecutive failures" not in str(exc):
+            if not oracle_state.is_failure_limit(exc):
                 raise
             reason = str(exc).splitlines()[0]
             with self.s.book.lock:
@@ -291,7 +292,7 @@ class WorkService:
             for key, ongoing in list(self.oracle.ongoing_trials.items()):
                 if ongoing.trial_id == trial.trial_id:
                     self.oracle.ongoing_trials.pop(key)
-            self.oracle._save_trial(trial)
+            oracle_state.save_trial(self.oracle, trial)
             self.oracle.save()
 
     def _after_confirmation(self) -> None:

@@ -35,8 +35,9 @@ class ChiefLink:
     """Runs one gRPC call with retries (see the module docstring)."""
 
     def __init__(self, address: str, chief_timeout: float, *, first_backoff: float = 0.2,
-                 max_backoff: float = 1.0, sleep: Callable[[float], None] = time.sleep):
+                 max_backoff: float = 1.0, sleep: Callable[[float], None] = time.sleep, quiet: bool = False):
         self.address = address
+        self.quiet = quiet  # no outage warnings (the heartbeats': the worker's own calls report it)
         self.chief_timeout = chief_timeout
         self.first_backoff, self.max_backoff = first_backoff, max_backoff
         self._sleep = sleep
@@ -64,8 +65,9 @@ class ChiefLink:
                 now = time.monotonic()
                 if down_since is None:
                     down_since = attempt_started
-                    log.warning("%s: the chief at %s does not answer (%s); retrying for up to %.0f s",
-                                what, self.address, code.name, self.chief_timeout)
+                    if not self.quiet:
+                        log.warning("%s: the chief at %s does not answer (%s); retrying for up to %.0f s",
+                                    what, self.address, code.name, self.chief_timeout)
                 if now - down_since >= self.chief_timeout:
                     raise ChiefUnreachable(
                         f"the chief at {self.address} has not answered for {self.chief_timeout:.0f} s "
@@ -77,8 +79,9 @@ class ChiefLink:
                 continue
             if down_since is not None:
                 self.reconnects += 1
-                log.warning("%s: the chief at %s answers again after %.1f s", what, self.address,
-                            time.monotonic() - down_since)
+                if not self.quiet:
+                    log.warning("%s: the chief at %s answers again after %.1f s", what, self.address,
+                                time.monotonic() - down_since)
             return response
 
 

@@ -25,7 +25,7 @@ def evaluate(model, x, y, batch_size: int) -> dict:
 
 
 def _confirmed_model(tuner, choice: dict):
-    from keras_tuner.src.engine import trial as trial_module
+    from keras_tuner.engine import trial as trial_module
 
     trial = trial_module.Trial.from_state(choice["trial"])
     tuner._seed, tuner._confirming = None, True  # no Hyperband parent weights: the run's own

@@ -213,7 +213,7 @@ class FunctionTuner(ClusterTuner):
 def export_run_trial_best(tuner: FunctionTuner, run, spec, choice: Optional[dict]) -> dict:
     """`best/hyperparameters.json` and `best/metrics.json` for a run_trial search (no model file):
     the best confirmed configuration's best run, else the search's best trial."""
-    from keras_tuner.src.engine import trial as trial_module
+    from keras_tuner.engine import trial as trial_module
 
     from tunecluster.cluster.worker.export import write_choice
 

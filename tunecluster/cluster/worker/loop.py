@@ -21,9 +21,12 @@ import signal
 import sys
 import time
 
+from tunecluster import kt_compat
+from tunecluster.cluster.worker import strategy
+from tunecluster.cluster.worker.interruptions import FatalUsage, TrialInterrupted
 from tunecluster.core.env import RoleEnv
-from tunecluster.core.rundir import RunDir
 from tunecluster.core.errors import UsageError
+from tunecluster.core.rundir import RunDir
 from tunecluster.tuning.spec import Experiment
 
 log = logging.getLogger("tunecluster.worker")
@@ -43,25 +46,24 @@ def _load_run_trial(spec: Experiment):
     TensorFlow, the worker runs Keras Tuner on the chief's stand-in for Keras (no TensorFlow
     import: a fraction of a second and ~100 MiB instead of seconds and ~500 MiB), sealed so that
     a later use of Keras fails with a message instead of doing nothing."""
-    from tunecluster.kt_compat import keras_stub
+    from tunecluster.kt_compat import internals, keras_stub
     from tunecluster.tuning.loader import load_callable
 
     func = load_callable(spec.run_trial, "run_trial")
     if "keras" not in sys.modules and "tensorflow" not in sys.modules:
-        keras_stub.install()
+        kt_compat.install("model_free_worker")
         # everything that touches Keras at import time, before the seal (Keras Tuner's
         # modules, the tuner's callback classes)
         import keras_tuner  # noqa: F401
-        from keras_tuner.src.distribute import oracle_client  # noqa: F401
 
-        from tunecluster.tuning import function_tuner  # noqa: F401
+        from tunecluster.cluster.worker import function_tuner  # noqa: F401
 
+        internals.load_oracle_client()
         keras_stub.seal("run_trial's module imported no Keras or TensorFlow, so this worker runs "
                         "without them; import keras (or tensorflow) at the top of that module")
     else:
-        from tunecluster.cluster.worker.loop import strategy as strategy_mod
-
-        strategy_mod.configure_devices(spec.cluster.tf_threads)
+        kt_compat.install("worker")
+        strategy.configure_devices(spec.cluster.tf_threads)
     return func
 
 
@@ -70,19 +72,17 @@ def run_worker(spec: Experiment, role: RoleEnv) -> int:
     if spec.run_trial:
         run_trial = _load_run_trial(spec)
     else:
-        from tunecluster.cluster.worker.loop import strategy as strategy_mod
+        kt_compat.install("worker")
+        strategy.configure_devices(spec.cluster.tf_threads)
 
-        strategy_mod.configure_devices(spec.cluster.tf_threads)
-
-    from keras_tuner.src import protos
-
-    from tunecluster.cluster.worker.chief_link import ChiefLink, ResilientStub
+    from tunecluster.cluster.auth import open_channel, read_security
     from tunecluster.cluster.control import ControlClient
-    from tunecluster.cluster.security import open_channel, read_security
+    from tunecluster.cluster.worker.chief_link import ChiefLink, ResilientStub
+    from tunecluster.cluster.worker.heartbeat import Backoff, Heartbeat
+    from tunecluster.kt_compat import internals
     from tunecluster.tuning.datasets import load_splits
     from tunecluster.tuning.loader import load_callable
     from tunecluster.tuning.oracles import build_oracle
-    from tunecluster.cluster.worker.tuner import Backoff, FatalUsage, Heartbeat, TrialInterrupted
 
     if not spec.hypermodel and not spec.run_trial:
         raise UsageError("hypermodel: the spec names no hypermodel; set hypermodel: \"file.py:function\" "
@@ -100,20 +100,23 @@ def run_worker(spec: Experiment, role: RoleEnv) -> int:
         log.info("%s: run_trial %s (%s), %d training rows", role.tuner_id, spec.run_trial,
                  "with Keras" if "tensorflow" in sys.modules else "no TensorFlow", len(splits.y_train))
     else:
-        from tunecluster.cluster.worker.loop import strategy as strategy_mod
+        from tunecluster.cluster.worker.callbacks import checked_build
         from tunecluster.cluster.worker.export import export_best as export
-        from tunecluster.cluster.worker.tuner import ClusterTuner, checked_build
+        from tunecluster.cluster.worker.tuner import ClusterTuner
 
         build = checked_build(bind_hypermodel(load_callable(spec.hypermodel), splits))
-        strategy = strategy_mod.choose_strategy(spec.cluster.strategy)
-        make_tuner = functools.partial(ClusterTuner, hypermodel=build, distribution_strategy=strategy)
-        log.info("%s: %s, %d training rows; %s", role.tuner_id, strategy_mod.describe(strategy),
-                 len(splits.y_train), strategy_mod.describe_gpus())
+        distribution = strategy.choose_strategy(spec.cluster.strategy)
+        make_tuner = functools.partial(ClusterTuner, hypermodel=build, distribution_strategy=distribution)
+        log.info("%s: %s, %d training rows; %s", role.tuner_id, strategy.describe(distribution),
+                 len(splits.y_train), strategy.describe_gpus())
 
     channel = open_channel(role.address, security, tuner_id=role.tuner_id)
     link = ChiefLink(role.address, spec.cluster.chief_timeout)
     control = ControlClient(channel, link=link)
-    heartbeat = Heartbeat(lambda msg: control.call(msg.pop("method"), **msg), role.tuner_id,
+    # the heartbeats' own link logs no outages: the worker's calls report them, and a beat's
+    # warning must not come after the worker's last line (its error) when it gives up
+    beats = ControlClient(channel, link=ChiefLink(role.address, spec.cluster.chief_timeout, quiet=True))
+    heartbeat = Heartbeat(lambda msg: beats.call(msg.pop("method"), **msg), role.tuner_id,
                           interval=spec.cluster.heartbeat_interval)
     heartbeat.report(pid=os.getpid(), host=os.uname().nodename)
 
@@ -127,7 +130,7 @@ def run_worker(spec: Experiment, role: RoleEnv) -> int:
     tuner._log = lambda message: log.warning("%s: %s", role.tuner_id, message)
     heartbeat.on_answer = tuner.lease_answer
     # Keras Tuner's client made its own channel; use ours (token, retries, one connection).
-    tuner.oracle.stub = ResilientStub(protos.get_service_grpc().OracleStub(channel), link)
+    tuner.oracle.stub = ResilientStub(internals.protos().get_service_grpc().OracleStub(channel), link)
 
     def on_sigterm(*_):
         log.warning("%s: SIGTERM: stopping at the next batch and giving the trial back", role.tuner_id)

@@ -31,7 +31,6 @@ layout are used unchanged. What it changes:
 
 from __future__ import annotations
 
-import functools
 import json
 import threading
 import time
@@ -41,147 +40,17 @@ from typing import Callable, Optional
 
 import keras
 import keras_tuner as kt
-import numpy as np
-from keras_tuner.src.engine import trial as trial_module
-from keras_tuner.src.engine import tuner_utils
-from keras_tuner.src.engine.tuner import maybe_distribute
+from keras_tuner.engine import trial as trial_module
+from keras_tuner.engine.tuner import maybe_distribute
 
-from tunecluster.core.errors import UsageError
-from tunecluster.kt_compat import hyperparameters as fast_hp
-from tunecluster.kt_compat.tf_gradients import GradientRegistry
+from tunecluster.cluster.worker.callbacks import BestWeights, ProgressReport, StopCheck
+from tunecluster.cluster.worker.heartbeat import Backoff
+from tunecluster.cluster.worker.interruptions import FatalUsage, LeaseLost, TrialInterrupted
+from tunecluster.cluster.worker.prediction_checks import collapsed_predictions
 from tunecluster.cluster.worker.tensorboard_log import trial_callback
-
-
-def _memoize_keras_saving_skipsets() -> None:
-    """Keras' weight saving walks the model's attributes, skipping those of reference objects
-    (a fresh Layer, Optimizer, Metric, ... built and listed with dir()). Keras 3 means to cache
-    these sets in its global state but stores them under another key than it reads (and
-    `clear_session`, run before every build, would drop them anyway), so every `save_weights`
-    and `load_weights` rebuilt them: ~20-30 ms per training here. They depend only on Keras'
-    classes, so one set per object type for the whole process gives the same walk."""
-    from keras.src.saving import saving_lib
-
-    original = saving_lib.get_attr_skipset
-    if not getattr(original, "_tunecluster_memo", False):
-        memo = functools.lru_cache(maxsize=None)(original)
-        memo._tunecluster_memo = True
-        saving_lib.get_attr_skipset = memo
-
-
-class LeaseLost(BaseException):
-    """The chief took this trial back (lease expired); its result would be refused."""
-
-
-class FatalUsage(BaseException):
-    """A usage error inside a trial (e.g. the hypermodel returned no model): stop the worker
-    (Keras Tuner would record it as a failed trial and try the next). `key`: the unit it held."""
-
-    def __init__(self, error: UsageError, key: Optional[str] = None):
-        super().__init__(str(error))
-        self.error = error
-        self.key = key
-
-
-class TrialInterrupted(BaseException):
-    """The worker was asked to stop (SIGTERM) in the middle of a trial."""
-
-    def __init__(self, trial_id: Optional[str]):
-        super().__init__(trial_id)
-        self.trial_id = trial_id
-
-
-class Backoff:
-    """Exponential back-off between IDLE answers: 50 ms doubling up to `maximum` seconds."""
-
-    def __init__(self, first: float = 0.05, maximum: float = 1.0):
-        self.first, self.maximum = first, maximum
-        self.current = first
-
-    def next(self) -> float:
-        delay = self.current
-        self.current = min(self.current * 2, self.maximum)
-        return delay
-
-    def reset(self) -> None:
-        self.current = self.first
-
-
-class _BestWeights(keras.callbacks.Callback):
-    """Remembers the weights of the best epoch (by the objective).
-
-    The copy is taken lazily, at the start of the epoch after an improvement (the weights are
-    still those of the improving epoch then): when the best epoch is the last one, as in a
-    one-epoch fit or a loss that keeps falling, no copy is made at all (`best_is_last`)."""
-
-    def __init__(self, objective):
-        super().__init__()
-        self.objective = objective
-        self.best_value: Optional[float] = None
-        self.weights = None
-        self.best_is_last = False  # the model already holds the best epoch's weights
-        self.best_index: Optional[int] = None  # the best epoch's position in the history
-        self._epochs_seen = 0
-        self._copy_due = False
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if self._copy_due:  # the previous epoch improved and another one follows
-            self.weights = self.model.get_weights()
-            self._copy_due = False
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
-        self._epochs_seen += 1
-        if not self.objective.has_value(logs):
-            self._copy_due, self.best_is_last, self.best_index = True, True, self._epochs_seen - 1
-            return
-        value = self.objective.get_value(logs)
-        if self.best_value is None or self.objective.better_than(value, self.best_value):
-            self.best_value = value
-            self._copy_due, self.best_is_last, self.best_index = True, True, self._epochs_seen - 1
-        else:
-            self.best_is_last = False
-
-
-class _Progress(keras.callbacks.Callback):
-    """Passes the epoch and its metrics to the heartbeat."""
-
-    def __init__(self, report: Callable[..., None], trial_id: str, execution: int, epochs: int):
-        super().__init__()
-        self.report, self.trial_id, self.execution, self.epochs = report, trial_id, execution, epochs
-
-    def on_epoch_end(self, epoch, logs=None):
-        metrics = {k: round(float(v), 5) for k, v in (logs or {}).items()}
-        self.report(trial=self.trial_id, epoch=epoch + 1, epochs=self.epochs,
-                    execution=self.execution, metrics=metrics)
-
-
-class _StopCheck(keras.callbacks.Callback):
-    """Stops training at the next batch when the worker must stop or lost the trial."""
-
-    def __init__(self, should_stop: Callable[[], bool]):
-        super().__init__()
-        self.should_stop = should_stop
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self.should_stop():
-            self.model.stop_training = True
-
-    on_test_batch_end = on_train_batch_end
-
-
-def checked_build(build: Callable) -> Callable:
-    """Wrap a user's build function so a non-model return value is a clear error."""
-
-    def build_model(hp):
-        model = build(hp)
-        if not isinstance(model, keras.Model):
-            raise UsageError(
-                f"the hypermodel returned {type(model).__name__}, not a keras.Model; "
-                "make the build function return the compiled model"
-            )
-        return model
-
-    return build_model
+from tunecluster.core.errors import UsageError
+from tunecluster.kt_compat import internals
+from tunecluster.kt_compat.tf_gradients import GradientRegistry
 
 
 class ClusterTuner(kt.Tuner):
@@ -210,7 +79,6 @@ class ClusterTuner(kt.Tuner):
         self.current_trial: Optional[str] = None
         self._lost: set[str] = set()
         self._log = lambda message: print(f"[{self.tuner_id}] {message}", flush=True)
-        fast_hp.install()  # Trial.from_state per unit: the space without Keras' slow deserialiser
         self._prepare_keras()
         super().__init__(
             oracle=oracle,
@@ -223,9 +91,8 @@ class ClusterTuner(kt.Tuner):
         )
 
     def _prepare_keras(self) -> None:
-        """Process-wide Keras set-up for many trainings in one process (weights saving, the
-        gradient registry that would keep every finished trial's graphs alive)."""
-        _memoize_keras_saving_skipsets()
+        """Keras set-up for many trainings in one process: the gradient registry that would keep
+        every finished trial's graphs alive (`kt_compat.tf_gradients`)."""
         self._gradients = GradientRegistry()
 
     # The worker keeps no state file of its own: the chief holds the search state.
@@ -375,8 +242,8 @@ class ClusterTuner(kt.Tuner):
 
     def _callbacks(self, trial, unit: dict, epochs: int, best) -> list:
         fit, objective = self.fit_spec, self.oracle.objective
-        callbacks = [best, _Progress(self._report, trial.trial_id, unit["index"], epochs),
-                     _StopCheck(self._must_stop)]
+        callbacks = [best, ProgressReport(self._report, trial.trial_id, unit["index"], epochs),
+                     StopCheck(self._must_stop)]
         if getattr(fit, "tensorboard", False) and unit["kind"] == "search":
             # <run>/tensorboard/<trial>[/execution_<k>]
             callbacks.append(trial_callback(Path(self.directory).parent / "tensorboard", trial,
@@ -401,7 +268,7 @@ class ClusterTuner(kt.Tuner):
         finally:
             self._confirming = False
         built = time.time()
-        best = _BestWeights(objective)
+        best = BestWeights(objective)
         history = model.fit(
             s.x_train, s.y_train, validation_data=(s.x_val, s.y_val),
             epochs=epochs, initial_epoch=initial_epoch, batch_size=fit.batch_size,
@@ -411,7 +278,7 @@ class ClusterTuner(kt.Tuner):
         self._check_trial(unit["key"])  # never report a score of an interrupted training
         if not history.history:
             raise RuntimeError("training ran no epoch")
-        best_metrics, best_epoch = tuner_utils._get_best_value_and_best_epoch_from_history(history, objective)
+        best_metrics, best_epoch = internals.best_value_and_epoch(history, objective)
         last_epoch = len(next(iter(history.history.values()))) - 1
         last_metrics = {k: v[last_epoch] for k, v in history.history.items() if len(v) > last_epoch}
         restored = self.score_mode == "best_epoch" and best.weights is not None and not best.best_is_last
@@ -475,134 +342,7 @@ def _evaluate(model, x, y, batch_size: int) -> dict:
     return {k: float(v) for k, v in result.items()}
 
 
-# Keras' validation accuracy under the names `compile(metrics=[...])` gives it
-_ACCURACY_KEYS = ("val_accuracy", "val_acc", "val_binary_accuracy", "val_categorical_accuracy",
-                  "val_sparse_categorical_accuracy")
-
-
-def collapsed_predictions(model, x, y, batch_size: int, logs: Optional[dict] = None
-                          ) -> tuple[Optional[bool], Optional[float]]:
-    """(whether the model predicts one class for every validation row, the majority-class rate);
-    (None, None) when this is not a classification the check understands (or not arrays).
-
-    `logs`: the metrics of the epoch whose weights the model holds. A model that predicts one
-    class c for every row is right on exactly the rows of class c, so its validation accuracy is
-    count(c) / rows. When Keras' own validation accuracy in `logs` matches no class's count,
-    the predictions are provably not all one class and the forward pass over the validation rows
-    is skipped (most trainings); otherwise the predictions decide."""
-    if not isinstance(x, np.ndarray) or not isinstance(y, np.ndarray):
-        return None, None
-    labels = np.asarray(y).reshape(len(y), -1)
-    shortcut = _varied_by_accuracy(model, labels, logs)
-    if shortcut is not None:
-        return False, shortcut
-    # eager calls in large batches: no predict function to trace for a few hundred rows
-    chunks = [np.asarray(model(x[i:i + 4096], training=False)) for i in range(0, len(x), 4096)]
-    if not chunks:
-        return None, None
-    pred = np.concatenate(chunks)
-    if pred.ndim == 2 and pred.shape[1] > 1:
-        classes = pred.argmax(axis=1)
-        truth = labels.argmax(axis=1) if labels.shape[1] > 1 else labels[:, 0].astype(int)
-    elif pred.size == len(y) and labels.shape[1] == 1 and set(np.unique(labels)) <= {0.0, 1.0}:
-        classes = (pred.reshape(-1) > 0.5).astype(int)
-        truth = labels[:, 0].astype(int)
-    else:
-        return None, None
-    counts = np.bincount(truth) if truth.size else np.array([0])
-    majority = float(counts.max() / max(truth.size, 1))
-    return bool(np.unique(classes).size == 1), majority
-
-
-def _varied_by_accuracy(model, labels: np.ndarray, logs: Optional[dict]) -> Optional[float]:
-    """The majority-class rate when `logs`' validation accuracy proves that the predictions are
-    not all one class; None when it cannot (no accuracy, an output the check does not know, or an
-    accuracy equal to some class's share: then the predictions must be looked at)."""
-    accuracy = next((logs[k] for k in _ACCURACY_KEYS if logs and k in logs), None)
-    outputs = getattr(model, "outputs", None)
-    if accuracy is None or not labels.size or not outputs or len(outputs) != 1:
-        return None
-    width = outputs[0].shape[-1]
-    if width == 1 and labels.shape[1] == 1 and set(np.unique(labels)) <= {0.0, 1.0}:
-        truth = labels[:, 0].astype(int)
-    elif width is not None and width > 1 and (labels.shape[1] == width or labels.shape[1] == 1):
-        if labels.shape[1] == 1 and not np.array_equal(labels, np.round(labels)):
-            return None
-        truth = labels.argmax(axis=1) if labels.shape[1] > 1 else labels[:, 0].astype(int)
-    else:
-        return None
-    if truth.min() < 0:
-        return None
-    counts = np.bincount(truth, minlength=max(int(width), 2))
-    right = float(accuracy) * truth.size
-    if np.any(np.abs(counts - right) < 0.5) or right < 0.5:  # could be a one-class model
-        return None
-    return float(counts.max() / truth.size)
-
-
 def format_exception(exc: BaseException) -> str:
     return "".join(traceback.format_exception_only(type(exc), exc)).strip()
 
 
-class Heartbeat(threading.Thread):
-    """Sends the worker's progress to the chief: soon after it changes, else every `interval`.
-
-    Changes are coalesced: at most one beat per `min_gap` seconds (0.25), carrying the latest
-    state. A worker whose trainings take milliseconds would otherwise send one or two beats per
-    training (start, end), several times the calls of the work itself; the live view and the
-    leases need a few per second at most. `flush()` still sends at once (a failed trial's note
-    must reach the chief before its result)."""
-
-    def __init__(self, send: Callable[[dict], None], tuner_id: str, interval: float = 2.0,
-                 min_gap: float = 0.25):
-        super().__init__(name="heartbeat", daemon=True)
-        self._send = send
-        self._state: dict = {"tuner_id": tuner_id, "state": "starting"}
-        self._notes: list[dict] = []
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self.interval = interval
-        self.min_gap = min(min_gap, interval)
-        self.sent = 0  # beats sent (tests, benchmarks)
-        self.on_answer: Optional[Callable[[dict], None]] = None
-
-    def report(self, note: bool = False, **fields) -> None:
-        with self._lock:
-            if note:
-                self._notes.append({"tuner_id": self._state["tuner_id"], **fields})
-            else:
-                self._state.update(fields)
-        self._wake.set()
-
-    def flush(self) -> None:
-        """Send pending notes now (a trial's error must reach the chief before its EndTrial)."""
-        self._send_once()
-
-    def _send_once(self) -> None:
-        with self._lock:
-            state = dict(self._state)
-            notes, self._notes = self._notes, []
-        for note in notes:
-            self._send({"method": "TrialNote", **note})
-        answer = self._send({"method": "Heartbeat", **state})
-        self.sent += 1
-        if self.on_answer is not None and answer:
-            self.on_answer(answer)
-
-    def run(self) -> None:
-        last = 0.0
-        while not self._stop.is_set():
-            self._wake.wait(self.interval)
-            # changes that come faster than min_gap ride on one beat with the latest state
-            self._stop.wait(max(0.0, last + self.min_gap - time.monotonic()))
-            self._wake.clear()
-            try:
-                self._send_once()
-            except Exception:  # the chief may be restarting; the next beat retries
-                time.sleep(0.5)
-            last = time.monotonic()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()

@@ -39,9 +39,9 @@ TUTORIAL_CLAIMS = {
 
 def comprehensive_space():
     """The hyperparameters `pima.build_comprehensive` registers with 10 layers: all 32."""
-    from keras_tuner.src.engine import hyperparameters as hp_module
+    from keras_tuner.engine.hyperparameters import HyperParameters
 
-    hp = hp_module.HyperParameters()
+    hp = HyperParameters()
     hp.Int("num_layers", 1, 10)
     for i in range(10):
         hp.Int(f"units_{i}", 32, 512, step=32)

@@ -22,7 +22,7 @@ DEFAULT_PORT = 6006
 
 
 def _free(host: str, port: int) -> bool:
-    from tunecluster.backends.local.processes import port_in_use
+    from tunecluster.core.network import port_in_use
 
     return not port_in_use(host, port)
 

@@ -1,27 +1,24 @@
-"""Who may talk to the oracle port: the shared token, optional TLS, and the gRPC server
-credentials, interceptor and client channels built from them.
+"""Who may talk to the oracle port: what a role knows of the token and TLS (`Security`, from its
+environment), and the gRPC server credentials, interceptor and client channels built from them.
 
 - Every call carries `authorization: Bearer <token>`; the chief refuses a missing or wrong token
   with UNAUTHENTICATED before the call reaches the oracle (so it changes nothing) and logs the
   refusal (method and peer, never the token).
-- The token is generated per experiment (`RunSecrets`, mode 0600 under `<run>/secrets/`) unless
-  the user gives one, and reaches the roles through `TUNECLUSTER_TOKEN_FILE` (a mounted secret)
-  or `TUNECLUSTER_TOKEN`.
+- The token is generated per experiment (`run_secrets.RunSecrets`, mode 0600 under
+  `<run>/secrets/`) unless the user gives one, and reaches the roles through
+  `TUNECLUSTER_TOKEN_FILE` (a mounted secret) or `TUNECLUSTER_TOKEN`.
 - `TUNECLUSTER_INSECURE=1` (`--insecure`) serves without a token, so unmodified Keras Tuner
   workers can join; the chief then warns that any caller can drive the search.
-- TLS (optional): a self-signed certificate made per experiment (or the user's files); workers
-  trust exactly that certificate (`TUNECLUSTER_TLS_CA`).
+- TLS (optional): a self-signed certificate made per experiment (`run_secrets`, or the user's
+  files); workers trust exactly that certificate (`TUNECLUSTER_TLS_CA`).
 """
 
 from __future__ import annotations
 
 import collections
-import datetime
 import hmac
-import ipaddress
 import logging
 import os
-import secrets
 import threading
 import time
 from dataclasses import dataclass
@@ -37,7 +34,6 @@ log = logging.getLogger("tunecluster.security")
 
 TOKEN_HEADER = "authorization"
 TUNER_HEADER = "tunecluster-tuner-id"  # which worker is calling (leases, late-result refusal)
-CERT_NAMES = ("tunecluster-chief", "chief", "localhost")
 
 
 @dataclass(frozen=True)
@@ -96,80 +92,6 @@ def read_security(environ: Mapping[str, str] = os.environ, *, chief: bool = Fals
     if environ.get(role_env.TLS_CA):
         ca = _read_file(environ[role_env.TLS_CA], "TLS certificate to trust", role_env.TLS_CA)
     return Security(token, cert, key, ca, environ.get(role_env.TLS_SERVER_NAME) or None)
-
-
-# --- per-experiment secrets ---------------------------------------------------------------------
-class RunSecrets:
-    """The token and TLS files of one run, in `<run>/secrets/` (directory 0700, files 0600)."""
-
-    def __init__(self, root: str | Path):
-        self.dir = Path(root) / "secrets"
-
-    token = property(lambda self: self.dir / "token")
-    tls_cert = property(lambda self: self.dir / "tls.crt")
-    tls_key = property(lambda self: self.dir / "tls.key")
-
-    def _write_private(self, path: Path, data: bytes) -> None:
-        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-
-    def ensure_token(self, given: Optional[str] = None) -> Path:
-        """Keep an existing token (a resumed run needs the same one); else write `given` or a new one."""
-        if not self.token.is_file():
-            self._write_private(self.token, ((given or secrets.token_urlsafe(32)) + "\n").encode())
-        return self.token
-
-    def ensure_tls(self, extra_names: tuple[str, ...] = ()) -> tuple[Path, Path]:
-        if not (self.tls_cert.is_file() and self.tls_key.is_file()):
-            cert, key = make_certificate((*CERT_NAMES, *extra_names))
-            self._write_private(self.tls_key, key)
-            self._write_private(self.tls_cert, cert)
-        return self.tls_cert, self.tls_key
-
-    def role_env(self, *, insecure: bool, tls: bool) -> tuple[dict[str, str], dict[str, str]]:
-        """(chief env, worker env) naming these files."""
-        chief: dict[str, str] = {}
-        worker: dict[str, str] = {}
-        if insecure:
-            chief[role_env.INSECURE] = worker[role_env.INSECURE] = "1"
-        else:
-            chief[role_env.TOKEN_FILE] = worker[role_env.TOKEN_FILE] = str(self.token)
-        if tls:
-            chief[role_env.TLS_CERT] = str(self.tls_cert)
-            chief[role_env.TLS_KEY] = str(self.tls_key)
-            worker[role_env.TLS_CA] = str(self.tls_cert)
-        return chief, worker
-
-
-def make_certificate(names: tuple[str, ...], days: int = 365) -> tuple[bytes, bytes]:
-    """A self-signed certificate (PEM) for the chief, valid for `names` and 127.0.0.1."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    alt = [x509.DNSName(n) for n in dict.fromkeys(names)] + [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject).issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=days))
-        .add_extension(x509.SubjectAlternativeName(alt), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
-    return cert.public_bytes(serialization.Encoding.PEM), key_pem
 
 
 # --- the chief's side -------------------------------------------------------------------------------

@@ -1,0 +1,191 @@
+"""The Kubernetes backend: apply an experiment's objects (server-side apply, field manager
+`tunecluster`), wait for the chief with a watch, follow the search from the chief's state on the
+volume, and status, logs, results, pull, TensorBoard and down through the API.
+
+The local run folder (`--dir`) holds the spec, `cluster.json` (backend, namespace, context) and
+copies of the chief's progress.json / results.json, read through the exec API, so the live view
+and `tunecluster results` work as for the local backend.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Optional, TextIO
+
+from tunecluster.backends.base import Backend, DownOptions, RenderOptions, Say, Session, UpOptions
+from tunecluster.backends.kubernetes import forward as fwd
+from tunecluster.backends.kubernetes import rbac
+from tunecluster.backends.kubernetes.apply import apply_objects, delete_experiment, experiment_objects
+from tunecluster.backends.kubernetes.client import Cluster, connect
+from tunecluster.backends.kubernetes.follow import FINAL_FILES, KubernetesSession, ProgressMirror
+from tunecluster.backends.kubernetes.pods import (job_state, logs, pod_problem, pod_role_name, role_pods,
+                                                  wait_for_chief)
+from tunecluster.backends.kubernetes.render import (Names, chief_dns_names, render, tensorboard_objects,
+                                                    to_yaml)
+from tunecluster.backends.kubernetes.transfer import pull
+from tunecluster.backends.status import ClusterStatus, RoleStatus
+from tunecluster.cluster.run_secrets import make_certificate, new_token
+from tunecluster.core.errors import UsageError
+from tunecluster.core.rundir import RunDir, read_json, write_json
+from tunecluster.tuning.overrides import Overrides
+from tunecluster.tuning.spec import Experiment, load_spec
+
+_STATES = {"Running": "running", "Pending": "pending", "Succeeded": "exited", "Failed": "failed"}
+
+
+class KubernetesBackend(Backend):
+    name = "kubernetes"
+
+    def __init__(self):
+        self._cluster: Optional[Cluster] = None
+
+    # --- connecting ---------------------------------------------------------------------------
+    def connect(self, run: Optional[RunDir] = None, context: Optional[str] = None,
+                namespace: Optional[str] = None, kubeconfig: Optional[str] = None,
+                spec: Optional[Experiment] = None) -> Cluster:
+        """The API server of a run (its recorded context and namespace) or of a spec."""
+        recorded = (read_json(run.cluster) or {}) if run is not None else {}
+        ns = namespace or recorded.get("namespace") or (spec.cluster.kubernetes.namespace if spec else None)
+        return connect(context or recorded.get("context"), ns, kubeconfig)
+
+    # --- before a run -------------------------------------------------------------------------
+    def check(self, spec: Experiment, options: UpOptions) -> None:
+        # fail on a bad kubeconfig before the run folder is written
+        self._cluster = self.connect(None, options.context, options.namespace, options.kubeconfig, spec)
+
+    def render(self, spec: Experiment, options: RenderOptions) -> str:
+        if options.image:
+            spec = Overrides(kubernetes_image=options.image).apply(spec)
+        ns = options.namespace or spec.cluster.kubernetes.namespace or "default"
+        token = new_token() if options.include_secret else None
+        tls = None
+        if spec.cluster.tls and options.include_secret:
+            tls = make_certificate(chief_dns_names(Names(spec.name), ns))
+        text = to_yaml(render(spec, namespace=ns, token=token, tls=tls, tensorboard=options.tensorboard or None))
+        if not options.include_secret:
+            secret = Names(spec.name).secret
+            text = (f"# The Secret {secret} (the oracle token) is not printed; create it with\n"
+                    f"#   kubectl -n {ns} create secret generic {secret} --from-literal=token=$(openssl rand -hex 32)\n"
+                    "# or pass --include-secret. `tunecluster up --backend kubernetes` creates it for you.\n" + text)
+        return text
+
+    def render_rbac(self, namespace: str, user: Optional[str]) -> str:
+        objects = [rbac.role(namespace)] + ([rbac.role_binding(namespace, user)] if user else [])
+        return to_yaml(objects)
+
+    # --- a run --------------------------------------------------------------------------------
+    def up(self, spec: Experiment, run: RunDir, options: UpOptions, say: Say) -> Optional[Session]:
+        cluster = self._cluster or self.connect(None, options.context, options.namespace, options.kubeconfig, spec)
+        objects = experiment_objects(cluster, spec, options.tensorboard)
+        write_json(run.cluster, {"backend": self.name, "experiment": spec.name, "namespace": cluster.namespace,
+                                 "context": cluster.context, "server": cluster.server,
+                                 "objects": [f"{o['kind']}/{o['metadata']['name']}" for o in objects]})
+        say(f"tunecluster: {spec.name} ({spec.tuner.kind}, {spec.tuner.max_trials} trials, "
+            f"{spec.cluster.workers} workers) in namespace {cluster.namespace} on {cluster.server}")
+        apply_objects(cluster, objects)
+        say("applied: " + ", ".join(f"{o['kind']}/{o['metadata']['name']}" for o in objects))
+        say(f"chief ready ({wait_for_chief(cluster, spec)})")
+        if options.detach:
+            say(f"detached; follow with `tunecluster status --dir {run.root}`")
+            return None
+        return KubernetesSession(cluster, spec, run, say)
+
+    def best_hint(self, run: RunDir, spec: Experiment) -> str:
+        what = "best configuration" if spec.run_trial else "best model"
+        return f"{what} on the volume; copy it with `tunecluster pull --dir {run.root} --to DIR`"
+
+    # --- after a run --------------------------------------------------------------------------
+    def status(self, run: RunDir) -> ClusterStatus:
+        spec = load_spec(run.spec)
+        cluster = self.connect(run)
+        pods = role_pods(cluster, spec.name)
+        ProgressMirror(cluster, spec, run).refresh()
+        newest: dict[str, object] = {}
+        older: dict[str, int] = {}
+        for pod in pods:  # oldest first: a Job's replacement pods come later
+            name = pod_role_name(pod)
+            if name in newest:
+                older[name] = older.get(name, 0) + 1
+            newest[name] = pod
+        roles = []
+        for name, pod in newest.items():
+            statuses = pod.status.container_statuses or []
+            terminated = next((s.state.terminated for s in statuses if s.state and s.state.terminated), None)
+            roles.append(RoleStatus(
+                name, "chief" if name == "chief" else name.replace("worker-", "tuner"),
+                _STATES.get(pod.status.phase, (pod.status.phase or "unknown").lower()),
+                exit_code=terminated.exit_code if terminated else None,
+                restarts=sum(s.restart_count for s in statuses) + older.get(name, 0),
+                host=pod.spec.node_name, instance=pod.metadata.name, problem=pod_problem(pod)))
+        names = Names(spec.name)
+        recorded = read_json(run.cluster) or {}
+        return ClusterStatus.of(run, self.name, roles, experiment=spec.name,
+                                chief_address=f"{names.chief}.{cluster.namespace}.svc:{spec.cluster.port or 8000}",
+                                where={"namespace": cluster.namespace, "context": recorded.get("context"),
+                                       "chief_job": job_state(cluster, names.chief),
+                                       "workers_job": job_state(cluster, names.workers)})
+
+    def refresh(self, run: RunDir) -> None:
+        """The latest results through the chief, else from the volume through a helper pod."""
+        import tempfile
+
+        spec = load_spec(run.spec)
+        cluster = self.connect(run)
+        if ProgressMirror(cluster, spec, run).refresh():
+            return
+        with tempfile.TemporaryDirectory() as scratch:
+            pull(cluster, spec, Path(scratch), require_model=False)
+            for name in FINAL_FILES:
+                if (Path(scratch) / name).is_file():
+                    shutil.copy2(Path(scratch) / name, run.root / name)
+
+    def logs(self, run: RunDir, role: str, *, tail: int, follow: bool, out: TextIO) -> None:
+        logs(self.connect(run), load_spec(run.spec).name, role, tail=tail or None, follow=follow, out=out)
+
+    def pull(self, run: RunDir, scratch: Path) -> RunDir:
+        pull(self.connect(run), load_spec(run.spec), scratch)
+        return RunDir(scratch)
+
+    def down(self, run: RunDir, options: DownOptions) -> str:
+        if options.volumes:
+            raise UsageError("--volumes is for compose runs; on Kubernetes `down` deletes the volume claim "
+                             "unless --keep-volume")
+        deleted = delete_experiment(self.connect(run), load_spec(run.spec).name, keep_volume=options.keep_volume)
+        return f"deleted: {', '.join(deleted)}" if deleted else "nothing was left"
+
+    def tensorboard(self, run: RunDir, *, host: str, port: Optional[int], deploy: bool, say: Say) -> int:
+        """Forward 127.0.0.1:<free port> to the run's TensorBoard pod until Ctrl-C/SIGTERM."""
+        spec = load_spec(run.spec)
+        cluster = self.connect(run)
+        names = Names(spec.name)
+        if not fwd.deployment_exists(cluster, names.tensorboard):
+            claim = spec.cluster.kubernetes.existing_claim or names.claim
+            if not fwd.claim_exists(cluster, claim):
+                raise UsageError(f"the run {spec.name!r} has no TensorBoard in namespace {cluster.namespace} and its "
+                                 f"volume claim {claim} is gone (`down` deleted it), so there are no logs to show; "
+                                 "start a new run with `up --backend kubernetes --tensorboard`")
+            if not deploy:
+                raise UsageError(f"the run {spec.name!r} has no TensorBoard in namespace {cluster.namespace} (no "
+                                 f"Deployment {names.tensorboard}: it was started without `up --tensorboard` or "
+                                 f"cluster.kubernetes.tensorboard); add it with `tunecluster tensorboard --dir "
+                                 f"{run.root} --deploy`")
+            apply_objects(cluster, tensorboard_objects(spec, cluster.namespace))
+            say(f"applied: Deployment/{names.tensorboard}, Service/{names.tensorboard} (`tunecluster down` removes them)")
+        forward = fwd.TensorBoardForward(cluster, spec.name)
+        relay = fwd.Relay(forward.connect, host=host, port=port or 0).start()
+        try:
+            say(f"waiting for the TensorBoard pod of {spec.name} ...")
+            fwd.wait_until_serving(relay, forward)
+            shown = "localhost" if host in ("127.0.0.1", "localhost") else host
+            url = f"http://{shown}:{relay.port}/"
+            say(f"TensorBoard for {spec.name}: {url} (forwarded to pod {forward.ready_pod() or '?'} in "
+                f"namespace {cluster.namespace}; HParams tab: {url}#hparams); Ctrl-C to stop")
+            while True:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            relay.close()
+        return 0

@@ -1,0 +1,88 @@
+"""Following a Kubernetes experiment from this machine: the chief's progress.json and
+results.json mirrored into the local run folder (read through the running chief pod with the exec
+API), pod problems reported as they appear, and the chief Job's end.
+
+Ctrl-C leaves the experiment running in the cluster (`tunecluster status`, `down`).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from tunecluster.backends.base import Say, Session
+from tunecluster.backends.kubernetes.client import Cluster
+from tunecluster.backends.kubernetes.pods import ProblemClock, job_state, read_shared_json, role_pods, watch_once
+from tunecluster.backends.kubernetes.render import Names, selector
+from tunecluster.backends.kubernetes.transfer import pull
+from tunecluster.backends.verdict import Outcome
+from tunecluster.core.rundir import RunDir, read_json, write_json
+from tunecluster.tuning.results import to_csv
+from tunecluster.tuning.spec import Experiment
+
+FINAL_FILES = ("progress.json", "results.json", "results.csv")
+
+
+class ProgressMirror:
+    """Copies the chief's progress.json and results.json (and results.csv) into the run folder."""
+
+    def __init__(self, cluster: Cluster, spec: Experiment, run: RunDir):
+        self.cluster, self.spec, self.run = cluster, spec, run
+
+    def refresh(self) -> bool:
+        """Copy them through the running chief pod; False when there is none (or nothing came)."""
+        chief = [p for p in role_pods(self.cluster, self.spec.name, "chief") if p.status.phase == "Running"]
+        refreshed = False
+        if chief:
+            for name, path in (("progress.json", self.run.progress), ("results.json", self.run.results_json)):
+                document = read_shared_json(self.cluster, chief[-1].metadata.name, name)
+                if document is not None:
+                    write_json(path, document)
+                    refreshed = True
+                    if name == "results.json":
+                        self.run.results_csv.write_text(to_csv(document))
+        return refreshed
+
+    def from_volume(self) -> None:
+        """The final files straight from the volume (the chief left before they were mirrored)."""
+        pull(self.cluster, self.spec, self.run.root, require_model=False, names=FINAL_FILES)
+
+
+class KubernetesSession(Session):
+    """Watches the experiment's pods and chief Job while the live view draws."""
+
+    def __init__(self, cluster: Cluster, spec: Experiment, run: RunDir, say: Say):
+        self.cluster, self.spec, self.run, self.say = cluster, spec, run, say
+        self.names = Names(spec.name)
+        self.mirror = ProgressMirror(cluster, spec, run)
+        self.chief_job: Optional[str] = None  # "Complete" / "Failed" once the chief Job ended
+        self.problem: Optional[str] = None
+        self.clock = ProblemClock()
+
+    def alive(self) -> bool:
+        watch_once(self.cluster, "pods", selector(self.spec.name), 1)  # wakes early on any pod change
+        for pod in role_pods(self.cluster, self.spec.name):
+            problem = self.clock.check(pod) if pod.status.phase == "Pending" else None
+            if problem:
+                self.problem = problem
+                return False
+        self.mirror.refresh()
+        self.chief_job = job_state(self.cluster, self.names.chief)
+        return self.chief_job is None
+
+    def interrupt(self) -> str:
+        return ("interrupted: the experiment keeps running in the cluster; follow it with "
+                f"`tunecluster status --dir {self.run.root}`, stop it with `tunecluster down --dir {self.run.root}`")
+
+    def outcome(self) -> Outcome:
+        logs = f"see `tunecluster logs chief --dir {self.run.root}`"
+        if self.problem:
+            return Outcome(read_json(self.run.progress) or {}, None, "did not start", logs_hint=logs,
+                           failure=self.problem)
+        self.mirror.refresh()
+        progress = read_json(self.run.progress) or {}
+        if self.chief_job == "Complete" and not progress.get("finished"):
+            # the chief wrote its final state and left before it could be mirrored through its pod
+            self.mirror.from_volume()
+            progress = read_json(self.run.progress) or {}
+        code = {"Complete": 0, "Failed": 1}.get(self.chief_job or "")
+        return Outcome(progress, code, f"job ended {self.chief_job or 'without finishing'}", logs_hint=logs)

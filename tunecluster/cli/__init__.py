@@ -1,0 +1,13 @@
+"""The `tunecluster` command line (Typer + Rich): parses the options, looks the backend up once
+(`backends.get_backend`, or the one a run recorded), calls it, prints.
+
+    app.py               the Typer app, global options, errors as one line and an exit code
+    run_commands.py      init, up, render
+    inspect_commands.py  status, results, logs, report, tensorboard, pull, down
+    role_commands.py     chief, worker (what every container and process runs)
+"""
+
+from tunecluster.cli import run_commands, inspect_commands, role_commands  # noqa: F401, I001 (registers the commands, in --help order)
+from tunecluster.cli.app import app, main
+
+__all__ = ["app", "main"]

@@ -1,0 +1,202 @@
+"""`tunecluster init`, `up` and `render`: write an example, start a search on a backend and
+follow it, or print what `up` would create."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from tunecluster.backends import get_backend
+from tunecluster.backends.base import RenderOptions, UpOptions
+from tunecluster.backends.run_folder import check_run_dir, prepare_run_dir, run_dir_for
+from tunecluster.cli.app import (KUBE_CONTEXT, KUBE_NAMESPACE, KUBECONFIG, BackendName, TunerKind, app,
+                                 console, errors_to_exit, say)
+from tunecluster.core.errors import UsageError
+from tunecluster.core.rundir import RunDir
+from tunecluster.tuning.overrides import Overrides
+from tunecluster.tuning.preflight import preflight
+from tunecluster.tuning.spec import Experiment
+from tunecluster.tuning.spec_source import resolve_spec
+from tunecluster.ui.live import LiveView
+from tunecluster.ui.tables import phase_table, print_wide
+
+UP_TABLE_ROWS = 25  # the best trials `up` prints at the end (`results` prints them all)
+
+
+@app.command()
+@errors_to_exit
+def init(
+    example: str = typer.Option("pima", "--example", help="pima (= pima-comprehensive) or a phase: "
+                                "pima-optimizer, pima-units, pima-layers, pima-comprehensive; or pima-forest "
+                                "(a scikit-learn forest through run_trial: writes forest.py)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing files."),
+):
+    """Write an editable tunecluster.yaml, model.py (or forest.py) and the example CSV into the current folder."""
+    from tunecluster.tuning.examples import write_template
+
+    for path in write_template(Path.cwd(), example, force=force):
+        console.print(f"wrote {path.name}")
+    console.print("next: edit tunecluster.yaml / model.py, then run `tunecluster up`")
+
+
+@app.command()
+@errors_to_exit
+def up(
+    file: Optional[Path] = typer.Option(None, "-f", "--file", help="Spec file (default: ./tunecluster.yaml, "
+                                        "else the embedded pima-comprehensive example)."),
+    example: Optional[str] = typer.Option(None, "--example", help="Run an embedded example instead: "
+                                          "pima-optimizer, pima-units, pima-layers, pima-comprehensive, "
+                                          "pima-all (the four one after another, with the tutorial's claims "
+                                          "beside this run's findings; --dir holds one folder per phase), or "
+                                          "pima-forest (a scikit-learn forest through run_trial, no Keras model)."),
+    backend: Optional[BackendName] = typer.Option(None, "--backend", help="Where to run (default: the spec's cluster.backend)."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Number of workers (with --resume: "
+                                          "continue with this many)."),
+    dir: Optional[Path] = typer.Option(None, "--dir", help="Run directory (default: ./tunecluster-runs/<name>)."),
+    max_trials: Optional[int] = typer.Option(None, "--max-trials", min=1, help="Override tuner.max_trials."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Override fit.epochs (and Hyperband's max_epochs)."),
+    tuner: Optional[TunerKind] = typer.Option(None, "--tuner", help="Override tuner.kind."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Override tuner.seed."),
+    port: Optional[int] = typer.Option(None, "--port", min=1, max=65535, help="Oracle port (default: a free one)."),
+    force: bool = typer.Option(False, "--force", help="Replace an earlier run in --dir."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --dir."),
+    detach: bool = typer.Option(False, "--detach", help="Start the cluster and return at once "
+                                "(roles that die are then not restarted)."),
+    insecure: bool = typer.Option(False, "--insecure", help="Serve the oracle without a token, so "
+                                  "unmodified Keras Tuner workers can join (anyone who reaches the port "
+                                  "can drive the search)."),
+    tls: bool = typer.Option(False, "--tls", help="Encrypt the oracle port with a certificate made for this run."),
+    context: Optional[str] = KUBE_CONTEXT,
+    namespace: Optional[str] = KUBE_NAMESPACE,
+    kubeconfig: Optional[str] = KUBECONFIG,
+    tensorboard: bool = typer.Option(False, "--tensorboard", help="Kubernetes: also run TensorBoard on the volume."),
+    image: Optional[str] = typer.Option(None, "--image", help="compose: the tunecluster image (default: tunecluster:<version>)."),
+    gpus: Optional[str] = typer.Option(None, "--gpus", help="compose: GPUs reserved per worker, a number or 'all'."),
+    build: bool = typer.Option(False, "--build", help="compose: build --image from this checkout's Dockerfile first."),
+    confirm_top: Optional[int] = typer.Option(None, "--confirm-top", min=1, help="Retrain the K best "
+                                              "configurations after the search (default: confirm.top, 3)."),
+    confirm_repeats: Optional[int] = typer.Option(None, "--confirm-repeats", min=1, help="Trainings per "
+                                                  "confirmed configuration, fresh seeds (default: confirm.repeats, 3)."),
+    no_confirm: bool = typer.Option(False, "--no-confirm", help="Skip the confirmation stage."),
+    holdout: Optional[float] = typer.Option(None, "--holdout", min=0.0, max=0.8, help="Hold out this "
+                                            "fraction of the rows as a test split the search never sees "
+                                            "(data.test_fraction; the examples default to 0, the tutorial's split)."),
+):
+    """Start a chief and workers, follow the search live, then retrain the best configurations
+    with fresh seeds (the confirmation stage) and print the results table."""
+    from tunecluster.tuning.examples import ALL_PHASES, PHASES, example_spec
+
+    if force and resume:
+        raise UsageError("give either --force or --resume, not both")
+    # Ctrl-C (or `kill -INT`) stops every backend's run even when `up` runs as a shell's background
+    # job, where SIGINT starts ignored and Python installs no KeyboardInterrupt handler of its own.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    overrides = Overrides(workers, max_trials, epochs, tuner.value if tuner else None, seed,
+                          backend.value if backend else None, insecure, tls,
+                          confirm=False if no_confirm else None, confirm_top=confirm_top,
+                          confirm_repeats=confirm_repeats, holdout=holdout)
+    options = UpOptions(port=port, detach=detach, resume=resume, context=context, namespace=namespace,
+                        kubeconfig=kubeconfig, tensorboard=tensorboard or None, image=image, gpus=gpus, build=build)
+    if example == ALL_PHASES:
+        if file:
+            raise UsageError("give either -f/--file or --example, not both")
+        if detach:
+            raise UsageError(f"--example {ALL_PHASES} runs the phases one after another; it cannot --detach")
+        root = dir if dir is not None else Path("tunecluster-runs") / ALL_PHASES
+        phases = []
+        for name in PHASES:  # check every phase (spec, data, run folder) before anything runs
+            spec = overrides.apply(example_spec(name))
+            run = run_dir_for(root / name, name)
+            preflight(spec)
+            if not (resume and run.finished()):
+                check_run_dir(run, spec, force=force, resume=resume and run.exists())
+            phases.append((spec, run))
+        outcomes = []
+        for spec, run in phases:
+            if resume and run.finished():
+                say(f"{spec.name}: already finished in {run.root}")
+                outcomes.append((spec.name, run, 0))
+                continue
+            console.rule(f"{spec.name}")
+            phase_options = UpOptions(**{**options.__dict__, "resume": resume and run.exists()})
+            code = _up_one(spec, run, f"example {spec.name}", phase_options, force=force, workers=workers)
+            outcomes.append((spec.name, run, code))
+            if code != 0:
+                break
+        _print_phase_summary(outcomes, root)
+        raise typer.Exit(max(code for *_, code in outcomes))
+    spec, source = resolve_spec(str(file) if file else None, example)
+    spec = overrides.apply(spec)
+    run = run_dir_for(dir, spec.name)
+    preflight(spec)
+    raise typer.Exit(_up_one(spec, run, source, options, force=force, workers=workers))
+
+
+def _up_one(spec: Experiment, run: RunDir, source: str, options: UpOptions, *, force: bool,
+            workers: Optional[int]) -> int:
+    """Bring one experiment's cluster up, follow it, print its results; return the exit code."""
+    backend = get_backend(spec.cluster.backend)
+    backend.check(spec, options)
+    spec = prepare_run_dir(run, spec, force=force, resume=options.resume, workers=workers)
+    say(f"spec: {source}")
+    session = backend.up(spec, run, options, say)
+    if session is None:  # --detach
+        return 0
+    code = backend.follow(session, LiveView(run, console).follow, say)
+    if code == 0:
+        from tunecluster.cli.inspect_commands import print_results
+
+        print_results(run, limit=UP_TABLE_ROWS)
+        say(backend.best_hint(run, spec))
+    return code
+
+
+def _print_phase_summary(outcomes: list, root: Path) -> None:
+    """`up --example pima-all`: the tutorial's claim beside this run's confirmed winner, per phase."""
+    from tunecluster.core.rundir import write_json
+    from tunecluster.tuning.examples import TUTORIAL_CLAIMS
+    from tunecluster.tuning.phases import phase_summary
+
+    rows = [phase_summary(name, run, code, TUTORIAL_CLAIMS.get(name, {})) for name, run, code in outcomes]
+    print_wide(console, phase_table(rows))
+    write_json(root / "pima-all.json", {"phases": rows})
+    say(f"summary: {root / 'pima-all.json'}")
+
+
+@app.command()
+@errors_to_exit
+def render(
+    backend: BackendName = typer.Option(BackendName.kubernetes, "--backend", help="What to render for."),
+    file: Optional[Path] = typer.Option(None, "-f", "--file", help="Spec file (default: ./tunecluster.yaml, "
+                                        "else the embedded pima-comprehensive example)."),
+    example: Optional[str] = typer.Option(None, "--example", help="Render an embedded example instead."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Number of workers."),
+    namespace: Optional[str] = typer.Option(None, "--namespace", "-n", help="Namespace of the objects "
+                                            "(default: cluster.kubernetes.namespace, else 'default')."),
+    include_secret: bool = typer.Option(False, "--include-secret", help="Also print the Secret with a "
+                                        "freshly generated oracle token (keep the output private)."),
+    tensorboard: bool = typer.Option(False, "--tensorboard", help="Add the TensorBoard Deployment and Service."),
+    rbac: bool = typer.Option(False, "--rbac", help="Print the Role (and RoleBinding for --user) a user "
+                              "needs to run tunecluster in the namespace, instead of the experiment."),
+    user: Optional[str] = typer.Option(None, "--user", help="With --rbac: bind the Role to this user."),
+    image: Optional[str] = typer.Option(None, "--image", help="The tunecluster image (default: compose "
+                                        "tunecluster:<version>, kubernetes cluster.kubernetes.image)."),
+    dir: Optional[Path] = typer.Option(None, "--dir", help="compose: run directory the file refers to "
+                                       "(default: ./tunecluster-runs/<name>)."),
+    port: Optional[int] = typer.Option(None, "--port", min=1, max=65535, help="compose: publish the oracle on 127.0.0.1:PORT."),
+    gpus: Optional[str] = typer.Option(None, "--gpus", help="compose: GPUs reserved per worker, a number or 'all'."),
+):
+    """Print what `up` would create, writing nothing: Kubernetes objects as YAML (`kubectl apply
+    -f -` works on it) or the compose file (`render --backend compose > compose.yml`)."""
+    chosen = get_backend(backend.value)
+    if rbac:
+        typer.echo(chosen.render_rbac(namespace or "default", user), nl=False)
+        return
+    spec, _ = resolve_spec(str(file) if file else None, example)
+    spec = Overrides(workers=workers, backend=chosen.name).apply(spec)
+    typer.echo(chosen.render(spec, RenderOptions(namespace=namespace, include_secret=include_secret,
+                                                 tensorboard=tensorboard, image=image, dir=dir, port=port,
+                                                 gpus=gpus)), nl=False)

@@ -1,0 +1,97 @@
+"""The chief's own bookkeeping beside the oracle: who ran which trial and when, each worker's
+latest heartbeat (trial, epoch, metrics), failures, take-backs, the export's state.
+
+Read by the state writer for progress.json and results.json; every change sets `dirty`, which
+wakes the writer.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Optional
+
+
+class SearchBook:
+    """The chief's own bookkeeping beside the oracle: who ran what and when, live progress."""
+
+    def __init__(self):
+        self.lock = threading.RLock()
+        self.trial_meta: dict[str, dict] = {}
+        self.workers: dict[str, dict] = {}
+        self.tunecluster_workers: set[str] = set()
+        self.export_state: Optional[str] = None  # None | "claimed" | "done" | "failed"
+        self.exporter: Optional[str] = None
+        self.export_message: Optional[str] = None
+        self.last_failure: Optional[dict] = None
+        self.search_failed: Optional[str] = None
+        self.requeue_events: list[dict] = []
+        self.refused_results = 0
+        self.started_at = time.time()
+        self.first_request_at: Optional[float] = None
+        self.dirty = threading.Event()
+
+    def touch(self) -> None:
+        self.dirty.set()
+
+    def trial_started(self, trial_id: str, tuner_id: str) -> None:
+        with self.lock:
+            meta = self.trial_meta.setdefault(trial_id, {})
+            meta.update(worker=tuner_id, started=time.time(), ended=None)
+            worker = self.workers.setdefault(tuner_id, {})
+            worker.update(trial=trial_id, epoch=None, metrics={}, state="running", last_seen=time.time())
+        self.touch()
+
+    def trial_ended(self, trial_id: str, status: str) -> None:
+        with self.lock:
+            meta = self.trial_meta.setdefault(trial_id, {})
+            meta["ended"] = time.time()
+            meta["status"] = status
+            worker = self.workers.get(meta.get("worker", ""))
+            if worker is not None and worker.get("trial") == trial_id:
+                worker.update(trial=None, epoch=None, state="idle")
+        self.touch()
+
+    def trial_requeued(self, trial_id: str, tuner_id: str, reason: str) -> None:
+        with self.lock:
+            meta = self.trial_meta.setdefault(trial_id, {})
+            meta["requeues"] = meta.get("requeues", 0) + 1
+            meta.update(ended=None, status="QUEUED")
+            worker = self.workers.get(tuner_id)
+            if worker is not None and worker.get("trial") == trial_id:
+                worker.update(trial=None, epoch=None, state="lost trial")
+            self.requeue_events.append({"trial_id": trial_id, "worker": tuner_id, "reason": reason,
+                                        "at": time.time()})
+        self.touch()
+
+    def note(self, request: dict) -> dict:
+        with self.lock:
+            meta = self.trial_meta.setdefault(str(request.get("trial_id")), {})
+            meta["error_type"] = request.get("error_type")
+            meta["message"] = request.get("message")
+            self.last_failure = {
+                "trial_id": request.get("trial_id"),
+                "worker": request.get("tuner_id"),
+                "error_type": request.get("error_type"),
+                "message": request.get("message"),
+            }
+        self.touch()
+        return {}
+
+    def heartbeat(self, request: dict) -> dict:
+        tuner_id = str(request.get("tuner_id"))
+        with self.lock:
+            self.tunecluster_workers.add(tuner_id)
+            worker = self.workers.setdefault(tuner_id, {"state": "starting", "restarts": 0})
+            if "pid" in request and worker.get("pid") not in (None, request["pid"]):
+                worker["restarts"] = worker.get("restarts", 0) + 1  # a new process with this id
+            for key in ("trial", "epoch", "epochs", "metrics", "execution", "pid", "host"):
+                if key in request:
+                    worker[key] = request[key]
+            if request.get("state"):
+                worker["state"] = request["state"]
+            worker["last_seen"] = time.time()
+        self.touch()
+        return {"ok": True}
+
+

@@ -1,0 +1,158 @@
+"""What the chief writes for everyone else: the oracle's files (trial.json files, oracle.json),
+the work board (work.json), progress.json (the live view's source) and results.json/.csv.
+
+Keras Tuner rewrites oracle.json (which grows with the trial count) on every CreateTrial, EndTrial
+and space update, and a trial's trial.json on CreateTrial, on each UpdateTrial and on EndTrial,
+under the oracle lock: the largest cost of the chief per trial. Here (`defer_oracle_saves`) the
+oracle's `save()` only marks it dirty, and trial.json files go through the journal
+(`journal.TrialWrites`); this writer writes them at most every ~0.5 s (the trials first, then
+oracle.json, then the work board), and always at the end and on SIGTERM. A chief killed with
+SIGKILL loses at most the last ~0.5 s of running trials' progress and of oracle.json;
+`recovery.hold_for_their_workers` repairs that from the trial files.
+
+The documents are built from copies, outside the chief's locks, so that no RPC waits for them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from types import SimpleNamespace
+from typing import Callable, Optional
+
+from tunecluster.cluster.chief.book import SearchBook
+from tunecluster.cluster.chief.journal import TrialWrites
+from tunecluster.cluster.leases import Leases
+from tunecluster.core.rundir import RunDir, write_atomic, write_json
+from tunecluster.kt_compat import oracle_methods, oracle_state
+from tunecluster.kt_compat.oracle_lock import oracle_lock
+from tunecluster.tuning.results import best_trial_summary, count_statuses, results_document, write_results
+from tunecluster.tuning.spec import Experiment
+
+log = logging.getLogger("tunecluster.chief")
+
+INDENTED_UP_TO = 300  # trials: final state files of longer searches are written compact
+
+
+class StateWriter:
+    """Writes the chief's state files (see the module docstring); `loop` is the writer thread."""
+
+    def __init__(self, spec: Experiment, run: RunDir, book: SearchBook, leases: Leases, chief_address: str):
+        self.spec, self.run, self.book, self.leases = spec, run, book, leases
+        self.chief_address = chief_address
+        self.oracle = None
+        self.servicer = None  # set by the chief once it serves (the work board lives there)
+        self._oracle_dirty = threading.Event()
+        self._save_oracle_now: Optional[Callable[[], None]] = None  # the oracle's own save
+        self._trial_writes: Optional[TrialWrites] = None  # trial.json files, through the journal
+        self.rows_cache: dict = {}  # results.json rows of unchanged trials, between writes
+
+    def defer_oracle_saves(self, oracle) -> None:
+        """Install the cheaper oracle methods with this writer taking the oracle's writes."""
+        self.oracle = oracle
+        self._trial_writes = TrialWrites(oracle, lambda: oracle_lock(oracle))
+        self._save_oracle_now = oracle_methods.install(oracle, save_trial=self._trial_writes,
+                                                        save=self._oracle_dirty.set)
+
+    def pending(self) -> bool:
+        return self._oracle_dirty.is_set() or bool(self._trial_writes and self._trial_writes.pending())
+
+    def flush_oracle(self, force: bool = False) -> None:
+        """Write the marked trial.json files and oracle.json if they changed since the last write
+        (or `force`). Both are read under the oracle lock, in one consistent state, and written
+        outside it: trials first, so oracle.json never names a trial that has no file."""
+        if self._save_oracle_now is None:
+            return
+        oracle_changed = force or self._oracle_dirty.is_set()
+        if not oracle_changed and not self._trial_writes.pending():
+            return
+        trials = self._trial_writes.capture()  # each under the lock, not all at once
+        with oracle_lock(self.oracle):
+            self._oracle_dirty.clear()
+            trials += self._trial_writes.capture(locked=True)  # created meanwhile
+            ended, journal = self._trial_writes.take_journaled()  # every state oracle.json names
+            oracle_text = json.dumps(self.oracle.get_state()) if oracle_changed else None
+        self._trial_writes.write(trials + ended)
+        if oracle_text is not None:
+            write_atomic(oracle_state.oracle_file(self.oracle), oracle_text, fsync=False)
+        self._trial_writes.retire(journal)  # its states are in their files now
+
+    def oracle_view(self) -> SimpleNamespace:
+        """What the state files read from the oracle, as copies: the handlers keep adding trials
+        while they are written, and a Python loop over the live dict would fail ("dictionary
+        changed size during iteration"). `dict()`/`list()` copy in one step under the GIL."""
+        oracle = self.oracle
+        return SimpleNamespace(trials=dict(oracle.trials), queued=list(oracle_state.queued(oracle)),
+                               max_trials=oracle.max_trials, objective=oracle.objective)
+
+    def snapshot(self, view: Optional[SimpleNamespace] = None) -> dict:
+        """progress.json's content."""
+        view = view or self.oracle_view()
+        counts, best = count_statuses(view.trials.values()), best_trial_summary(view)
+        work = self.servicer.work
+        work_summary, warnings = work.summary(), list(work.warnings)
+        with self.book.lock:
+            workers = {k: dict(v) for k, v in sorted(self.book.workers.items())}
+            return {
+                "experiment": self.spec.name,
+                "tuner": self.spec.tuner.kind,
+                "objective": self.spec.tuner.objective,
+                "direction": self.spec.tuner.direction,
+                "max_trials": view.max_trials,
+                "counts": counts,
+                "best": best,
+                "workers": workers,
+                "queued": view.queued,
+                "leases": self.leases.held(),
+                "requeued": len(self.book.requeue_events),
+                "refused_results": self.book.refused_results,
+                "last_failure": self.book.last_failure,
+                "search_failed": self.book.search_failed,
+                "export": {"state": self.book.export_state, "by": self.book.exporter,
+                           "message": self.book.export_message},
+                "started_at": self.book.started_at,
+                "updated_at": time.time(),
+                "finished": False,
+                "chief_address": self.chief_address,
+                "work": work_summary,
+                "warnings": warnings,
+            }
+
+    def write_state(self, finished: bool = False, final: bool = True) -> None:
+        """Marked trial.json files and oracle.json (when changed), the work board, progress.json
+        and the results. `final=False` (the periodic writes during the search): compact JSON, no
+        fsync; the atomic renames still leave whole files if the chief is killed."""
+        # The board is read first and written last: a trial gets its units after the oracle
+        # created (and marked) it, so the flush below writes every trial the board names, and
+        # oracle.json too, before the board's file: a restarted chief knows all of them.
+        board = self.servicer.work.board.to_dict()
+        self.flush_oracle(force=final)
+        view = self.oracle_view()
+        snap = self.snapshot(view)
+        snap["finished"] = finished
+        with self.book.lock:
+            meta = {trial_id: dict(entry) for trial_id, entry in self.book.trial_meta.items()}
+        document = results_document(self.spec, view, meta, finished, work=self.servicer.work,
+                                    rows_cache=self.rows_cache)
+        # indented JSON takes json's pure-Python encoder: for a long search's final files
+        # (megabytes) that would hold the chief's exit for seconds, so those stay compact
+        compact = not final or len(view.trials) > INDENTED_UP_TO
+        write_json(self.run.work, board, compact=compact, fsync=final)
+        write_json(self.run.progress, snap, compact=not final, fsync=final)
+        write_results(self.run, document, final=final, compact=compact)
+
+    def loop(self, stop: threading.Event) -> None:
+        """The writer thread: write when something changed, coalescing bursts."""
+        while not stop.is_set():
+            if self.book.dirty.wait(0.5) or self.pending():
+                self.book.dirty.clear()
+                started = time.monotonic()
+                try:
+                    self.write_state(final=False)
+                except Exception:  # never let the writer kill the chief
+                    log.exception("could not write progress")
+                # coalesce bursts of updates; a long write (many trials) spaces the next ones
+                # out so that the writer never takes more than about a tenth of the chief's time
+                stop.wait(min(5.0, max(0.3, 9 * (time.monotonic() - started))))

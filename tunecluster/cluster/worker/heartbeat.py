@@ -1,0 +1,88 @@
+"""The worker's side of leases and idling: heartbeats that carry its progress to the chief (and
+renew its trial's lease), and the back-off between IDLE answers (stock Keras Tuner spins)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Callable, Optional
+
+
+class Backoff:
+    """Exponential back-off between IDLE answers: 50 ms doubling up to `maximum` seconds."""
+
+    def __init__(self, first: float = 0.05, maximum: float = 1.0):
+        self.first, self.maximum = first, maximum
+        self.current = first
+
+    def next(self) -> float:
+        delay = self.current
+        self.current = min(self.current * 2, self.maximum)
+        return delay
+
+    def reset(self) -> None:
+        self.current = self.first
+
+
+class Heartbeat(threading.Thread):
+    """Sends the worker's progress to the chief: soon after it changes, else every `interval`.
+
+    Changes are coalesced: at most one beat per `min_gap` seconds (0.25), carrying the latest
+    state. A worker whose trainings take milliseconds would otherwise send one or two beats per
+    training (start, end), several times the calls of the work itself; the live view and the
+    leases need a few per second at most. `flush()` still sends at once (a failed trial's note
+    must reach the chief before its result)."""
+
+    def __init__(self, send: Callable[[dict], None], tuner_id: str, interval: float = 2.0,
+                 min_gap: float = 0.25):
+        super().__init__(name="heartbeat", daemon=True)
+        self._send = send
+        self._state: dict = {"tuner_id": tuner_id, "state": "starting"}
+        self._notes: list[dict] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self.interval = interval
+        self.min_gap = min(min_gap, interval)
+        self.sent = 0  # beats sent (tests, benchmarks)
+        self.on_answer: Optional[Callable[[dict], None]] = None
+
+    def report(self, note: bool = False, **fields) -> None:
+        with self._lock:
+            if note:
+                self._notes.append({"tuner_id": self._state["tuner_id"], **fields})
+            else:
+                self._state.update(fields)
+        self._wake.set()
+
+    def flush(self) -> None:
+        """Send pending notes now (a trial's error must reach the chief before its EndTrial)."""
+        self._send_once()
+
+    def _send_once(self) -> None:
+        with self._lock:
+            state = dict(self._state)
+            notes, self._notes = self._notes, []
+        for note in notes:
+            self._send({"method": "TrialNote", **note})
+        answer = self._send({"method": "Heartbeat", **state})
+        self.sent += 1
+        if self.on_answer is not None and answer:
+            self.on_answer(answer)
+
+    def run(self) -> None:
+        last = 0.0
+        while not self._stop.is_set():
+            self._wake.wait(self.interval)
+            # changes that come faster than min_gap ride on one beat with the latest state
+            self._stop.wait(max(0.0, last + self.min_gap - time.monotonic()))
+            self._wake.clear()
+            try:
+                self._send_once()
+            except Exception:  # the chief may be restarting; the next beat retries
+                time.sleep(0.5)
+            last = time.monotonic()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()

@@ -1,0 +1,26 @@
+"""Checks of a spec's inputs before anything starts or is written: the hypermodel (or run_trial)
+reference and the data (a CSV's path, header, target column and numeric cells, or a loader)."""
+
+from __future__ import annotations
+
+from tunecluster.core.errors import UsageError
+from tunecluster.tuning.spec import Experiment
+
+
+def preflight(spec: Experiment) -> None:
+    """Catch bad input before anything starts or is written: the hypermodel (or run_trial)
+    reference and the CSV (its path, header, target column and numeric cells)."""
+    from tunecluster.tuning.datasets import read_csv_checked
+    from tunecluster.tuning.loader import check_callable_ref
+
+    if spec.run_trial:
+        check_callable_ref(spec.run_trial, "run_trial")
+    elif not spec.hypermodel:
+        raise UsageError('hypermodel: the spec names no hypermodel; set hypermodel: "file.py:function" '
+                         '(or run_trial: "file.py:function" to train without a Keras model)')
+    else:
+        check_callable_ref(spec.hypermodel)
+    if spec.data.loader:
+        check_callable_ref(spec.data.loader, "data.loader")
+    elif spec.data.csv:
+        read_csv_checked(spec.data.csv, spec.data.target)
