@@ -29,16 +29,14 @@ def percentile(values, q: float) -> float:
     return ordered[index]
 
 
-def save(figures: dict, out: Path | None, name: str) -> None:
-    """Write the figures to `out` and to benchmarks/results/<name>.json."""
-    text = json.dumps(figures, indent=2, default=float) + "\n"
-    targets = {RESULTS / f"{name}.json"}
-    if out:
-        targets.add(Path(out).resolve())
-    for target in targets:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text)
-        print(f"wrote {target}")
+def save(figures: dict, out: Path | None, name: str) -> Path:
+    """Write the figures to `out`, or to benchmarks/results/<name>.json when no --out is given
+    (a run with --out elsewhere leaves the checkout's recorded figures alone)."""
+    target = Path(out).resolve() if out else RESULTS / f"{name}.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(figures, indent=2, default=float) + "\n")
+    print(f"wrote {target}")
+    return target
 
 
 def table(headers: list[str], rows: list[list]) -> None:

@@ -1,6 +1,6 @@
 """Lost work and recovery times under faults, measured side by side in one run.
 
-Runs the chaos scenario of `tests/test_chaos.py` (a local search of 12 short Pima trials on 2
+Runs the chaos scenario of `tests/chaos/test_chaos.py` (a local search of 12 short Pima trials on 2
 workers) twice: undisturbed, then with a worker SIGKILLed mid-trial 3 times and the chief once.
 Prints, and saves to benchmarks/results/faults.json:
 
@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "chaos"))
 
 import chaos_scenario  # noqa: E402
 

@@ -48,3 +48,27 @@ def k8s_cluster():
         yield bed
     finally:
         bed.stop()
+
+
+# ---------------------------------------------------------------- the unit tier's promise
+UNIT = REPO / "tests" / "unit"
+
+
+@pytest.fixture(autouse=True)
+def _unit_tier_starts_no_process_and_trains_nothing(request, monkeypatch):
+    """tests/unit answers in about a minute because its tests start no process and train no
+    model: hold them to it (a test that needs either belongs in tests/integration)."""
+    if UNIT not in Path(request.node.path).parents:
+        return
+
+    def no_process(self, *args, **kwargs):
+        raise AssertionError("a unit test started a process; move it to tests/integration")
+
+    def no_training(self, *args, **kwargs):
+        raise AssertionError("a unit test trained a model; move it to tests/integration")
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", no_process)
+    if "keras" in Path(request.node.path).read_text():  # (a test that never imports Keras pays nothing)
+        import keras
+
+        monkeypatch.setattr(keras.Model, "fit", no_training)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import typer
 
 from tunecluster.cli.app import app, errors_to_exit, setup_role_logging
+from tunecluster.core import env as role_env
 from tunecluster.core.errors import UsageError
 
 
@@ -24,7 +25,7 @@ def chief():
     setup_role_logging()
     role = read_role_env(default_id="chief")
     if not role.spec_path:
-        raise UsageError("TUNECLUSTER_SPEC is not set; point it at the experiment's spec file")
+        raise UsageError(f"{role_env.SPEC} is not set; point it at the experiment's spec file")
     spec = load_spec(role.spec_path)
     security = read_security(chief=True)
     raise typer.Exit(run_chief(spec, role.run_dir or ".", role.oracle_ip, role.oracle_port, security))
@@ -43,5 +44,5 @@ def worker():
     setup_role_logging()
     role = read_role_env(default_id="tuner0")
     if not role.spec_path:
-        raise UsageError("TUNECLUSTER_SPEC is not set; point it at the experiment's spec file")
+        raise UsageError(f"{role_env.SPEC} is not set; point it at the experiment's spec file")
     raise typer.Exit(run_worker(load_spec(role.spec_path), role))

@@ -12,8 +12,6 @@ Python, saved in `<run>/work.json` so a restarted chief keeps the finished execu
 from __future__ import annotations
 
 import copy
-import math
-import statistics
 import threading
 import time
 from dataclasses import dataclass, field, fields
@@ -45,13 +43,6 @@ UNIT_FIELDS = tuple(f.name for f in fields(Unit))
 
 def unit_key(kind: str, trial_id: str, index: int) -> str:
     return f"{trial_id}#{index}" if kind == SEARCH else f"confirm:{trial_id}#{index}"
-
-
-def mean_std(values: list[float]) -> tuple[Optional[float], Optional[float]]:
-    values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
-    if not values:
-        return None, None
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
 @dataclass

@@ -29,6 +29,9 @@ TLS_CERT = "TUNECLUSTER_TLS_CERT"  # chief: PEM certificate to serve
 TLS_KEY = "TUNECLUSTER_TLS_KEY"  # chief: its PEM private key
 TLS_CA = "TUNECLUSTER_TLS_CA"  # workers/CLI: PEM certificate(s) to trust for the chief
 TLS_SERVER_NAME = "TUNECLUSTER_TLS_SERVER_NAME"  # workers: name to check in the chief's certificate
+WORKER_INDEX = "TUNECLUSTER_INDEX"  # Kubernetes: a worker pod's completion index (its tuner id's number)
+ALLOW_UNTESTED = "TUNECLUSTER_ALLOW_UNTESTED_VERSIONS"  # "1": untested keras-tuner/keras/tensorflow only warn
+COMPOSE_TOOL = "TUNECLUSTER_COMPOSE"  # the CLI: force "docker compose" or "docker-compose"
 
 
 @dataclass(frozen=True)

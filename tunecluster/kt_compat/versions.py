@@ -20,6 +20,7 @@ from typing import Callable, Mapping, Optional
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
+from tunecluster.core import env as role_env
 from tunecluster.core.errors import UsageError
 
 log = logging.getLogger("tunecluster")
@@ -29,7 +30,7 @@ TESTED = {
     "keras": ">=3.15,<3.16",
     "tensorflow": ">=2.21,<2.22",
 }
-ALLOW_ENV = "TUNECLUSTER_ALLOW_UNTESTED_VERSIONS"
+ALLOW_ENV = role_env.ALLOW_UNTESTED
 # what each role imports: the chief and a model-free worker run Keras Tuner on the stand-in keras
 NEEDED = {
     "chief": ("keras-tuner",),

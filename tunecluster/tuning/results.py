@@ -2,7 +2,10 @@
 for `tunecluster results` (table, JSON or CSV).
 
 A row holds the trial id, status, hyperparameters, score, the worker that ran it, start and end
-times, and the error type and message when it failed; with tunecluster workers also each
+times, and the error type and message when it failed. Its `hyperparameters` are those the trial's
+trainings read (`active`, recorded by the workers); `all_hyperparameters` keeps every value Keras
+Tuner gave it (a Pima model with one layer reads `units_0`, not `units_1 ... units_9`). With
+tunecluster workers a row also holds each
 execution's seed, worker and scores, the score at the best and at the last epoch (the spec's
 `tuner.score` says which one ranks), their spread, a `degenerate` flag (the predictions collapsed to
 one class), and the confirmation stage's retrainings (confirmed mean ± std on validation, test
@@ -16,7 +19,7 @@ import csv
 import io
 import math
 from datetime import datetime, timezone
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from tunecluster.core.rundir import RunDir, read_json, write_atomic, write_json
 from tunecluster.core.errors import UsageError
@@ -49,7 +52,25 @@ def _user_values(hp_values: dict) -> dict:
     return {k: v for k, v in hp_values.items() if not k.startswith("tuner/")}
 
 
-def best_trial_summary(oracle) -> Optional[dict]:
+def active_values(values: dict, read: Optional[list]) -> dict:
+    """A trial's values of the hyperparameters its training read (and Keras Tuner's own
+    `tuner/...` values, which Hyperband sets); all of them when what was read is not known (a
+    stock Keras Tuner worker, a trial still running)."""
+    if read is None:
+        return dict(values)
+    names = set(read)
+    return {k: v for k, v in values.items() if k in names or k.startswith("tuner/")}
+
+
+def active_names(units) -> Optional[list]:
+    """What a trial's trainings read from its hyperparameters (the first finished one's record)."""
+    for unit in units:
+        if unit.result and unit.result.get("active") is not None:
+            return list(unit.result["active"])
+    return None
+
+
+def best_trial_summary(oracle, active_of: Callable[[str], Optional[list]] = lambda trial_id: None) -> Optional[dict]:
     completed = [t for t in list(oracle.trials.values()) if t.status == "COMPLETED" and t.score is not None]
     if not completed:
         return None
@@ -57,7 +78,7 @@ def best_trial_summary(oracle) -> Optional[dict]:
     pick = max if oracle.objective.direction == "max" else min
     best = pick(completed, key=lambda t: t.score)
     return {"trial_id": best.trial_id, "score": _clean(best.score),
-            "hyperparameters": _user_values(best.hyperparameters.values)}
+            "hyperparameters": _user_values(active_values(best.hyperparameters.values, active_of(best.trial_id)))}
 
 
 def _executions(work, trial_id: str, objective: str) -> tuple[list[dict], dict]:
@@ -138,12 +159,16 @@ def _row(spec, trial, trial_id: str, status: str, meta: dict, work) -> dict:
     # counts for the worker that finished it), else whoever holds it now
     workers = (sorted({e["worker"] for e in executions if e["worker"] and e["state"] == "done"})
                or sorted({e["worker"] for e in executions if e["worker"]}))
+    values = dict(trial.hyperparameters.values)
+    read = active_names(work.board.of_trial(trial_id)) if work is not None else None
     return {
         "trial_id": trial_id,
         "status": status,
         "score": _clean(trial.score),
         "best_step": trial.best_step,
-        "hyperparameters": dict(trial.hyperparameters.values),
+        "hyperparameters": active_values(values, read),  # those its trainings read
+        "all_hyperparameters": values,  # every value Keras Tuner gave the trial
+        "active": read,  # the names its trainings read (None: not known)
         "worker": ", ".join(workers) if workers else meta.get("worker"),
         "started": _iso(meta.get("started")),
         "ended": _iso(meta.get("ended")),

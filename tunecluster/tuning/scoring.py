@@ -9,11 +9,19 @@ the top intervals (mean ± std) overlap. Pure Python: the chief runs it.
 
 from __future__ import annotations
 
+import math
+import statistics
 from typing import Optional
 
-from tunecluster.cluster.work import mean_std
-
 MODE_KEYS = {"best_epoch": "best", "last_epoch": "last"}
+
+
+def mean_std(values: list[float]) -> tuple[Optional[float], Optional[float]]:
+    """Mean and sample standard deviation of the numbers given (None and NaN left out)."""
+    values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not values:
+        return None, None
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
 def unit_score(result: dict, objective: str, mode: str) -> Optional[float]:

@@ -2,9 +2,10 @@
 
 On a terminal: a Rich progress bar over trials (with ETA), the best score so far with its trial
 and hyperparameters, one line per worker (trial, epoch, latest metric, state) and the last
-failure. Elsewhere (CI logs, pipes): a plain line whenever the counts, the best or a worker's trial change
-(and every 30 s while only epochs advance), with the best's hyperparameters, an ETA and per worker its trial, epoch, latest objective value and
-restarts.
+failure. Elsewhere (CI logs, pipes): a plain line when the counts, the best or a worker's trial,
+state or restarts change (and every 30 s while only epochs advance), at most one every
+`min_gap` seconds (changes in between are coalesced into the next line), with the best's
+hyperparameters, an ETA and per worker its trial, epoch, latest objective value and restarts.
 """
 
 from __future__ import annotations
@@ -117,13 +118,16 @@ class Eta:
 class LiveView:
     """Follows `progress.json` while `alive()` is true."""
 
-    def __init__(self, run: RunDir, console: Optional[Console] = None, interval: float = 0.5):
+    def __init__(self, run: RunDir, console: Optional[Console] = None, interval: float = 0.5,
+                 clock: Callable[[], float] = time.monotonic):
         self.run = run
         self.console = console or Console()
         self.interval = interval
+        self.clock = clock
         self._last_failure = None
         self._warned: set[str] = set()
         self.plain_every = 30.0  # s between plain lines that only report epochs
+        self.min_gap = 5.0  # s: at most one plain line this often
 
     def _print_warnings(self, progress: dict) -> None:
         """Each warning of the run once (the chief finds them when the space is known, and at the end)."""
@@ -138,35 +142,46 @@ class LiveView:
         return self._follow_plain(alive)
 
     def _follow_plain(self, alive) -> Optional[dict]:
-        last_key, last_epochs, last_print = None, None, time.monotonic()
+        last_key, last_epochs, last_print = None, None, None
         progress = None
         eta = Eta()
         while alive():
             progress = read_json(self.run.progress) or progress
             if progress:
                 self._print_warnings(progress)
-                line = summary_line(progress)
-                # a line when the counts, the best or a worker's trial change (not every epoch)
-                key = (line, tuple((n, w.get("state"), w.get("trial"), w.get("restarts"))
-                                   for n, w in (progress.get("workers") or {}).items()))
-                epochs = tuple(w.get("epoch") for w in (progress.get("workers") or {}).values())
                 remaining = eta.update(progress)
-                quiet = time.monotonic() - last_print >= self.plain_every and epochs != last_epochs
-                if key != last_key or quiet:  # long trials: their epochs every `plain_every` s
-                    last_print, last_epochs = time.monotonic(), epochs
-                    best = progress.get("best")
-                    best_hps = f" [{_short_hps(best['hyperparameters'])}]" if best and best.get("hyperparameters") else ""
-                    eta_text = f"; eta {_duration(remaining)}" if remaining is not None else ""
-                    self.console.print(f"[{time.strftime('%H:%M:%S')}] {line}{best_hps}{eta_text} | "
-                                       f"{plain_workers(progress)}", highlight=False, markup=False)
-                    self._print_failure(progress)
-                    last_key = key
+                now = self.clock()
+                key = self._plain_key(progress)
+                epochs = tuple(w.get("epoch") for w in (progress.get("workers") or {}).values())
+                changed = key != last_key
+                quiet = last_print is not None and now - last_print >= self.plain_every and epochs != last_epochs
+                due = last_print is None or now - last_print >= self.min_gap
+                if (changed or quiet) and due:  # long trials: their epochs every `plain_every` s
+                    self._print_plain(progress, remaining)
+                    last_key, last_epochs, last_print = key, epochs, now
             time.sleep(self.interval)
         final = read_json(self.run.progress) or progress
-        if final:  # a short search can end between two polls: its last failure and warnings still show
+        if final:  # a short search can end between two polls: its last state, failure and warnings
             self._print_warnings(final)
+            if self._plain_key(final) != last_key:
+                self._print_plain(final, None)
             self._print_failure(final)
         return final
+
+    @staticmethod
+    def _plain_key(progress: dict) -> tuple:
+        """What a new plain line is printed for: the counts and the best (the summary), each
+        worker's state, trial and restarts; not epochs or the ETA."""
+        return (summary_line(progress), tuple((n, w.get("state"), w.get("trial"), w.get("restarts"))
+                                              for n, w in (progress.get("workers") or {}).items()))
+
+    def _print_plain(self, progress: dict, remaining: Optional[float]) -> None:
+        best = progress.get("best")
+        best_hps = f" [{_short_hps(best['hyperparameters'])}]" if best and best.get("hyperparameters") else ""
+        eta_text = f"; eta {_duration(remaining)}" if remaining is not None else ""
+        self.console.print(f"[{time.strftime('%H:%M:%S')}] {summary_line(progress)}{best_hps}{eta_text} | "
+                           f"{plain_workers(progress)}", highlight=False, markup=False)
+        self._print_failure(progress)
 
     def _print_failure(self, progress: dict) -> None:
         failure = progress.get("last_failure")

@@ -9,9 +9,10 @@ import subprocess
 from pathlib import Path
 from typing import Callable
 
+from tunecluster.core import env as role_env
 from tunecluster.core.errors import RunFailure, UsageError
 
-COMPOSE_ENV = "TUNECLUSTER_COMPOSE"  # force the compose tool: "docker compose" or "docker-compose"
+COMPOSE_ENV = role_env.COMPOSE_TOOL  # force the compose tool: "docker compose" or "docker-compose"
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
 

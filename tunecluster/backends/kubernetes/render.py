@@ -38,7 +38,7 @@ CONFIG_MOUNT = "/etc/tunecluster"
 SECRET_MOUNT = "/var/run/secrets/tunecluster"
 SHARED_MOUNT = "/shared"
 RUN_AS = RUN_AS_UID  # the image's non-root user (see the Dockerfile)
-INDEX_VARIABLE = "TUNECLUSTER_INDEX"  # a worker pod's completion index, from its annotation
+INDEX_VARIABLE = role_env.WORKER_INDEX  # a worker pod's completion index, from its annotation
 FIELD_MANAGER = "tunecluster"
 CONFIGMAP_LIMIT = 1000 * 1024  # Kubernetes refuses ConfigMaps over 1 MiB
 

@@ -90,8 +90,8 @@ class StateWriter:
     def snapshot(self, view: Optional[SimpleNamespace] = None) -> dict:
         """progress.json's content."""
         view = view or self.oracle_view()
-        counts, best = count_statuses(view.trials.values()), best_trial_summary(view)
         work = self.servicer.work
+        counts, best = count_statuses(view.trials.values()), best_trial_summary(view, work.active_names)
         work_summary, warnings = work.summary(), list(work.warnings)
         with self.book.lock:
             workers = {k: dict(v) for k, v in sorted(self.book.workers.items())}

@@ -25,6 +25,7 @@ from typing import Optional
 from tunecluster.cluster.work import CONFIRM, DONE, FAILED, RUNNING, SEARCH, Board
 from tunecluster.kt_compat import oracle_state
 from tunecluster.tuning import scoring
+from tunecluster.tuning.results import active_names
 from tunecluster.tuning.search_warnings import OVERLAP_NOTE, degenerate_note, start_warnings
 
 log = logging.getLogger("tunecluster.chief")
@@ -337,6 +338,10 @@ class WorkService:
         spec = self.spec.tuner
         return scoring.rank_confirmed(runs, spec.objective, spec.score, spec.direction)
 
+    def active_names(self, trial_id: str) -> Optional[list]:
+        """The hyperparameters the trial's trainings read (None: not known)."""
+        return active_names(self.board.of_trial(trial_id))
+
     def export_choice(self) -> dict:
         """What the exporting worker saves: the best confirmed configuration's best run, else the
         search's best trial (its checkpoint)."""
@@ -347,11 +352,16 @@ class WorkService:
             top = ranked[0]
             trial = self.oracle.trials[top["trial_id"]]
             return {"trial_id": top["trial_id"], "weights": top["best_run"]["weights"],
+                    "active": self.active_names(top["trial_id"]),
                     "validation": top["best_run"].get("validation"), "test": top["best_run"].get("test"),
                     "trial": trial.get_state(),
                     "confirmed": {k: top[k] for k in ("mean", "std", "runs", "scores", "test_mean", "test_std")}
                     | {"run": top["best_run"]["index"], "seed": top["best_run"]["seed"]}}
-        return {"trial_id": None, "weights": None, "trial": None, "confirmed": None}
+        with self.s.oracle_lock():
+            best = self.oracle.get_best_trials(1)
+        searched = best[0].trial_id if best and best[0].status == "COMPLETED" else None
+        return {"trial_id": None, "weights": None, "trial": None, "confirmed": None,
+                "active": self.active_names(searched) if searched else None}
 
     def stage(self) -> str:
         if self.board.confirm_started:

@@ -11,12 +11,11 @@ confirmed mean ± std over the retrainings.
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 from typing import Optional
 
 from tunecluster.core.rundir import RunDir, write_json
+from tunecluster.tuning.results import active_values
 
 
 def evaluate(model, x, y, batch_size: int) -> dict:
@@ -56,19 +55,23 @@ def export_best(tuner, splits, run: RunDir, spec, choice: Optional[dict] = None)
     model.save(tmp)
     os.replace(tmp, run.best_model)
     batch = spec.fit.batch_size
+    # what the trial's trainings read (the chief's record), else what this build of it read
+    active = (choice or {}).get("active") or tuner.last_read
     return write_choice(run, spec, splits, best, score, best_step, confirmed,
                         validation=evaluate(model, splits.x_val, splits.y_val, batch),
                         test=(evaluate(model, splits.x_test, splits.y_test, batch)
-                              if splits.x_test is not None else None))
+                              if splits.x_test is not None else None), active=active)
 
 
 def write_choice(run: RunDir, spec, splits, best, score, best_step, confirmed, validation, test,
-                 **extra) -> dict:
-    """`best/hyperparameters.json` and `best/metrics.json` (written last: its presence means the
-    export is complete) for the exported trial; returns metrics.json's content."""
+                 active: Optional[list] = None, **extra) -> dict:
+    """`best/hyperparameters.json` (the values the trial's trainings read, `active`) and
+    `best/metrics.json` (written last: its presence means the export is complete) for the exported
+    trial; returns metrics.json's content."""
     run.best.mkdir(parents=True, exist_ok=True)
     values = dict(best.hyperparameters.values)
-    write_json(run.best_hyperparameters, {k: v for k, v in values.items() if not k.startswith("tuner/")})
+    used = active_values(values, active)
+    write_json(run.best_hyperparameters, {k: v for k, v in used.items() if not k.startswith("tuner/")})
     metrics = {
         "trial_id": best.trial_id,
         "objective": {"name": spec.tuner.objective, "direction": spec.tuner.direction,
@@ -78,12 +81,10 @@ def write_choice(run: RunDir, spec, splits, best, score, best_step, confirmed, v
         "test": test,
         "rows": {"train": len(splits.y_train), "validation": len(splits.y_val),
                  "test": len(splits.y_test) if splits.y_test is not None else 0},
-        "hyperparameters": values,
+        "hyperparameters": used,
+        "all_hyperparameters": values,
         **extra,
     }
     write_json(run.best_metrics, metrics)
     return metrics
 
-
-def load_metrics(path: Path) -> dict:
-    return json.loads(Path(path).read_text())

@@ -43,8 +43,10 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from tunecluster.core.errors import UsageError
 from tunecluster.cluster.worker.tuner import ClusterTuner
+from tunecluster.core.errors import UsageError
+from tunecluster.kt_compat.hyperparameter_reads import reads_of
+from tunecluster.tuning.results import active_values
 
 
 def bind_run_trial(func: Callable) -> Callable[..., object]:
@@ -174,7 +176,10 @@ class FunctionTuner(ClusterTuner):
 
     def _call(self, hp, data, seed: int) -> list[dict]:
         seed_everything(seed)
-        return as_history(self._run_trial(hp, data, seed), self.oracle.objective.name)
+        with reads_of(hp) as read:
+            returned = self._run_trial(hp, data, seed)
+        self.last_read = read  # the hyperparameters this training used (results show only those)
+        return as_history(returned, self.oracle.objective.name)
 
     def _train_unit(self, trial, unit: dict) -> dict:
         started = time.time()
@@ -186,7 +191,7 @@ class FunctionTuner(ClusterTuner):
         self._check_trial(unit["key"])  # never report a score of an interrupted training
         objective = self.oracle.objective
         best, best_epoch, last, last_epoch = best_and_last(history, objective)
-        result = {"values": dict(hp.values), "best": best, "best_epoch": best_epoch,
+        result = {"values": dict(hp.values), "active": list(self.last_read or []), "best": best, "best_epoch": best_epoch,
                   "last": last, "last_epoch": last_epoch, "degenerate": None, "majority_rate": None,
                   "weights": None}
         if confirm:
@@ -202,7 +207,7 @@ class FunctionTuner(ClusterTuner):
             from tunecluster.cluster.worker.tensorboard_log import write_history
 
             write_history(Path(self.directory).parent / "tensorboard", trial, unit["index"], unit.get("count", 1),
-                          history, started)
+                          history, started, active_values(hp.values, self.last_read))
         ended = time.time()
         result["duration_s"] = round(ended - started, 3)
         result["timing"] = {"build_s": 0.0, "fit_s": round(trained - started, 4),
@@ -233,4 +238,5 @@ def export_run_trial_best(tuner: FunctionTuner, run, spec, choice: Optional[dict
                                     if best.metrics.get_last_value(name) is not None})
         test = None
     return write_choice(run, spec, tuner.splits, best, score, best_step, confirmed, validation, test,
+                        active=(choice or {}).get("active"),
                         model=None)  # run_trial trains no Keras model: nothing to load

@@ -30,15 +30,13 @@ class Heartbeat(threading.Thread):
     Changes are coalesced: at most one beat per `min_gap` seconds (0.25), carrying the latest
     state. A worker whose trainings take milliseconds would otherwise send one or two beats per
     training (start, end), several times the calls of the work itself; the live view and the
-    leases need a few per second at most. `flush()` still sends at once (a failed trial's note
-    must reach the chief before its result)."""
+    leases need a few per second at most. (A failed training's error travels with its WorkDone.)"""
 
     def __init__(self, send: Callable[[dict], None], tuner_id: str, interval: float = 2.0,
                  min_gap: float = 0.25):
         super().__init__(name="heartbeat", daemon=True)
         self._send = send
         self._state: dict = {"tuner_id": tuner_id, "state": "starting"}
-        self._notes: list[dict] = []
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -47,24 +45,15 @@ class Heartbeat(threading.Thread):
         self.sent = 0  # beats sent (tests, benchmarks)
         self.on_answer: Optional[Callable[[dict], None]] = None
 
-    def report(self, note: bool = False, **fields) -> None:
+    def report(self, **fields) -> None:
+        """The worker's latest progress (trial, epoch, metrics, state); sent with the next beat."""
         with self._lock:
-            if note:
-                self._notes.append({"tuner_id": self._state["tuner_id"], **fields})
-            else:
-                self._state.update(fields)
+            self._state.update(fields)
         self._wake.set()
-
-    def flush(self) -> None:
-        """Send pending notes now (a trial's error must reach the chief before its EndTrial)."""
-        self._send_once()
 
     def _send_once(self) -> None:
         with self._lock:
             state = dict(self._state)
-            notes, self._notes = self._notes, []
-        for note in notes:
-            self._send({"method": "TrialNote", **note})
         answer = self._send({"method": "Heartbeat", **state})
         self.sent += 1
         if self.on_answer is not None and answer:

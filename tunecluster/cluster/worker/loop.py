@@ -126,8 +126,6 @@ def run_worker(spec: Experiment, role: RoleEnv) -> int:
         executions_per_trial=spec.tuner.executions_per_trial, report=heartbeat.report, idle_backoff_max=spec.cluster.idle_backoff_max,
         control=control.call, score_mode=spec.tuner.score, confirm_dir=str(run.confirm),
     )
-    tuner._flush = heartbeat.flush
-    tuner._log = lambda message: log.warning("%s: %s", role.tuner_id, message)
     heartbeat.on_answer = tuner.lease_answer
     # Keras Tuner's client made its own channel; use ours (token, retries, one connection).
     tuner.oracle.stub = ResilientStub(internals.protos().get_service_grpc().OracleStub(channel), link)
@@ -140,7 +138,7 @@ def run_worker(spec: Experiment, role: RoleEnv) -> int:
     # Keras Tuner clears the Keras session and runs gc.collect() before every build (Keras'
     # clear_session runs another). With TensorFlow loaded, each full collection walks millions
     # of import-time objects: 0.4-1 s per trial. Frozen, they are skipped; what trials create is
-    # still collected (tests/test_worker_leanness.py).
+    # still collected (tests/integration/test_worker_memory.py).
     gc.collect()
     gc.freeze()
     heartbeat.start()

@@ -94,12 +94,13 @@ class TrialTensorBoard(keras.callbacks.Callback):
             pass
 
 
-def trial_callback(root: Optional[str | Path], trial, execution: int, executions: int) -> Optional[TrialTensorBoard]:
-    """The callback for one execution of `trial`, or None when TensorBoard logging is off."""
+def trial_callback(root: Optional[str | Path], trial, execution: int, executions: int,
+                   values: dict) -> Optional[TrialTensorBoard]:
+    """The callback for one execution of `trial` with its hyperparameters' `values` (those its
+    build read), or None when TensorBoard logging is off."""
     if root is None:
         return None
-    return TrialTensorBoard(session_dir(root, trial.trial_id, execution, executions), trial.trial_id,
-                            dict(trial.hyperparameters.values))
+    return TrialTensorBoard(session_dir(root, trial.trial_id, execution, executions), trial.trial_id, values)
 
 
 def _event_writer(path: Path):
@@ -116,7 +117,7 @@ def _event_writer(path: Path):
 
 
 def write_history(root: Optional[str | Path], trial, execution: int, executions: int, history: list[dict],
-                  started: float) -> None:
+                  started: float, values: dict) -> None:
     """A run_trial training's session, written after it returned, in the layout of
     `TrialTensorBoard`: its hyperparameters, and each epoch's metrics under train/ and validation/."""
     if root is None:
@@ -125,7 +126,7 @@ def write_history(root: Optional[str | Path], trial, execution: int, executions:
     from tensorboard.plugins.hparams import summary_v2
 
     logdir = session_dir(root, trial.trial_id, execution, executions)
-    values = {k: _hparam_value(v) for k, v in trial.hyperparameters.values.items()}
+    values = {k: _hparam_value(v) for k, v in values.items()}
     session = summary_v2.hparams_pb(values, trial_id=str(trial.trial_id), start_time_secs=int(started))
     writer = _event_writer(logdir)
     writer.add_event(event_pb2.Event(wall_time=started, step=0, summary=session))

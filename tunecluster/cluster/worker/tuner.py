@@ -32,6 +32,7 @@ layout are used unchanged. What it changes:
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 import traceback
@@ -48,9 +49,13 @@ from tunecluster.cluster.worker.heartbeat import Backoff
 from tunecluster.cluster.worker.interruptions import FatalUsage, LeaseLost, TrialInterrupted
 from tunecluster.cluster.worker.prediction_checks import collapsed_predictions
 from tunecluster.cluster.worker.tensorboard_log import trial_callback
+from tunecluster.tuning.results import active_values
 from tunecluster.core.errors import UsageError
 from tunecluster.kt_compat import internals
+from tunecluster.kt_compat.hyperparameter_reads import reads_of
 from tunecluster.kt_compat.tf_gradients import GradientRegistry
+
+log = logging.getLogger("tunecluster.worker")
 
 
 class ClusterTuner(kt.Tuner):
@@ -69,16 +74,15 @@ class ClusterTuner(kt.Tuner):
         self._space_size = 0
         self.fit_spec = fit
         self._report = report or (lambda **_: None)
-        self._flush = lambda: None
         self._set_space = None
         self._idle_backoff_max = idle_backoff_max
         self.trials_run = 0
         self.trials_lost = 0
         self._hypermodel_s = 0.0
+        self.last_read: Optional[list[str]] = None  # the names the last build read from its hp
         self.stop_requested = threading.Event()
         self.current_trial: Optional[str] = None
         self._lost: set[str] = set()
-        self._log = lambda message: print(f"[{self.tuner_id}] {message}", flush=True)
         self._prepare_keras()
         super().__init__(
             oracle=oracle,
@@ -94,6 +98,10 @@ class ClusterTuner(kt.Tuner):
         """Keras set-up for many trainings in one process: the gradient registry that would keep
         every finished trial's graphs alive (`kt_compat.tf_gradients`)."""
         self._gradients = GradientRegistry()
+
+    def _log(self, message: str) -> None:
+        """A worker's note about one of its trainings, in the role's log."""
+        log.warning("%s: %s", self.tuner_id, message)
 
     # The worker keeps no state file of its own: the chief holds the search state.
     def save(self):
@@ -232,7 +240,9 @@ class ClusterTuner(kt.Tuner):
         if self._seed is not None:  # after Keras Tuner's clear_session: weights, dropout, shuffling
             keras.utils.set_random_seed(self._seed)
         called = time.perf_counter()
-        model = super()._build_hypermodel(hp)
+        with reads_of(hp) as read:
+            model = super()._build_hypermodel(hp)
+        self.last_read = read  # the hyperparameters this model used (results show only those)
         self._hypermodel_s = time.perf_counter() - called  # the user's build alone (timing)
         parent = hp.values.get("tuner/trial_id")
         if parent and not self._confirming:  # Hyperband: continue from the parent trial's best weights
@@ -247,7 +257,8 @@ class ClusterTuner(kt.Tuner):
         if getattr(fit, "tensorboard", False) and unit["kind"] == "search":
             # <run>/tensorboard/<trial>[/execution_<k>]
             callbacks.append(trial_callback(Path(self.directory).parent / "tensorboard", trial,
-                                            unit["index"], unit.get("count", 1)))
+                                            unit["index"], unit.get("count", 1),
+                                            active_values(trial.hyperparameters.values, self.last_read)))
         if fit.early_stopping_patience:
             callbacks.append(keras.callbacks.EarlyStopping(
                 monitor=objective.name, mode=objective.direction, patience=fit.early_stopping_patience))
@@ -288,6 +299,7 @@ class ClusterTuner(kt.Tuner):
         held = {k: v[held_at] for k, v in history.history.items() if held_at is not None and len(v) > held_at}
         degenerate, majority = collapsed_predictions(model, s.x_val, s.y_val, fit.batch_size, logs=held)
         result = {"values": dict(hp.values),  # with those the build registered (conditional layers)
+                  "active": list(self.last_read or []),  # those it read
                   "best": _floats(best_metrics), "best_epoch": int(best_epoch),
                   "last": _floats(last_metrics), "last_epoch": int(last_epoch),
                   "degenerate": degenerate, "majority_rate": majority}

@@ -1,0 +1,232 @@
+"""tunecluster's Kubernetes backend end to end on the real single-node test bed (e2e/k8s): the
+project image imported into the node, `tunecluster up --backend kubernetes --workers 2` on a tiny
+Pima search (with `--tensorboard`), status/logs/results/pull, `tunecluster tensorboard`
+port-forwarding to the TensorBoard pod (and `--deploy` on a kept volume), a deleted worker pod and a
+deleted chief pod mid-search, `down` (and `--keep-volume`), and the RBAC Role of `render --rbac` checked with `kubectl auth can-i`.
+Run as root with `python -m pytest -m e2e_kubernetes -s` (see README, "Kubernetes test bed")."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import run_cli
+from test_compose import base_image, docker_engine, image  # noqa: F401 - the project image fixtures (tests/e2e/test_compose.py)
+from tunecluster.backends.kubernetes import rbac
+from tunecluster.tuning.examples import csv_path
+
+pytestmark = [pytest.mark.e2e_kubernetes, pytest.mark.timeout(2400)]
+
+NS = "tc-e2e"
+
+
+@pytest.fixture(scope="module")
+def bed(k8s_cluster, image):  # noqa: F811
+    started = time.time()
+    k8s_cluster.import_docker_image(image)
+    print(f"\n[k8s e2e] imported {image} into the node in {time.time() - started:.0f} s", flush=True)
+    k8s_cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
+    k8s_cluster.wait_for(f"service account {NS}/default",
+                         lambda: k8s_cluster.kubectl("get", "sa", "default", "-n", NS, check=False).returncode == 0, 60)
+    return k8s_cluster
+
+
+def _spec(tmp_path: Path, name: str, max_trials: int, epochs: int, image_name: str) -> Path:
+    spec = {
+        "name": name, "hypermodel": "tunecluster.tuning.examples.pima:build_units",
+        "data": {"csv": str(csv_path()), "target": "Outcome"},
+        "tuner": {"max_trials": max_trials, "seed": 3}, "fit": {"epochs": epochs},
+        "cluster": {"workers": 2, "max_restarts": 3, "kubernetes": {
+            "image": image_name, "image_pull_policy": "Never",
+            "chief": {"cpu": "200m", "memory": "512Mi"}, "worker": {"cpu": "700m", "memory": "1536Mi"}}},
+    }
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def _cli(bed, *args, cwd, timeout=900):
+    return run_cli(*args, cwd=cwd, timeout=timeout, env={"KUBECONFIG": str(bed.kubeconfig), "COLUMNS": "200"})
+
+
+def _pods(bed, experiment: str, role: str) -> list[dict]:
+    return bed.kubectl_json("get", "pods", "-n", NS, "-l",
+                            f"tunecluster.io/experiment={experiment},tunecluster.io/role={role}")["items"]
+
+
+def _index(pod: dict) -> str:
+    return pod["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"]
+
+
+def _leftovers(bed, experiment: str) -> list[str]:
+    out = bed.kubectl("get", "jobs,pods,services,configmaps,secrets,pvc,networkpolicies,deployments",
+                      "-n", NS, "-l", f"tunecluster.io/experiment={experiment}", "-o", "name").stdout
+    return [line for line in out.splitlines() if line.strip()]
+
+
+def _ignore_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as in a shell's background job
+
+
+def _tensorboard_forward(bed, tmp_path: Path, *args: str, hparams: bool = False) -> None:
+    """`tunecluster tensorboard --dir run` in a subprocess started with SIGINT ignored: it prints a
+    localhost URL that serves TensorBoard (through the port-forward), and SIGINT stops it (exit 0)."""
+    started = time.time()
+    env = {**os.environ, "KUBECONFIG": str(bed.kubeconfig), "TF_CPP_MIN_LOG_LEVEL": "2", "COLUMNS": "200"}
+    proc = subprocess.Popen([sys.executable, "-m", "tunecluster", "tensorboard", "--dir", "run", *args], cwd=tmp_path,
+                            env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            preexec_fn=_ignore_sigint)
+    output = []
+    try:
+        for line in proc.stdout:  # "TensorBoard for <name>: http://localhost:<port>/ ..." once it answers
+            output.append(line)
+            if "http://localhost:" in line:
+                break
+        url = next((w for w in output[-1].split() if w.startswith("http://localhost:")), None) if output else None
+        assert url, "".join(output) + (proc.stdout.read() if proc.poll() is not None else "")
+        url = url.replace("localhost", "127.0.0.1")
+        print(f"[k8s e2e] tensorboard {' '.join(args)}: {url} after {time.time() - started:.0f} s", flush=True)
+        with urllib.request.urlopen(url, timeout=30) as answer:
+            assert answer.status == 200 and b"<title>TensorBoard</title>" in answer.read()
+        with urllib.request.urlopen(url + "data/environment", timeout=30) as answer:
+            assert json.loads(answer.read())["data_location"] == "/shared/tensorboard"
+        if hparams:  # the trials' HParams sessions on the volume, read by TensorBoard in the pod
+            request = urllib.request.Request(url + "data/plugin/hparams/experiment", data=b'{"experimentName": ""}',
+                                             headers={"content-type": "application/json"})
+            deadline = time.time() + 60
+            while True:
+                experiment = json.loads(urllib.request.urlopen(request, timeout=30).read())
+                if "units" in {h["name"] for h in experiment.get("hparamInfos", [])} or time.time() > deadline:
+                    break
+                time.sleep(2)
+            assert "units" in {h["name"] for h in experiment["hparamInfos"]}, experiment
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, "".join(output) + proc.stdout.read()
+    with pytest.raises(OSError):  # the relay went with it
+        urllib.request.urlopen(url, timeout=5)
+
+
+def test_up_status_logs_results_pull_and_down(bed, image, tmp_path):  # noqa: F811
+    version = json.loads(bed.kubectl("version", "-o", "json").stdout)["serverVersion"]["gitVersion"]
+    print(f"[k8s e2e] API server {version}, node {bed.node_name}", flush=True)
+    spec = _spec(tmp_path, "k8s-e2e", max_trials=4, epochs=1, image_name=image)
+    started = time.time()
+    up = _cli(bed, "up", "-f", str(spec), "--backend", "kubernetes", "-n", NS, "--dir", "run", "--tensorboard",
+              cwd=tmp_path)
+    print(f"[k8s e2e] up took {time.time() - started:.0f} s", flush=True)
+    assert up.returncode == 0, up.stdout[-4000:] + up.stderr[-3000:]
+    workers = _pods(bed, "k8s-e2e", "worker")
+    assert sorted({_index(p) for p in workers}) == ["0", "1"]
+    document = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert [t["status"] for t in document["trials"]] == ["COMPLETED"] * 4
+    assert {t["worker"] for t in document["trials"]} <= {"tuner0", "tuner1"}
+
+    status = _cli(bed, "status", "--dir", "run", cwd=tmp_path, timeout=120)
+    assert status.returncode == 0 and "worker-1" in status.stdout and "chief" in status.stdout, status.stdout + status.stderr
+    chief_log = _cli(bed, "logs", "chief", "--dir", "run", "--tail", "0", cwd=tmp_path, timeout=120)
+    assert chief_log.returncode == 0 and "search complete" in chief_log.stdout, chief_log.stdout[-2000:] + chief_log.stderr
+    worker_log = _cli(bed, "logs", "worker-1", "--dir", "run", cwd=tmp_path, timeout=120)
+    assert worker_log.returncode == 0 and "tuner1" in worker_log.stdout, worker_log.stderr
+    results = _cli(bed, "results", "--dir", "run", "--format", "json", cwd=tmp_path, timeout=300)
+    assert results.returncode == 0 and len(json.loads(results.stdout)["trials"]) == 4, results.stderr
+
+    pulled = _cli(bed, "pull", "--dir", "run", "--to", "out", cwd=tmp_path, timeout=300)
+    assert pulled.returncode == 0, pulled.stdout + pulled.stderr
+    check = subprocess.run(
+        [sys.executable, "-c", "import keras, numpy as np; m = keras.models.load_model('out/model.keras'); "
+                               "print(m.predict(np.zeros((2, 8), 'float32'), verbose=0).shape)"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert check.returncode == 0 and "(2, 1)" in check.stdout, check.stderr[-2000:]
+    _tensorboard_forward(bed, tmp_path, hparams=True)
+
+    kept = _cli(bed, "down", "--dir", "run", "--keep-volume", cwd=tmp_path, timeout=300)
+    assert kept.returncode == 0, kept.stderr
+    assert _leftovers(bed, "k8s-e2e") == ["persistentvolumeclaim/k8s-e2e-shared"]
+    missing = _cli(bed, "tensorboard", "--dir", "run", cwd=tmp_path, timeout=120)
+    lines = [line for line in missing.stderr.splitlines() if line.strip()]
+    assert missing.returncode == 2 and len(lines) == 1 and "--deploy" in lines[0], missing.stderr
+    _tensorboard_forward(bed, tmp_path, "--deploy")  # TensorBoard on the kept volume
+    assert "deployment.apps/k8s-e2e-tensorboard" in _leftovers(bed, "k8s-e2e")
+    gone = _cli(bed, "down", "--dir", "run", cwd=tmp_path, timeout=300)
+    assert gone.returncode == 0 and _leftovers(bed, "k8s-e2e") == [], gone.stderr
+
+
+def test_deleted_worker_and_chief_pods_come_back(bed, image, tmp_path):  # noqa: F811
+    name = "k8s-chaos"
+    spec = _spec(tmp_path, name, max_trials=6, epochs=25, image_name=image)
+    env = {**os.environ, "KUBECONFIG": str(bed.kubeconfig), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    launcher = subprocess.Popen([sys.executable, "-m", "tunecluster", "up", "-f", str(spec), "--backend", "kubernetes",
+                                 "-n", NS, "--dir", "run"], cwd=tmp_path, env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    progress_path = tmp_path / "run" / "progress.json"
+
+    def progress():
+        try:
+            return json.loads(progress_path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+
+    try:
+        def mid_trial():
+            worker = (progress().get("workers") or {}).get("tuner1") or {}
+            return worker.get("state") == "running" and (worker.get("epoch") or 0) >= 2
+        bed.wait_for("tuner1 mid-trial", mid_trial, timeout=600, interval=1)
+        victim = next(p for p in _pods(bed, name, "worker") if _index(p) == "1" and p["status"]["phase"] == "Running")
+        bed.kubectl("delete", "pod", "-n", NS, victim["metadata"]["name"], "--wait=false")
+        bed.wait_for("a new pod with index 1", lambda: any(
+            _index(p) == "1" and p["metadata"]["name"] != victim["metadata"]["name"]
+            for p in _pods(bed, name, "worker")), timeout=120, interval=1)
+
+        bed.wait_for("two completed trials", lambda: (progress().get("counts") or {}).get("completed", 0) >= 2,
+                     timeout=600, interval=1)
+        chief = next(p for p in _pods(bed, name, "chief") if p["status"]["phase"] == "Running")
+        bed.kubectl("delete", "pod", "-n", NS, chief["metadata"]["name"], "--wait=false")
+        bed.wait_for("a new chief pod", lambda: any(
+            p["metadata"]["name"] != chief["metadata"]["name"] and p["status"]["phase"] == "Running"
+            for p in _pods(bed, name, "chief")), timeout=180, interval=1)
+        output, _ = launcher.communicate(timeout=1200)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    assert launcher.returncode == 0, output[-5000:]
+    document = json.loads((tmp_path / "run" / "results.json").read_text())
+    ids = [t["trial_id"] for t in document["trials"]]
+    assert len(ids) == len(set(ids)) == 6
+    assert [t["status"] for t in document["trials"]] == ["COMPLETED"] * 6
+    chief_log = _cli(bed, "logs", "chief", "--dir", "run", "--tail", "0", cwd=tmp_path, timeout=120).stdout
+    assert "resumed the search" in chief_log
+    assert _cli(bed, "down", "--dir", "run", cwd=tmp_path, timeout=300).returncode == 0
+    assert _leftovers(bed, name) == []
+
+
+def test_the_rendered_role_grants_every_verb_the_launcher_uses(bed):
+    bed.apply([rbac.role(NS), rbac.role_binding(NS, "alice")], namespace=NS)
+    needed = [("create", "configmaps"), ("patch", "secrets"), ("get", "secrets"), ("patch", "persistentvolumeclaims"),
+              ("create", "jobs.batch"), ("patch", "jobs.batch"), ("watch", "jobs.batch"), ("delete", "jobs.batch"),
+              ("create", "services"), ("patch", "networkpolicies.networking.k8s.io"),
+              ("patch", "deployments.apps"), ("watch", "pods"), ("list", "pods"), ("create", "pods"),
+              ("delete", "pods"), ("get", "pods/log"), ("create", "pods/exec"), ("delete", "persistentvolumeclaims"),
+              ("list", "networkpolicies.networking.k8s.io"), ("delete", "secrets")]
+    for verb, resource in needed:
+        answer = bed.kubectl("auth", "can-i", verb, resource, "-n", NS, "--as", "alice", check=False)
+        assert answer.stdout.strip() == "yes", (verb, resource, answer.stdout, answer.stderr)
+    for verb, resource in (("create", "clusterroles.rbac.authorization.k8s.io"), ("delete", "nodes"),
+                           ("create", "pods")):
+        namespace = ["-n", "kube-system"] if resource == "pods" else []
+        answer = bed.kubectl("auth", "can-i", verb, resource, *namespace, "--as", "alice", check=False)
+        assert answer.stdout.strip() == "no", (verb, resource)
