@@ -4,9 +4,9 @@
 #
 # Build args:
 #   BASE       any Debian or Ubuntu image with python3 (3.10-3.13) and its venv module. Default
-#              python:3.11-slim; a GPU base such as tensorflow/tensorflow:2.20.0-gpu (with
+#              python:3.11-slim; a GPU base such as tensorflow/tensorflow:2.21.0-gpu (with
 #              VENV_ARGS=--system-site-packages to reuse its TensorFlow); or a base made without a
-#              registry (README, "Compose backend": debootstrap + docker import).
+#              registry (docs/compose.md: debootstrap + docker import).
 #   VENV_ARGS  extra arguments of `python3 -m venv /opt/venv`.
 # Offline builds: wheels in docker/wheels/ (`docker/fetch-wheels`) are installed with --no-index;
 # with none there, pip uses the index. Nothing from the host (CA bundle, token) enters the image.

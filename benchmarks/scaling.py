@@ -94,7 +94,7 @@ def main() -> None:
     for path in (Path(work) / "kt" / "kt-single").glob("trial_*/trial.json"):
         trial = json.loads(path.read_text())
         kt_values[int(trial["trial_id"])] = trial["hyperparameters"]["values"]
-    tc_values = {int(t["trial_id"]): t["hyperparameters"]
+    tc_values = {int(t["trial_id"]): t["all_hyperparameters"]
                  for t in json.loads((Path(work) / "tc-1" / "results.json").read_text())["trials"]}
     same_trials = kt_values == tc_values
 

@@ -56,7 +56,7 @@ UNIT = REPO / "tests" / "unit"
 
 @pytest.fixture(autouse=True)
 def _unit_tier_starts_no_process_and_trains_nothing(request, monkeypatch):
-    """tests/unit answers in about a minute because its tests start no process and train no
+    """tests/unit answers in well under a minute because its tests start no process and train no
     model: hold them to it (a test that needs either belongs in tests/integration)."""
     if UNIT not in Path(request.node.path).parents:
         return

@@ -188,9 +188,9 @@ def test_search_pull_and_down(compose_tool, image, tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "search ended" in done.stdout and "tunecluster pull" in done.stdout
     assert f"({compose_tool}, image {IMAGE})" in done.stdout, done.stdout[:2000]
-    token = (run_dir / "token").read_text()
+    token = (run_dir / "secrets" / "token").read_text()
     assert token not in done.stdout + done.stderr
-    assert oct((run_dir / "token").stat().st_mode)[-3:] == "600"
+    assert oct((run_dir / "secrets" / "token").stat().st_mode)[-3:] == "600"
 
     trials = _completed(run_dir, tmp_path)
     assert len(trials) == 3 and all(t["status"] == "COMPLETED" for t in trials), trials
@@ -207,7 +207,7 @@ def test_search_pull_and_down(compose_tool, image, tmp_path):
     assert cluster["compose_command"] == compose_tool.split()
     # v2 names containers project-service-1, v1 project_service_1: found by label either way.
     sep = "-" if compose_tool == "docker compose" else "_"
-    assert roles["worker-1"]["container"] == f"{cluster['project']}{sep}worker-1{sep}1", roles
+    assert roles["worker-1"]["instance"] == f"{cluster['project']}{sep}worker-1{sep}1", roles
 
     # The token reaches the containers as a compose secret the image's user can read.
     secret = _run(*cluster["compose_command"], "-p", cluster["project"], "-f", cluster["compose_file"], "run",

@@ -3,7 +3,7 @@ project image imported into the node, `tunecluster up --backend kubernetes --wor
 Pima search (with `--tensorboard`), status/logs/results/pull, `tunecluster tensorboard`
 port-forwarding to the TensorBoard pod (and `--deploy` on a kept volume), a deleted worker pod and a
 deleted chief pod mid-search, `down` (and `--keep-volume`), and the RBAC Role of `render --rbac` checked with `kubectl auth can-i`.
-Run as root with `python -m pytest -m e2e_kubernetes -s` (see README, "Kubernetes test bed")."""
+Run as root with `python -m pytest -m e2e_kubernetes -s` (see docs/testing.md, "Kubernetes test bed")."""
 
 from __future__ import annotations
 

@@ -9,9 +9,10 @@ import hashlib
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+
+from tunecluster.tuning.examples import csv_path
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +70,7 @@ import json, sys
 import numpy as np, pandas as pd, keras
 from sklearn.model_selection import train_test_split
 assert "tunecluster" not in sys.modules
-frame = pd.read_csv({str(Path(__file__).resolve().parent.parent / 'tunecluster/tuning/examples/diabetes.csv')!r})
+frame = pd.read_csv({str(csv_path())!r})
 x = frame.drop(columns=["Outcome"]).to_numpy("float32"); y = frame["Outcome"].to_numpy("float32")
 _, x_val, _, y_val = train_test_split(x, y, test_size=0.2, random_state=42)
 model = keras.models.load_model({str(run / 'best' / 'model.keras')!r})

@@ -1,4 +1,4 @@
-"""The chief's cheaper oracle methods (`oracle_speedups`) give Keras Tuner's own results, and the
+"""The chief's cheaper oracle methods (`kt_compat/oracle_methods.py`, `cluster/chief/journal.py`) give Keras Tuner's own results, and the
 state writer keeps working while handlers add trials.
 
 Each equivalent is compared with Keras Tuner's method on the same oracle state: the random draws

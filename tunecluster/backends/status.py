@@ -6,8 +6,10 @@
                  "pid", "host", "instance", "problem"}, ...],
      "finished", "counts", "best"}
 
-`state` is one of running, pending, exited (code 0), failed, gone (recorded as running, no longer
-there), removed; `instance` names the container (compose) or pod (Kubernetes) of the role, `pid`
+`state` is running, exited (code 0) or failed for every backend; besides, a local role recorded as
+running whose process is no longer there is `gone`, a compose container keeps Docker's own states
+(created, restarting, paused, dead, removed) and a Kubernetes pod its phase (pending, unknown);
+`instance` names the container (compose) or pod (Kubernetes) of the role, `pid`
 its process on this machine (local), `host` the node it runs on (Kubernetes), `problem` a state
 the user must act on (an image that cannot be pulled, a pod that cannot be scheduled).
 """

@@ -6,7 +6,7 @@ the next worker that asks, and the old holder's late updates and result are refu
 is ever counted twice. Plain Keras Tuner workers send no heartbeats; their trials are held
 untimed (Keras Tuner's own behaviour) and are never taken back.
 
-This class only keeps the table; the chief decides what expiry does (see `chief.py`).
+This class only keeps the table; the chief decides what expiry does (see `chief/servicer.py` and `chief/work_service.py`).
 """
 
 from __future__ import annotations

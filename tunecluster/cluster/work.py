@@ -5,7 +5,7 @@ workers ask next, so the executions of one trial run side by side on several wor
 search, the confirmation stage adds `repeats` units (`"confirm:<trial>#<r>"`) for each of the top
 configurations. Each unit carries its own seed (`tuning.seeds`). The board only keeps the table
 (pending units first come, first served; a unit taken back from a lost worker goes to the front);
-the chief decides what a finished or failed unit means for the oracle (see `chief.py`). Pure
+the chief decides what a finished or failed unit means for the oracle (see `chief/work_service.py`). Pure
 Python, saved in `<run>/work.json` so a restarted chief keeps the finished executions.
 """
 

@@ -20,6 +20,7 @@ and provides what the roles use per object:
     oracle_methods.py   cheaper equivalents of five oracle methods, installed on the chief's oracle
     oracle_state.py     the oracle's private attributes the chief reads and changes
     trial_protos.py     trial protos without rebuilding a trial's hyperparameters per answer
+    hyperparameter_reads.py  which hyperparameters a build (or run_trial) read
     internals.py        Keras Tuner's private modules (protos, the servicer, tuner utilities)
     tf_gradients.py     TensorFlow's gradient registry, emptied of finished trials' gradients
 

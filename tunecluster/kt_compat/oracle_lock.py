@@ -3,7 +3,7 @@
 Keras Tuner guards every oracle method with `@synchronized`: a global `LOCKS[oracle]` plus
 `THREADS[oracle]` (the holder's thread name), re-entrant for the holding thread. Its wrapper has no
 `try/finally`, so an oracle method that raises leaves the lock held and every later call hangs
-(gap 2 of `shared/docs/keras-tuner-distributed.md`). tunecluster takes the same lock, the same
+(a gap of Keras Tuner's distributed mode: docs/architecture.md). tunecluster takes the same lock, the same
 re-entrant way (so its calls nest with the oracle's own), always released:
 
 - `oracle_lock(oracle)`: a context manager holding it around several oracle calls;

@@ -1,2 +1,3 @@
-"""What is searched: the spec, the hypermodel and data loaders, the oracle factory, the worker's
-tuner, results and the best-model export."""
+"""What is searched: the spec and its overrides, the hypermodel/run_trial and data loaders, the
+oracles (with the Bayesian oracle's Gaussian process), scoring, results, start warnings and the
+Pima examples. Used by the chief, the workers and the CLI alike."""

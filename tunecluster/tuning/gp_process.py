@@ -11,7 +11,7 @@ lock. On a 2-core machine the suggestion gets one core and the chief the other.
 The protocol is length-prefixed pickles over the child's stdin/stdout (both ends are this module
 in the same installation; nothing listens on a port). The child exits when its stdin closes, i.e.
 when the chief exits, however it exits. If the child cannot start or dies, `SuggestionProcess`
-raises and the oracle computes in its own process instead (`fast_oracles`).
+raises and the oracle computes in its own process instead (`bayesian_oracle`).
 
 `compute()` is the pure computation, used by both sides.
 """

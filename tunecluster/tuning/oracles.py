@@ -1,7 +1,7 @@
 """Build the Keras Tuner oracle that a spec asks for (random, grid, bayesian, hyperband).
 
 Used by the chief (which runs it) and by each worker (whose local copy only carries the objective
-and the search space it sends to the chief). The Bayesian oracle is `fast_oracles`' subclass of
+and the search space it sends to the chief). The Bayesian oracle is `bayesian_oracle`'s subclass of
 Keras Tuner's: same arguments and state, but its model is fitted outside the oracle's lock.
 """
 

@@ -67,8 +67,8 @@ def compose_command() -> list[str]:
 def check_image(image: str) -> None:
     if docker("image", "inspect", image, check=False, timeout=30).returncode != 0:
         raise UsageError(f"image {image} not found in the Docker engine; build it from a tunecluster "
-                         f"checkout with `docker build -t {image} .` or `up --build` (README, \"Compose "
-                         "backend\"), or pass --image NAME")
+                         f"checkout with `docker build -t {image} .` or `up --build` (docs/compose.md), "
+                         "or pass --image NAME")
 
 
 def build_image(image: str, say: Callable[[str], None]) -> None:

@@ -91,7 +91,7 @@ class Chief:
         return oracle
 
     def start(self) -> str:
-        kt_compat.install("chief")  # (the role's start-up: idempotent when `tunecluster chief` ran it)
+        kt_compat.install("chief")  # the role's start-up: before anything imports Keras Tuner
         self.oracle = self._make_oracle()
         self.servicer = ChiefServicer(self.oracle, self.book, self.space_wait, self.leases)
         self.servicer.work = WorkService(self.servicer, self.spec,

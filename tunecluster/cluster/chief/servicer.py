@@ -133,7 +133,7 @@ class ChiefServicer:
         `create_trial`, the trial's lease and the chief's bookkeeping, in one place.
 
         The oracle lock is not held around `create_trial`: the oracle takes it itself, and
-        tunecluster's Bayesian oracle (`fast_oracles`) leaves it while its model fits, so reads,
+        tunecluster's Bayesian oracle (`tuning/bayesian_oracle.py`) leaves it while its model fits, so reads,
         updates, results and heartbeats of other workers never wait behind a suggestion.
         `timed_lease=False` is for plain Keras Tuner workers (no heartbeats: held untimed)."""
         from keras_tuner.engine import trial as trial_module

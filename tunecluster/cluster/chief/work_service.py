@@ -160,7 +160,7 @@ class WorkService:
         None) when the oracle says STOPPED; (None, IDLE answer) when it has nothing yet."""
         from keras_tuner.engine import trial as trial_module
 
-        # No lock of ours is held here: a Bayesian suggestion (fast_oracles) fits its model
+        # No lock of ours is held here: a Bayesian suggestion (tuning/bayesian_oracle.py) fits its model
         # without the oracle lock, and results, heartbeats and other workers' units go on.
         trial = self.s._guarded(None, self.oracle.create_trial, tuner_id)
         if trial.status == trial_module.TrialStatus.RUNNING:

@@ -3,7 +3,7 @@ chief says STOPPED, then export the best model if the chief asks this worker to.
 
 Configured only through the environment (`KERASTUNER_TUNER_ID`, `KERASTUNER_ORACLE_IP`,
 `KERASTUNER_ORACLE_PORT`, `TUNECLUSTER_SPEC`, `TUNECLUSTER_RUN_DIR`, the token and TLS variables of
-`security`, optional `TUNECLUSTER_TF_THREADS` / `TUNECLUSTER_STRATEGY`).
+`cluster/auth.py`, optional `TUNECLUSTER_TF_THREADS` / `TUNECLUSTER_STRATEGY`).
 
 Every call to the chief goes through a `ChiefLink` (retries while the chief restarts, gives up
 after `cluster.chief_timeout`). SIGTERM stops training at the next batch, gives the running trial

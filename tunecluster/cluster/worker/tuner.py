@@ -3,7 +3,7 @@
 A subclass of `keras_tuner.Tuner`, so Keras Tuner's trials, hypermodel building and checkpoint
 layout are used unchanged. What it changes:
 
-- work comes from the chief's `NextWork` (see `cluster/work_service.py`): one training at a time,
+- work comes from the chief's `NextWork` (see `cluster/chief/work_service.py`): one training at a time,
   an execution of a trial (the executions of one trial are spread over the workers) or a
   confirmation run; each training is seeded from (experiment seed, trial id, index) before the
   model is built, and returns its metrics at the best and at the last epoch, its weights file and

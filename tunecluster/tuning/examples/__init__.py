@@ -104,7 +104,7 @@ def known_examples() -> list[str]:
 
 TEMPLATE_HEADER = """\
 # tunecluster experiment spec. Every key has a default; `tunecluster up` runs it.
-# Reference: README.md ("The spec"). Paths are relative to this file.
+# Reference: docs/spec.md. Paths are relative to this file.
 """
 
 

@@ -4,7 +4,7 @@ each trial grows one forest, seeded with the training's seed, and is scored on t
 
 `declare_hyperparameters` registers the space (and returns the forest's settings from `hp`), so
 the workers know the whole space from the start; without it, the first trial would run with the
-defaults while the other workers wait (see tunecluster/tuning/function_tuner.py)."""
+defaults while the other workers wait (see tunecluster/cluster/worker/function_tuner.py)."""
 
 from sklearn.ensemble import RandomForestClassifier
 
