@@ -3,7 +3,6 @@ the output unless asked for."""
 
 from __future__ import annotations
 
-
 import yaml
 
 from tunecluster.tuning.examples import example_spec

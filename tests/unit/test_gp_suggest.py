@@ -3,7 +3,6 @@ scikit-learn's prediction, and its gradient the finite differences."""
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 

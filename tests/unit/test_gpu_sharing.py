@@ -3,7 +3,6 @@ environment, and the launcher's view of the machine's GPUs."""
 
 from __future__ import annotations
 
-
 import pytest
 
 from tunecluster.core import env as role_env

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-
-
 from tunecluster.cluster.worker.tuner import Backoff
 
 

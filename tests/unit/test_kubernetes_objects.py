@@ -4,7 +4,6 @@ files the ConfigMap carries, the NetworkPolicy, GPU/node settings, the RBAC Role
 
 from __future__ import annotations
 
-
 import kubernetes_validate
 import pytest
 import yaml

@@ -2,21 +2,7 @@
 
 from __future__ import annotations
 
-
-import pytest
-
-from chief_process import ChiefProcess
 from tunecluster.cluster.leases import Leases
-
-SPEC = {"name": "leases", "tuner": {"max_trials": 2, "seed": 1},
-        "cluster": {"workers": 2, "heartbeat_interval": 0.2, "lease_timeout": 1.5}}
-
-
-@pytest.fixture
-def chief(tmp_path):
-    process = ChiefProcess(tmp_path, SPEC, token="t").start()
-    yield process
-    process.stop()
 
 
 def test_lease_table_on_a_fake_clock():

@@ -3,7 +3,6 @@ has no try/finally; the chief's calls release it)."""
 
 from __future__ import annotations
 
-
 import pytest
 
 

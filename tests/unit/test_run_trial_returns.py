@@ -3,7 +3,6 @@ training's epochs and scores; its call signature is bound by position."""
 
 from __future__ import annotations
 
-
 import pytest
 
 
