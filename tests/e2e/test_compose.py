@@ -188,7 +188,7 @@ def test_search_pull_and_down(compose_tool, image, tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "search ended" in done.stdout and "tunecluster pull" in done.stdout
     assert f"({compose_tool}, image {IMAGE})" in done.stdout, done.stdout[:2000]
-    token = (run_dir / "secrets" / "token").read_text()
+    token = (run_dir / "secrets" / "token").read_text().strip()
     assert token not in done.stdout + done.stderr
     assert oct((run_dir / "secrets" / "token").stat().st_mode)[-3:] == "600"
 
