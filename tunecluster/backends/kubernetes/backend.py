@@ -26,6 +26,7 @@ from tunecluster.backends.kubernetes.render import (Names, chief_dns_names, rend
                                                     to_yaml)
 from tunecluster.backends.kubernetes.transfer import pull
 from tunecluster.backends.status import ClusterStatus, RoleStatus
+from tunecluster.cluster.plan import DEFAULT_PORT
 from tunecluster.cluster.run_secrets import make_certificate, new_token
 from tunecluster.core.errors import UsageError
 from tunecluster.core.rundir import RunDir, read_json, write_json
@@ -122,7 +123,7 @@ class KubernetesBackend(Backend):
         names = Names(spec.name)
         recorded = read_json(run.cluster) or {}
         return ClusterStatus.of(run, self.name, roles, experiment=spec.name,
-                                chief_address=f"{names.chief}.{cluster.namespace}.svc:{spec.cluster.port or 8000}",
+                                chief_address=f"{names.chief}.{cluster.namespace}.svc:{spec.cluster.port or DEFAULT_PORT}",
                                 where={"namespace": cluster.namespace, "context": recorded.get("context"),
                                        "chief_job": job_state(cluster, names.chief),
                                        "workers_job": job_state(cluster, names.workers)})
