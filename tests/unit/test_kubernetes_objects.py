@@ -1,5 +1,5 @@
 """The Kubernetes objects of an experiment: valid against the official schemas of Kubernetes
-1.29-1.33 (kubernetes-validate, strict), secure pods, the worker index -> tuner id wiring, the
+1.29-1.34 (kubernetes-validate, strict; every knob on), secure pods, the worker index -> tuner id wiring, the
 files the ConfigMap carries, the NetworkPolicy, GPU/node settings, the RBAC Role, TensorBoard."""
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ import yaml
 from tunecluster.core.env import read_role_env
 from tunecluster.core.errors import UsageError
 from tunecluster.backends.kubernetes import rbac
-from tunecluster.backends.kubernetes.render import carry_files, render
+from tunecluster.backends.kubernetes.render import carry_files, helper_pod, render
 from tunecluster.tuning.examples import csv_path, example_spec
 from tunecluster.tuning.spec import validate_spec
 
-VERSIONS = ["1.29.0", "1.30.0", "1.31.0", "1.32.0", "1.33.0"]
+VERSIONS = ["1.29.0", "1.30.0", "1.31.0", "1.32.0", "1.33.0", "1.34.0"]
 
 
 def _spec(**cluster):
@@ -34,15 +34,37 @@ def _by_kind(objects, kind, name=None):
 
 
 @pytest.mark.parametrize("version", VERSIONS)
-def test_every_object_is_valid_for_the_supported_kubernetes_versions(version):
-    objects = _objects(tls=True, kubernetes={"worker": {"cpu": "2", "memory": "4Gi", "gpus": 1},
-                                             "node_selector": {"gpu": "h100"},
-                                             "tolerations": [{"key": "nvidia.com/gpu", "effect": "NoSchedule"}]})
-    objects += [rbac.role("tuning"), rbac.role_binding("tuning", "alice")]
+def test_every_object_is_valid_for_the_supported_kubernetes_versions(version, tmp_path):
+    (tmp_path / "model.py").write_text("from layers import block\ndef build(hp):\n    return block(hp)\n")
+    (tmp_path / "layers.py").write_text("def block(hp):\n    return None\n")
+    role = {"node_selector": {"pool": "cpu"}, "tolerations": [], "priority_class_name": "research",
+            "annotations": {"team/owner": "ml"}, "labels": {"team": "ml"}, "env": {"WANDB_MODE": "offline"},
+            "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}]}}},
+            "volumes": [{"name": "datasets", "persistentVolumeClaim": {"claimName": "team-data", "readOnly": True}}],
+            "volume_mounts": [{"name": "datasets", "mountPath": "/datasets", "readOnly": True}]}
+    knobs = {"worker": {"cpu": "2", "memory": "4Gi", "gpus": 1}, "chief": {"cpu": "1", "memory": "1Gi", "gpus": 1},
+             "node_selector": {"gpu": "h100"}, "access_mode": "ReadWriteOnce",
+             "tolerations": [{"key": "nvidia.com/gpu", "effect": "NoSchedule"}],
+             "image_pull_secrets": ["registry-creds"], "queue_name": "team-queue", "active_deadline_seconds": 7200,
+             "ttl_seconds_after_finished": 3600, "code": "project",
+             "pod_overrides": {"chief": role, "workers": {**role, "node_selector": None, "tolerations": None},
+                               "tensorboard": role}}
+    spec = _spec(tls=True, workers_per_gpu=2, kubernetes=knobs)
+    spec.hypermodel = str(tmp_path / "model.py") + ":build"
+    objects = render(spec, namespace="tuning", token="t0ken", tensorboard=True, tls=(b"CERT", b"KEY"))
+    objects.append(helper_pod(spec, "tuning"))
+    objects += [rbac.role("tuning"), rbac.role("tuning", experiments=["pima-units"]),
+                rbac.role_binding("tuning", "alice"), rbac.storage_cluster_role(),
+                rbac.storage_cluster_role_binding("alice")]
     kinds = sorted(o["kind"] for o in objects)
-    assert kinds == sorted(["ConfigMap", "Secret", "PersistentVolumeClaim", "Job", "Service", "Job",
-                            "NetworkPolicy", "Deployment", "Service", "Role", "RoleBinding"])
+    assert kinds == sorted(["ConfigMap", "ConfigMap", "Secret", "PersistentVolumeClaim", "Job", "Service", "Job",
+                            "NetworkPolicy", "Deployment", "Service", "Pod", "Role", "Role", "RoleBinding",
+                            "ClusterRole", "ClusterRoleBinding"])
     for obj in objects:
+        kubernetes_validate.validate(obj, version, strict=True)
+    existing = _spec(kubernetes={"existing_claim": "team-volume"})
+    for obj in render(existing, namespace="tuning", token="t", tensorboard=True):
         kubernetes_validate.validate(obj, version, strict=True)
 
 
@@ -127,8 +149,9 @@ def test_config_map_carries_the_model_and_data(tmp_path):
     raw = {"name": "mine", "hypermodel": str(tmp_path / "model.py") + ":build",
            "data": {"csv": str(tmp_path / "rows.csv"), "target": "Outcome"}}
     carried = carry_files(validate_spec(raw, "test"))
-    assert set(carried.files) == {"model.py", "rows.csv"}
-    assert carried.spec.hypermodel == "/etc/tunecluster/model.py:build"
+    assert set(carried.files) == {"rows.csv"}  # the data; the code travels as the project (/code)
+    assert carried.bundle.files == ["model.py"]  # the CSV is carried once, in the ConfigMap
+    assert carried.spec.hypermodel == "/code/model.py:build"
     assert carried.spec.data.csv == "/etc/tunecluster/rows.csv"
     config = render(validate_spec(raw, "test"), namespace="n")[0]
     inner = validate_spec(yaml.safe_load(config["data"]["spec.yaml"]), "configmap")
@@ -143,10 +166,10 @@ def test_config_map_carries_a_run_trial_file(tmp_path):
     raw = {"name": "mine", "run_trial": str(tmp_path / "trial.py") + ":run_trial",
            "data": {"csv": str(csv_path()), "target": "Outcome"}}
     carried = carry_files(validate_spec(raw, "test"))
-    assert "trial.py" in carried.files and carried.spec.run_trial == "/etc/tunecluster/trial.py:run_trial"
+    assert carried.bundle.files == ["trial.py"] and carried.spec.run_trial == "/code/trial.py:run_trial"
     config = render(validate_spec(raw, "test"), namespace="n")[0]
     inner = validate_spec(yaml.safe_load(config["data"]["spec.yaml"]), "configmap")
-    assert inner.run_trial == "/etc/tunecluster/trial.py:run_trial" and inner.hypermodel is None
+    assert inner.run_trial == "/code/trial.py:run_trial" and inner.hypermodel is None
 
 
 def test_tensorboard_deploy_applies_the_same_objects_up_adds():

@@ -13,6 +13,12 @@ def preflight(spec: Experiment) -> None:
     from tunecluster.tuning.datasets import read_csv_checked
     from tunecluster.tuning.loader import check_callable_ref
 
+    if spec.cluster.backend == "kubernetes" and spec.cluster.kubernetes.code == "image":
+        # the code is in the image (cluster.kubernetes.code: image): this machine need not have it
+        def check_callable_ref(ref: str, what: str = "hypermodel") -> None:  # noqa: F811
+            if ":" not in ref:
+                raise UsageError(f'{what} {ref!r}: write it as "module:function" or "file.py:function"')
+
     if spec.run_trial:
         check_callable_ref(spec.run_trial, "run_trial")
     elif not spec.hypermodel:

@@ -1,6 +1,7 @@
-"""Applying and deleting an experiment's objects: server-side apply under the field manager
-`tunecluster`, the oracle token and certificate kept across re-applies (a re-applied Secret must
-not lock out running workers), and deletion of everything labelled with the experiment."""
+"""Applying and deleting an experiment's objects: server-side apply (a PATCH to each object's own
+path) under the field manager `tunecluster`, the chief Job as the owner of the other objects (but
+the volume claim), the oracle token and certificate kept across re-applies (a re-applied Secret
+must not lock out running workers), and deletion of everything labelled with the experiment."""
 
 from __future__ import annotations
 
@@ -11,19 +12,94 @@ from typing import Callable, Optional
 from tunecluster.backends.kubernetes.client import Cluster, explain
 from tunecluster.backends.kubernetes.pods import watch_once
 from tunecluster.backends.kubernetes.render import FIELD_MANAGER, Names, chief_dns_names, render, selector
+from tunecluster.backends.kubernetes.storage import StorageDecision
 from tunecluster.cluster.run_secrets import make_certificate, new_token
 from tunecluster.tuning.spec import Experiment
 
 
+# the API path of every kind tunecluster applies: (group/version prefix, plural)
+KINDS = {
+    ("v1", "ConfigMap"): ("/api/v1", "configmaps"),
+    ("v1", "Secret"): ("/api/v1", "secrets"),
+    ("v1", "PersistentVolumeClaim"): ("/api/v1", "persistentvolumeclaims"),
+    ("v1", "Service"): ("/api/v1", "services"),
+    ("v1", "Pod"): ("/api/v1", "pods"),
+    ("batch/v1", "Job"): ("/apis/batch/v1", "jobs"),
+    ("networking.k8s.io/v1", "NetworkPolicy"): ("/apis/networking.k8s.io/v1", "networkpolicies"),
+    ("apps/v1", "Deployment"): ("/apis/apps/v1", "deployments"),
+}
+OWNER_MANAGER = FIELD_MANAGER + "-owner"  # a field manager of its own: it holds only ownerReferences
+
+
+def object_path(obj: dict) -> str:
+    prefix, plural = KINDS[(obj["apiVersion"], obj["kind"])]
+    meta = obj["metadata"]
+    return f"{prefix}/namespaces/{meta['namespace']}/{plural}/{meta['name']}"
+
+
+def server_side_apply(cluster: Cluster, obj: dict, manager: str = FIELD_MANAGER) -> dict:
+    """PATCH application/apply-patch+yaml (creates or updates); returns the object as stored."""
+    return cluster.api.call_api(
+        object_path(obj), "PATCH", query_params=[("fieldManager", manager), ("force", "true")],
+        header_params={"Content-Type": "application/apply-patch+yaml", "Accept": "application/json"},
+        body=obj, response_type="object", auth_settings=["BearerToken"], _return_http_data_only=True)
+
+
+def _read(cluster: Cluster, obj: dict) -> Optional[dict]:
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        return cluster.api.call_api(object_path(obj), "GET", header_params={"Accept": "application/json"},
+                                    response_type="object", auth_settings=["BearerToken"],
+                                    _return_http_data_only=True)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def owner_reference(job: dict) -> dict:
+    return {"apiVersion": "batch/v1", "kind": "Job", "name": job["metadata"]["name"],
+            "uid": job["metadata"]["uid"], "blockOwnerDeletion": False, "controller": False}
+
+
+def owned(obj: dict, chief_job: str) -> bool:
+    """Whether the chief Job owns `obj` (deleted with it, by `down` or by its TTL): everything of
+    the experiment but the chief Job itself and the volume claim (the results live there)."""
+    return obj["metadata"]["name"] != chief_job and obj["kind"] not in ("PersistentVolumeClaim",)
+
+
 def apply_objects(cluster: Cluster, objects: list[dict]) -> None:
+    """Server-side apply each object. Once the chief Job is applied, it owns the others (those
+    applied before it get their ownerReference in a second, owner-only apply). A Job that exists
+    keeps its `suspend` (Kueue may have admitted it)."""
+    chief_name = next((o["metadata"]["name"] for o in objects if o["kind"] == "Job"
+                       and (o["metadata"].get("labels") or {}).get("tunecluster.io/role") == "chief"), None)
+    owner: Optional[dict] = None
+    before: list[dict] = []
     for obj in objects:
         kind, name = obj["kind"], obj["metadata"]["name"]
         try:
-            resource = cluster.dynamic.resources.get(api_version=obj["apiVersion"], kind=kind)
-            resource.server_side_apply(body=obj, name=name, namespace=obj["metadata"].get("namespace"),
-                                       field_manager=FIELD_MANAGER, force_conflicts=True)
+            body = obj
+            if kind == "Job" and "suspend" in obj.get("spec", {}) and _read(cluster, obj) is not None:
+                body = {**obj, "spec": {k: v for k, v in obj["spec"].items() if k != "suspend"}}
+            if owner is not None and owned(obj, chief_name):
+                body = {**body, "metadata": {**body["metadata"], "ownerReferences": [owner]}}
+            stored = server_side_apply(cluster, body)
         except Exception as exc:
             raise explain(exc, f"applying {kind} {name}") from None
+        if name == chief_name and kind == "Job":
+            owner = owner_reference(stored)
+            for earlier in before:
+                try:
+                    server_side_apply(cluster, {"apiVersion": earlier["apiVersion"], "kind": earlier["kind"],
+                                                "metadata": {"name": earlier["metadata"]["name"],
+                                                             "namespace": earlier["metadata"]["namespace"],
+                                                             "ownerReferences": [owner]}}, OWNER_MANAGER)
+                except Exception as exc:
+                    raise explain(exc, f"setting the owner of {earlier['kind']} {earlier['metadata']['name']}") from None
+        elif chief_name and owner is None and owned(obj, chief_name):
+            before.append(obj)
 
 
 def secret_material(cluster: Cluster, spec: Experiment) -> tuple[str, Optional[tuple[bytes, bytes]]]:
@@ -48,9 +124,20 @@ def secret_material(cluster: Cluster, spec: Experiment) -> tuple[str, Optional[t
     return token, tls
 
 
-def experiment_objects(cluster: Cluster, spec: Experiment, tensorboard: Optional[bool] = None) -> list[dict]:
+def experiment_objects(cluster: Cluster, spec: Experiment, tensorboard: Optional[bool] = None,
+                       storage: Optional[StorageDecision] = None) -> list[dict]:
+    """The objects `up` applies; `storage` (storage.decide_storage, made before the run folder was
+    written) fixes the access mode (ReadWriteOnce pins every pod to one node)."""
+    if storage is not None:
+        spec = storage.apply(spec)
     token, tls = secret_material(cluster, spec)
     return render(spec, namespace=cluster.namespace, token=token, tls=tls, tensorboard=tensorboard)
+
+
+def _named(name: str):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(items=[SimpleNamespace(metadata=SimpleNamespace(name=name))])
 
 
 def delete_experiment(cluster: Cluster, experiment: str, *, keep_volume: bool, timeout: float = 120) -> list[str]:
@@ -70,7 +157,9 @@ def delete_experiment(cluster: Cluster, experiment: str, *, keep_volume: bool, t
         ("NetworkPolicy", networking.list_namespaced_network_policy,
          lambda n: networking.delete_namespaced_network_policy(n, ns)),
         ("ConfigMap", core.list_namespaced_config_map, lambda n: core.delete_namespaced_config_map(n, ns)),
-        ("Secret", core.list_namespaced_secret, lambda n: core.delete_namespaced_secret(n, ns)),
+        # by name: the Role need not let anyone list (read) the namespace's Secrets
+        ("Secret", lambda *_a, **_k: _named(Names(experiment).secret),
+         lambda n: core.delete_namespaced_secret(n, ns)),
     ]
     if not keep_volume:
         kinds.append(("PersistentVolumeClaim", core.list_namespaced_persistent_volume_claim,

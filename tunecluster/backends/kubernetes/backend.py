@@ -22,8 +22,9 @@ from tunecluster.backends.kubernetes.client import Cluster, connect
 from tunecluster.backends.kubernetes.follow import FINAL_FILES, KubernetesSession, ProgressMirror
 from tunecluster.backends.kubernetes.pods import (job_state, logs, pod_problem, pod_role_name, role_pods,
                                                   wait_for_chief)
-from tunecluster.backends.kubernetes.render import (Names, chief_dns_names, render, tensorboard_objects,
-                                                    to_yaml)
+from tunecluster.backends.kubernetes.render import (Names, check_carried, chief_dns_names, kubectl_apply_hint, render,
+                                                    tensorboard_objects, to_yaml)
+from tunecluster.backends.kubernetes.storage import decide_storage
 from tunecluster.backends.kubernetes.transfer import pull
 from tunecluster.backends.status import ClusterStatus, RoleStatus
 from tunecluster.cluster.plan import DEFAULT_PORT
@@ -55,6 +56,13 @@ class KubernetesBackend(Backend):
     def check(self, spec: Experiment, options: UpOptions) -> None:
         # fail on a bad kubeconfig before the run folder is written
         self._cluster = self.connect(None, options.context, options.namespace, options.kubeconfig, spec)
+        self._check_pod_inputs(spec)
+
+    def _check_pod_inputs(self, spec: Experiment) -> None:
+        """What the pods get, checked before the run folder is written: the carried project and
+        data (sizes) and the shared volume's access mode (StorageClass or claim)."""
+        self._notes = check_carried(spec)
+        self._storage = decide_storage(self._cluster, spec)
 
     def render(self, spec: Experiment, options: RenderOptions) -> str:
         if options.image:
@@ -64,7 +72,8 @@ class KubernetesBackend(Backend):
         tls = None
         if spec.cluster.tls and options.include_secret:
             tls = make_certificate(chief_dns_names(Names(spec.name), ns))
-        text = to_yaml(render(spec, namespace=ns, token=token, tls=tls, tensorboard=options.tensorboard or None))
+        objects = render(spec, namespace=ns, token=token, tls=tls, tensorboard=options.tensorboard or None)
+        text = (kubectl_apply_hint(objects) or "") + to_yaml(objects)
         if not options.include_secret:
             secret = Names(spec.name).secret
             text = (f"# The Secret {secret} (the oracle token) is not printed; create it with\n"
@@ -79,7 +88,10 @@ class KubernetesBackend(Backend):
     # --- a run --------------------------------------------------------------------------------
     def up(self, spec: Experiment, run: RunDir, options: UpOptions, say: Say) -> Optional[Session]:
         cluster = self._cluster or self.connect(None, options.context, options.namespace, options.kubeconfig, spec)
-        objects = experiment_objects(cluster, spec, options.tensorboard)
+        storage = getattr(self, "_storage", None)
+        objects = experiment_objects(cluster, spec, options.tensorboard, storage=storage)
+        for note in getattr(self, "_notes", []) + ([storage.message] if storage and storage.message else []):
+            say(note)
         write_json(run.cluster, {"backend": self.name, "experiment": spec.name, "namespace": cluster.namespace,
                                  "context": cluster.context, "server": cluster.server,
                                  "objects": [f"{o['kind']}/{o['metadata']['name']}" for o in objects]})
@@ -87,7 +99,7 @@ class KubernetesBackend(Backend):
             f"{spec.cluster.workers} workers) in namespace {cluster.namespace} on {cluster.server}")
         apply_objects(cluster, objects)
         say("applied: " + ", ".join(f"{o['kind']}/{o['metadata']['name']}" for o in objects))
-        say(f"chief ready ({wait_for_chief(cluster, spec)})")
+        say(f"chief ready ({wait_for_chief(cluster, spec, say=say)})")
         if options.detach:
             say(f"detached; follow with `tunecluster status --dir {run.root}`")
             return None

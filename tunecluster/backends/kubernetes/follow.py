@@ -56,7 +56,7 @@ class KubernetesSession(Session):
         self.mirror = ProgressMirror(cluster, spec, run)
         self.chief_job: Optional[str] = None  # "Complete" / "Failed" once the chief Job ended
         self.problem: Optional[str] = None
-        self.clock = ProblemClock()
+        self.clock = ProblemClock.for_spec(cluster, spec)
 
     def alive(self) -> bool:
         watch_once(self.cluster, "pods", selector(self.spec.name), 1)  # wakes early on any pod change

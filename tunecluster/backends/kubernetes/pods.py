@@ -1,7 +1,11 @@
 """The experiment's pods and Jobs as the launcher reads them: watches instead of sleep loops,
 the pod states a user must act on (an image that cannot be pulled, a pod that cannot be
-scheduled, a claim that is not bound), finding a role's newest pod, reading a file of the shared
-volume through a running pod (the exec API), and whether a Job ended."""
+scheduled, a claim that is not bound, a volume that cannot be attached or mounted), the cluster
+autoscaler adding a node, a Job queued by Kueue, finding a role's newest pod, reading a file of
+the shared volume through a running pod (the exec API), and whether a Job ended.
+
+A Forbidden answer is never taken for "not there yet": it becomes an error that names the verb
+and the resource the user's Role lacks."""
 
 from __future__ import annotations
 
@@ -17,6 +21,20 @@ from tunecluster.tuning.spec import Experiment
 IMAGE_PROBLEMS = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
 
 
+def forbidden(exc: Exception, verb: str, resource: str, namespace: str) -> Optional[UsageError]:
+    """The error for a 401/403 answer to `verb` on `resource` (None for any other exception)."""
+    status = getattr(exc, "status", None)
+    if status == 0 and "403" in str(getattr(exc, "reason", "")):
+        status = 403  # a websocket (exec, port-forward) refused at the handshake
+    if status == 403:
+        return UsageError(f"the Kubernetes user may not {verb} {resource} in namespace {namespace}: add it to the "
+                          "Role (`tunecluster render --rbac`)")
+    if status == 401:
+        return UsageError("the API server rejected the kubeconfig's credentials; log in again or pick another "
+                          "--context")
+    return None
+
+
 def watch_once(cluster: Cluster, what: str, sel: str, seconds: int) -> list:
     """Block on a watch of the experiment's pods (or jobs) for up to `seconds`; return the events."""
     from kubernetes import watch
@@ -30,24 +48,31 @@ def watch_once(cluster: Cluster, what: str, sel: str, seconds: int) -> list:
             events.append(event)
             if len(events) > 50:
                 break
-    except Exception:
-        pass
+    except Exception as exc:
+        denied = forbidden(exc, "watch", what, cluster.namespace)
+        if denied:
+            raise denied from None
     finally:
         stream.stop()
     return events
 
 
-def pod_problem(pod) -> Optional[str]:
-    """A pod state a user must act on (image, scheduling, configuration), or None."""
+def pod_problem(pod, events: Optional[list] = None) -> Optional[str]:
+    """A pod state a user must act on (image, scheduling, configuration, volume), or None.
+    `events`: the pod's events (volume attach/mount failures show only there)."""
     name = pod.metadata.name
     for status in (pod.status.container_statuses or []) + (pod.status.init_container_statuses or []):
         waiting = status.state.waiting if status.state else None
         if waiting and waiting.reason in IMAGE_PROBLEMS:
             return (f"pod {name}: the image {status.image} cannot be pulled ({waiting.reason}: "
                     f"{(waiting.message or '').strip()[:300]}); build and push it, or set cluster.kubernetes.image "
-                    "(and image_pull_policy)")
+                    "(and image_pull_policy); a private registry needs cluster.kubernetes.image_pull_secrets")
         if waiting and waiting.reason == "CreateContainerConfigError":
             return f"pod {name}: {waiting.message}"
+    for event in events or []:
+        problem = volume_problem(name, event)
+        if problem:
+            return problem
     for condition in pod.status.conditions or []:
         if condition.type == "PodScheduled" and condition.status == "False" and condition.reason == "Unschedulable":
             return (f"pod {name} cannot be scheduled: {condition.message} (no node offers what the pod asks "
@@ -55,25 +80,85 @@ def pod_problem(pod) -> Optional[str]:
     return None
 
 
+OUR_OBJECTS_NOT_YET = ('configmap "', 'secret "')  # FailedMount while `up` is still applying them
+
+
+def volume_problem(pod_name: str, event) -> Optional[str]:
+    """One line with what to do for a FailedAttachVolume / Multi-Attach / FailedMount event."""
+    reason, message = getattr(event, "reason", None), (getattr(event, "message", None) or "").strip()
+    short = message[:300]
+    if reason == "FailedAttachVolume" and "Multi-Attach" in message:
+        return (f"pod {pod_name}: the shared volume is attached to another node and cannot attach to this one "
+                f"({short}); it is ReadWriteOnce: set cluster.kubernetes.access_mode: ReadWriteOnce (every pod on "
+                "one node) or auto, or use a storage_class that provides ReadWriteMany")
+    if reason == "FailedAttachVolume":
+        return (f"pod {pod_name}: the volume cannot be attached to its node ({short}); check the StorageClass's "
+                "driver (kubectl describe pvc) or pick another cluster.kubernetes.storage_class")
+    if reason == "FailedMount" and not any(key in message and "not found" in message for key in OUR_OBJECTS_NOT_YET):
+        return (f"pod {pod_name}: a volume cannot be mounted ({short}); check the claim and the StorageClass "
+                "(kubectl describe pvc), the volumes in pod_overrides, and that the node can reach the storage")
+    return None
+
+
+def pod_events(cluster: Cluster, pod_name: str) -> list:
+    """The events of one pod, newest last."""
+    try:
+        events = cluster.core.list_namespaced_event(
+            cluster.namespace, field_selector=f"involvedObject.kind=Pod,involvedObject.name={pod_name}").items
+    except Exception as exc:
+        denied = forbidden(exc, "list", "events", cluster.namespace)
+        if denied:
+            raise denied from None
+        return []
+    return sorted(events, key=lambda e: str(e.last_timestamp or e.event_time or e.metadata.creation_timestamp or ""))
+
+
 SCHEDULING_GRACE = 90.0  # s: a volume being provisioned, a node being added; then it is a real problem
+AUTOSCALER_WAIT = "waiting for the cluster autoscaler to add a node"
 
 
 class ProblemClock:
     """Reports a pod problem at once, except scheduling problems, which often clear by themselves
-    (a claim being bound, an autoscaler adding a node): those only after they last `grace` s."""
+    (a claim being bound, an autoscaler adding a node): those only after they last `grace` s, and
+    not while the cluster autoscaler says it is adding a node for the pod (TriggeredScaleUp); when
+    it says no node group fits (NotTriggerScaleUp), at once. With `cluster`, the pod's events are
+    read for volume problems (FailedAttachVolume, Multi-Attach, FailedMount) and the autoscaler."""
 
-    def __init__(self, grace: float = SCHEDULING_GRACE):
+    def __init__(self, grace: float = SCHEDULING_GRACE, cluster: Optional[Cluster] = None):
         self.grace = grace
+        self.cluster = cluster
         self.first_seen: dict[str, float] = {}
+        self.notes: list[str] = []  # what the caller should say once (the autoscaler is working)
+        self._said: set[str] = set()
+
+    @classmethod
+    def for_spec(cls, cluster: Optional[Cluster], spec: Experiment) -> "ProblemClock":
+        return cls(spec.cluster.kubernetes.unschedulable_grace_seconds, cluster)
+
+    def _note(self, text: str) -> None:
+        if text not in self._said:
+            self._said.add(text)
+            self.notes.append(text)
 
     def check(self, pod) -> Optional[str]:
-        problem = pod_problem(pod)
+        pending = (pod.status.phase or "Pending") == "Pending"
+        events = pod_events(self.cluster, pod.metadata.name) if self.cluster is not None and pending else []
+        problem = pod_problem(pod, events)
         key = pod.metadata.name
         if problem is None:
             self.first_seen.pop(key, None)
             return None
         if "cannot be scheduled" not in problem:
             return problem
+        scaling = [e for e in events if e.reason in ("TriggeredScaleUp", "NotTriggerScaleUp")]
+        if scaling and scaling[-1].reason == "TriggeredScaleUp":
+            self._note(f"pod {key}: {AUTOSCALER_WAIT}")
+            self.first_seen[key] = time.time()  # the grace starts again
+            return None
+        if scaling and scaling[-1].reason == "NotTriggerScaleUp" and \
+                not any(e.reason == "TriggeredScaleUp" for e in scaling):
+            return (f"{problem}; the cluster autoscaler cannot add a node that fits "
+                    f"({(scaling[-1].message or '').strip()[:200]})")
         first = self.first_seen.setdefault(key, time.time())
         return problem if time.time() - first >= self.grace else None
 
@@ -116,16 +201,46 @@ def read_shared_json(cluster: Cluster, pod_name: str, name: str) -> Optional[dic
     try:
         text = exec_read(cluster, pod_name, ["cat", f"{SHARED_MOUNT}/{name}"])
         return json.loads(text) if text and text.strip().startswith("{") else None
-    except Exception:
+    except Exception as exc:
+        denied = forbidden(exc, "create", "pods/exec", cluster.namespace)
+        if denied:
+            raise denied from None
         return None
 
 
-def wait_for_chief(cluster: Cluster, spec: Experiment, timeout: float = 300) -> str:
-    """Watch the chief's pod until it is ready; fail fast on image/scheduling problems."""
+def job_queued(cluster: Cluster, name: str) -> Optional[str]:
+    """A line when the Job waits in a Kueue queue (suspended, not yet admitted), else None."""
+    try:
+        job = cluster.batch.read_namespaced_job(name, cluster.namespace)
+    except Exception as exc:
+        denied = forbidden(exc, "get", "jobs", cluster.namespace)
+        if denied:
+            raise denied from None
+        return None
+    if not (job.spec and job.spec.suspend):
+        return None
+    queue = (job.metadata.labels or {}).get("kueue.x-k8s.io/queue-name")
+    where = f"Kueue queue {queue}" if queue else "suspended"
+    return f"queued by Kueue ({where}): the Job {name} starts when Kueue admits it (`kubectl get workloads`)"
+
+
+def wait_for_chief(cluster: Cluster, spec: Experiment, timeout: float = 300, say=None) -> str:
+    """Watch the chief's pod until it is ready; fail fast on image/volume/scheduling problems.
+    While Kueue holds the chief Job (suspended) or the autoscaler adds a node, keep waiting and
+    say so (the timeout starts when the Job is admitted)."""
     deadline = time.time() + timeout
     sel = selector(spec.name, "chief")
-    clock = ProblemClock()
+    clock = ProblemClock.for_spec(cluster, spec)
+    said_queued = False
     while time.time() < deadline:
+        queued = job_queued(cluster, Names(spec.name).chief) if spec.cluster.kubernetes.queue_name else None
+        if queued:
+            if say and not said_queued:
+                say(queued)
+            said_queued = True
+            deadline = time.time() + timeout
+            watch_once(cluster, "jobs", sel, 5)
+            continue
         for pod in role_pods(cluster, spec.name, "chief"):
             problem = clock.check(pod)
             if problem:
@@ -133,6 +248,12 @@ def wait_for_chief(cluster: Cluster, spec: Experiment, timeout: float = 300) -> 
             ready = any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
             if ready:
                 return pod.metadata.name
+        if clock.notes:
+            deadline = max(deadline, time.time() + spec.cluster.kubernetes.unschedulable_grace_seconds)
+            for note in clock.notes:
+                if say:
+                    say(note)
+            clock.notes.clear()
         watch_once(cluster, "pods", sel, 5)
     claim = pending_claim(cluster, spec)
     if claim:
@@ -146,19 +267,35 @@ def pending_claim(cluster: Cluster, spec: Experiment) -> Optional[str]:
     name = k8s.existing_claim or Names(spec.name).claim
     try:
         claim = cluster.core.read_namespaced_persistent_volume_claim(name, cluster.namespace)
-    except Exception:
+    except Exception as exc:
+        denied = forbidden(exc, "get", "persistentvolumeclaims", cluster.namespace)
+        if denied:
+            raise denied from None
         return None
     if claim.status.phase == "Bound":
         return None
+    modes = ",".join(claim.spec.access_modes or []) or k8s.access_mode
     return (f"the volume claim {name} is still {claim.status.phase}: no volume was provisioned; set "
-            f"cluster.kubernetes.storage_class to a class that provides {k8s.access_mode} volumes "
-            "(or ReadWriteOnce on a single node), or give cluster.kubernetes.existing_claim")
+            f"cluster.kubernetes.storage_class to a class that provides {modes} volumes "
+            "(or access_mode: ReadWriteOnce, every pod on one node), or give cluster.kubernetes.existing_claim")
 
 
 def job_state(cluster: Cluster, name: str) -> Optional[str]:
-    """'Complete', 'Failed' or None (running) for a Job."""
+    """'Complete', 'Failed', 'Deleted' (gone: `down`, its TTL) or None (running, queued, or the API
+    server briefly unreachable) for a Job. A Forbidden is an error, never "still running"."""
+    from kubernetes.client.exceptions import ApiException
+
     try:
         job = cluster.batch.read_namespaced_job_status(name, cluster.namespace)
+    except ApiException as exc:
+        denied = forbidden(exc, "get", "jobs/status", cluster.namespace)
+        if denied:
+            raise denied from None
+        if exc.status == 404:
+            return "Deleted"
+        if exc.status and exc.status < 500:
+            raise explain(exc, f"reading the state of the Job {name}") from None
+        return None
     except Exception:
         return None
     for condition in job.status.conditions or []:

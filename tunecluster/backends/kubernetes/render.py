@@ -3,8 +3,10 @@
 
 Only standard objects, all in one namespace and labelled with the experiment:
 
-- ConfigMap `<name>-config`: the spec (paths rewritten to the mount), the user's model module
-  and data loader files, and data files up to `inline_data_limit_kib`;
+- ConfigMap `<name>-config`: the spec (paths rewritten to the mounts) and data files up to
+  `inline_data_limit_kib`;
+- ConfigMaps `<name>-code-<i>` (unless `cluster.kubernetes.code: image`): the user's project
+  folder as parts of a tar.gz (`code_bundle.py`), unpacked by an init container into `/code`;
 - Secret `<name>-oracle`: the oracle token (and the TLS certificate and key when enabled);
 - PersistentVolumeClaim `<name>-shared` (unless `existing_claim`): the shared run directory;
 - Job `<name>-chief` (1 pod, restartPolicy OnFailure; a restarted chief resumes from the volume)
@@ -16,13 +18,20 @@ Only standard objects, all in one namespace and labelled with the experiment:
 - NetworkPolicy `<name>-oracle`: only this experiment's workers reach the oracle port;
 - optionally a TensorBoard Deployment and Service reading the volume.
 
+Every pod carries `image_pull_secrets`, its role's `pod_overrides` and, on a ReadWriteOnce volume,
+a required pod affinity to the node of the experiment's other pods (they all share one node).
+The Jobs carry `ttlSecondsAfterFinished`, `activeDeadlineSeconds` and, with `queue_name`, the
+Kueue label and `suspend: true` (Kueue starts them).
+
 Every pod runs as a non-root user with a read-only root filesystem, no privilege escalation and
 all capabilities dropped; `/tmp` is an emptyDir and the volume is the only other writable mount.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -30,9 +39,10 @@ import yaml
 
 from tunecluster.cluster.plan import (DEFAULT_PORT, RUN_AS_UID, ClusterPlan, Placement, SecretFiles, build_plan,
                                       threads_for_cpu)
+from tunecluster.backends.kubernetes.code_bundle import CODE_MOUNT, UNPACK_SCRIPT, CodeBundle, bundle_project, project_root
 from tunecluster.core import env as role_env
 from tunecluster.core.errors import UsageError
-from tunecluster.tuning.spec import Experiment, code_refs, dump_spec
+from tunecluster.tuning.spec import Experiment, Resources, RoleOverrides, code_refs, dump_spec
 
 CONFIG_MOUNT = "/etc/tunecluster"
 SECRET_MOUNT = "/var/run/secrets/tunecluster"
@@ -41,6 +51,9 @@ RUN_AS = RUN_AS_UID  # the image's non-root user (see the Dockerfile)
 INDEX_VARIABLE = role_env.WORKER_INDEX  # a worker pod's completion index, from its annotation
 FIELD_MANAGER = "tunecluster"
 CONFIGMAP_LIMIT = 1000 * 1024  # Kubernetes refuses ConfigMaps over 1 MiB
+KUBECTL_APPLY_LIMIT = 256 * 1024  # kubectl's client-side apply keeps the object in a 256 KiB annotation
+QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+HOSTNAME_TOPOLOGY = "kubernetes.io/hostname"
 
 
 @dataclass(frozen=True)
@@ -55,6 +68,9 @@ class Names:
     policy = property(lambda self: f"{self.experiment}-oracle")
     tensorboard = property(lambda self: f"{self.experiment}-tensorboard")
     helper = property(lambda self: f"{self.experiment}-pull")
+
+    def code(self, index: int) -> str:
+        return f"{self.experiment}-code-{index}"
 
 
 def labels(experiment: str, role: Optional[str] = None) -> dict[str, str]:
@@ -87,17 +103,23 @@ def chief_dns_names(names: Names, namespace: str) -> tuple[str, ...]:
 
 @dataclass
 class Carried:
-    """The spec as the pods see it, and the files the ConfigMap carries."""
+    """The spec as the pods see it, the data files the ConfigMap carries, and the project."""
 
     spec: Experiment
     files: dict[str, str]
+    bundle: Optional[CodeBundle] = None
+    notes: list[str] = field(default_factory=list)
 
 
 def carry_files(spec: Experiment) -> Carried:
-    """Put the user's files into the ConfigMap and point the spec at their mounted copies."""
+    """Decide what reaches the pods and point the spec at it: the project folder (unless the image
+    has the code) and small data files. Writes nothing; every size check is here, so `up` calls it
+    before the run folder is written (KubernetesBackend.check)."""
     spec = spec.model_copy(deep=True)
+    k8s = spec.cluster.kubernetes
     files: dict[str, str] = {}
-    limit = spec.cluster.kubernetes.inline_data_limit_kib * 1024
+    notes: list[str] = []
+    limit = k8s.inline_data_limit_kib * 1024
 
     def carry(path: Path, what: str) -> str:
         name = path.name
@@ -110,13 +132,28 @@ def carry_files(spec: Experiment) -> Carried:
                              "and give its absolute path") from None
         return f"{CONFIG_MOUNT}/{name}"
 
-    for section, attr, what in code_refs(spec):
-        ref = getattr(section, attr)
-        if ref and ref.rsplit(":", 1)[0].endswith(".py"):
-            target, func = ref.rsplit(":", 1)
-            setattr(section, attr, f"{carry(Path(target), what)}:{func}")
-    if spec.data.csv:
-        csv = Path(spec.data.csv)
+    csv = Path(spec.data.csv) if spec.data.csv else None
+    bundle = None
+    if k8s.code != "image":
+        refs = [getattr(section, attr) for section, attr, _ in code_refs(spec) if getattr(section, attr)]
+        root = project_root(refs, k8s.project_dir)
+        if root is None and k8s.code == "project":
+            raise UsageError("cluster.kubernetes.code is 'project' but no code of the spec was found on this "
+                             "machine; name the folder with cluster.kubernetes.project_dir, or set code: image")
+        if root is not None:
+            bundle = bundle_project(root, limit_kib=k8s.code_limit_kib, file_limit_kib=k8s.code_file_limit_kib,
+                                    exclude=[csv] if csv and csv.is_file() else [])
+            for section, attr, _ in code_refs(spec):
+                ref = getattr(section, attr)
+                target = Path(ref.rsplit(":", 1)[0]) if ref and ref.rsplit(":", 1)[0].endswith(".py") else None
+                if target is not None and target.is_absolute() and root in target.resolve().parents:
+                    inner = target.resolve().relative_to(root).as_posix()
+                    setattr(section, attr, f"{CODE_MOUNT}/{inner}:{ref.rsplit(':', 1)[1]}")
+            if bundle.left_out:
+                shown = ", ".join(bundle.left_out[:5]) + (" ..." if len(bundle.left_out) > 5 else "")
+                notes.append(f"left out of the project carried to the pods (over cluster.kubernetes."
+                             f"code_file_limit_kib): {shown}")
+    if csv:
         if csv.is_file() and csv.stat().st_size <= limit:
             spec.data.csv = carry(csv, "data.csv")
         elif csv.is_file():
@@ -132,15 +169,32 @@ def carry_files(spec: Experiment) -> Carried:
     if total > CONFIGMAP_LIMIT:
         raise UsageError(f"the files carried in the ConfigMap add up to {total // 1024} KiB (limit ~1000 KiB); "
                          "move the data to the volume or the image")
-    return Carried(spec, files)
+    return Carried(spec, files, bundle, notes)
 
 
-def _resources(res, gpus: bool = True) -> dict:
-    values = {k: v for k, v in (("cpu", res.cpu), ("memory", res.memory)) if v}
+def check_carried(spec: Experiment) -> list[str]:
+    """Every size check of what the pods get, without writing anything (call before the run folder
+    is written); returns notes for the user (files left out)."""
+    return carry_files(spec).notes
+
+
+def _resources(res: Resources, gpus: Optional[int] = None, times: int = 1) -> dict:
+    """Requests (= limits) of a container running `times` copies of a role; `gpus` per pod."""
+    values = {k: _scaled(v, times) for k, v in (("cpu", res.cpu), ("memory", res.memory)) if v}
     limits = dict(values)
-    if gpus and res.gpus:
-        limits["nvidia.com/gpu"] = str(res.gpus)
+    count = res.gpus if gpus is None else gpus
+    if count:
+        limits["nvidia.com/gpu"] = str(count)
     return {"requests": values, "limits": limits} if values or limits else {}
+
+
+def _scaled(quantity: str, times: int) -> str:
+    """A quantity times `times` ("500m" x 3 = "1500m", "2Gi" x 2 = "4Gi")."""
+    if times == 1:
+        return quantity
+    number, unit = re.fullmatch(r"([0-9.]+)(.*)", quantity).groups()
+    value = float(number) * times
+    return f"{int(value) if value.is_integer() else round(value, 3)}{unit}"
 
 
 _BASE_ENV = [{"name": "HOME", "value": "/tmp"}, {"name": "PYTHONUNBUFFERED", "value": "1"},
@@ -152,11 +206,53 @@ def _container_security() -> dict:
             "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
 
 
-def _pod_spec(spec: Experiment, names: Names, container: dict, restart: str, *, shared_read_only: bool = False,
-              secret: bool = True, config: bool = True) -> dict:
+def claim_sub_path(spec: Experiment) -> Optional[str]:
+    """The folder of an existing claim this experiment mounts as /shared (None: the whole claim)."""
     k8s = spec.cluster.kubernetes
-    mounts = [{"name": "tmp", "mountPath": "/tmp"},
-              {"name": "shared", "mountPath": SHARED_MOUNT, "readOnly": shared_read_only}]
+    if not k8s.existing_claim or not k8s.claim_sub_path:
+        return None
+    return k8s.claim_sub_path.replace("{experiment}", spec.name)
+
+
+def single_node_affinity(experiment: str) -> dict:
+    """Every pod of the experiment on the node of the others (a ReadWriteOnce volume attaches to
+    one node). The first pod matches its own selector, so it may go anywhere; the rest follow."""
+    return {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{
+        "labelSelector": {"matchLabels": {"tunecluster.io/experiment": experiment}},
+        "topologyKey": HOSTNAME_TOPOLOGY}]}}
+
+
+def _merge_affinity(own: Optional[dict], extra: Optional[dict]) -> Optional[dict]:
+    if not own:
+        return extra
+    if not extra:
+        return own
+    merged = json.loads(json.dumps(own))
+    for kind, terms in extra.items():
+        target = merged.setdefault(kind, {})
+        for when, value in terms.items():
+            if isinstance(value, list):
+                target[when] = list(target.get(when, [])) + value
+            else:
+                target[when] = value
+    return merged
+
+
+def pinned(spec: Experiment) -> bool:
+    """Whether the experiment's pods share one node: a ReadWriteOnce volume."""
+    return spec.cluster.kubernetes.access_mode == "ReadWriteOnce"
+
+
+def _pod_spec(spec: Experiment, names: Names, container: dict, restart: str, *, shared_read_only: bool = False,
+              secret: bool = True, config: bool = True, overrides: Optional[RoleOverrides] = None,
+              bundle: Optional[CodeBundle] = None) -> dict:
+    k8s = spec.cluster.kubernetes
+    overrides = overrides or RoleOverrides()
+    shared_mount = {"name": "shared", "mountPath": SHARED_MOUNT, "readOnly": shared_read_only}
+    sub_path = claim_sub_path(spec)
+    if sub_path:
+        shared_mount["subPath"] = sub_path
+    mounts = [{"name": "tmp", "mountPath": "/tmp"}, shared_mount]
     volumes = [{"name": "tmp", "emptyDir": {}},
                {"name": "shared", "persistentVolumeClaim": {"claimName": k8s.existing_claim or names.claim}}]
     if config:
@@ -165,6 +261,28 @@ def _pod_spec(spec: Experiment, names: Names, container: dict, restart: str, *, 
     if secret:
         mounts.append({"name": "oracle", "mountPath": SECRET_MOUNT, "readOnly": True})
         volumes.append({"name": "oracle", "secret": {"secretName": names.secret, "defaultMode": 0o440}})
+    init = []
+    own_env = list(container.get("env", []))
+    if bundle is not None:
+        parts = bundle.parts()
+        volumes.append({"name": "code", "emptyDir": {"sizeLimit": f"{max(64, 4 * len(bundle.archive) // 2**20 + 64)}Mi"}})
+        volumes.append({"name": "code-parts", "projected": {"sources": [
+            {"configMap": {"name": names.code(i), "items": [{"key": "part", "path": f"part-{i:04d}"}]}}
+            for i in range(len(parts))]}})
+        mounts.append({"name": "code", "mountPath": CODE_MOUNT, "readOnly": True})
+        own_env.append({"name": "PYTHONPATH", "value": CODE_MOUNT})
+        init.append({
+            "name": "unpack-code", "image": k8s.image, "imagePullPolicy": k8s.image_pull_policy,
+            "command": ["python", "-c", UNPACK_SCRIPT],
+            "env": [*_BASE_ENV, {"name": "TUNECLUSTER_CODE_SHA256", "value": bundle.sha256}],
+            "securityContext": _container_security(),
+            "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, {"name": "code", "mountPath": CODE_MOUNT},
+                             {"name": "code-parts", "mountPath": "/parts", "readOnly": True}],
+        })
+    mounts += [dict(m) for m in overrides.volume_mounts]
+    volumes += [dict(v) for v in overrides.volumes]
+    own_env += _env_list(overrides.env)
     container = {
         "imagePullPolicy": k8s.image_pull_policy,
         "securityContext": _container_security(),
@@ -172,25 +290,42 @@ def _pod_spec(spec: Experiment, names: Names, container: dict, restart: str, *, 
         **container,
         "image": k8s.image,
     }
-    own = container.get("env", [])
-    given = {entry["name"] for entry in own}
-    container["env"] = [entry for entry in _BASE_ENV if entry["name"] not in given] + own
+    given = {entry["name"] for entry in own_env}
+    container["env"] = [entry for entry in _BASE_ENV if entry["name"] not in given] + own_env
     pod = {
         "restartPolicy": restart,
         "enableServiceLinks": False,
         "automountServiceAccountToken": False,
         "securityContext": {"runAsNonRoot": True, "runAsUser": RUN_AS, "runAsGroup": RUN_AS,
                             "fsGroup": RUN_AS, "seccompProfile": {"type": "RuntimeDefault"}},
+        **({"initContainers": init} if init else {}),
         "containers": [container],
         "volumes": volumes,
     }
-    if k8s.node_selector:
-        pod["nodeSelector"] = dict(k8s.node_selector)
-    if k8s.tolerations:
-        pod["tolerations"] = [t.model_dump(exclude_none=True) for t in k8s.tolerations]
+    # a role's own node_selector / tolerations (even empty) replace the global ones
+    node_selector = overrides.node_selector if overrides.node_selector is not None else k8s.node_selector
+    tolerations = overrides.tolerations if overrides.tolerations is not None else k8s.tolerations
+    if node_selector:
+        pod["nodeSelector"] = dict(node_selector)
+    if tolerations:
+        pod["tolerations"] = [t.model_dump(exclude_none=True) for t in tolerations]
+    affinity = _merge_affinity(single_node_affinity(spec.name) if pinned(spec) else None, overrides.affinity)
+    if affinity:
+        pod["affinity"] = affinity
+    if overrides.priority_class_name:
+        pod["priorityClassName"] = overrides.priority_class_name
+    if k8s.image_pull_secrets:
+        pod["imagePullSecrets"] = [{"name": name} for name in k8s.image_pull_secrets]
     if k8s.service_account:
         pod["serviceAccountName"] = k8s.service_account
     return pod
+
+
+def _template(experiment: str, role: str, pod: dict, overrides: RoleOverrides) -> dict:
+    metadata: dict = {"labels": {**overrides.labels, **labels(experiment, role)}}
+    if overrides.annotations:
+        metadata["annotations"] = dict(overrides.annotations)
+    return {"metadata": metadata, "spec": pod}
 
 
 def kubernetes_plan(spec: Experiment, names: Names) -> ClusterPlan:
@@ -208,16 +343,75 @@ def _env_list(env: dict[str, str]) -> list[dict]:
     return [{"name": name, "value": value} for name, value in env.items()]
 
 
-def _worker_env(plan: ClusterPlan) -> list[dict]:
+@dataclass(frozen=True)
+class WorkerPacking:
+    """How the workers fill the worker pods: `per_pod` worker processes share each pod (and its
+    GPUs) when `cluster.workers_per_gpu` is set, else one worker per pod."""
+
+    workers: int
+    per_pod: int
+    gpus_per_pod: int
+
+    @property
+    def pods(self) -> int:
+        return -(-self.workers // self.per_pod)
+
+
+def worker_packing(spec: Experiment) -> WorkerPacking:
+    per_gpu = spec.cluster.workers_per_gpu
+    gpus = spec.cluster.kubernetes.worker.gpus
+    if not per_gpu:
+        return WorkerPacking(spec.cluster.workers, 1, gpus)
+    gpus = gpus or 1  # workers_per_gpu asks for GPUs: one per pod unless worker.gpus says more
+    return WorkerPacking(spec.cluster.workers, per_gpu * gpus, gpus)
+
+
+# A pod of several workers (workers_per_gpu): start them, pass SIGTERM on, exit with the worst code
+# (2, bad input, fails the index at once; see podFailurePolicy).
+PACK_SCRIPT = (
+    "import os,signal,subprocess,sys\n"
+    "n=int(os.environ['TUNECLUSTER_WORKERS_PER_POD']);total=int(os.environ['TUNECLUSTER_WORKERS'])\n"
+    "first=int(os.environ['" + INDEX_VARIABLE + "'])*n\n"
+    "procs=[subprocess.Popen(['tunecluster','worker'],env={**os.environ,'KERASTUNER_TUNER_ID':f'tuner{i}'})"
+    " for i in range(first,min(first+n,total))]\n"
+    "signal.signal(signal.SIGTERM,lambda *a:[p.send_signal(signal.SIGTERM) for p in procs])\n"
+    "codes=[p.wait() for p in procs]\n"
+    "sys.exit(2 if 2 in codes else max([abs(c) for c in codes]+[0]))\n"
+)
+
+
+def _worker_env(plan: ClusterPlan, packing: WorkerPacking) -> list[dict]:
     """One environment for every pod of the Indexed Job: the tuner id from the completion index."""
     env = plan.shared_worker_env()
-    return [{"name": INDEX_VARIABLE, "valueFrom": {"fieldRef": {
-                "fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}}},
-            *_env_list({**env, role_env.TUNER_ID: f"tuner$({INDEX_VARIABLE})"})]
+    index = [{"name": INDEX_VARIABLE, "valueFrom": {"fieldRef": {
+        "fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}}}]
+    if packing.per_pod > 1:
+        return [*index, *_env_list({**env, "TUNECLUSTER_WORKERS_PER_POD": str(packing.per_pod),
+                                    "TUNECLUSTER_WORKERS": str(packing.workers)})]
+    return [*index, *_env_list({**env, role_env.TUNER_ID: f"tuner$({INDEX_VARIABLE})"})]
 
 
 def _meta(name: str, namespace: str, experiment: str, role: Optional[str] = None) -> dict:
     return {"name": name, "namespace": namespace, "labels": labels(experiment, role)}
+
+
+def _job_spec(spec: Experiment, body: dict) -> dict:
+    """What every Job gets: TTL after it finished, the deadline, Kueue's suspend."""
+    k8s = spec.cluster.kubernetes
+    if k8s.ttl_seconds_after_finished is not None:
+        body["ttlSecondsAfterFinished"] = k8s.ttl_seconds_after_finished
+    if k8s.active_deadline_seconds is not None:
+        body["activeDeadlineSeconds"] = k8s.active_deadline_seconds
+    if k8s.queue_name:
+        body["suspend"] = True  # Kueue admits the Job by unsuspending it
+    return body
+
+
+def _job_meta(spec: Experiment, name: str, namespace: str, role: str) -> dict:
+    meta = _meta(name, namespace, spec.name, role)
+    if spec.cluster.kubernetes.queue_name:
+        meta["labels"][QUEUE_LABEL] = spec.cluster.kubernetes.queue_name
+    return meta
 
 
 def render(spec: Experiment, *, namespace: str, token: Optional[str] = None,
@@ -231,12 +425,23 @@ def render(spec: Experiment, *, namespace: str, token: Optional[str] = None,
     plan = kubernetes_plan(spec, names)
     port = plan.port
     k8s = spec.cluster.kubernetes
+    overrides = k8s.pod_overrides
     if spec.cluster.tls and token is not None and tls is None:
         raise UsageError("cluster.tls is on but no certificate was made; use `tunecluster up` or pass one")
     objects: list[dict] = [{
         "apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(names.config, namespace, exp),
         "data": {"spec.yaml": dump_spec(spec), **carried.files},
     }]
+    bundle = carried.bundle
+    if bundle is not None:
+        import base64
+
+        for i, part in enumerate(bundle.parts()):
+            meta = _meta(names.code(i), namespace, exp)
+            meta["annotations"] = {"tunecluster.io/code-sha256": bundle.sha256,
+                                   "tunecluster.io/code-parts": str(len(bundle.parts()))}
+            objects.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta,
+                            "binaryData": {"part": base64.b64encode(part).decode()}})
     if token is not None:
         data = {"token": token}
         if tls is not None:
@@ -244,7 +449,8 @@ def render(spec: Experiment, *, namespace: str, token: Optional[str] = None,
         objects.append({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
                         "metadata": _meta(names.secret, namespace, exp), "stringData": data})
     if not k8s.existing_claim:
-        claim = {"accessModes": [k8s.access_mode], "resources": {"requests": {"storage": k8s.storage_size}}}
+        mode = "ReadWriteMany" if k8s.access_mode == "auto" else k8s.access_mode
+        claim = {"accessModes": [mode], "resources": {"requests": {"storage": k8s.storage_size}}}
         if k8s.storage_class:
             claim["storageClassName"] = k8s.storage_class
         objects.append({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
@@ -255,39 +461,40 @@ def render(spec: Experiment, *, namespace: str, token: Optional[str] = None,
         "env": _env_list(plan.chief.env),
         "ports": [{"name": "oracle", "containerPort": port, "protocol": "TCP"}],
         "readinessProbe": {"tcpSocket": {"port": "oracle"}, "periodSeconds": 2},
-        "resources": _resources(plan.chief.resources, gpus=False),
+        "resources": _resources(plan.chief.resources),
     }
+    chief_pod = _pod_spec(spec, names, chief_container, "OnFailure", overrides=overrides.chief, bundle=bundle)
     objects.append({
-        "apiVersion": "batch/v1", "kind": "Job", "metadata": _meta(names.chief, namespace, exp, "chief"),
-        "spec": {
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": _job_meta(spec, names.chief, namespace, "chief"),
+        "spec": _job_spec(spec, {
             "backoffLimit": spec.cluster.max_restarts,
-            "template": {"metadata": {"labels": labels(exp, "chief")},
-                         "spec": _pod_spec(spec, names, chief_container, "OnFailure")},
-        },
+            "template": _template(exp, "chief", chief_pod, overrides.chief),
+        }),
     })
     objects.append({
         "apiVersion": "v1", "kind": "Service", "metadata": _meta(names.chief, namespace, exp, "chief"),
         "spec": {"type": "ClusterIP", "selector": {"tunecluster.io/experiment": exp, "tunecluster.io/role": "chief"},
                  "ports": [{"name": "oracle", "port": port, "targetPort": "oracle", "protocol": "TCP"}]},
     })
+    packing = worker_packing(spec)
     worker_container = {
-        "name": "worker", "command": ["tunecluster", "worker"],
-        "env": _worker_env(plan),
-        "resources": _resources(plan.workers[0].resources),
+        "name": "worker",
+        "command": ["tunecluster", "worker"] if packing.per_pod == 1 else ["python", "-c", PACK_SCRIPT],
+        "env": _worker_env(plan, packing),
+        "resources": _resources(plan.workers[0].resources, gpus=packing.gpus_per_pod, times=packing.per_pod),
     }
-    workers = spec.cluster.workers
+    worker_pod = _pod_spec(spec, names, worker_container, "Never", overrides=overrides.workers, bundle=bundle)
     objects.append({
-        "apiVersion": "batch/v1", "kind": "Job", "metadata": _meta(names.workers, namespace, exp, "worker"),
-        "spec": {
-            "completionMode": "Indexed", "completions": workers, "parallelism": workers,
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": _job_meta(spec, names.workers, namespace, "worker"),
+        "spec": _job_spec(spec, {
+            "completionMode": "Indexed", "completions": packing.pods, "parallelism": packing.pods,
             "backoffLimitPerIndex": spec.cluster.max_restarts,
             "podFailurePolicy": {"rules": [
                 {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
                 {"action": "FailIndex", "onExitCodes": {"containerName": "worker", "operator": "In", "values": [2]}},
             ]},
-            "template": {"metadata": {"labels": labels(exp, "worker")},
-                         "spec": _pod_spec(spec, names, worker_container, "Never")},
-        },
+            "template": _template(exp, "worker", worker_pod, overrides.workers),
+        }),
     })
     objects.append({
         "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
@@ -307,18 +514,20 @@ def render(spec: Experiment, *, namespace: str, token: Optional[str] = None,
 
 def _tensorboard(spec: Experiment, names: Names, namespace: str) -> list[dict]:
     exp = spec.name
+    overrides = spec.cluster.kubernetes.pod_overrides.tensorboard
     container = {
         "name": "tensorboard",
         "command": ["tensorboard", "--logdir", f"{SHARED_MOUNT}/tensorboard", "--host", "0.0.0.0", "--port", "6006"],
         "ports": [{"name": "http", "containerPort": 6006, "protocol": "TCP"}],
         "resources": {"requests": {"cpu": "100m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}},
     }
-    pod = _pod_spec(spec, names, container, "Always", shared_read_only=True, secret=False, config=False)
+    pod = _pod_spec(spec, names, container, "Always", shared_read_only=True, secret=False, config=False,
+                    overrides=overrides)
     return [
         {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": _meta(names.tensorboard, namespace, exp, "tensorboard"),
          "spec": {"replicas": 1,
                   "selector": {"matchLabels": {"tunecluster.io/experiment": exp, "tunecluster.io/role": "tensorboard"}},
-                  "template": {"metadata": {"labels": labels(exp, "tensorboard")}, "spec": pod}}},
+                  "template": _template(exp, "tensorboard", pod, overrides)}},
         {"apiVersion": "v1", "kind": "Service", "metadata": _meta(names.tensorboard, namespace, exp, "tensorboard"),
          "spec": {"type": "ClusterIP",
                   "selector": {"tunecluster.io/experiment": exp, "tunecluster.io/role": "tensorboard"},
@@ -331,14 +540,31 @@ def tensorboard_objects(spec: Experiment, namespace: str) -> list[dict]:
     return _tensorboard(spec, Names(spec.name), namespace)
 
 
-def helper_pod(spec: Experiment, namespace: str) -> dict:
-    """A short-lived pod that mounts the volume read-only, for `pull` (the exec API streams a tar)."""
+def helper_pod(spec: Experiment, namespace: str, *, name: Optional[str] = None, role: str = "pull",
+               command: Optional[list[str]] = None, read_only: bool = True, memory_limit: str = "256Mi",
+               deadline_seconds: int = 900) -> dict:
+    """A short-lived pod that mounts the volume (read-only by default), for `pull` (the exec API
+    streams a tar) and other transfers: the same pull secrets, single-node affinity, node
+    selection of the chief (it is not a GPU job) and security as every pod of the experiment."""
     names = Names(spec.name)
-    container = {"name": "pull", "command": ["python", "-c", "import time; time.sleep(900)"],
-                 "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}}
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": _meta(names.helper, namespace, spec.name, "pull"),
-            "spec": {**_pod_spec(spec, names, container, "Never", shared_read_only=True, secret=False,
-                                 config=False), "activeDeadlineSeconds": 900}}
+    container = {"name": role, "command": command or ["python", "-c", "import time; time.sleep(900)"],
+                 "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": memory_limit}}}
+    chief = spec.cluster.kubernetes.pod_overrides.chief
+    placement = RoleOverrides(node_selector=chief.node_selector, tolerations=chief.tolerations)
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": _meta(name or names.helper, namespace, spec.name, role),
+            "spec": {**_pod_spec(spec, names, container, "Never", shared_read_only=read_only, secret=False,
+                                 config=False, overrides=placement), "activeDeadlineSeconds": deadline_seconds}}
+
+
+def kubectl_apply_hint(objects: list[dict]) -> Optional[str]:
+    """A comment for `render`'s output when an object is too big for `kubectl apply` without
+    --server-side (kubectl keeps a copy of it in a 256 KiB annotation)."""
+    big = [f"{o['kind']}/{o['metadata']['name']}" for o in objects
+           if len(json.dumps(o, separators=(",", ":"))) > KUBECTL_APPLY_LIMIT - 4096]
+    if not big:
+        return None
+    return (f"# {', '.join(big)} {'is' if len(big) == 1 else 'are'} over kubectl's 256 KiB last-applied "
+            "annotation: apply with `kubectl apply --server-side -f -`\n")
 
 
 class _Dumper(yaml.SafeDumper):
