@@ -22,6 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tunecluster.core.errors import UsageError
+from tunecluster.tuning.pod_overrides import _DNS_SUBDOMAIN, PodOverrides, RoleOverrides, Toleration  # noqa: F401
 
 TunerKind = Literal["random", "grid", "bayesian", "hyperband"]
 Backend = Literal["local", "compose", "kubernetes"]
@@ -135,139 +136,26 @@ class Resources(_Section):
         return None if value is None else str(value)
 
 
-class Toleration(_Section):
-    key: Optional[str] = None
-    operator: Literal["Exists", "Equal"] = "Exists"
-    value: Optional[str] = None
-    effect: Optional[Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]] = None
-
-
-_RESERVED_VOLUMES = {"tmp", "shared", "config", "oracle", "code", "code-parts"}  # what tunecluster mounts
-_RESERVED_PATHS = ("/tmp", "/shared", "/etc/tunecluster", "/var/run/secrets/tunecluster", "/code")
-_DNS_SUBDOMAIN = r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?"
-_ENV_NAME = r"[A-Za-z_][A-Za-z0-9_.-]*"
-
-
-class RoleOverrides(_Section):
-    """What one role's pods add to (or, for node_selector and tolerations, put in place of) what
-    tunecluster renders: `cluster.kubernetes.pod_overrides.<chief|workers|tensorboard>`."""
-
-    node_selector: Optional[dict[str, str]] = Field(
-        None, description="Replaces cluster.kubernetes.node_selector for this role ({} = none).")
-    tolerations: Optional[list[Toleration]] = Field(
-        None, description="Replace cluster.kubernetes.tolerations for this role ([] = none).")
-    affinity: Optional[dict[str, Any]] = Field(
-        None, description="A pod affinity as in Kubernetes (nodeAffinity, podAffinity, podAntiAffinity).")
-    priority_class_name: Optional[str] = None
-    annotations: dict[str, str] = Field(default_factory=dict, description="Added to the pods.")
-    labels: dict[str, str] = Field(default_factory=dict, description="Added to the pods (not tunecluster.io/*).")
-    env: dict[str, str] = Field(default_factory=dict, description="Added to the container's environment.")
-    volumes: list[dict[str, Any]] = Field(default_factory=list, description="Kubernetes volumes added to the pods.")
-    volume_mounts: list[dict[str, Any]] = Field(
-        default_factory=list, description="Mounts of those volumes in the container (name, mountPath, readOnly).")
-
-    @field_validator("affinity")
-    @classmethod
-    def _affinity_keys(cls, value):
-        allowed = {"nodeAffinity", "podAffinity", "podAntiAffinity"}
-        if value is not None and not set(value) <= allowed:
-            raise ValueError(f"affinity takes {', '.join(sorted(allowed))} (Kubernetes' camelCase keys); "
-                             f"got {', '.join(sorted(set(value) - allowed))}")
-        return value
-
-    @field_validator("priority_class_name")
-    @classmethod
-    def _priority(cls, value):
-        if value is not None and not re.fullmatch(_DNS_SUBDOMAIN, value):
-            raise ValueError("name an existing PriorityClass (lowercase letters, digits, '-' and '.')")
-        return value
-
-    @field_validator("labels")
-    @classmethod
-    def _labels(cls, value):
-        for key, label in value.items():
-            if key.startswith(("tunecluster.io/", "app.kubernetes.io/", "batch.kubernetes.io/")) or \
-                    key in ("job-name", "controller-uid", "kueue.x-k8s.io/queue-name"):
-                raise ValueError(f"label {key!r} is set by tunecluster, Kubernetes or queue_name; pick another key")
-            if not re.fullmatch(r"(([a-z0-9.-]{1,253})/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?", key) or \
-                    not re.fullmatch(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?", label):
-                raise ValueError(f"label {key}: {label!r} is not a valid Kubernetes label (key and value: "
-                                 "letters, digits, '-', '_', '.', at most 63 characters)")
-        return value
-
-    @field_validator("env")
-    @classmethod
-    def _env(cls, value):
-        for name in value:
-            if not re.fullmatch(_ENV_NAME, name):
-                raise ValueError(f"env {name!r}: not a valid variable name")
-            if name.startswith(("KERASTUNER_", "TUNECLUSTER_")) or name in ("PYTHONPATH", "HOME", "JOB_COMPLETION_INDEX"):
-                raise ValueError(f"env {name!r} is set by tunecluster (the role's wiring); set the matching "
-                                 "spec field instead, or use another name")
-        return value
-
-    @field_validator("volumes")
-    @classmethod
-    def _volumes(cls, value):
-        for volume in value:
-            name = volume.get("name") if isinstance(volume, dict) else None
-            if not name or not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", str(name)):
-                raise ValueError("every volume needs a name (a DNS label) and one source, e.g. "
-                                 "{name: datasets, persistentVolumeClaim: {claimName: team-data}}")
-            if name in _RESERVED_VOLUMES:
-                raise ValueError(f"volume name {name!r} is used by tunecluster ({', '.join(sorted(_RESERVED_VOLUMES))}); "
-                                 "rename it")
-            if len(volume) < 2:
-                raise ValueError(f"volume {name!r} has no source (persistentVolumeClaim, nfs, configMap, ...)")
-        return value
-
-    @model_validator(mode="after")
-    def _mounts_match_volumes(self):
-        names = {v["name"] for v in self.volumes}
-        for mount in self.volume_mounts:
-            if not isinstance(mount, dict) or not mount.get("name") or not mount.get("mountPath"):
-                raise ValueError("every volume_mounts entry needs name and mountPath")
-            if mount["name"] not in names:
-                raise ValueError(f"volume_mounts: {mount['name']!r} is not in this role's volumes; add it there")
-            path = str(mount["mountPath"]).rstrip("/")
-            if not path.startswith("/") or any(path == p or path.startswith(p + "/") or p.startswith(path + "/")
-                                               for p in _RESERVED_PATHS):
-                raise ValueError(f"volume_mounts: mountPath {mount['mountPath']!r} must be absolute and outside "
-                                 f"{', '.join(_RESERVED_PATHS)} (tunecluster's mounts)")
-        return self
-
-
-class PodOverrides(_Section):
-    """Per-role additions to the rendered pods (see RoleOverrides)."""
-
-    chief: RoleOverrides = Field(default_factory=RoleOverrides)
-    workers: RoleOverrides = Field(default_factory=RoleOverrides)
-    tensorboard: RoleOverrides = Field(default_factory=RoleOverrides)
-
-
 class KubernetesSpec(_Section):
     """Where and how the Kubernetes backend runs (`tunecluster up --backend kubernetes`)."""
 
     namespace: Optional[str] = Field(None, description="Default: the kubeconfig context's namespace.")
     image: str = Field("tunecluster:latest", description="The image every pod runs (see the Dockerfile).")
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
-    image_pull_secrets: list[str] = Field(
-        default_factory=list, description="Secrets (kubernetes.io/dockerconfigjson) for a private registry, "
-        "on every pod: `kubectl create secret docker-registry NAME ...`.")
+    image_pull_secrets: list[str] = Field(default_factory=list, description="Registry Secrets on every pod "
+                                          "(`kubectl create secret docker-registry NAME ...`).")
     code: Literal["auto", "project", "image"] = Field(
         "auto", description="Where the pods find the user's code: 'project' carries the project folder of "
         "the hypermodel/run_trial/loader (ConfigMaps, unpacked into /code); 'image' means the image has it "
         "(module refs are not checked on this machine); 'auto' carries local files and modules, not those "
         "installed in site-packages.")
-    project_dir: Optional[str] = Field(
-        None, description="The folder carried to the pods (default: the folder above the code's top "
-        "package, or the code file's folder).")
+    project_dir: Optional[str] = Field(None, description="The folder carried to the pods (default: the folder "
+                                       "above the code's top package, or the code file's folder).")
     code_limit_kib: int = Field(
         4096, ge=16, le=16384, description="Largest compressed project carried to the pods; beyond it bake "
         "the code into the image (code: image).")
-    code_file_limit_kib: int = Field(
-        512, ge=1, le=16384, description="Files other than Python sources larger than this are left out "
-        "of the carried project (data belongs on the volume: `tunecluster upload`).")
+    code_file_limit_kib: int = Field(512, ge=1, le=16384, description="Larger non-Python files are left out of "
+                                     "the carried project (data belongs on the volume: `tunecluster upload`).")
     storage_class: Optional[str] = Field(None, description="StorageClass of the shared volume; default: the cluster's.")
     storage_size: str = Field("1Gi", description="Size of the shared volume.")
     access_mode: Literal["auto", "ReadWriteMany", "ReadWriteOnce"] = Field(
@@ -281,10 +169,8 @@ class KubernetesSpec(_Section):
         "uses ('' = the claim's root; {experiment} is replaced by the name).")
     chief: Resources = Field(default_factory=lambda: Resources(cpu="1", memory="1Gi"))
     worker: Resources = Field(default_factory=lambda: Resources(cpu="1", memory="2Gi"))
-    node_selector: dict[str, str] = Field(default_factory=dict, description="Every role's pods, unless "
-                                          "pod_overrides.<role>.node_selector is given.")
-    tolerations: list[Toleration] = Field(default_factory=list, description="Every role's pods, unless "
-                                          "pod_overrides.<role>.tolerations is given.")
+    node_selector: dict[str, str] = Field(default_factory=dict, description="Unless pod_overrides.<role> has one.")
+    tolerations: list[Toleration] = Field(default_factory=list, description="Unless pod_overrides.<role> has them.")
     pod_overrides: PodOverrides = Field(default_factory=PodOverrides)
     service_account: Optional[str] = None
     queue_name: Optional[str] = Field(
@@ -296,8 +182,7 @@ class KubernetesSpec(_Section):
     ttl_seconds_after_finished: Optional[int] = Field(
         86400, ge=0, le=31536000, description="Finished Jobs (and their pods) are deleted after this long; "
         "null keeps them until `tunecluster down`.")
-    active_deadline_seconds: Optional[int] = Field(
-        None, ge=1, description="The Jobs fail after running this long (Kubernetes activeDeadlineSeconds).")
+    active_deadline_seconds: Optional[int] = Field(None, ge=1, description="Jobs fail after running this long.")
     tensorboard: bool = Field(False, description="Also run a TensorBoard Deployment on the volume.")
     inline_data_limit_kib: int = Field(
         512, ge=0, le=900, description="Data files up to this size travel in the ConfigMap; larger ones must "
@@ -324,9 +209,9 @@ class KubernetesSpec(_Section):
     @field_validator("queue_name")
     @classmethod
     def _queue(cls, value: Optional[str]) -> Optional[str]:
-        if value is not None and not re.fullmatch(r"[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?", value):
-            raise ValueError("name a Kueue LocalQueue of the namespace (`kubectl get localqueues`)")
-        return value
+        if value is None or re.fullmatch(r"[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?", value):
+            return value
+        raise ValueError("name a Kueue LocalQueue of the namespace (`kubectl get localqueues`)")
 
     @field_validator("claim_sub_path")
     @classmethod

@@ -1,5 +1,5 @@
-"""Applying and deleting an experiment's objects: server-side apply (a PATCH to each object's own
-path) under the field manager `tunecluster`, the chief Job as the owner of the other objects (but
+"""Applying and deleting an experiment's objects: server-side apply (an apply PATCH through the
+typed API) under the field manager `tunecluster`, the chief Job as the owner of the other objects (but
 the volume claim), the oracle token and certificate kept across re-applies (a re-applied Secret
 must not lock out running workers), and deletion of everything labelled with the experiment."""
 
@@ -17,50 +17,48 @@ from tunecluster.cluster.run_secrets import make_certificate, new_token
 from tunecluster.tuning.spec import Experiment
 
 
-# the API path of every kind tunecluster applies: (group/version prefix, plural)
+# the typed API (class, snake_case kind) of every kind tunecluster applies
 KINDS = {
-    ("v1", "ConfigMap"): ("/api/v1", "configmaps"),
-    ("v1", "Secret"): ("/api/v1", "secrets"),
-    ("v1", "PersistentVolumeClaim"): ("/api/v1", "persistentvolumeclaims"),
-    ("v1", "Service"): ("/api/v1", "services"),
-    ("v1", "Pod"): ("/api/v1", "pods"),
-    ("batch/v1", "Job"): ("/apis/batch/v1", "jobs"),
-    ("networking.k8s.io/v1", "NetworkPolicy"): ("/apis/networking.k8s.io/v1", "networkpolicies"),
-    ("apps/v1", "Deployment"): ("/apis/apps/v1", "deployments"),
+    ("v1", "ConfigMap"): ("CoreV1Api", "config_map"),
+    ("v1", "Secret"): ("CoreV1Api", "secret"),
+    ("v1", "PersistentVolumeClaim"): ("CoreV1Api", "persistent_volume_claim"),
+    ("v1", "Service"): ("CoreV1Api", "service"),
+    ("v1", "Pod"): ("CoreV1Api", "pod"),
+    ("batch/v1", "Job"): ("BatchV1Api", "job"),
+    ("networking.k8s.io/v1", "NetworkPolicy"): ("NetworkingV1Api", "network_policy"),
+    ("apps/v1", "Deployment"): ("AppsV1Api", "deployment"),
 }
 OWNER_MANAGER = FIELD_MANAGER + "-owner"  # a field manager of its own: it holds only ownerReferences
 
 
-def object_path(obj: dict) -> str:
-    prefix, plural = KINDS[(obj["apiVersion"], obj["kind"])]
+def _typed(cluster: Cluster, obj: dict, verb: str):
+    from kubernetes import client
+
+    api_class, kind = KINDS[(obj["apiVersion"], obj["kind"])]
+    return getattr(getattr(client, api_class)(cluster.api), f"{verb}_namespaced_{kind}")
+
+
+def server_side_apply(cluster: Cluster, obj: dict, manager: str = FIELD_MANAGER):
+    """A PATCH of type application/apply-patch+yaml (creates or updates); returns the stored object."""
     meta = obj["metadata"]
-    return f"{prefix}/namespaces/{meta['namespace']}/{plural}/{meta['name']}"
+    return _typed(cluster, obj, "patch")(meta["name"], meta["namespace"], obj, field_manager=manager, force=True,
+                                         _content_type="application/apply-patch+yaml")
 
 
-def server_side_apply(cluster: Cluster, obj: dict, manager: str = FIELD_MANAGER) -> dict:
-    """PATCH application/apply-patch+yaml (creates or updates); returns the object as stored."""
-    return cluster.api.call_api(
-        object_path(obj), "PATCH", query_params=[("fieldManager", manager), ("force", "true")],
-        header_params={"Content-Type": "application/apply-patch+yaml", "Accept": "application/json"},
-        body=obj, response_type="object", auth_settings=["BearerToken"], _return_http_data_only=True)
-
-
-def _read(cluster: Cluster, obj: dict) -> Optional[dict]:
+def _read(cluster: Cluster, obj: dict):
     from kubernetes.client.exceptions import ApiException
 
     try:
-        return cluster.api.call_api(object_path(obj), "GET", header_params={"Accept": "application/json"},
-                                    response_type="object", auth_settings=["BearerToken"],
-                                    _return_http_data_only=True)
+        return _typed(cluster, obj, "read")(obj["metadata"]["name"], obj["metadata"]["namespace"])
     except ApiException as exc:
         if exc.status == 404:
             return None
         raise
 
 
-def owner_reference(job: dict) -> dict:
-    return {"apiVersion": "batch/v1", "kind": "Job", "name": job["metadata"]["name"],
-            "uid": job["metadata"]["uid"], "blockOwnerDeletion": False, "controller": False}
+def owner_reference(job) -> dict:
+    return {"apiVersion": "batch/v1", "kind": "Job", "name": job.metadata.name, "uid": job.metadata.uid,
+            "blockOwnerDeletion": False, "controller": False}
 
 
 def owned(obj: dict, chief_job: str) -> bool:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional
 
+from tunecluster.core import env as role_env
 from tunecluster.core.errors import UsageError
 
 CODE_MOUNT = "/code"
@@ -198,7 +199,7 @@ def bundle_project(root: Path, *, limit_kib: int, file_limit_kib: int, exclude: 
 UNPACK_SCRIPT = (
     "import glob,hashlib,io,os,sys,tarfile\n"
     "data=b''.join(open(p,'rb').read() for p in sorted(glob.glob('/parts/part-*')))\n"
-    "if hashlib.sha256(data).hexdigest()!=os.environ['TUNECLUSTER_CODE_SHA256']:\n"
+    "if hashlib.sha256(data).hexdigest()!=os.environ['" + role_env.CODE_SHA256 + "']:\n"
     "    sys.exit('tunecluster: the project ConfigMaps do not match this run (re-apply with tunecluster up)')\n"
     "kw={'filter':'data'} if hasattr(tarfile,'data_filter') else {}\n"
     "tarfile.open(fileobj=io.BytesIO(data),mode='r:gz').extractall('" + CODE_MOUNT + "',**kw)\n"

@@ -29,76 +29,27 @@ all capabilities dropped; `/tmp` is an emptyDir and the volume is the only other
 
 from __future__ import annotations
 
+import base64
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 import yaml
 
-from tunecluster.cluster.plan import (DEFAULT_PORT, RUN_AS_UID, ClusterPlan, Placement, SecretFiles, build_plan,
-                                      threads_for_cpu)
-from tunecluster.backends.kubernetes.code_bundle import CODE_MOUNT, UNPACK_SCRIPT, CodeBundle, bundle_project, project_root
-from tunecluster.core import env as role_env
+from tunecluster.backends.kubernetes.code_bundle import CODE_MOUNT, CodeBundle, bundle_project, project_root
+from tunecluster.backends.kubernetes.names import (CONFIG_MOUNT, FIELD_MANAGER, QUEUE_LABEL, RUN_AS,  # noqa: F401
+                                                   SECRET_MOUNT, SHARED_MOUNT, Names, chief_dns_names, labels,
+                                                   selector)
+from tunecluster.backends.kubernetes.pod_template import (PACK_SCRIPT, _env_list, _pod_spec,  # noqa: F401
+                                                          _resources, _template, _worker_env, claim_sub_path,
+                                                          pinned, single_node_affinity, worker_packing)
+from tunecluster.cluster.plan import DEFAULT_PORT, ClusterPlan, Placement, SecretFiles, build_plan, threads_for_cpu
 from tunecluster.core.errors import UsageError
-from tunecluster.tuning.spec import Experiment, Resources, RoleOverrides, code_refs, dump_spec
+from tunecluster.tuning.spec import Experiment, RoleOverrides, code_refs, dump_spec
 
-CONFIG_MOUNT = "/etc/tunecluster"
-SECRET_MOUNT = "/var/run/secrets/tunecluster"
-SHARED_MOUNT = "/shared"
-RUN_AS = RUN_AS_UID  # the image's non-root user (see the Dockerfile)
-INDEX_VARIABLE = role_env.WORKER_INDEX  # a worker pod's completion index, from its annotation
-FIELD_MANAGER = "tunecluster"
 CONFIGMAP_LIMIT = 1000 * 1024  # Kubernetes refuses ConfigMaps over 1 MiB
 KUBECTL_APPLY_LIMIT = 256 * 1024  # kubectl's client-side apply keeps the object in a 256 KiB annotation
-QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
-HOSTNAME_TOPOLOGY = "kubernetes.io/hostname"
-
-
-@dataclass(frozen=True)
-class Names:
-    experiment: str
-
-    config = property(lambda self: f"{self.experiment}-config")
-    secret = property(lambda self: f"{self.experiment}-oracle")
-    claim = property(lambda self: f"{self.experiment}-shared")
-    chief = property(lambda self: f"{self.experiment}-chief")
-    workers = property(lambda self: f"{self.experiment}-workers")
-    policy = property(lambda self: f"{self.experiment}-oracle")
-    tensorboard = property(lambda self: f"{self.experiment}-tensorboard")
-    helper = property(lambda self: f"{self.experiment}-pull")
-
-    def code(self, index: int) -> str:
-        return f"{self.experiment}-code-{index}"
-
-
-def labels(experiment: str, role: Optional[str] = None) -> dict[str, str]:
-    result = {
-        "app.kubernetes.io/name": "tunecluster",
-        "app.kubernetes.io/instance": experiment,
-        "app.kubernetes.io/managed-by": "tunecluster",
-        "tunecluster.io/experiment": experiment,
-    }
-    if role:
-        result["tunecluster.io/role"] = role
-    return result
-
-
-def selector(experiment: str, role: Optional[str] = None) -> str:
-    """A label selector string for the experiment's objects (or one role's pods)."""
-    parts = [f"tunecluster.io/experiment={experiment}"]
-    if role:
-        parts.append(f"tunecluster.io/role={role}")
-    return ",".join(parts)
-
-
-def chief_dns_names(names: Names, namespace: str) -> tuple[str, ...]:
-    """Every name a worker (or a user in the cluster) may dial the chief by: the names its TLS
-    certificate holds, for `up` and `render --include-secret` alike."""
-    chief = names.chief
-    return ("tunecluster-chief", chief, f"{chief}.{namespace}", f"{chief}.{namespace}.svc",
-            f"{chief}.{namespace}.svc.cluster.local")
 
 
 @dataclass
@@ -177,157 +128,6 @@ def check_carried(spec: Experiment) -> list[str]:
     is written); returns notes for the user (files left out)."""
     return carry_files(spec).notes
 
-
-def _resources(res: Resources, gpus: Optional[int] = None, times: int = 1) -> dict:
-    """Requests (= limits) of a container running `times` copies of a role; `gpus` per pod."""
-    values = {k: _scaled(v, times) for k, v in (("cpu", res.cpu), ("memory", res.memory)) if v}
-    limits = dict(values)
-    count = res.gpus if gpus is None else gpus
-    if count:
-        limits["nvidia.com/gpu"] = str(count)
-    return {"requests": values, "limits": limits} if values or limits else {}
-
-
-def _scaled(quantity: str, times: int) -> str:
-    """A quantity times `times` ("500m" x 3 = "1500m", "2Gi" x 2 = "4Gi")."""
-    if times == 1:
-        return quantity
-    number, unit = re.fullmatch(r"([0-9.]+)(.*)", quantity).groups()
-    value = float(number) * times
-    return f"{int(value) if value.is_integer() else round(value, 3)}{unit}"
-
-
-_BASE_ENV = [{"name": "HOME", "value": "/tmp"}, {"name": "PYTHONUNBUFFERED", "value": "1"},
-             {"name": "TF_CPP_MIN_LOG_LEVEL", "value": "2"}]  # every container (TensorBoard, the helper too)
-
-
-def _container_security() -> dict:
-    return {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
-            "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
-
-
-def claim_sub_path(spec: Experiment) -> Optional[str]:
-    """The folder of an existing claim this experiment mounts as /shared (None: the whole claim)."""
-    k8s = spec.cluster.kubernetes
-    if not k8s.existing_claim or not k8s.claim_sub_path:
-        return None
-    return k8s.claim_sub_path.replace("{experiment}", spec.name)
-
-
-def single_node_affinity(experiment: str) -> dict:
-    """Every pod of the experiment on the node of the others (a ReadWriteOnce volume attaches to
-    one node). The first pod matches its own selector, so it may go anywhere; the rest follow."""
-    return {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{
-        "labelSelector": {"matchLabels": {"tunecluster.io/experiment": experiment}},
-        "topologyKey": HOSTNAME_TOPOLOGY}]}}
-
-
-def _merge_affinity(own: Optional[dict], extra: Optional[dict]) -> Optional[dict]:
-    if not own:
-        return extra
-    if not extra:
-        return own
-    merged = json.loads(json.dumps(own))
-    for kind, terms in extra.items():
-        target = merged.setdefault(kind, {})
-        for when, value in terms.items():
-            if isinstance(value, list):
-                target[when] = list(target.get(when, [])) + value
-            else:
-                target[when] = value
-    return merged
-
-
-def pinned(spec: Experiment) -> bool:
-    """Whether the experiment's pods share one node: a ReadWriteOnce volume."""
-    return spec.cluster.kubernetes.access_mode == "ReadWriteOnce"
-
-
-def _pod_spec(spec: Experiment, names: Names, container: dict, restart: str, *, shared_read_only: bool = False,
-              secret: bool = True, config: bool = True, overrides: Optional[RoleOverrides] = None,
-              bundle: Optional[CodeBundle] = None) -> dict:
-    k8s = spec.cluster.kubernetes
-    overrides = overrides or RoleOverrides()
-    shared_mount = {"name": "shared", "mountPath": SHARED_MOUNT, "readOnly": shared_read_only}
-    sub_path = claim_sub_path(spec)
-    if sub_path:
-        shared_mount["subPath"] = sub_path
-    mounts = [{"name": "tmp", "mountPath": "/tmp"}, shared_mount]
-    volumes = [{"name": "tmp", "emptyDir": {}},
-               {"name": "shared", "persistentVolumeClaim": {"claimName": k8s.existing_claim or names.claim}}]
-    if config:
-        mounts.append({"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True})
-        volumes.append({"name": "config", "configMap": {"name": names.config}})
-    if secret:
-        mounts.append({"name": "oracle", "mountPath": SECRET_MOUNT, "readOnly": True})
-        volumes.append({"name": "oracle", "secret": {"secretName": names.secret, "defaultMode": 0o440}})
-    init = []
-    own_env = list(container.get("env", []))
-    if bundle is not None:
-        parts = bundle.parts()
-        volumes.append({"name": "code", "emptyDir": {"sizeLimit": f"{max(64, 4 * len(bundle.archive) // 2**20 + 64)}Mi"}})
-        volumes.append({"name": "code-parts", "projected": {"sources": [
-            {"configMap": {"name": names.code(i), "items": [{"key": "part", "path": f"part-{i:04d}"}]}}
-            for i in range(len(parts))]}})
-        mounts.append({"name": "code", "mountPath": CODE_MOUNT, "readOnly": True})
-        own_env.append({"name": "PYTHONPATH", "value": CODE_MOUNT})
-        init.append({
-            "name": "unpack-code", "image": k8s.image, "imagePullPolicy": k8s.image_pull_policy,
-            "command": ["python", "-c", UNPACK_SCRIPT],
-            "env": [*_BASE_ENV, {"name": "TUNECLUSTER_CODE_SHA256", "value": bundle.sha256}],
-            "securityContext": _container_security(),
-            "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
-            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, {"name": "code", "mountPath": CODE_MOUNT},
-                             {"name": "code-parts", "mountPath": "/parts", "readOnly": True}],
-        })
-    mounts += [dict(m) for m in overrides.volume_mounts]
-    volumes += [dict(v) for v in overrides.volumes]
-    own_env += _env_list(overrides.env)
-    container = {
-        "imagePullPolicy": k8s.image_pull_policy,
-        "securityContext": _container_security(),
-        "volumeMounts": mounts,
-        **container,
-        "image": k8s.image,
-    }
-    given = {entry["name"] for entry in own_env}
-    container["env"] = [entry for entry in _BASE_ENV if entry["name"] not in given] + own_env
-    pod = {
-        "restartPolicy": restart,
-        "enableServiceLinks": False,
-        "automountServiceAccountToken": False,
-        "securityContext": {"runAsNonRoot": True, "runAsUser": RUN_AS, "runAsGroup": RUN_AS,
-                            "fsGroup": RUN_AS, "seccompProfile": {"type": "RuntimeDefault"}},
-        **({"initContainers": init} if init else {}),
-        "containers": [container],
-        "volumes": volumes,
-    }
-    # a role's own node_selector / tolerations (even empty) replace the global ones
-    node_selector = overrides.node_selector if overrides.node_selector is not None else k8s.node_selector
-    tolerations = overrides.tolerations if overrides.tolerations is not None else k8s.tolerations
-    if node_selector:
-        pod["nodeSelector"] = dict(node_selector)
-    if tolerations:
-        pod["tolerations"] = [t.model_dump(exclude_none=True) for t in tolerations]
-    affinity = _merge_affinity(single_node_affinity(spec.name) if pinned(spec) else None, overrides.affinity)
-    if affinity:
-        pod["affinity"] = affinity
-    if overrides.priority_class_name:
-        pod["priorityClassName"] = overrides.priority_class_name
-    if k8s.image_pull_secrets:
-        pod["imagePullSecrets"] = [{"name": name} for name in k8s.image_pull_secrets]
-    if k8s.service_account:
-        pod["serviceAccountName"] = k8s.service_account
-    return pod
-
-
-def _template(experiment: str, role: str, pod: dict, overrides: RoleOverrides) -> dict:
-    metadata: dict = {"labels": {**overrides.labels, **labels(experiment, role)}}
-    if overrides.annotations:
-        metadata["annotations"] = dict(overrides.annotations)
-    return {"metadata": metadata, "spec": pod}
-
-
 def kubernetes_plan(spec: Experiment, names: Names) -> ClusterPlan:
     """The ClusterPlan in pods: the spec from the ConfigMap, the run folder on the volume, the
     token and certificate from the Secret, workers dialling the chief's Service."""
@@ -337,59 +137,6 @@ def kubernetes_plan(spec: Experiment, names: Names) -> ClusterPlan:
         secrets=SecretFiles(token=f"{SECRET_MOUNT}/token", tls_cert=f"{SECRET_MOUNT}/tls.crt",
                             tls_key=f"{SECRET_MOUNT}/tls.key", server_name=names.chief),
         tf_threads=threads_for_cpu(spec.cluster.kubernetes.worker.cpu), extra_env={"HOME": "/tmp"}))
-
-
-def _env_list(env: dict[str, str]) -> list[dict]:
-    return [{"name": name, "value": value} for name, value in env.items()]
-
-
-@dataclass(frozen=True)
-class WorkerPacking:
-    """How the workers fill the worker pods: `per_pod` worker processes share each pod (and its
-    GPUs) when `cluster.workers_per_gpu` is set, else one worker per pod."""
-
-    workers: int
-    per_pod: int
-    gpus_per_pod: int
-
-    @property
-    def pods(self) -> int:
-        return -(-self.workers // self.per_pod)
-
-
-def worker_packing(spec: Experiment) -> WorkerPacking:
-    per_gpu = spec.cluster.workers_per_gpu
-    gpus = spec.cluster.kubernetes.worker.gpus
-    if not per_gpu:
-        return WorkerPacking(spec.cluster.workers, 1, gpus)
-    gpus = gpus or 1  # workers_per_gpu asks for GPUs: one per pod unless worker.gpus says more
-    return WorkerPacking(spec.cluster.workers, per_gpu * gpus, gpus)
-
-
-# A pod of several workers (workers_per_gpu): start them, pass SIGTERM on, exit with the worst code
-# (2, bad input, fails the index at once; see podFailurePolicy).
-PACK_SCRIPT = (
-    "import os,signal,subprocess,sys\n"
-    "n=int(os.environ['TUNECLUSTER_WORKERS_PER_POD']);total=int(os.environ['TUNECLUSTER_WORKERS'])\n"
-    "first=int(os.environ['" + INDEX_VARIABLE + "'])*n\n"
-    "procs=[subprocess.Popen(['tunecluster','worker'],env={**os.environ,'KERASTUNER_TUNER_ID':f'tuner{i}'})"
-    " for i in range(first,min(first+n,total))]\n"
-    "signal.signal(signal.SIGTERM,lambda *a:[p.send_signal(signal.SIGTERM) for p in procs])\n"
-    "codes=[p.wait() for p in procs]\n"
-    "sys.exit(2 if 2 in codes else max([abs(c) for c in codes]+[0]))\n"
-)
-
-
-def _worker_env(plan: ClusterPlan, packing: WorkerPacking) -> list[dict]:
-    """One environment for every pod of the Indexed Job: the tuner id from the completion index."""
-    env = plan.shared_worker_env()
-    index = [{"name": INDEX_VARIABLE, "valueFrom": {"fieldRef": {
-        "fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}}}]
-    if packing.per_pod > 1:
-        return [*index, *_env_list({**env, "TUNECLUSTER_WORKERS_PER_POD": str(packing.per_pod),
-                                    "TUNECLUSTER_WORKERS": str(packing.workers)})]
-    return [*index, *_env_list({**env, role_env.TUNER_ID: f"tuner$({INDEX_VARIABLE})"})]
-
 
 def _meta(name: str, namespace: str, experiment: str, role: Optional[str] = None) -> dict:
     return {"name": name, "namespace": namespace, "labels": labels(experiment, role)}
@@ -434,8 +181,6 @@ def render(spec: Experiment, *, namespace: str, token: Optional[str] = None,
     }]
     bundle = carried.bundle
     if bundle is not None:
-        import base64
-
         for i, part in enumerate(bundle.parts()):
             meta = _meta(names.code(i), namespace, exp)
             meta["annotations"] = {"tunecluster.io/code-sha256": bundle.sha256,
