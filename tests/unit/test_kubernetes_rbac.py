@@ -63,6 +63,7 @@ class RecordingApi(ApiClient):
     def __init__(self, forbid=None):
         super().__init__(Configuration(host="https://k8s.test"))
         self.calls: list[tuple[str, str, str, str]] = []
+        self.bodies: list[tuple] = []
         self.forbid = forbid  # (verb, resource) answered 403
 
     def call_api(self, method, url, header_params=None, body=None, post_params=None, _request_timeout=None):
@@ -75,6 +76,7 @@ class RecordingApi(ApiClient):
             "get" if name else "watch" if query.get("watch") in ("true", "True") else "list")
         full = f"{resource}/{sub}" if sub else resource
         self.calls.append((verb, group, full, name))
+        self.bodies.append((verb, full, name, body, dict(query)))
         if verb == "patch":
             assert (header_params or {}).get("Content-Type") == "application/apply-patch+yaml"
             assert query["fieldManager"].startswith("tunecluster") and query["force"] in ("true", "True")
@@ -247,3 +249,32 @@ def test_a_deleted_job_is_not_running():
             return ApiException(status=404, reason="Not Found")
 
     assert pods.job_state(Cluster(Gone(), NS, None, "x"), "j") == "Deleted"
+
+
+def test_the_chief_job_owns_the_other_objects_but_the_volume(recorded):
+    cluster = Cluster(recorded, NS, None, "https://k8s.test")
+    spec = _spec()
+    objects = experiment_objects(cluster, spec, tensorboard=True)
+    apply_objects(cluster, objects)
+    patches = [(resource, name, body, query) for verb, resource, name, body, query in recorded.bodies
+               if verb == "patch"]
+    owner = {"apiVersion": "batch/v1", "kind": "Job", "name": "pima-units-chief", "uid": "uid-pima-units-chief",
+             "blockOwnerDeletion": False, "controller": False}
+    kinds_owned = {(resource, name) for resource, name, body, _ in patches
+                   if body["metadata"].get("ownerReferences") == [owner]}
+    assert kinds_owned == {("configmaps", "pima-units-config"), ("secrets", "pima-units-oracle"),
+                           ("services", "pima-units-chief"), ("jobs", "pima-units-workers"),
+                           ("networkpolicies", "pima-units-oracle"), ("deployments", "pima-units-tensorboard"),
+                           ("services", "pima-units-tensorboard")}
+    assert not any(resource == "persistentvolumeclaims" and body["metadata"].get("ownerReferences")
+                   for resource, _, body, _ in patches)
+    assert not any(resource == "jobs" and name == "pima-units-chief" and body["metadata"].get("ownerReferences")
+                   for resource, name, body, _ in patches)
+    # objects applied before the chief Job get their owner in an owner-only apply of their own manager
+    late = [(resource, body) for resource, name, body, query in patches if query["fieldManager"] == "tunecluster-owner"]
+    assert sorted(r for r, _ in late) == ["configmaps", "secrets"]
+    assert all(set(body["metadata"]) == {"name", "namespace", "ownerReferences"} and "data" not in body
+               for _, body in late)
+    # a Job that exists keeps its suspend (Kueue may have admitted it)
+    jobs = [body for resource, _, body, query in patches if resource == "jobs" and query["fieldManager"] == "tunecluster"]
+    assert jobs and all("suspend" not in body["spec"] for body in jobs)

@@ -64,7 +64,9 @@ def owner_reference(job) -> dict:
 def owned(obj: dict, chief_job: str) -> bool:
     """Whether the chief Job owns `obj` (deleted with it, by `down` or by its TTL): everything of
     the experiment but the chief Job itself and the volume claim (the results live there)."""
-    return obj["metadata"]["name"] != chief_job and obj["kind"] not in ("PersistentVolumeClaim",)
+    if obj["kind"] == "Job" and obj["metadata"]["name"] == chief_job:
+        return False
+    return obj["kind"] != "PersistentVolumeClaim"
 
 
 def apply_objects(cluster: Cluster, objects: list[dict]) -> None:

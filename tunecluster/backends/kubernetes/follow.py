@@ -65,6 +65,9 @@ class KubernetesSession(Session):
             if problem:
                 self.problem = problem
                 return False
+        for note in self.clock.notes:  # e.g. the cluster autoscaler is adding a node
+            self.say(note)
+        self.clock.notes.clear()
         self.mirror.refresh()
         self.chief_job = job_state(self.cluster, self.names.chief)
         return self.chief_job is None
