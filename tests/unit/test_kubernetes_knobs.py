@@ -143,7 +143,7 @@ def test_the_packing_script_gives_each_pod_its_tuner_ids(monkeypatch):
 
     class Proc:
         def __init__(self, command, env):
-            started.append(env["KERASTUNER_TUNER_ID"])
+            started.append((env["KERASTUNER_TUNER_ID"], env["CUDA_VISIBLE_DEVICES"]))
 
         def wait(self):
             return 0
@@ -158,10 +158,19 @@ def test_the_packing_script_gives_each_pod_its_tuner_ids(monkeypatch):
     monkeypatch.setattr(signal, "signal", lambda *a: None)
     monkeypatch.setenv("TUNECLUSTER_WORKERS_PER_POD", "2")
     monkeypatch.setenv("TUNECLUSTER_WORKERS", "5")
+    monkeypatch.setenv("TUNECLUSTER_POD_GPUS", "1")
     monkeypatch.setenv("TUNECLUSTER_INDEX", "2")
     with pytest.raises(SystemExit) as ended:
         exec(PACK_SCRIPT, {})
-    assert started == ["tuner4"] and ended.value.code == 0
+    assert started == [("tuner4", "0")] and ended.value.code == 0  # the last pod holds one worker
+    started.clear()
+    monkeypatch.setenv("TUNECLUSTER_WORKERS_PER_POD", "4")  # 2 GPUs x 2 workers each
+    monkeypatch.setenv("TUNECLUSTER_WORKERS", "8")
+    monkeypatch.setenv("TUNECLUSTER_POD_GPUS", "2")
+    monkeypatch.setenv("TUNECLUSTER_INDEX", "1")
+    with pytest.raises(SystemExit):
+        exec(PACK_SCRIPT, {})
+    assert started == [("tuner4", "0"), ("tuner5", "0"), ("tuner6", "1"), ("tuner7", "1")]
 
 
 def test_chief_gpus_are_rendered():

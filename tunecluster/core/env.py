@@ -31,6 +31,7 @@ TLS_CA = "TUNECLUSTER_TLS_CA"  # workers/CLI: PEM certificate(s) to trust for th
 TLS_SERVER_NAME = "TUNECLUSTER_TLS_SERVER_NAME"  # workers: name to check in the chief's certificate
 WORKERS_PER_POD = "TUNECLUSTER_WORKERS_PER_POD"  # Kubernetes workers_per_gpu: worker processes in one pod
 WORKERS = "TUNECLUSTER_WORKERS"  # ... and how many workers the experiment has in all
+POD_GPUS = "TUNECLUSTER_POD_GPUS"  # ... and the GPUs of the pod they share
 CODE_SHA256 = "TUNECLUSTER_CODE_SHA256"  # Kubernetes: the digest of the carried project (init container)
 WORKER_INDEX = "TUNECLUSTER_INDEX"  # Kubernetes: a worker pod's completion index (its tuner id's number)
 ALLOW_UNTESTED = "TUNECLUSTER_ALLOW_UNTESTED_VERSIONS"  # "1": untested keras-tuner/keras/tensorflow only warn

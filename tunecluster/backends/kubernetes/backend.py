@@ -73,7 +73,8 @@ class KubernetesBackend(Backend):
         if spec.cluster.tls and options.include_secret:
             tls = make_certificate(chief_dns_names(Names(spec.name), ns))
         objects = render(spec, namespace=ns, token=token, tls=tls, tensorboard=options.tensorboard or None)
-        text = (kubectl_apply_hint(objects) or "") + to_yaml(objects)
+        notes = "".join(f"# {note}\n" for note in check_carried(spec))
+        text = notes + (kubectl_apply_hint(objects) or "") + to_yaml(objects)
         if not options.include_secret:
             secret = Names(spec.name).secret
             text = (f"# The Secret {secret} (the oracle token) is not printed; create it with\n"
@@ -81,8 +82,9 @@ class KubernetesBackend(Backend):
                     "# or pass --include-secret. `tunecluster up --backend kubernetes` creates it for you.\n" + text)
         return text
 
-    def render_rbac(self, namespace: str, user: Optional[str]) -> str:
-        objects = [rbac.role(namespace)] + ([rbac.role_binding(namespace, user)] if user else [])
+    def render_rbac(self, namespace: str, user: Optional[str], experiments: tuple[str, ...] = ()) -> str:
+        """The Role (Secrets limited to `experiments`' own when given) and the RoleBinding for `user`."""
+        objects = [rbac.role(namespace, experiments=experiments)] + ([rbac.role_binding(namespace, user)] if user else [])
         return to_yaml(objects)
 
     # --- a run --------------------------------------------------------------------------------

@@ -197,13 +197,14 @@ def worker_packing(spec: Experiment) -> WorkerPacking:
 
 
 # A pod of several workers (workers_per_gpu): start them, pass SIGTERM on, exit with the worst code
-# (2, bad input, fails the index at once; see podFailurePolicy).
+# (2, bad input, fails the index at once; see podFailurePolicy). Worker j of the pod sees GPU
+# j * gpus // n of the pod's GPUs (workers_per_gpu of them on each).
 PACK_SCRIPT = (
     "import os,signal,subprocess,sys\n"
     "n=int(os.environ['" + role_env.WORKERS_PER_POD + "']);total=int(os.environ['" + role_env.WORKERS + "'])\n"
-    "first=int(os.environ['" + INDEX_VARIABLE + "'])*n\n"
-    "procs=[subprocess.Popen(['tunecluster','worker'],env={**os.environ,'KERASTUNER_TUNER_ID':f'tuner{i}'})"
-    " for i in range(first,min(first+n,total))]\n"
+    "gpus=int(os.environ['" + role_env.POD_GPUS + "']);first=int(os.environ['" + INDEX_VARIABLE + "'])*n\n"
+    "procs=[subprocess.Popen(['tunecluster','worker'],env={**os.environ,'KERASTUNER_TUNER_ID':f'tuner{i}',"
+    "'CUDA_VISIBLE_DEVICES':str((i-first)*gpus//n)}) for i in range(first,min(first+n,total))]\n"
     "signal.signal(signal.SIGTERM,lambda *a:[p.send_signal(signal.SIGTERM) for p in procs])\n"
     "codes=[p.wait() for p in procs]\n"
     "sys.exit(2 if 2 in codes else max([abs(c) for c in codes]+[0]))\n"
@@ -217,5 +218,6 @@ def _worker_env(plan: ClusterPlan, packing: WorkerPacking) -> list[dict]:
         "fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}}}]
     if packing.per_pod > 1:
         return [*index, *_env_list({**env, role_env.WORKERS_PER_POD: str(packing.per_pod),
-                                    role_env.WORKERS: str(packing.workers)})]
+                                    role_env.WORKERS: str(packing.workers),
+                                    role_env.POD_GPUS: str(packing.gpus_per_pod)})]
     return [*index, *_env_list({**env, role_env.TUNER_ID: f"tuner$({INDEX_VARIABLE})"})]
