@@ -136,3 +136,15 @@ def test_a_job_suspended_by_kueue_is_queued_not_failed():
     assert line.startswith("queued by Kueue (Kueue queue team-a)") and "exp-chief" in line
     job.spec.suspend = False
     assert pods.job_queued(cluster, "exp-chief") is None
+
+
+def test_without_a_default_class_the_claim_waits_for_a_static_volume_and_says_so(monkeypatch):
+    import kubernetes.client
+
+    from tunecluster.backends.kubernetes.storage import decide_storage
+    from tunecluster.tuning.spec import validate_spec
+
+    storage_api = NS(list_storage_class=lambda: NS(items=[_class("slow", "nfs")]))
+    monkeypatch.setattr(kubernetes.client, "StorageV1Api", lambda api: storage_api)
+    decision = decide_storage(NS(api=None, namespace="ns"), validate_spec({}, "t"))
+    assert decision.access_mode == "ReadWriteOnce" and "no default StorageClass" in decision.message

@@ -129,8 +129,10 @@ def decide_storage(cluster: Cluster, spec: Experiment) -> StorageDecision:
                                "cannot read the cluster's StorageClasses (they need a ClusterRole: `tunecluster render "
                                "--rbac` prints one), so the shared volume is ReadWriteOnce and every pod of the "
                                f"experiment runs on the chief's node; {SPREAD_HINT}")
-    if chosen is None:
-        raise UsageError("the cluster has no default StorageClass, so the shared volume cannot be provisioned; set "
-                         "cluster.kubernetes.storage_class to one of `kubectl get storageclass`, or give an "
-                         "existing_claim")
+    if chosen is None:  # the claim binds only to a PersistentVolume an administrator made
+        note = ("the cluster has no default StorageClass: the volume claim binds only to a matching "
+                "PersistentVolume made by an administrator (or set cluster.kubernetes.storage_class)")
+        mode = "ReadWriteOnce" if requested == "auto" else requested
+        return StorageDecision(mode, "no StorageClass", _pinned_message("no StorageClass", "") + "; " + note
+                               if mode == "ReadWriteOnce" else note)
     return decide_for_class(chosen, requested)
