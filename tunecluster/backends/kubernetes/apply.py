@@ -10,7 +10,13 @@ from typing import Callable, Optional
 
 from tunecluster.backends.kubernetes.client import Cluster, explain
 from tunecluster.backends.kubernetes.pods import watch_once
-from tunecluster.backends.kubernetes.render import FIELD_MANAGER, Names, chief_dns_names, render, selector
+from tunecluster.backends.kubernetes.render import (
+    FIELD_MANAGER,
+    Names,
+    chief_dns_names,
+    render,
+    selector,
+)
 from tunecluster.cluster.run_secrets import make_certificate, new_token
 from tunecluster.tuning.spec import Experiment
 

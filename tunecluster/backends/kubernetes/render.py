@@ -28,8 +28,15 @@ from typing import Optional
 
 import yaml
 
-from tunecluster.cluster.plan import (DEFAULT_PORT, RUN_AS_UID, ClusterPlan, Placement, SecretFiles, build_plan,
-                                      threads_for_cpu)
+from tunecluster.cluster.plan import (
+    DEFAULT_PORT,
+    RUN_AS_UID,
+    ClusterPlan,
+    Placement,
+    SecretFiles,
+    build_plan,
+    threads_for_cpu,
+)
 from tunecluster.core import env as role_env
 from tunecluster.core.errors import UsageError
 from tunecluster.tuning.spec import Experiment, code_refs, dump_spec
@@ -54,7 +61,6 @@ class Names:
     workers = property(lambda self: f"{self.experiment}-workers")
     policy = property(lambda self: f"{self.experiment}-oracle")
     tensorboard = property(lambda self: f"{self.experiment}-tensorboard")
-    helper = property(lambda self: f"{self.experiment}-pull")
 
 
 def labels(experiment: str, role: Optional[str] = None) -> dict[str, str]:
@@ -329,16 +335,6 @@ def _tensorboard(spec: Experiment, names: Names, namespace: str) -> list[dict]:
 def tensorboard_objects(spec: Experiment, namespace: str) -> list[dict]:
     """Only the TensorBoard Deployment and Service (`tunecluster tensorboard --deploy`)."""
     return _tensorboard(spec, Names(spec.name), namespace)
-
-
-def helper_pod(spec: Experiment, namespace: str) -> dict:
-    """A short-lived pod that mounts the volume read-only, for `pull` (the exec API streams a tar)."""
-    names = Names(spec.name)
-    container = {"name": "pull", "command": ["python", "-c", "import time; time.sleep(900)"],
-                 "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}}
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": _meta(names.helper, namespace, spec.name, "pull"),
-            "spec": {**_pod_spec(spec, names, container, "Never", shared_read_only=True, secret=False,
-                                 config=False), "activeDeadlineSeconds": 900}}
 
 
 class _Dumper(yaml.SafeDumper):
