@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import threading
@@ -26,6 +27,9 @@ pytestmark = [pytest.mark.e2e_kubernetes, pytest.mark.timeout(1800)]
 
 NS = "tc-xfer"
 NAME = "xfer"
+# the pod's anonymous memory (v2 anon, v1 rss) and its usage with page cache (v2 current, v1 peak)
+CGROUP_MEMORY = ("cat /sys/fs/cgroup/memory.stat /sys/fs/cgroup/memory.current /sys/fs/cgroup/memory/memory.stat "
+                 "/sys/fs/cgroup/memory/memory.max_usage_in_bytes 2>/dev/null")
 BASE = os.environ.get("TUNECLUSTER_BASE_IMAGE", "tunecluster-base:bookworm")
 
 
@@ -119,16 +123,9 @@ def test_upload_check_and_pull(bed, tmp_path):
     done = _cli(bed, "upload", str(csv), "-f", str(spec), cwd=tmp_path)
     assert done.returncode == 0 and "skipped" in done.stdout, done.stdout + done.stderr
 
-    # 5. an interrupted upload (a .part with the first 20 MB) is continued, not restarted
-    (volume / "data" / "train.csv").unlink()
-    with open(csv, "rb") as source, open(volume / "data" / "train.csv.part", "wb") as part:
-        part.write(source.read(20 * 1024 * 1024))
-    done = _cli(bed, "upload", str(csv), "--name", NAME, "-n", NS, cwd=tmp_path)  # the ConfigMap is not there yet
+    # 5. an experiment named before `up` has no ConfigMap to read its spec from: one line
+    done = _cli(bed, "upload", str(csv), "--name", NAME, "-n", NS, cwd=tmp_path)
     assert done.returncode == 2 and "before `up`" in done.stderr, done.stderr
-    done = _cli(bed, "upload", str(csv), "-f", str(spec), cwd=tmp_path)
-    assert done.returncode == 0 and "resumed at 20.0 MiB" in done.stdout, done.stdout + done.stderr
-    assert _sha(volume / "data" / "train.csv") == _sha(csv)
-    assert not (volume / "data" / "train.csv.part").exists()
 
     # 6. the data check in the cluster: the uploaded file passes, a missing column fails in one line
     from tunecluster.backends.kubernetes.client import connect
@@ -144,7 +141,7 @@ def test_upload_check_and_pull(bed, tmp_path):
         check_pod_data(cluster, load_spec(_spec(tmp_path, "/shared/data/train.csv", target="Label")))
     assert _transfer_pods(bed) == []
 
-    # 7. pull: a 400 MB model and its metrics through the 64 MiB helper pod
+    # 7. a 400 MB model, interrupted with Ctrl-C part way: the next upload continues the .part
     best = tmp_path / "best"
     best.mkdir()
     model = best / "model.keras"
@@ -153,25 +150,53 @@ def test_upload_check_and_pull(bed, tmp_path):
             handle.write(os.urandom(1_000_000))
     (best / "metrics.json").write_text(json.dumps({"score": 0.5}))
     (best / "hyperparameters.json").write_text(json.dumps({"units": 8}))
+    part = volume / "best" / "model.keras.part"
+    client = subprocess.Popen([sys.executable, "-m", "tunecluster", "upload", str(model), "-f", str(spec), "--to", "best"],
+                              cwd=tmp_path, env={**os.environ, "KUBECONFIG": str(bed.kubeconfig)},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 300
+    while not (part.exists() and part.stat().st_size > 100_000_000) and time.time() < deadline and client.poll() is None:
+        time.sleep(0.1)
+    client.send_signal(signal.SIGINT)
+    output = client.communicate(timeout=120)[0]
+    assert client.returncode != 0, output
+    kept = part.stat().st_size
+    assert 0 < kept < model.stat().st_size, (kept, output)
+    bed.wait_for("the interrupted upload's pod gone", lambda: _transfer_pods(bed) == [], 60)
     started = time.time()
     done = _cli(bed, "upload", str(model), str(best / "metrics.json"), str(best / "hyperparameters.json"),
                 "-f", str(spec), "--to", "best", cwd=tmp_path)
-    timings["upload 400 MB"] = time.time() - started
-    assert done.returncode == 0, done.stdout + done.stderr
+    timings["upload 400 MB (resumed)"] = time.time() - started
+    assert done.returncode == 0 and "resumed at" in done.stdout, done.stdout + done.stderr
+    print(f"[xfer] interrupted at {kept / 2**20:.1f} MiB; {done.stdout.strip()}", flush=True)
+    assert _sha(volume / "best" / "model.keras") == _sha(model) and not part.exists()
+
+    # 8. pull: the model and its metrics through the 64 MiB helper pod
     run = tmp_path / "run"  # the run folder `up` would have written (spec.yaml + cluster.json)
     run.mkdir()
     (run / "spec.yaml").write_text(spec.read_text())
     (run / "cluster.json").write_text(json.dumps({"backend": "kubernetes", "experiment": NAME, "namespace": NS}))
-    limits = []
+    limits, memory = [], {"anon": 0, "current": 0}
 
-    def watch_limits():  # the helper pod's memory limit, seen while the pull runs
-        deadline = time.time() + 120
-        while time.time() < deadline and not limits:
-            for pod in _transfer_pods(bed):
+    def watch_pod():  # the helper pod's memory limit, and its memory while the pull runs
+        deadline = time.time() + 300
+        seen = None
+        while time.time() < deadline:
+            pods = _transfer_pods(bed)
+            if not pods and seen:
+                return
+            for pod in pods:
+                seen = pod["metadata"]["name"]
                 limits.append(pod["spec"]["containers"][0]["resources"]["limits"]["memory"])
-            time.sleep(0.5)
+                stat = bed.kubectl("exec", "-n", NS, seen, "--", "sh", "-c", CGROUP_MEMORY, check=False).stdout
+                for line in stat.split("\n"):
+                    if line.startswith(("anon ", "rss ")):
+                        memory["anon"] = max(memory["anon"], int(line.split()[1]))
+                    elif line.strip().isdigit():
+                        memory["current"] = max(memory["current"], int(line))
+            time.sleep(0.3)
 
-    watcher = threading.Thread(target=watch_limits, daemon=True)
+    watcher = threading.Thread(target=watch_pod, daemon=True)
     watcher.start()
     started = time.time()
     measured = ("import resource, subprocess, sys; done = subprocess.run(sys.argv[1:]); "
@@ -182,16 +207,18 @@ def test_upload_check_and_pull(bed, tmp_path):
                           capture_output=True, text=True, timeout=900)
     timings["pull 400 MB"] = time.time() - started
     peak_mib = int(done.stderr.split("peak-kib")[-1].split()[0]) / 1024
-    watcher.join(5)
+    watcher.join(30)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "copied 3 files" in done.stdout, done.stdout
     assert _sha(tmp_path / "out" / "model.keras") == _sha(model)
     assert limits and set(limits) == {"64Mi"}, limits
     assert _transfer_pods(bed) == []
-    print(f"[xfer] pull client peak RSS {peak_mib:.0f} MiB", flush=True)
+    print(f"[xfer] pull: client peak RSS {peak_mib:.0f} MiB; helper pod anon memory max {memory['anon'] / 2**20:.1f} "
+          f"MiB, usage with page cache max {memory['current'] / 2**20:.1f} MiB", flush=True)
+    assert 0 < memory["anon"] < 64 * 2**20, memory
     assert peak_mib < 300, f"the pull client peaked at {peak_mib:.0f} MiB for a 400 MB model"
 
-    # 8. down removes the claim and everything else with the label
+    # 9. down removes the claim and everything else with the label
     done = _cli(bed, "down", "--dir", "run", cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     bed.wait_for("the claim gone", lambda: _claims(bed) == [], 60)

@@ -201,12 +201,11 @@ def test_target_folders_stay_on_the_volume():
 
 
 def test_too_little_room_is_one_line():
-    check_room(10, None, "c", "the volume claim")
-    check_room(10, 10, "c", "the volume claim")
+    check_room(10, None, "the volume claim c holds", "advice")
+    check_room(10, 10, "the volume claim c holds", "advice")
     with pytest.raises(UsageError) as caught:
-        check_room(3 * 1024**3, 1024**3, "exp-shared", "the volume claim")
-    assert "\n" not in str(caught.value)
-    assert "need 3.0 GiB but the volume claim exp-shared has 1.0 GiB" in str(caught.value)
+        check_room(3 * 1024**3, 1024**3, "the volume claim exp-shared holds", "upload less")
+    assert str(caught.value) == "the files to upload need 3.0 GiB but the volume claim exp-shared holds 1.0 GiB; upload less"
 
 
 def test_local_checksums_of_whole_files_and_prefixes(tmp_path):

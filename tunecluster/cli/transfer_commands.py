@@ -38,7 +38,8 @@ class BarProgress:
 
     def __init__(self):
         self.bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                            TimeRemainingColumn(), console=err_console, transient=True)
+                            TimeRemainingColumn(), console=err_console, transient=True,
+                            disable=not err_console.is_terminal)
         self.task = None
 
     def __enter__(self) -> "BarProgress":

@@ -43,6 +43,10 @@ def exit_code(status: bytes) -> int:
     return 1
 
 
+class EndedEarly(Exception):
+    """The command ended before all of its stdin was written (`finish` tells how)."""
+
+
 @dataclass
 class ExecResult:
     code: int
@@ -70,14 +74,41 @@ class ExecStream:
         self.sock = self._client.sock
         self.sock.settimeout(timeout)  # a silent connection fails after `timeout` s instead of hanging
         self.pod = pod
+        self._frames = self.frames()
+        self._early: list[tuple[int, bytes]] = []
+        self._ended = False
 
     def write(self, data: bytes) -> None:
-        """Send bytes to the command's stdin (binary frames of at most WRITE_CHUNK)."""
+        """Send bytes to the command's stdin (binary frames of at most WRITE_CHUNK). Raises
+        EndedEarly when the command has already ended (it answered while we were writing): a
+        command that stopped reading would otherwise leave the write blocked."""
         from websocket import ABNF
 
+        if self.ended_early():
+            raise EndedEarly()
         view = memoryview(data)
         for start in range(0, len(view), WRITE_CHUNK):
             self.sock.send(bytes([STDIN]) + view[start:start + WRITE_CHUNK].tobytes(), opcode=ABNF.OPCODE_BINARY)
+
+    def ended_early(self) -> bool:
+        """Read the frames already waiting (without blocking); True once the exit status or the
+        end of the stream came. The frames are replayed by `finish`."""
+        import select
+        import ssl
+
+        while not self._ended:
+            raw = self.sock.sock
+            waiting = (isinstance(raw, ssl.SSLSocket) and raw.pending()) or select.select([raw], [], [], 0)[0]
+            if not waiting:
+                break
+            frame = next(self._frames, None)
+            if frame is None:
+                self._ended = True
+                break
+            self._early.append(frame)
+            if frame[0] == STATUS:
+                self._ended = True
+        return self._ended
 
     def frames(self) -> Iterator[tuple[int, bytes]]:
         """(channel, bytes) as they arrive, until the server closes the stream."""
@@ -106,9 +137,11 @@ class ExecStream:
                on_stderr: Optional[Callable[[bytes], None]] = None) -> ExecResult:
         """Read until the command ends: stdout to `on_stdout` (else kept), stderr kept (its last
         64 KiB) and passed to `on_stderr`; the exit code from the status channel."""
+        import itertools
+
         out, err, status = bytearray(), bytearray(), bytearray()
         try:
-            for channel, data in self.frames():
+            for channel, data in itertools.chain(self._early, () if self._ended else self._frames):
                 if channel == STDOUT:
                     on_stdout(data) if on_stdout else out.extend(data)
                 elif channel == STDERR:

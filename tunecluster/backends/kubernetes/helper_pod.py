@@ -6,7 +6,7 @@ the experiment's label)."""
 
 from __future__ import annotations
 
-import secrets
+import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,7 +35,7 @@ def helper_pod(spec: Experiment, namespace: str, *, writable: bool = False, volu
                node: Optional[str] = None) -> dict:
     """The pod's object (a random suffix: several transfers may run at once)."""
     names = Names(spec.name)
-    name = f"{spec.name}-transfer-{secrets.token_hex(3)}"
+    name = f"{spec.name}-transfer-{os.urandom(3).hex()}"  # not a secret: a unique name
     container = {"name": "transfer", "command": ["sleep", str(LIFETIME)],
                  "resources": {"requests": {"cpu": "50m", "memory": "32Mi"}, "limits": {"memory": MEMORY_LIMIT}}}
     pod = _pod_spec(spec, names, container, "Never", shared_read_only=not writable, secret=False, config=False)

@@ -28,7 +28,7 @@ from typing import Callable, Iterable, Optional
 
 from tunecluster.backends.kubernetes.apply import apply_objects
 from tunecluster.backends.kubernetes.client import Cluster, explain
-from tunecluster.backends.kubernetes.exec_stream import ExecStream, run_command
+from tunecluster.backends.kubernetes.exec_stream import EndedEarly, ExecStream, run_command
 from tunecluster.backends.kubernetes.helper_pod import pod_command, running_helper
 from tunecluster.backends.kubernetes.render import SHARED_MOUNT, Names, render
 from tunecluster.backends.transfer_progress import NoProgress, TransferProgress
@@ -129,12 +129,13 @@ def human(count: float) -> str:
     return str(count)
 
 
-def check_room(needed: int, capacity: Optional[int], claim: str, where: str) -> None:
+def check_room(needed: int, capacity: Optional[int], where: str, advice: str) -> None:
     """One line when `needed` bytes do not fit in `capacity` (None: unknown)."""
     if capacity is not None and needed > capacity:
-        raise UsageError(f"the files to upload need {human(needed)} but {where} {claim} has "
-                         f"{human(capacity)}; raise cluster.kubernetes.storage_size (a new claim) or expand the "
-                         f"claim, or upload less")
+        raise UsageError(f"the files to upload need {human(needed)} but {where} {human(capacity)}; {advice}")
+
+
+ROOM_ADVICE = "raise cluster.kubernetes.storage_size (before the claim exists) or expand the claim, or upload less"
 
 
 # --- the claim ----------------------------------------------------------------------------------
@@ -198,14 +199,14 @@ def upload(cluster: Cluster, spec: Experiment, paths: list[Path], *, to: str = D
             raise UsageError(f"the volume claim {claim_name} does not exist in namespace {cluster.namespace}; "
                              "give the spec (-f tunecluster.yaml) so upload can create it, or run `up` first")
         obj = claim_object(spec, cluster.namespace)
-        check_room(total, int(parse_quantity(obj["spec"]["resources"]["requests"]["storage"])), claim_name,
-                   "the claim to be made,")
+        check_room(total, int(parse_quantity(obj["spec"]["resources"]["requests"]["storage"])),
+                   f"the claim {claim_name} made from the spec (storage_size) would hold", ROOM_ADVICE)
         apply_objects(cluster, [obj])
         made_claim = True
         say(f"created the volume claim {claim_name} ({spec.cluster.kubernetes.storage_size}, "
             f"{spec.cluster.kubernetes.access_mode}); `up` uses it, `down` deletes it")
     else:
-        check_room(total, claim_capacity(claim), claim_name, "the volume claim")
+        check_room(total, claim_capacity(claim), f"the volume claim {claim_name} holds", ROOM_ADVICE)
     wrote = False
     try:
         with running_helper(cluster, spec, writable=True) as pod:
@@ -223,7 +224,8 @@ def upload(cluster: Cluster, spec: Experiment, paths: list[Path], *, to: str = D
                 return compute
 
             steps = [decide(item, state["files"].get(item.name, {}), local_sha(item)) for item in items]
-            check_room(needed_bytes(items, steps), int(state["free"]), claim_name, "the free space on")
+            check_room(needed_bytes(items, steps), int(state["free"]), f"the volume of {claim_name} has free",
+                       "delete what the volume no longer needs (a folder of an old run) or expand the claim")
             outcomes = []
             for item, step in zip(items, steps):
                 path = posixpath.join(directory, item.name)
@@ -282,7 +284,7 @@ def _send(cluster: Cluster, pod: str, directory: str, item: Item, offset: int,
             expected = tail.hexdigest()
             handle.seek(rest_start)
             stream = ExecStream(cluster, pod, pod_command("receive", directory, item.name, str(item.size),
-                                                          str(offset), expected), stdin=True, timeout=3600)
+                                                          str(offset), expected), stdin=True, timeout=600)
             sent = offset
             try:
                 while sent < item.size:
@@ -293,6 +295,8 @@ def _send(cluster: Cluster, pod: str, directory: str, item: Item, offset: int,
                     digest.update(block)
                     sent += len(block)
                     progress.advance(len(block))
+            except EndedEarly:  # the pod's side failed: `finish` below says why
+                pass
             except (OSError, ConnectionError) as exc:
                 stream.close()
                 raise RunFailure(f"the upload of {item.local} was cut after {human(sent)} ({exc}); run the same "
