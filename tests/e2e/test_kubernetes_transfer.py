@@ -153,7 +153,8 @@ def test_upload_check_and_pull(bed, tmp_path):
     part = volume / "best" / "model.keras.part"
     client = subprocess.Popen([sys.executable, "-m", "tunecluster", "upload", str(model), "-f", str(spec), "--to", "best"],
                               cwd=tmp_path, env={**os.environ, "KUBECONFIG": str(bed.kubeconfig)},
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as at a terminal
     deadline = time.time() + 300
     while not (part.exists() and part.stat().st_size > 100_000_000) and time.time() < deadline and client.poll() is None:
         time.sleep(0.1)
