@@ -217,7 +217,7 @@ def test_upload_check_and_pull(bed, tmp_path):
     print(f"[xfer] pull: client peak RSS {peak_mib:.0f} MiB; helper pod anon memory max {memory['anon'] / 2**20:.1f} "
           f"MiB, usage with page cache max {memory['current'] / 2**20:.1f} MiB", flush=True)
     assert 0 < memory["anon"] < 64 * 2**20, memory
-    assert peak_mib < 300, f"the pull client peaked at {peak_mib:.0f} MiB for a 400 MB model"
+    assert peak_mib < 150, f"the pull client peaked at {peak_mib:.0f} MiB for a 400 MB model"
 
     # 9. down removes the claim and everything else with the label
     done = _cli(bed, "down", "--dir", "run", cwd=tmp_path)

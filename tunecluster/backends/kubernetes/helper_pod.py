@@ -68,8 +68,10 @@ def volume_node(cluster: Cluster, spec: Experiment) -> Optional[str]:
 
 @contextmanager
 def running_helper(cluster: Cluster, spec: Experiment, *, writable: bool = False, volume: bool = True,
-                   timeout: float = 180) -> Iterator[str]:
-    """Start the helper pod, wait until it runs, yield its name; delete it afterwards."""
+                   timeout: float = 600) -> Iterator[str]:
+    """Start the helper pod, wait until it runs, yield its name; delete it afterwards. `timeout`
+    allows for a first pull of the experiment's image onto the node (which the chief and workers
+    then find there); an image that cannot be pulled is reported at once."""
     pod = helper_pod(spec, cluster.namespace, writable=writable, volume=volume,
                      node=volume_node(cluster, spec) if volume else None)
     name = pod["metadata"]["name"]

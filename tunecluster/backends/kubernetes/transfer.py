@@ -67,7 +67,7 @@ class StreamedTar:
                              f"{final['sha256'][:16]}...); run pull again")
 
 
-def pull(cluster: Cluster, spec: Experiment, to: Path, timeout: float = 180, require_model: bool = True,
+def pull(cluster: Cluster, spec: Experiment, to: Path, timeout: float = 600, require_model: bool = True,
          names: tuple = PULLED, progress: Optional[TransferProgress] = None) -> list[str]:
     """Copy the best model, its hyperparameters and metrics, and the results (or just `names`) out
     of the volume into `to`; return the files unpacked."""
