@@ -259,3 +259,15 @@ def test_a_pod_side_csv_passes_the_local_preflight_only_on_kubernetes():
     spec.cluster.backend = "local"
     with pytest.raises(UsageError, match="not found"):
         preflight(spec)
+
+
+def test_a_pod_side_csv_travels_as_its_path_not_in_the_config_map():
+    import yaml
+
+    from tunecluster.backends.kubernetes.render import render
+
+    spec = _spec()
+    spec.data.csv = "/shared/data/train.csv"
+    config = render(spec, namespace="tuning")[0]
+    assert yaml.safe_load(config["data"]["spec.yaml"])["data"]["csv"] == "/shared/data/train.csv"
+    assert set(config["data"]) == {"spec.yaml"}  # the model is a module of the image: nothing else carried
