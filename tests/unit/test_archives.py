@@ -3,7 +3,6 @@ Pythons with and without tarfile's extraction filters."""
 
 from __future__ import annotations
 
-import base64
 import io
 import tarfile
 
@@ -57,8 +56,9 @@ def test_a_member_outside_the_target_is_refused(tmp_path, monkeypatch, filters):
 
 
 def test_a_pull_without_an_exported_model_says_so(tmp_path, opened):
-    encoded = base64.b64encode(_tar({"results.json": b"[]"}, "w:gz")).decode()
+    pulled = io.BytesIO(_tar({"results.json": b"[]"}))
     with pytest.raises(RunFailure, match="no exported best model"):
-        unpack_pulled(encoded, tmp_path, "exp")
-    assert unpack_pulled(encoded, tmp_path, "exp", require_model=False) == ["results.json"]
+        unpack_pulled(pulled, tmp_path, "exp")
+    pulled.seek(0)
+    assert unpack_pulled(pulled, tmp_path, "exp", require_model=False) == ["results.json"]
     assert all(a.closed for a in opened)

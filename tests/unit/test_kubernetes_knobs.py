@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from tunecluster.backends.kubernetes.render import (PACK_SCRIPT, helper_pod, kubectl_apply_hint, render,
+from tunecluster.backends.kubernetes.helper_pod import helper_pod
+from tunecluster.backends.kubernetes.render import (PACK_SCRIPT, kubectl_apply_hint, render,
                                                     single_node_affinity, tensorboard_objects)
 from tunecluster.core.errors import UsageError
 from tunecluster.tuning.examples import example_spec

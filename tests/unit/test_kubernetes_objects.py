@@ -11,7 +11,8 @@ import yaml
 from tunecluster.core.env import read_role_env
 from tunecluster.core.errors import UsageError
 from tunecluster.backends.kubernetes import rbac
-from tunecluster.backends.kubernetes.render import carry_files, helper_pod, render
+from tunecluster.backends.kubernetes.helper_pod import helper_pod
+from tunecluster.backends.kubernetes.render import carry_files, render
 from tunecluster.tuning.examples import csv_path, example_spec
 from tunecluster.tuning.spec import validate_spec
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import hashlib
 import io
 import json
 import re
@@ -18,7 +19,7 @@ import pytest
 from kubernetes.client import ApiClient, Configuration
 from kubernetes.client.exceptions import ApiException
 
-from tunecluster.backends.kubernetes import forward, pods, rbac, transfer
+from tunecluster.backends.kubernetes import exec_stream, forward, pods, rbac, transfer
 from tunecluster.backends.kubernetes.apply import apply_objects, delete_experiment, experiment_objects
 from tunecluster.backends.kubernetes.client import Cluster
 from tunecluster.backends.kubernetes.render import Names
@@ -144,6 +145,23 @@ def recorded(monkeypatch):
         return _empty_tar() if "import base64" in " ".join(kwargs.get("command", [])) else '{"finished": true}'
 
     monkeypatch.setattr(kubernetes.stream, "stream", stream)
+
+    class ExecStream:  # pull's byte stream over the exec websocket: also a `create pods/exec`
+        def __init__(self, cluster, pod, command, **kwargs):
+            api.calls.append(("create", "", "pods/exec", pod))
+
+        def finish(self, on_stdout=None, on_stderr=None):
+            raw = io.BytesIO()
+            with tarfile.open(fileobj=raw, mode="w") as tar:
+                info = tarfile.TarInfo("progress.json")
+                info.size = 2
+                tar.addfile(info, io.BytesIO(b"{}"))
+            data = raw.getvalue()
+            on_stdout(data)
+            on_stderr(json.dumps({"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}).encode() + b"\n")
+            return exec_stream.ExecResult(0, b"", b"")
+
+    monkeypatch.setattr(transfer, "ExecStream", ExecStream)
     return api
 
 

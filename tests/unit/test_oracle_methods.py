@@ -13,6 +13,7 @@ import json
 import logging
 import random
 import threading
+import time
 from pathlib import Path
 
 import keras_tuner as kt
@@ -210,7 +211,11 @@ def test_the_state_writer_keeps_up_while_handlers_add_trials(tmp_path, caplog):
                                                             for i in range(6)]
             for thread in threads:
                 thread.start()
+            # until enough trials and writes happened (a loaded machine needs longer than 6 s)
+            deadline = time.monotonic() + 90
             threading.Event().wait(6.0)
+            while time.monotonic() < deadline and (len(chief.oracle.trials) <= 60 or len(writes) < 3):
+                threading.Event().wait(0.5)
             stop.set()
             for thread in threads:
                 thread.join(30)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Callable, ClassVar, Optional, TextIO
 
 from tunecluster.backends.status import ClusterStatus
+from tunecluster.backends.transfer_progress import TransferProgress
 from tunecluster.backends.verdict import Outcome, verdict
 from tunecluster.core.errors import UsageError
 from tunecluster.core.rundir import RunDir
@@ -162,9 +163,9 @@ class Backend(ABC):
         """Print a role's log (`tail` lines, 0: all); with `follow`, keep printing until it ends."""
 
     @abstractmethod
-    def pull(self, run: RunDir, scratch: Path) -> RunDir:
+    def pull(self, run: RunDir, scratch: Path, progress: Optional[TransferProgress] = None) -> RunDir:
         """A run folder on this machine that holds the best model's files and the results
-        (the run folder itself, or a copy in `scratch`)."""
+        (the run folder itself, or a copy in `scratch`); bytes copied are reported to `progress`."""
 
     @abstractmethod
     def down(self, run: RunDir, options: DownOptions) -> str:

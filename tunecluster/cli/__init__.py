@@ -5,9 +5,10 @@
     run_commands.py      init, up, render
     inspect_commands.py  status, results, logs, report, tensorboard, pull, down
     role_commands.py     chief, worker (what every container and process runs)
+    transfer_commands.py upload (files onto a Kubernetes volume), the transfer progress bar
 """
 
-from tunecluster.cli import run_commands, inspect_commands, role_commands  # noqa: F401, I001 (registers the commands, in --help order)
+from tunecluster.cli import run_commands, inspect_commands, transfer_commands, role_commands  # noqa: F401, I001 (registers the commands, in --help order)
 from tunecluster.cli.app import app, main
 
 __all__ = ["app", "main"]

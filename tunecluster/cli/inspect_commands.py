@@ -17,6 +17,7 @@ from tunecluster.backends import backend_of_run
 from tunecluster.backends.base import DownOptions
 from tunecluster.backends.run_folder import existing_run
 from tunecluster.cli.app import Format, StatusFormat, app, console, errors_to_exit, say
+from tunecluster.cli.transfer_commands import BarProgress
 from tunecluster.core.errors import UsageError
 from tunecluster.core.rundir import RunDir
 from tunecluster.ui.live import summary_line
@@ -91,7 +92,8 @@ def pull(
     no model.keras) and the results out."""
     run = existing_run(dir)
     with tempfile.TemporaryDirectory() as scratch:
-        source = backend_of_run(run).pull(run, Path(scratch))
+        with BarProgress() as bar:
+            source = backend_of_run(run).pull(run, Path(scratch), progress=bar)
         # metrics.json is the export's last file (after model.keras; a run_trial search has no model)
         if not source.best_metrics.is_file():
             raise UsageError(f"{run.root} has no exported best model or configuration yet (best/metrics.json); "

@@ -28,5 +28,13 @@ def preflight(spec: Experiment) -> None:
         check_callable_ref(spec.hypermodel)
     if spec.data.loader:
         check_callable_ref(spec.data.loader, "data.loader")
-    elif spec.data.csv:
+    elif spec.data.csv and not _in_the_pods(spec):
         read_csv_checked(spec.data.csv, spec.data.target)
+
+
+def _in_the_pods(spec: Experiment) -> bool:
+    """A Kubernetes spec's data.csv that is not on this machine names a file in the pods (on the
+    volume or in the image): the backend checks it inside the cluster before `up` starts."""
+    from pathlib import Path
+
+    return spec.cluster.backend == "kubernetes" and not Path(spec.data.csv).exists()

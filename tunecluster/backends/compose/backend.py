@@ -235,7 +235,7 @@ class ComposeBackend(Backend):
             return
         out.write(text if text.endswith("\n") or not text else text + "\n")
 
-    def pull(self, run: RunDir, scratch: Path) -> RunDir:
+    def pull(self, run: RunDir, scratch: Path, progress=None) -> RunDir:
         cluster = self._run(run)
         cluster.copy_out(("best", *SYNCED))  # from the volume, into the run folder first
         if cluster.volume_gone and not run.best_metrics.is_file():

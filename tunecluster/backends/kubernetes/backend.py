@@ -14,10 +14,21 @@ import time
 from pathlib import Path
 from typing import Optional, TextIO
 
-from tunecluster.backends.base import Backend, DownOptions, RenderOptions, Say, Session, UpOptions
+from tunecluster.backends.base import (
+    Backend,
+    DownOptions,
+    RenderOptions,
+    Say,
+    Session,
+    UpOptions,
+)
 from tunecluster.backends.kubernetes import forward as fwd
 from tunecluster.backends.kubernetes import rbac
-from tunecluster.backends.kubernetes.apply import apply_objects, delete_experiment, experiment_objects
+from tunecluster.backends.kubernetes.apply import (
+    apply_objects,
+    delete_experiment,
+    experiment_objects,
+)
 from tunecluster.backends.kubernetes.client import Cluster, connect
 from tunecluster.backends.kubernetes.follow import FINAL_FILES, KubernetesSession, ProgressMirror
 from tunecluster.backends.kubernetes.pods import (job_state, logs, pod_problem, pod_role_name, role_pods,
@@ -25,6 +36,7 @@ from tunecluster.backends.kubernetes.pods import (job_state, logs, pod_problem, 
 from tunecluster.backends.kubernetes.render import (Names, check_carried, chief_dns_names, kubectl_apply_hint, render,
                                                     tensorboard_objects, to_yaml)
 from tunecluster.backends.kubernetes.storage import decide_storage
+from tunecluster.backends.kubernetes.data_check import check_pod_data
 from tunecluster.backends.kubernetes.transfer import pull
 from tunecluster.backends.status import ClusterStatus, RoleStatus
 from tunecluster.cluster.plan import DEFAULT_PORT
@@ -54,9 +66,10 @@ class KubernetesBackend(Backend):
 
     # --- before a run -------------------------------------------------------------------------
     def check(self, spec: Experiment, options: UpOptions) -> None:
-        # fail on a bad kubeconfig before the run folder is written
+        # fail on a bad kubeconfig, or data the pods cannot read, before the run folder is written
         self._cluster = self.connect(None, options.context, options.namespace, options.kubeconfig, spec)
         self._check_pod_inputs(spec)
+        check_pod_data(self._cluster, spec)
 
     def _check_pod_inputs(self, spec: Experiment) -> None:
         """What the pods get, checked before the run folder is written: the carried project and
@@ -159,8 +172,8 @@ class KubernetesBackend(Backend):
     def logs(self, run: RunDir, role: str, *, tail: int, follow: bool, out: TextIO) -> None:
         logs(self.connect(run), load_spec(run.spec).name, role, tail=tail or None, follow=follow, out=out)
 
-    def pull(self, run: RunDir, scratch: Path) -> RunDir:
-        pull(self.connect(run), load_spec(run.spec), scratch)
+    def pull(self, run: RunDir, scratch: Path, progress=None) -> RunDir:
+        pull(self.connect(run), load_spec(run.spec), scratch, progress=progress)
         return RunDir(scratch)
 
     def down(self, run: RunDir, options: DownOptions) -> str:

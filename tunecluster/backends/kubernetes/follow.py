@@ -11,7 +11,13 @@ from typing import Optional
 
 from tunecluster.backends.base import Say, Session
 from tunecluster.backends.kubernetes.client import Cluster
-from tunecluster.backends.kubernetes.pods import ProblemClock, job_state, read_shared_json, role_pods, watch_once
+from tunecluster.backends.kubernetes.pods import (
+    ProblemClock,
+    job_state,
+    read_shared_json,
+    role_pods,
+    watch_once,
+)
 from tunecluster.backends.kubernetes.render import Names, selector
 from tunecluster.backends.kubernetes.transfer import pull
 from tunecluster.backends.verdict import Outcome

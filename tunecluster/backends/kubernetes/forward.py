@@ -17,8 +17,8 @@ import threading
 import time
 from typing import Callable, Optional
 
-from tunecluster.core.errors import RunFailure, UsageError
 from tunecluster.backends.kubernetes.client import Cluster, explain
+from tunecluster.core.errors import RunFailure, UsageError
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,6 @@ class Names:
     workers = property(lambda self: f"{self.experiment}-workers")
     policy = property(lambda self: f"{self.experiment}-oracle")
     tensorboard = property(lambda self: f"{self.experiment}-tensorboard")
-    helper = property(lambda self: f"{self.experiment}-pull")
 
     def code(self, index: int) -> str:
         return f"{self.experiment}-code-{index}"

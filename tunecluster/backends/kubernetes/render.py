@@ -285,22 +285,6 @@ def tensorboard_objects(spec: Experiment, namespace: str) -> list[dict]:
     return _tensorboard(spec, Names(spec.name), namespace)
 
 
-def helper_pod(spec: Experiment, namespace: str, *, name: Optional[str] = None, role: str = "pull",
-               command: Optional[list[str]] = None, read_only: bool = True, memory_limit: str = "256Mi",
-               deadline_seconds: int = 900) -> dict:
-    """A short-lived pod that mounts the volume (read-only by default), for `pull` (the exec API
-    streams a tar) and other transfers: the same pull secrets, single-node affinity, node
-    selection of the chief (it is not a GPU job) and security as every pod of the experiment."""
-    names = Names(spec.name)
-    container = {"name": role, "command": command or ["python", "-c", "import time; time.sleep(900)"],
-                 "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": memory_limit}}}
-    chief = spec.cluster.kubernetes.pod_overrides.chief
-    placement = RoleOverrides(node_selector=chief.node_selector, tolerations=chief.tolerations)
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": _meta(name or names.helper, namespace, spec.name, role),
-            "spec": {**_pod_spec(spec, names, container, "Never", shared_read_only=read_only, secret=False,
-                                 config=False, overrides=placement), "activeDeadlineSeconds": deadline_seconds}}
-
-
 def kubectl_apply_hint(objects: list[dict]) -> Optional[str]:
     """A comment for `render`'s output when an object is too big for `kubectl apply` without
     --server-side (kubectl keeps a copy of it in a 256 KiB annotation)."""

@@ -162,7 +162,7 @@ class LocalBackend(Backend):
                     return
                 time.sleep(0.3)
 
-    def pull(self, run: RunDir, scratch: Path) -> RunDir:
+    def pull(self, run: RunDir, scratch: Path, progress=None) -> RunDir:
         return run
 
     def down(self, run: RunDir, options: DownOptions) -> str:
