@@ -139,6 +139,7 @@ def project_files(root: Path, limit: int = CONTEXT_LIMIT) -> tuple[list[str], in
             if _ignored(relative, patterns) or path.is_symlink() or not path.is_file():
                 continue
             files.append((relative, path.stat().st_size))
+    files.sort()
     total = sum(size for _, size in files)
     if total > limit:
         largest = ", ".join(f"{name} ({size // 2**20} MiB)" for name, size in sorted(files, key=lambda f: -f[1])[:3])
