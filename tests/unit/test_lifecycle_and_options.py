@@ -124,3 +124,19 @@ def test_a_commands_namespace_and_context_win_over_what_the_run_recorded(tmp_pat
     k8s.use_cluster(ClusterAccess(context="staging", namespace="ml2"))
     k8s.connect(run)
     assert calls == [("prod", "ml", "/k"), ("staging", "ml2", "/k")]
+
+
+def test_an_attached_spec_points_at_the_configmaps_files_copied_into_the_run_folder(tmp_path):
+    from tunecluster.backends.kubernetes.lifecycle import localize
+    from tunecluster.tuning.spec import validate_spec
+
+    (tmp_path / "model.py").write_text("def build(hp): ...\n")
+    (tmp_path / "diabetes.csv").write_text("a,b\n")
+    pods = validate_spec({"name": "demo", "hypermodel": "/etc/tunecluster/model.py:build",
+                          "data": {"csv": "/etc/tunecluster/diabetes.csv", "target": "b"},
+                          "cluster": {"backend": "kubernetes"}})
+    local = localize(pods, tmp_path)
+    assert local.hypermodel == f"{tmp_path}/model.py:build" and local.data.csv == f"{tmp_path}/diabetes.csv"
+    on_volume = validate_spec({"name": "demo", "hypermodel": "mymodels.net:build",
+                               "data": {"csv": "/shared/data/big.csv", "target": "b"}})
+    assert localize(on_volume, tmp_path) == on_volume  # module names and volume paths stay as they are

@@ -21,7 +21,7 @@ from tunecluster.backends.kubernetes import rbac
 from tunecluster.backends.kubernetes.apply import apply_objects, delete_experiment, experiment_objects
 from tunecluster.backends.kubernetes.client import Cluster, connect
 from tunecluster.backends.kubernetes.follow import FINAL_FILES, KubernetesSession, ProgressMirror
-from tunecluster.backends.kubernetes.lifecycle import (Presence, cluster_spec_text, presence, resume_note,
+from tunecluster.backends.kubernetes.lifecycle import (Presence, cluster_config, localize, presence, resume_note,
                                                        save_pod_logs, start_refusal, when)
 from tunecluster.backends.kubernetes.pods import (job_state, logs, pod_problem, pod_role_name, role_pods,
                                                   wait_for_chief)
@@ -34,7 +34,7 @@ from tunecluster.cluster.run_secrets import make_certificate, new_token
 from tunecluster.core.errors import UsageError
 from tunecluster.core.rundir import RunDir, read_json, write_atomic, write_json
 from tunecluster.tuning.overrides import Overrides
-from tunecluster.tuning.spec import Experiment, KubernetesSpec, load_spec, validate_spec
+from tunecluster.tuning.spec import Experiment, KubernetesSpec, dump_spec, load_spec, validate_spec
 
 DEFAULT_IMAGE = KubernetesSpec.model_fields["image"].default  # cluster.kubernetes.image when the spec names none
 
@@ -141,7 +141,7 @@ class KubernetesBackend(Backend):
 
         self._access = access
         cluster = self.connect(None)
-        text = cluster_spec_text(cluster, name)
+        text, files = cluster_config(cluster, name)
         spec = validate_spec(yaml.safe_load(text), f"the spec in ConfigMap {Names(name).config}")
         if run.exists() and load_spec(run.spec).name != name:
             raise UsageError(f"--dir {run.root} holds the run of experiment {load_spec(run.spec).name!r}, not "
@@ -149,8 +149,12 @@ class KubernetesBackend(Backend):
         if run.root.exists() and any(run.root.iterdir()) and not run.exists():
             raise UsageError(f"--dir {run.root} exists and is not a tunecluster run; choose an empty or new folder")
         found = presence(cluster, name)
-        run.root.mkdir(parents=True, exist_ok=True)
-        write_atomic(run.spec, text)
+        carried = run.root / "carried"  # the ConfigMap's files: `up --resume` carries them again
+        carried.mkdir(parents=True, exist_ok=True)
+        for key, content in files.items():
+            (carried / key).write_bytes(content)
+        if not run.exists():  # (a folder `up` made keeps the spec it was started with)
+            write_atomic(run.spec, dump_spec(localize(spec, carried)))
         recorded = read_json(run.cluster) or {}
         write_json(run.cluster, {**recorded, "backend": self.name, "experiment": name,
                                  "namespace": cluster.namespace, "context": cluster.context,

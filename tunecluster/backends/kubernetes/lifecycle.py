@@ -1,6 +1,6 @@
 """An experiment's life in a namespace as `up`, `attach` and `down` see it: what of it is already
 there (a chief Job still running or finished, a claim kept by `down --keep-volume`), the one line
-that refuses to start over it, the spec it was started with (from its ConfigMap), and the logs of
+that refuses to start over it, the spec it was started with and its files (from its ConfigMap), and the logs of
 every pod saved into the run folder before `down` deletes them."""
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from typing import Optional
 
 from tunecluster.backends.kubernetes.client import Cluster, explain
 from tunecluster.backends.kubernetes.pods import pod_role_name, role_pods
-from tunecluster.backends.kubernetes.render import Names
+from tunecluster.backends.kubernetes.render import CONFIG_MOUNT, Names
 from tunecluster.core.errors import UsageError
+from tunecluster.tuning.spec import Experiment, code_refs
 
 
 @dataclass(frozen=True)
@@ -107,9 +108,12 @@ def resume_note(found: Presence) -> Optional[str]:
     return None
 
 
-def cluster_spec_text(cluster: Cluster, name: str) -> str:
-    """The spec the experiment's pods run (the ConfigMap's spec.yaml); a UsageError naming what to
-    check when the experiment is not in the namespace."""
+def cluster_config(cluster: Cluster, name: str) -> tuple[str, dict[str, bytes]]:
+    """The spec the experiment's pods run (the ConfigMap's spec.yaml) and the other files the
+    ConfigMap carries (the model module, small data); a UsageError naming what to check when the
+    experiment is not in the namespace."""
+    import base64
+
     names = Names(name)
     try:
         config = _get(cluster.core.read_namespaced_config_map, names.config, cluster.namespace)
@@ -121,7 +125,29 @@ def cluster_spec_text(cluster: Cluster, name: str) -> str:
         raise UsageError(f"no experiment {name} in namespace {cluster.namespace} (no ConfigMap {names.config}"
                          f"{kept}); list them with `kubectl get jobs -A -l tunecluster.io/role=chief -L "
                          "tunecluster.io/experiment`, then pass -n NAMESPACE (and --context)")
-    return config.data["spec.yaml"]
+    files = {key: value.encode() for key, value in config.data.items() if key != "spec.yaml"}
+    files.update({key: base64.b64decode(value) for key, value in (config.binary_data or {}).items()})
+    return config.data["spec.yaml"], files
+
+
+def localize(spec: Experiment, carried: Path) -> Experiment:
+    """The pods' spec with its references to the ConfigMap's files (`/etc/tunecluster/<file>`)
+    pointed at their copies in `carried`, so `up --resume` from an attached folder carries them again."""
+    spec = spec.model_copy(deep=True)
+    prefix = CONFIG_MOUNT + "/"
+
+    def local(path: str) -> str:
+        copy = carried / path[len(prefix):]
+        return str(copy) if path.startswith(prefix) and copy.is_file() else path
+
+    for section, attr, _ in code_refs(spec):
+        ref = getattr(section, attr)
+        if ref and ":" in ref:
+            target, func = ref.rsplit(":", 1)
+            setattr(section, attr, f"{local(target)}:{func}")
+    if spec.data.csv:
+        spec.data.csv = local(spec.data.csv)
+    return spec
 
 
 def save_pod_logs(cluster: Cluster, name: str, logs_dir: Path) -> dict[str, list[str]]:
