@@ -21,6 +21,7 @@ from tunecluster.backends.kubernetes import rbac
 from tunecluster.backends.kubernetes.apply import apply_objects, delete_experiment, experiment_objects
 from tunecluster.backends.kubernetes.client import Cluster, connect
 from tunecluster.backends.kubernetes.follow import FINAL_FILES, KubernetesSession, ProgressMirror
+from tunecluster.backends.kubernetes.job_progress import JobProgress
 from tunecluster.backends.kubernetes.lifecycle import (Presence, cluster_config, localize, presence, resume_note,
                                                        save_pod_logs, start_refusal, when)
 from tunecluster.backends.kubernetes.pods import (job_state, logs, pod_problem, pod_role_name, role_pods,
@@ -165,6 +166,8 @@ class KubernetesBackend(Backend):
         mirror = ProgressMirror(cluster, spec, run)
         if not mirror.refresh() and (found.claim or spec.cluster.kubernetes.existing_claim):
             mirror.from_volume()  # the chief has ended: its final files from the volume
+        if found.chief_job:
+            JobProgress(cluster, Names(name).chief).publish(read_json(run.progress))
         state = ("running" if found.live else f"chief Job {found.job_state}" if found.chief_job
                  else "no Jobs left")
         say(f"attached to {name} in namespace {cluster.namespace} on {cluster.server} ({state}, started "
@@ -178,7 +181,8 @@ class KubernetesBackend(Backend):
         spec = load_spec(run.spec)
         cluster = self.connect(run)
         pods = role_pods(cluster, spec.name)
-        ProgressMirror(cluster, spec, run).refresh()
+        if ProgressMirror(cluster, spec, run).refresh():
+            JobProgress(cluster, Names(spec.name).chief).publish(read_json(run.progress))
         newest: dict[str, object] = {}
         older: dict[str, int] = {}
         for pod in pods:  # oldest first: a Job's replacement pods come later

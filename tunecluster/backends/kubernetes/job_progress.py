@@ -1,12 +1,12 @@
 """The search's progress published on the chief Job while a launcher follows it (`up`, `attach
---follow`), so that `kubectl get jobs -l tunecluster.io/experiment=NAME` shows it:
+--follow`; `attach` and `status` publish it once too), so that `kubectl get jobs -l tunecluster.io/experiment=NAME` shows it:
 
     annotations  tunecluster.io/progress: "12/40 trials"
                  tunecluster.io/trials-done: "12", tunecluster.io/trials-total: "40"
     labels       tunecluster.io/trials-done: "12", tunecluster.io/trials-total: "40"  (kubectl -L)
 
 The chief pod runs without a service-account token, so it cannot patch its Job itself: the marks
-change only while some launcher follows the experiment.
+change only while some launcher follows the experiment (or when `status`/`attach` read it).
 """
 
 from __future__ import annotations
