@@ -46,9 +46,23 @@ class UpOptions:
     namespace: Optional[str] = None
     kubeconfig: Optional[str] = None
     tensorboard: Optional[bool] = None  # Kubernetes: a TensorBoard Deployment (None: the spec says)
-    image: Optional[str] = None  # compose: the image
-    gpus: Optional[str] = None  # compose: GPUs reserved per worker
+    image: Optional[str] = None  # compose, kubernetes: the image the roles run (local refuses it)
+    gpus: Optional[str] = None  # GPUs per worker: a number or "all" (each backend says what it can do)
     build: bool = False  # compose: build the image first
+    force: bool = False  # replace an earlier run in the run folder
+    project: Optional[Path] = None  # the spec's folder: where `tunecluster build` recorded the image
+
+
+@dataclass(frozen=True)
+class ClusterAccess:
+    """`--context`, `--namespace`, `--kubeconfig` of a command that follows a run (or `attach`)."""
+
+    context: Optional[str] = None
+    namespace: Optional[str] = None
+    kubeconfig: Optional[str] = None
+
+    def given(self) -> bool:
+        return any((self.context, self.namespace, self.kubeconfig))
 
 
 @dataclass(frozen=True)
@@ -99,6 +113,14 @@ class Backend(ABC):
     name: ClassVar[str]
 
     # --- before a run ---------------------------------------------------------------------------
+    def apply_options(self, spec: Experiment, options: UpOptions) -> tuple[Experiment, UpOptions]:
+        """`up --image/--gpus/--build` as this backend understands them (the spec or the options
+        changed), or a one-line UsageError where it cannot honour one. The base refuses them all."""
+        for flag, value in (("--image", options.image), ("--gpus", options.gpus), ("--build", options.build)):
+            if value:
+                raise UsageError(f"{flag} is not supported by the {self.name} backend")
+        return spec, options
+
     def check(self, spec: Experiment, options: UpOptions) -> None:
         """Refuse, with one line, what cannot work, before the run folder is written."""
 
@@ -149,7 +171,20 @@ class Backend(ABC):
                     if run.best_metrics.exists() else "nothing exported (no completed trial)")
         return f"best model: {run.best_model}" if run.best_model.exists() else "no model exported (no completed trial)"
 
+    def attach(self, name: str, run: RunDir, access: ClusterAccess, say: Say, *, follow: bool) -> Optional[Session]:
+        """Rebuild the run folder `run` of the experiment `name` from where it runs (`tunecluster
+        attach`); return a session to follow with `follow` while it still runs, else None."""
+        raise UsageError(f"attach is for Kubernetes experiments; a {self.name} run lives in its run folder "
+                         "(pass --dir to the other commands)")
+
     # --- after a run (or while it runs) ---------------------------------------------------------
+    def use_cluster(self, access: ClusterAccess) -> None:
+        """`--context/--namespace/--kubeconfig` for the commands that follow a run: the Kubernetes
+        backend talks to that cluster instead of the one the run recorded; others refuse them."""
+        if access.given():
+            raise UsageError(f"--context, --namespace and --kubeconfig are for Kubernetes runs; this is a "
+                             f"{self.name} run")
+
     @abstractmethod
     def status(self, run: RunDir) -> ClusterStatus:
         """Each role's state and the search's progress (one schema for every backend)."""

@@ -14,9 +14,10 @@ from typing import Optional
 import typer
 
 from tunecluster.backends import backend_of_run
-from tunecluster.backends.base import DownOptions
+from tunecluster.backends.base import Backend, ClusterAccess, DownOptions
 from tunecluster.backends.run_folder import existing_run
-from tunecluster.cli.app import Format, StatusFormat, app, console, errors_to_exit, say
+from tunecluster.cli.app import (KUBE_CONTEXT, KUBE_NAMESPACE, KUBECONFIG, Format, StatusFormat, app, console,
+                                 errors_to_exit, say)
 from tunecluster.cli.transfer_commands import BarProgress
 from tunecluster.core.errors import UsageError
 from tunecluster.core.rundir import RunDir
@@ -26,16 +27,27 @@ from tunecluster.ui.tables import print_wide, result_notes, results_table, statu
 DIR = typer.Option(None, "--dir", help="Run directory.")
 
 
+def backend_for(run: RunDir, context: Optional[str], namespace: Optional[str], kubeconfig: Optional[str]) -> Backend:
+    """The run's backend; a Kubernetes run talks to --context/--namespace/--kubeconfig when given
+    (instead of what the run recorded); other backends refuse them with one line."""
+    backend = backend_of_run(run)
+    backend.use_cluster(ClusterAccess(context, namespace, kubeconfig))
+    return backend
+
+
 @app.command()
 @errors_to_exit
 def status(
     dir: Optional[Path] = DIR,
     format: StatusFormat = typer.Option(StatusFormat.table, "--format", help="table or json (one schema "
                                         "for every backend: docs/cli.md)."),
+    context: Optional[str] = KUBE_CONTEXT,
+    namespace: Optional[str] = KUBE_NAMESPACE,
+    kubeconfig: Optional[str] = KUBECONFIG,
 ):
     """Each role with its state (process, container or pod), the chief's address, and the search's progress."""
     run = existing_run(dir)
-    state = backend_of_run(run).status(run)
+    state = backend_for(run, context, namespace, kubeconfig).status(run)
     if format == StatusFormat.json:
         console.print_json(json.dumps(state.to_json(), default=str))
         return
@@ -74,10 +86,13 @@ def results(
     dir: Optional[Path] = DIR,
     format: Format = typer.Option(Format.table, "--format", help="table, json or csv."),
     top: Optional[int] = typer.Option(None, "--top", min=1, help="Show only the best N trials (table)."),
+    context: Optional[str] = KUBE_CONTEXT,
+    namespace: Optional[str] = KUBE_NAMESPACE,
+    kubeconfig: Optional[str] = KUBECONFIG,
 ):
     """The trials of a run, best first: status, score, worker, time, hyperparameters, errors."""
     run = existing_run(dir)
-    backend_of_run(run).refresh(run)
+    backend_for(run, context, namespace, kubeconfig).refresh(run)
     print_results(run, format, top)
 
 
@@ -87,13 +102,16 @@ def pull(
     dir: Optional[Path] = DIR,
     to: Path = typer.Option(Path("best"), "--to", help="Folder to copy the best model and results into."),
     force: bool = typer.Option(False, "--force", help="Overwrite files already in --to."),
+    context: Optional[str] = KUBE_CONTEXT,
+    namespace: Optional[str] = KUBE_NAMESPACE,
+    kubeconfig: Optional[str] = KUBECONFIG,
 ):
     """Copy the best model (model.keras, hyperparameters.json, metrics.json; a run_trial search has
     no model.keras) and the results out."""
     run = existing_run(dir)
     with tempfile.TemporaryDirectory() as scratch:
         with BarProgress() as bar:
-            source = backend_of_run(run).pull(run, Path(scratch), progress=bar)
+            source = backend_for(run, context, namespace, kubeconfig).pull(run, Path(scratch), progress=bar)
         # metrics.json is the export's last file (after model.keras; a run_trial search has no model)
         if not source.best_metrics.is_file():
             raise UsageError(f"{run.root} has no exported best model or configuration yet (best/metrics.json); "
@@ -139,6 +157,9 @@ def tensorboard(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (default: this machine only)."),
     deploy: bool = typer.Option(False, "--deploy", help="Kubernetes: first create the TensorBoard "
                                 "Deployment and Service when the run has none (`down` removes them)."),
+    context: Optional[str] = KUBE_CONTEXT,
+    namespace: Optional[str] = KUBE_NAMESPACE,
+    kubeconfig: Optional[str] = KUBECONFIG,
 ):
     """Start TensorBoard on the run's tensorboard folder (scalars per epoch and the HParams view
     of every trial), print its URL and serve until Ctrl-C. For a Kubernetes run: forward a local
@@ -152,7 +173,8 @@ def tensorboard(
     # a shell's background job inherits it ignored)
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    raise typer.Exit(backend_of_run(run).tensorboard(run, host=host, port=port, deploy=deploy, say=say))
+    backend = backend_for(run, context, namespace, kubeconfig)
+    raise typer.Exit(backend.tensorboard(run, host=host, port=port, deploy=deploy, say=say))
 
 
 @app.command()
@@ -162,10 +184,14 @@ def logs(
     dir: Optional[Path] = DIR,
     tail: int = typer.Option(50, "--tail", min=0, help="Lines to show (0: all)."),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines (Kubernetes: stream the pod's log)."),
+    context: Optional[str] = KUBE_CONTEXT,
+    namespace: Optional[str] = KUBE_NAMESPACE,
+    kubeconfig: Optional[str] = KUBECONFIG,
 ):
     """Print a role's log."""
     run = existing_run(dir)
-    backend_of_run(run).logs(run, role, tail=tail, follow=follow, out=sys.stdout)
+    backend = backend_for(run, context, namespace, kubeconfig)
+    backend.logs(run, role, tail=tail, follow=follow, out=sys.stdout)
 
 
 @app.command()
@@ -175,9 +201,13 @@ def down(
     keep_volume: bool = typer.Option(False, "--keep-volume", help="Kubernetes: keep the volume claim (the results)."),
     volumes: bool = typer.Option(False, "--volumes", help="compose: remove the run's volume too "
                                  "(pull the best model first)."),
+    context: Optional[str] = KUBE_CONTEXT,
+    namespace: Optional[str] = KUBE_NAMESPACE,
+    kubeconfig: Optional[str] = KUBECONFIG,
 ):
     """Stop a run: local roles still running are stopped (the run directory is kept); a compose
     run's containers and network are removed (with --volumes its volume too), keeping their logs;
     on Kubernetes every object of the experiment is deleted (the claim too unless --keep-volume)."""
     run = existing_run(dir)
-    say(backend_of_run(run).down(run, DownOptions(keep_volume=keep_volume, volumes=volumes)))
+    backend = backend_for(run, context, namespace, kubeconfig)
+    say(backend.down(run, DownOptions(keep_volume=keep_volume, volumes=volumes)))

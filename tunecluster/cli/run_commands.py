@@ -73,9 +73,14 @@ def up(
     namespace: Optional[str] = KUBE_NAMESPACE,
     kubeconfig: Optional[str] = KUBECONFIG,
     tensorboard: bool = typer.Option(False, "--tensorboard", help="Kubernetes: also run TensorBoard on the volume."),
-    image: Optional[str] = typer.Option(None, "--image", help="compose: the tunecluster image (default: tunecluster:<version>)."),
-    gpus: Optional[str] = typer.Option(None, "--gpus", help="compose: GPUs reserved per worker, a number or 'all'."),
-    build: bool = typer.Option(False, "--build", help="compose: build --image from this checkout's Dockerfile first."),
+    image: Optional[str] = typer.Option(None, "--image", help="compose, kubernetes: the image every role runs "
+                                        "(default: the spec's, else the one `tunecluster build` recorded for the "
+                                        "project, else tunecluster:<version>); the local backend refuses it."),
+    gpus: Optional[str] = typer.Option(None, "--gpus", help="GPUs per worker: compose a number or 'all' (reserved "
+                                       "per container); kubernetes a number (nvidia.com/gpu per worker pod); local "
+                                       "1 (a GPU of its own per worker) or all (every worker sees every GPU)."),
+    build: bool = typer.Option(False, "--build", help="compose: build --image from this checkout's Dockerfile "
+                               "first (for Kubernetes: `tunecluster build --push`)."),
     confirm_top: Optional[int] = typer.Option(None, "--confirm-top", min=1, help="Retrain the K best "
                                               "configurations after the search (default: confirm.top, 3)."),
     confirm_repeats: Optional[int] = typer.Option(None, "--confirm-repeats", min=1, help="Trainings per "
@@ -99,7 +104,8 @@ def up(
                           confirm=False if no_confirm else None, confirm_top=confirm_top,
                           confirm_repeats=confirm_repeats, holdout=holdout)
     options = UpOptions(port=port, detach=detach, resume=resume, context=context, namespace=namespace,
-                        kubeconfig=kubeconfig, tensorboard=tensorboard or None, image=image, gpus=gpus, build=build)
+                        kubeconfig=kubeconfig, tensorboard=tensorboard or None, image=image, gpus=gpus, build=build,
+                        force=force, project=(file.parent if file else Path.cwd()).resolve())
     if example == ALL_PHASES:
         if file:
             raise UsageError("give either -f/--file or --example, not both")
@@ -139,6 +145,7 @@ def _up_one(spec: Experiment, run: RunDir, source: str, options: UpOptions, *, f
             workers: Optional[int]) -> int:
     """Bring one experiment's cluster up, follow it, print its results; return the exit code."""
     backend = get_backend(spec.cluster.backend)
+    spec, options = backend.apply_options(spec, options)  # --image/--gpus/--build as the backend means them
     backend.check(spec, options)
     spec = prepare_run_dir(run, spec, force=force, resume=options.resume, workers=workers)
     say(f"spec: {source}")
@@ -187,7 +194,8 @@ def render(
     dir: Optional[Path] = typer.Option(None, "--dir", help="compose: run directory the file refers to "
                                        "(default: ./tunecluster-runs/<name>)."),
     port: Optional[int] = typer.Option(None, "--port", min=1, max=65535, help="compose: publish the oracle on 127.0.0.1:PORT."),
-    gpus: Optional[str] = typer.Option(None, "--gpus", help="compose: GPUs reserved per worker, a number or 'all'."),
+    gpus: Optional[str] = typer.Option(None, "--gpus", help="GPUs per worker: compose a number or 'all'; "
+                                       "kubernetes a number (nvidia.com/gpu per worker pod)."),
 ):
     """Print what `up` would create, writing nothing: Kubernetes objects as YAML (`kubectl apply
     -f -` works on it) or the compose file (`render --backend compose > compose.yml`)."""

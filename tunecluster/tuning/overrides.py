@@ -24,6 +24,8 @@ class Overrides:
     confirm_repeats: Optional[int] = None
     holdout: Optional[float] = None
     kubernetes_image: Optional[str] = None
+    worker_gpus: Optional[int] = None  # cluster.kubernetes.worker.gpus (nvidia.com/gpu per worker pod)
+    workers_per_gpu: Optional[int] = None  # cluster.workers_per_gpu (0: unset, every worker sees every GPU)
 
     def apply(self, spec: Experiment) -> Experiment:
         raw = spec.model_dump(mode="json")
@@ -54,4 +56,8 @@ class Overrides:
             raw["data"]["test_fraction"] = self.holdout
         if self.kubernetes_image is not None:
             raw["cluster"]["kubernetes"]["image"] = self.kubernetes_image
+        if self.worker_gpus is not None:
+            raw["cluster"]["kubernetes"]["worker"]["gpus"] = self.worker_gpus
+        if self.workers_per_gpu is not None:
+            raw["cluster"]["workers_per_gpu"] = self.workers_per_gpu or None
         return validate_spec(raw, "command-line options")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional, TextIO
 
@@ -21,6 +22,7 @@ from tunecluster.backends.compose.docker_cli import (build_image, check_engine, 
                                                      docker, last_line)
 from tunecluster.backends.compose.inputs import write_inputs
 from tunecluster.backends.compose.project import SYNCED, ComposeRun, remove_project
+from tunecluster.backends.image_record import recorded_image
 from tunecluster.backends.run_folder import print_log_file, run_dir_for
 from tunecluster.backends.status import ClusterStatus, RoleStatus
 from tunecluster.backends.verdict import Outcome
@@ -153,8 +155,15 @@ class ComposeBackend(Backend):
                                                           options.port, options.gpus))
         return render.compose_yaml(doc, render.project_name(spec.name, run.root))
 
-    def check(self, spec: Experiment, options: UpOptions) -> None:
+    def apply_options(self, spec: Experiment, options: UpOptions) -> tuple[Experiment, UpOptions]:
+        """--image, --gpus and --build as they are; without --image (and --build), the image
+        `tunecluster build` recorded for the project (its local tag), else tunecluster:<version>."""
         render.parse_gpus(options.gpus)  # a bad --gpus before anything is written
+        if options.image is None and not options.build:  # (--build makes tunecluster:<version>)
+            built = recorded_image(options.project, pushed=False)
+            if built:
+                options = replace(options, image=built)
+        return spec, options
 
     def up(self, spec: Experiment, run: RunDir, options: UpOptions, say: Say) -> Optional[Session]:
         image = options.image or render.DEFAULT_IMAGE

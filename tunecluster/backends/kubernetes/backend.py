@@ -14,14 +14,8 @@ import time
 from pathlib import Path
 from typing import Optional, TextIO
 
-from tunecluster.backends.base import (
-    Backend,
-    DownOptions,
-    RenderOptions,
-    Say,
-    Session,
-    UpOptions,
-)
+from tunecluster.backends.base import Backend, ClusterAccess, DownOptions, RenderOptions, Say, Session, UpOptions
+from tunecluster.backends.image_record import recorded_image
 from tunecluster.backends.kubernetes import forward as fwd
 from tunecluster.backends.kubernetes import rbac
 from tunecluster.backends.kubernetes.apply import (
@@ -31,6 +25,9 @@ from tunecluster.backends.kubernetes.apply import (
 )
 from tunecluster.backends.kubernetes.client import Cluster, connect
 from tunecluster.backends.kubernetes.follow import FINAL_FILES, KubernetesSession, ProgressMirror
+from tunecluster.backends.kubernetes.job_progress import JobProgress
+from tunecluster.backends.kubernetes.lifecycle import (Presence, cluster_config, localize, presence, resume_note,
+                                                       save_pod_logs, start_refusal, when)
 from tunecluster.backends.kubernetes.pods import (job_state, logs, pod_problem, pod_role_name, role_pods,
                                                   wait_for_chief)
 from tunecluster.backends.kubernetes.render import (Names, check_carried, chief_dns_names, kubectl_apply_hint, render,
@@ -42,9 +39,11 @@ from tunecluster.backends.status import ClusterStatus, RoleStatus
 from tunecluster.cluster.plan import DEFAULT_PORT
 from tunecluster.cluster.run_secrets import make_certificate, new_token
 from tunecluster.core.errors import UsageError
-from tunecluster.core.rundir import RunDir, read_json, write_json
+from tunecluster.core.rundir import RunDir, read_json, write_atomic, write_json
 from tunecluster.tuning.overrides import Overrides
-from tunecluster.tuning.spec import Experiment, load_spec
+from tunecluster.tuning.spec import Experiment, KubernetesSpec, dump_spec, load_spec, validate_spec
+
+DEFAULT_IMAGE = KubernetesSpec.model_fields["image"].default  # cluster.kubernetes.image when the spec names none
 
 _STATES = {"Running": "running", "Pending": "pending", "Succeeded": "exited", "Failed": "failed"}
 
@@ -54,22 +53,50 @@ class KubernetesBackend(Backend):
 
     def __init__(self):
         self._cluster: Optional[Cluster] = None
+        self._access = ClusterAccess()  # --context/--namespace/--kubeconfig of a command after `up`
+        self._found: Optional[Presence] = None  # what `check` found of an earlier experiment
 
     # --- connecting ---------------------------------------------------------------------------
     def connect(self, run: Optional[RunDir] = None, context: Optional[str] = None,
                 namespace: Optional[str] = None, kubeconfig: Optional[str] = None,
                 spec: Optional[Experiment] = None) -> Cluster:
-        """The API server of a run (its recorded context and namespace) or of a spec."""
+        """The API server of a run (the command's --context/--namespace/--kubeconfig, else what the
+        run recorded) or of a spec."""
         recorded = (read_json(run.cluster) or {}) if run is not None else {}
-        ns = namespace or recorded.get("namespace") or (spec.cluster.kubernetes.namespace if spec else None)
-        return connect(context or recorded.get("context"), ns, kubeconfig)
+        access = self._access
+        ns = (namespace or access.namespace or recorded.get("namespace")
+              or (spec.cluster.kubernetes.namespace if spec else None))
+        return connect(context or access.context or recorded.get("context"), ns,
+                       kubeconfig or access.kubeconfig or recorded.get("kubeconfig"))
+
+    def use_cluster(self, access: ClusterAccess) -> None:
+        self._access = access
 
     # --- before a run -------------------------------------------------------------------------
+    def apply_options(self, spec: Experiment, options: UpOptions) -> tuple[Experiment, UpOptions]:
+        """--image: every pod's image; without it, a spec that names no image runs the one
+        `tunecluster build --push` recorded for the project (by digest). --gpus N: nvidia.com/gpu
+        per worker pod. --build is refused (`tunecluster build --push` makes a pushed image)."""
+        if options.build:
+            raise UsageError("--build is for compose; for Kubernetes build and push the project image with "
+                             "`tunecluster build --push REGISTRY/NAME` (up then runs it by digest)")
+        image = options.image
+        if image is None and spec.cluster.kubernetes.image == DEFAULT_IMAGE:
+            image = recorded_image(options.project, pushed=True)
+        overrides = Overrides(kubernetes_image=image, worker_gpus=_worker_gpus(options.gpus))
+        return overrides.apply(spec), options
+
     def check(self, spec: Experiment, options: UpOptions) -> None:
-        # fail on a bad kubeconfig, or data the pods cannot read, before the run folder is written
-        self._cluster = self.connect(None, options.context, options.namespace, options.kubeconfig, spec)
+        # fail on a bad kubeconfig, over an earlier experiment of the same name, or on code, data
+        # or storage the pods cannot use, before the run folder is written
+        self._cluster = cluster = self.connect(None, options.context, options.namespace, options.kubeconfig, spec)
+        self._found = presence(cluster, spec.name)
+        refusal = start_refusal(self._found, resume=options.resume,
+                                existing_claim=bool(spec.cluster.kubernetes.existing_claim))
+        if refusal:
+            raise UsageError(refusal)
         self._check_pod_inputs(spec)
-        check_pod_data(self._cluster, spec)
+        check_pod_data(cluster, spec)
 
     def _check_pod_inputs(self, spec: Experiment) -> None:
         """What the pods get, checked before the run folder is written: the carried project and
@@ -78,8 +105,7 @@ class KubernetesBackend(Backend):
         self._storage = decide_storage(self._cluster, spec)
 
     def render(self, spec: Experiment, options: RenderOptions) -> str:
-        if options.image:
-            spec = Overrides(kubernetes_image=options.image).apply(spec)
+        spec = Overrides(kubernetes_image=options.image, worker_gpus=_worker_gpus(options.gpus)).apply(spec)
         ns = options.namespace or spec.cluster.kubernetes.namespace or "default"
         token = new_token() if options.include_secret else None
         tls = None
@@ -109,9 +135,14 @@ class KubernetesBackend(Backend):
             say(note)
         write_json(run.cluster, {"backend": self.name, "experiment": spec.name, "namespace": cluster.namespace,
                                  "context": cluster.context, "server": cluster.server,
+                                 "kubeconfig": options.kubeconfig, "image": spec.cluster.kubernetes.image,
                                  "objects": [f"{o['kind']}/{o['metadata']['name']}" for o in objects]})
         say(f"tunecluster: {spec.name} ({spec.tuner.kind}, {spec.tuner.max_trials} trials, "
-            f"{spec.cluster.workers} workers) in namespace {cluster.namespace} on {cluster.server}")
+            f"{spec.cluster.workers} workers) in namespace {cluster.namespace} on {cluster.server}, "
+            f"image {spec.cluster.kubernetes.image}")
+        note = resume_note(self._found) if self._found is not None and options.resume else None
+        if note:
+            say(note)
         apply_objects(cluster, objects)
         say("applied: " + ", ".join(f"{o['kind']}/{o['metadata']['name']}" for o in objects))
         say(f"chief ready ({wait_for_chief(cluster, spec, say=say)})")
@@ -124,12 +155,54 @@ class KubernetesBackend(Backend):
         what = "best configuration" if spec.run_trial else "best model"
         return f"{what} on the volume; copy it with `tunecluster pull --dir {run.root} --to DIR`"
 
+    def attach(self, name: str, run: RunDir, access: ClusterAccess, say: Say, *, follow: bool) -> Optional[Session]:
+        """The run folder of experiment `name` from the cluster: its spec (the ConfigMap's), where
+        it runs (cluster.json), the progress and results (through the chief, else the volume)."""
+        import yaml
+
+        self._access = access
+        cluster = self.connect(None)
+        text, files = cluster_config(cluster, name)
+        spec = validate_spec(yaml.safe_load(text), f"the spec in ConfigMap {Names(name).config}")
+        if run.exists() and load_spec(run.spec).name != name:
+            raise UsageError(f"--dir {run.root} holds the run of experiment {load_spec(run.spec).name!r}, not "
+                             f"{name!r}; pass another --dir")
+        if run.root.exists() and any(run.root.iterdir()) and not run.exists():
+            raise UsageError(f"--dir {run.root} exists and is not a tunecluster run; choose an empty or new folder")
+        found = presence(cluster, name)
+        carried = run.root / "carried"  # the ConfigMap's files: `up --resume` carries them again
+        carried.mkdir(parents=True, exist_ok=True)
+        for key, content in files.items():
+            (carried / key).write_bytes(content)
+        if not run.exists():  # (a folder `up` made keeps the spec it was started with)
+            write_atomic(run.spec, dump_spec(localize(spec, carried)))
+        recorded = read_json(run.cluster) or {}
+        write_json(run.cluster, {**recorded, "backend": self.name, "experiment": name,
+                                 "namespace": cluster.namespace, "context": cluster.context,
+                                 "server": cluster.server, "kubeconfig": access.kubeconfig,
+                                 "image": spec.cluster.kubernetes.image,
+                                 "started": found.started.isoformat() if found.started else None,
+                                 "attached_at": time.time()})
+        mirror = ProgressMirror(cluster, spec, run)
+        if not mirror.refresh() and (found.claim or spec.cluster.kubernetes.existing_claim):
+            mirror.from_volume()  # the chief has ended: its final files from the volume
+        if found.chief_job:
+            JobProgress(cluster, Names(name).chief).publish(read_json(run.progress))
+        state = ("running" if found.live else f"chief Job {found.job_state}" if found.chief_job
+                 else "no Jobs left")
+        say(f"attached to {name} in namespace {cluster.namespace} on {cluster.server} ({state}, started "
+            f"{when(found.started)}); run folder {run.root}")
+        if follow and found.live:
+            return KubernetesSession(cluster, spec, run, say)
+        return None
+
     # --- after a run --------------------------------------------------------------------------
     def status(self, run: RunDir) -> ClusterStatus:
         spec = load_spec(run.spec)
         cluster = self.connect(run)
         pods = role_pods(cluster, spec.name)
-        ProgressMirror(cluster, spec, run).refresh()
+        if ProgressMirror(cluster, spec, run).refresh():
+            JobProgress(cluster, Names(spec.name).chief).publish(read_json(run.progress))
         newest: dict[str, object] = {}
         older: dict[str, int] = {}
         for pod in pods:  # oldest first: a Job's replacement pods come later
@@ -170,7 +243,14 @@ class KubernetesBackend(Backend):
                     shutil.copy2(Path(scratch) / name, run.root / name)
 
     def logs(self, run: RunDir, role: str, *, tail: int, follow: bool, out: TextIO) -> None:
-        logs(self.connect(run), load_spec(run.spec).name, role, tail=tail or None, follow=follow, out=out)
+        saved = ((read_json(run.cluster) or {}).get("saved_logs") or {}).get(role)
+        try:
+            logs(self.connect(run), load_spec(run.spec).name, role, tail=tail or None, follow=follow, out=out)
+        except UsageError:
+            if not saved or not (run.logs / saved[-1]).is_file():  # `down` saved the pod's log
+                raise
+            lines = (run.logs / saved[-1]).read_text(errors="replace").splitlines()
+            out.write("\n".join(lines[-tail:] if tail else lines) + "\n")
 
     def pull(self, run: RunDir, scratch: Path, progress=None) -> RunDir:
         pull(self.connect(run), load_spec(run.spec), scratch, progress=progress)
@@ -180,8 +260,19 @@ class KubernetesBackend(Backend):
         if options.volumes:
             raise UsageError("--volumes is for compose runs; on Kubernetes `down` deletes the volume claim "
                              "unless --keep-volume")
-        deleted = delete_experiment(self.connect(run), load_spec(run.spec).name, keep_volume=options.keep_volume)
-        return f"deleted: {', '.join(deleted)}" if deleted else "nothing was left"
+        cluster = self.connect(run)
+        name = load_spec(run.spec).name
+        saved = save_pod_logs(cluster, name, run.logs)  # before anything is deleted
+        if saved:
+            recorded = read_json(run.cluster) or {}
+            logs = recorded.get("saved_logs") or {}
+            for role, files in saved.items():
+                logs[role] = [f for f in logs.get(role, []) if f not in files] + files
+            write_json(run.cluster, {**recorded, "saved_logs": logs})
+        deleted = delete_experiment(cluster, name, keep_volume=options.keep_volume)
+        count = sum(len(files) for files in saved.values())
+        kept = f"; logs of {count} pods saved in {run.logs}" if count else ""
+        return (f"deleted: {', '.join(deleted)}" if deleted else "nothing was left") + kept
 
     def tensorboard(self, run: RunDir, *, host: str, port: Optional[int], deploy: bool, say: Say) -> int:
         """Forward 127.0.0.1:<free port> to the run's TensorBoard pod until Ctrl-C/SIGTERM."""
@@ -217,3 +308,13 @@ class KubernetesBackend(Backend):
         finally:
             relay.close()
         return 0
+
+
+def _worker_gpus(value: Optional[str]) -> Optional[int]:
+    """`--gpus N` on Kubernetes: nvidia.com/gpu per worker pod ("all" has no meaning there)."""
+    if value in (None, ""):
+        return None
+    if value.isdigit() and int(value) <= 16:
+        return int(value)
+    raise UsageError(f"--gpus {value!r}: on Kubernetes give the number of GPUs each worker pod asks for "
+                     "(0-16; nvidia.com/gpu); 'all' has no meaning on a cluster")

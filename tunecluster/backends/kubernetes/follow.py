@@ -2,6 +2,7 @@
 results.json mirrored into the local run folder (read through the running chief pod with the exec
 API), pod problems reported as they appear, and the chief Job's end.
 
+While it follows, the progress is also published on the chief Job (`job_progress.py`).
 Ctrl-C leaves the experiment running in the cluster (`tunecluster status`, `down`).
 """
 
@@ -11,13 +12,8 @@ from typing import Optional
 
 from tunecluster.backends.base import Say, Session
 from tunecluster.backends.kubernetes.client import Cluster
-from tunecluster.backends.kubernetes.pods import (
-    ProblemClock,
-    job_state,
-    read_shared_json,
-    role_pods,
-    watch_once,
-)
+from tunecluster.backends.kubernetes.job_progress import JobProgress
+from tunecluster.backends.kubernetes.pods import ProblemClock, job_state, read_shared_json, role_pods, watch_once
 from tunecluster.backends.kubernetes.render import Names, selector
 from tunecluster.backends.kubernetes.transfer import pull
 from tunecluster.backends.verdict import Outcome
@@ -63,6 +59,7 @@ class KubernetesSession(Session):
         self.chief_job: Optional[str] = None  # "Complete" / "Failed" once the chief Job ended
         self.problem: Optional[str] = None
         self.clock = ProblemClock.for_spec(cluster, spec)
+        self.marks = JobProgress(cluster, self.names.chief)  # trials done/total on the chief Job
 
     def alive(self) -> bool:
         watch_once(self.cluster, "pods", selector(self.spec.name), 1)  # wakes early on any pod change
@@ -74,7 +71,8 @@ class KubernetesSession(Session):
         for note in self.clock.notes:  # e.g. the cluster autoscaler is adding a node
             self.say(note)
         self.clock.notes.clear()
-        self.mirror.refresh()
+        if self.mirror.refresh():
+            self.marks.publish(read_json(self.run.progress))
         self.chief_job = job_state(self.cluster, self.names.chief)
         return self.chief_job is None
 
@@ -93,5 +91,6 @@ class KubernetesSession(Session):
             # the chief wrote its final state and left before it could be mirrored through its pod
             self.mirror.from_volume()
             progress = read_json(self.run.progress) or {}
+        self.marks.publish(progress)
         code = {"Complete": 0, "Failed": 1}.get(self.chief_job or "")
         return Outcome(progress, code, f"job ended {self.chief_job or 'without finishing'}", logs_hint=logs)

@@ -26,6 +26,7 @@ from tunecluster.core import env as role_env
 from tunecluster.core.errors import UsageError
 from tunecluster.core.network import free_port, port_in_use
 from tunecluster.core.rundir import RunDir, read_json
+from tunecluster.tuning.overrides import Overrides
 from tunecluster.tuning.spec import Experiment
 
 HOST = "127.0.0.1"
@@ -115,6 +116,24 @@ class LocalBackend(Backend):
 
     def render(self, spec: Experiment, options: RenderOptions) -> str:
         raise UsageError("the local backend has nothing to render; use --backend kubernetes or compose")
+
+    def apply_options(self, spec: Experiment, options: UpOptions) -> tuple[Experiment, UpOptions]:
+        """--image and --build are refused (the roles are processes of this Python); --gpus is the
+        local GPU option: `1` gives each worker a GPU of its own (cluster.workers_per_gpu 1), `all`
+        lets every worker see every GPU (the default)."""
+        if options.image or options.build:
+            flag = "--image" if options.image else "--build"
+            raise UsageError(f"{flag}: the local backend runs the roles as processes of this Python, not in an "
+                             "image; leave it out, or use --backend compose or kubernetes")
+        if options.gpus in (None, ""):
+            return spec, options
+        if options.gpus == "all":
+            return Overrides(workers_per_gpu=0).apply(spec), options
+        if options.gpus == "1":
+            return Overrides(workers_per_gpu=1).apply(spec), options
+        raise UsageError(f"--gpus {options.gpus!r}: the local backend gives each worker one GPU (--gpus 1) or "
+                         "lets every worker see every GPU (--gpus all); to share one GPU among several workers "
+                         "set cluster.workers_per_gpu")
 
     def up(self, spec: Experiment, run: RunDir, options: UpOptions, say: Say) -> Optional[Session]:
         port = options.port or spec.cluster.port or free_port(HOST)
