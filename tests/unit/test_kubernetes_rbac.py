@@ -19,7 +19,8 @@ import pytest
 from kubernetes.client import ApiClient, Configuration
 from kubernetes.client.exceptions import ApiException
 
-from tunecluster.backends.kubernetes import exec_stream, forward, pods, rbac, transfer
+from tunecluster.backends.kubernetes import exec_stream, forward, lifecycle, pods, rbac, transfer
+from tunecluster.backends.kubernetes.job_progress import JobProgress
 from tunecluster.backends.kubernetes.apply import apply_objects, delete_experiment, experiment_objects
 from tunecluster.backends.kubernetes.client import Cluster
 from tunecluster.backends.kubernetes.render import Names
@@ -78,7 +79,9 @@ class RecordingApi(ApiClient):
         full = f"{resource}/{sub}" if sub else resource
         self.calls.append((verb, group, full, name))
         self.bodies.append((verb, full, name, body, dict(query)))
-        if verb == "patch":
+        if verb == "patch" and full == "jobs" and "fieldManager" not in query:  # the progress marks
+            assert set(body["metadata"]) <= {"annotations", "labels"}, body
+        elif verb == "patch":
             assert (header_params or {}).get("Content-Type") == "application/apply-patch+yaml"
             assert query["fieldManager"].startswith("tunecluster") and query["force"] in ("true", "True")
         if self.forbid == (verb, full):
@@ -93,7 +96,7 @@ class RecordingApi(ApiClient):
         if verb == "watch":
             return ApiException(status=500, reason="no watches in this test")
         if verb == "patch":
-            return {**body, "metadata": {**body["metadata"], "uid": f"uid-{body['metadata']['name']}"}}
+            return {**body, "metadata": {"name": name, **body["metadata"], "uid": f"uid-{name}"}}
         if verb == "delete":
             return _pod(name, "pull") if resource == "pods" else {"metadata": {"name": name}}
         if resource == "secrets":
@@ -171,7 +174,7 @@ def _spec():
     return validate_spec(raw, "test")
 
 
-def _run_the_launcher(cluster: Cluster) -> None:
+def _run_the_launcher(cluster: Cluster, tmp_logs) -> None:
     """Every launcher function that talks to the API server, as `up`, status, results, logs,
     pull, tensorboard and `down` call them."""
     spec = _spec()
@@ -195,6 +198,11 @@ def _run_the_launcher(cluster: Cluster) -> None:
     out = io.StringIO()
     pods.logs(cluster, spec.name, "chief", tail=10, follow=False, out=out)
     assert out.getvalue() == "a log line\n"
+    found = lifecycle.presence(cluster, spec.name)
+    assert found.chief_job and found.claim
+    marks = JobProgress(cluster, names.chief)
+    assert marks.publish({"counts": {"completed": 1}, "max_trials": 4}), marks.error
+    assert lifecycle.save_pod_logs(cluster, spec.name, tmp_logs) == {"chief": ["pima-units-chief-abc.log"]}
     assert forward.deployment_exists(cluster, names.tensorboard)
     assert forward.claim_exists(cluster, names.claim)
     delete_experiment(cluster, spec.name, keep_volume=False, timeout=0)
@@ -202,7 +210,7 @@ def _run_the_launcher(cluster: Cluster) -> None:
 
 def test_the_role_grants_every_call_the_launcher_makes_and_nothing_more(recorded, tmp_path, monkeypatch):
     cluster = Cluster(recorded, NS, None, "https://k8s.test")
-    _run_the_launcher(cluster)
+    _run_the_launcher(cluster, tmp_path / "logs")
     spec = _spec()
     transfer.pull(cluster, spec, tmp_path, require_model=False, names=("progress.json",))
     role_rules = rbac.role(NS, experiments=["pima-units"])["rules"]

@@ -21,6 +21,7 @@ from typing import Any, Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from tunecluster import __version__
 from tunecluster.core.errors import UsageError
 from tunecluster.tuning.pod_overrides import _DNS_SUBDOMAIN, PodOverrides, RoleOverrides, Toleration  # noqa: F401
 
@@ -140,7 +141,7 @@ class KubernetesSpec(_Section):
     """Where and how the Kubernetes backend runs (`tunecluster up --backend kubernetes`)."""
 
     namespace: Optional[str] = Field(None, description="Default: the kubeconfig context's namespace.")
-    image: str = Field("tunecluster:latest", description="The image every pod runs (see the Dockerfile).")
+    image: str = Field(f"tunecluster:{__version__}", description="Every pod's image (default: `build --push`'s).")
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
     image_pull_secrets: list[str] = Field(default_factory=list, description="Registry Secrets on every pod "
                                           "(`kubectl create secret docker-registry NAME ...`).")

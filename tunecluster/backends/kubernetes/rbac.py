@@ -18,7 +18,8 @@ from typing import Iterable
 
 # (API group, resource) -> verbs, with the launcher call that needs each verb
 USES: dict[tuple[str, str], dict[str, str]] = {
-    ("", "configmaps"): {"create": "apply", "patch": "apply", "list": "down", "delete": "down"},
+    ("", "configmaps"): {"create": "apply", "patch": "apply", "get": "up's check, attach, upload --name",
+                         "list": "down", "delete": "down"},
     ("", "secrets"): {"create": "apply", "patch": "apply", "get": "up keeps the token", "delete": "down"},
     ("", "services"): {"create": "apply", "patch": "apply", "list": "down", "delete": "down"},
     ("", "persistentvolumeclaims"): {"create": "apply", "patch": "apply", "get": "pending claim, storage, tensorboard",
@@ -29,7 +30,8 @@ USES: dict[tuple[str, str], dict[str, str]] = {
     ("", "pods/exec"): {"create": "status, results, pull", "get": "exec on older servers"},
     ("", "pods/portforward"): {"create": "tensorboard", "get": "port-forward on older servers"},
     ("", "events"): {"list": "volume and autoscaler events"},
-    ("batch", "jobs"): {"create": "apply", "patch": "apply", "get": "Kueue queue, re-apply", "list": "down",
+    ("batch", "jobs"): {"create": "apply", "patch": "apply, progress marks", "get": "Kueue queue, re-apply, up's check",
+                        "list": "down",
                         "watch": "follow", "delete": "down"},
     ("batch", "jobs/status"): {"get": "job state"},
     ("networking.k8s.io", "networkpolicies"): {"create": "apply", "patch": "apply", "list": "down",
