@@ -162,8 +162,7 @@ class KubernetesSpec(_Section):
     access_mode: Literal["auto", "ReadWriteMany", "ReadWriteOnce"] = Field(
         "auto", description="ReadWriteMany when workers may land on several nodes; ReadWriteOnce pins every "
         "pod of the experiment to one node; auto: decided at `up` from the StorageClass (or the existing "
-        "claim), ReadWriteMany when rendered offline."
-    )
+        "claim), ReadWriteMany when rendered offline.")
     existing_claim: Optional[str] = Field(None, description="Use this PersistentVolumeClaim instead of making one.")
     claim_sub_path: str = Field(
         "tunecluster/{experiment}", description="With existing_claim: the folder of the claim this experiment "
@@ -187,8 +186,7 @@ class KubernetesSpec(_Section):
     tensorboard: bool = Field(False, description="Also run a TensorBoard Deployment on the volume.")
     inline_data_limit_kib: int = Field(
         512, ge=0, le=900, description="Data files up to this size travel in the ConfigMap; larger ones must "
-        "already be on the volume or in the image (absolute paths)."
-    )
+        "already be on the volume or in the image (absolute paths).")
 
     @field_validator("namespace", "existing_claim", "service_account")
     @classmethod
