@@ -128,7 +128,8 @@ class Backend(ABC):
     def render(self, spec: Experiment, options: RenderOptions) -> str:
         """What `up` would create, as text (`tunecluster render`); writes nothing."""
 
-    def render_rbac(self, namespace: str, user: Optional[str]) -> str:
+    def render_rbac(self, namespace: str, user: Optional[str], experiments: tuple[str, ...] = (),
+                    storage_reader: bool = False) -> str:
         """The permissions a user needs to run tunecluster (`render --rbac`)."""
         raise UsageError(f"--rbac is for the kubernetes backend; the {self.name} backend needs no Role")
 

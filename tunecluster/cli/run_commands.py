@@ -189,6 +189,11 @@ def render(
     rbac: bool = typer.Option(False, "--rbac", help="Print the Role (and RoleBinding for --user) a user "
                               "needs to run tunecluster in the namespace, instead of the experiment."),
     user: Optional[str] = typer.Option(None, "--user", help="With --rbac: bind the Role to this user."),
+    experiment: list[str] = typer.Option([], "--experiment", help="With --rbac: the Role may read only these "
+                                         "experiments' Secrets (repeat for several; default: any Secret by name)."),
+    storage_reader: bool = typer.Option(False, "--storage-reader", help="With --rbac: also the ClusterRole (and "
+                                        "binding for --user) that lets `up` read StorageClasses, to choose "
+                                        "ReadWriteMany when the class offers it."),
     image: Optional[str] = typer.Option(None, "--image", help="The tunecluster image (default: compose "
                                         "tunecluster:<version>, kubernetes cluster.kubernetes.image)."),
     dir: Optional[Path] = typer.Option(None, "--dir", help="compose: run directory the file refers to "
@@ -201,7 +206,7 @@ def render(
     -f -` works on it) or the compose file (`render --backend compose > compose.yml`)."""
     chosen = get_backend(backend.value)
     if rbac:
-        typer.echo(chosen.render_rbac(namespace or "default", user), nl=False)
+        typer.echo(chosen.render_rbac(namespace or "default", user, tuple(experiment), storage_reader), nl=False)
         return
     spec, _ = resolve_spec(str(file) if file else None, example)
     spec = Overrides(workers=workers, backend=chosen.name).apply(spec)

@@ -121,9 +121,13 @@ class KubernetesBackend(Backend):
                     "# or pass --include-secret. `tunecluster up --backend kubernetes` creates it for you.\n" + text)
         return text
 
-    def render_rbac(self, namespace: str, user: Optional[str], experiments: tuple[str, ...] = ()) -> str:
-        """The Role (Secrets limited to `experiments`' own when given) and the RoleBinding for `user`."""
+    def render_rbac(self, namespace: str, user: Optional[str], experiments: tuple[str, ...] = (),
+                    storage_reader: bool = False) -> str:
+        """The Role (Secrets limited to `experiments`' own when given) and the RoleBinding for `user`;
+        with `storage_reader`, the ClusterRole to read StorageClasses (and its binding for `user`)."""
         objects = [rbac.role(namespace, experiments=experiments)] + ([rbac.role_binding(namespace, user)] if user else [])
+        if storage_reader:
+            objects += [rbac.storage_cluster_role()] + ([rbac.storage_cluster_role_binding(user)] if user else [])
         return to_yaml(objects)
 
     # --- a run --------------------------------------------------------------------------------

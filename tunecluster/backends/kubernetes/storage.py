@@ -126,8 +126,8 @@ def decide_storage(cluster: Cluster, spec: Experiment) -> StorageDecision:
             return StorageDecision(requested, "as asked", _pinned_message("as asked", "")
                                    if requested == "ReadWriteOnce" else None)
         return StorageDecision("ReadWriteOnce", "StorageClasses not readable",
-                               "cannot read the cluster's StorageClasses (they need a ClusterRole: `tunecluster render "
-                               "--rbac` prints one), so the shared volume is ReadWriteOnce and every pod of the "
+                               "cannot read the cluster's StorageClasses (they need a ClusterRole: `tunecluster render --rbac "
+                               "--storage-reader` prints one), so the shared volume is ReadWriteOnce and every pod of the "
                                f"experiment runs on the chief's node; {SPREAD_HINT}")
     if chosen is None:  # the claim binds only to a PersistentVolume an administrator made
         note = ("the cluster has no default StorageClass: the volume claim binds only to a matching "
