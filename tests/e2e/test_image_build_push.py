@@ -1,5 +1,6 @@
 """`tunecluster build --push` end to end on a real Docker engine and a real registry (marker
-`e2e_compose`: it needs dockerd; `python -m pytest -m e2e_compose tests/e2e/test_image_build_push.py`).
+`e2e_kubernetes`, beside the other registry tests: it needs dockerd and the registry that
+e2e/k8s/build.sh builds; `python -m pytest -m e2e_kubernetes tests/e2e/test_image_build_push.py`).
 
 A tiny user project (a package with two modules, a hypermodel file importing it, a
 requirements.txt) is built on the tunecluster image and pushed to a CNCF distribution registry
@@ -7,9 +8,9 @@ started here on 127.0.0.1 (Docker pushes to 127.0.0.0/8 over plain HTTP): the re
 the one the registry serves, the image imports the project's modules as the non-root user, and a
 push to a registry that does not answer is one line with exit code 1.
 
-The registry binary: $TUNECLUSTER_REGISTRY_BIN, else /tmp/reg/registry, else the test bed's
-(~/.cache/tunecluster-k8s/bin/registry); build one with
-`GOBIN=/tmp/reg go install github.com/distribution/distribution/v3/cmd/registry@v3.1.2`.
+The registry binary: $TUNECLUSTER_REGISTRY_BIN, else the test bed's (`e2e/k8s/build.sh`, cached).
+The authenticated push (TLS, htpasswd) is tested on the bed's own registry in
+test_kubernetes_journey.py.
 """
 
 from __future__ import annotations
@@ -27,10 +28,7 @@ import pytest
 from conftest import run_cli
 from test_compose import _run, docker_engine  # noqa: F401 - the Docker engine fixture (tests/e2e/test_compose.py)
 
-pytestmark = [pytest.mark.e2e_compose, pytest.mark.timeout(1800)]
-
-REGISTRY_CANDIDATES = [os.environ.get("TUNECLUSTER_REGISTRY_BIN", ""), "/tmp/reg/registry",
-                       str(Path.home() / ".cache/tunecluster-k8s/bin/registry")]
+pytestmark = [pytest.mark.e2e_kubernetes, pytest.mark.timeout(1800)]
 
 
 def _free_port() -> int:
@@ -41,10 +39,11 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory):
-    binary = next((c for c in REGISTRY_CANDIDATES if c and os.access(c, os.X_OK)), None)
-    if binary is None:
-        pytest.fail("no registry binary; build one with `GOBIN=/tmp/reg go install "
-                    "github.com/distribution/distribution/v3/cmd/registry@v3.1.2` (see the module docstring)")
+    import testbed  # noqa: PLC0415 - e2e/k8s, on sys.path through tests/conftest.py
+
+    binary = os.environ.get("TUNECLUSTER_REGISTRY_BIN") or str(testbed.build(quiet=True) / "registry")
+    if not os.access(binary, os.X_OK):
+        pytest.fail(f"no registry binary at {binary}: run e2e/k8s/build.sh")
     port = _free_port()
     root = tmp_path_factory.mktemp("registry")
     config = root / "config.yml"
