@@ -1,5 +1,5 @@
-"""tunecluster's Kubernetes backend end to end on the real single-node test bed (e2e/k8s): the
-project image imported into the node, `tunecluster up --backend kubernetes --workers 2` on a tiny
+"""tunecluster's Kubernetes backend end to end on the real multi-node test bed (e2e/k8s): the
+project image pushed to the bed's registry and pulled by the nodes with an imagePullSecret, `tunecluster up --backend kubernetes --workers 2` on a tiny
 Pima search (with `--tensorboard`), status/logs/results/pull, `tunecluster tensorboard`
 port-forwarding to the TensorBoard pod (and `--deploy` on a kept volume), a deleted worker pod and a
 deleted chief pod mid-search, `down` (and `--keep-volume`), and the RBAC Role of `render --rbac` checked with `kubectl auth can-i`.
@@ -31,13 +31,32 @@ NS = "tc-e2e"
 
 @pytest.fixture(scope="module")
 def bed(k8s_cluster, image):  # noqa: F811
-    started = time.time()
-    k8s_cluster.import_docker_image(image)
-    print(f"\n[k8s e2e] imported {image} into the node in {time.time() - started:.0f} s", flush=True)
     k8s_cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
-    k8s_cluster.wait_for(f"service account {NS}/default",
-                         lambda: k8s_cluster.kubectl("get", "sa", "default", "-n", NS, check=False).returncode == 0, 60)
+    # The pods pull the project image from the bed's registry with this Secret, listed in the
+    # namespace's default ServiceAccount (which Kubernetes adds to every pod of that account).
+    k8s_cluster.pull_secret(NS, default_service_account=True)
     return k8s_cluster
+
+
+@pytest.fixture(scope="module")
+def registry_image(bed, image) -> str:  # noqa: F811
+    """The project image in the bed's registry: the reference the experiment's pods pull."""
+    started = time.time()
+    ref = bed.push_docker_image(image, "tunecluster/project")
+    print(f"\n[k8s e2e] pushed {image} to the bed's registry as {ref} in {time.time() - started:.0f} s", flush=True)
+    return ref
+
+
+def _placement(bed, experiment: str) -> dict[str, str]:
+    """role-index -> node of every pod of an experiment (printed in the e2e log)."""
+    pods = bed.kubectl_json("get", "pods", "-n", NS, "-l", f"tunecluster.io/experiment={experiment}")["items"]
+    return {p["metadata"]["name"]: p["spec"].get("nodeName", "") for p in pods}
+
+
+def _pulled(bed, experiment: str) -> set[str]:
+    """The image IDs the kubelets report for an experiment's pods (registry@digest)."""
+    pods = bed.kubectl_json("get", "pods", "-n", NS, "-l", f"tunecluster.io/experiment={experiment}")["items"]
+    return {s.get("imageID", "") for p in pods for s in p["status"].get("containerStatuses") or [] if s.get("imageID")}
 
 
 def _spec(tmp_path: Path, name: str, max_trials: int, epochs: int, image_name: str) -> Path:
@@ -46,7 +65,7 @@ def _spec(tmp_path: Path, name: str, max_trials: int, epochs: int, image_name: s
         "data": {"csv": str(csv_path()), "target": "Outcome"},
         "tuner": {"max_trials": max_trials, "seed": 3}, "fit": {"epochs": epochs},
         "cluster": {"workers": 2, "max_restarts": 3, "kubernetes": {
-            "image": image_name, "image_pull_policy": "Never",
+            "image": image_name, "image_pull_policy": "IfNotPresent",
             "chief": {"cpu": "200m", "memory": "512Mi"}, "worker": {"cpu": "700m", "memory": "1536Mi"}}},
     }
     path = tmp_path / f"{name}.yaml"
@@ -121,10 +140,10 @@ def _tensorboard_forward(bed, tmp_path: Path, *args: str, hparams: bool = False)
         urllib.request.urlopen(url, timeout=5)
 
 
-def test_up_status_logs_results_pull_and_down(bed, image, tmp_path):  # noqa: F811
+def test_up_status_logs_results_pull_and_down(bed, registry_image, tmp_path):
     version = json.loads(bed.kubectl("version", "-o", "json").stdout)["serverVersion"]["gitVersion"]
-    print(f"[k8s e2e] API server {version}, node {bed.node_name}", flush=True)
-    spec = _spec(tmp_path, "k8s-e2e", max_trials=4, epochs=1, image_name=image)
+    print(f"[k8s e2e] API server {version}, nodes {bed.node_names}", flush=True)
+    spec = _spec(tmp_path, "k8s-e2e", max_trials=4, epochs=1, image_name=registry_image)
     started = time.time()
     up = _cli(bed, "up", "-f", str(spec), "--backend", "kubernetes", "-n", NS, "--dir", "run", "--tensorboard",
               cwd=tmp_path)
@@ -132,6 +151,11 @@ def test_up_status_logs_results_pull_and_down(bed, image, tmp_path):  # noqa: F8
     assert up.returncode == 0, up.stdout[-4000:] + up.stderr[-3000:]
     workers = _pods(bed, "k8s-e2e", "worker")
     assert sorted({_index(p) for p in workers}) == ["0", "1"]
+    placement, pulled = _placement(bed, "k8s-e2e"), _pulled(bed, "k8s-e2e")
+    print(f"[k8s e2e] pods on nodes: {placement}; image pulled from the registry: {sorted(pulled)}", flush=True)
+    assert len(set(placement.values())) >= 2, placement
+    assert pulled and all(i.startswith(f"{bed.registry.host}/tunecluster/project@sha256:") for i in pulled), pulled
+    assert all({"name": "registry-credentials"} in (p["spec"].get("imagePullSecrets") or []) for p in workers)
     document = json.loads((tmp_path / "run" / "results.json").read_text())
     assert [t["status"] for t in document["trials"]] == ["COMPLETED"] * 4
     assert {t["worker"] for t in document["trials"]} <= {"tuner0", "tuner1"}
@@ -166,9 +190,9 @@ def test_up_status_logs_results_pull_and_down(bed, image, tmp_path):  # noqa: F8
     assert gone.returncode == 0 and _leftovers(bed, "k8s-e2e") == [], gone.stderr
 
 
-def test_deleted_worker_and_chief_pods_come_back(bed, image, tmp_path):  # noqa: F811
+def test_deleted_worker_and_chief_pods_come_back(bed, registry_image, tmp_path):
     name = "k8s-chaos"
-    spec = _spec(tmp_path, name, max_trials=6, epochs=25, image_name=image)
+    spec = _spec(tmp_path, name, max_trials=6, epochs=25, image_name=registry_image)
     env = {**os.environ, "KUBECONFIG": str(bed.kubeconfig), "TF_CPP_MIN_LOG_LEVEL": "2"}
     launcher = subprocess.Popen([sys.executable, "-m", "tunecluster", "up", "-f", str(spec), "--backend", "kubernetes",
                                  "-n", NS, "--dir", "run"], cwd=tmp_path, env=env, text=True,
@@ -212,6 +236,90 @@ def test_deleted_worker_and_chief_pods_come_back(bed, image, tmp_path):  # noqa:
     assert "resumed the search" in chief_log
     assert _cli(bed, "down", "--dir", "run", cwd=tmp_path, timeout=300).returncode == 0
     assert _leftovers(bed, name) == []
+
+
+def _lose_a_worker_mid_trial(bed, image_name: str, tmp_path: Path, name: str, how: str) -> None:
+    """Run a 6-trial search; when a worker on a node without the chief is mid-trial, lose it (`how`:
+    "node": stop_node() its node as a spot instance goes, and bring the node back once the trial has
+    been taken back; "preempt": delete its pod). Then: the launcher succeeds, every trial completes
+    exactly once, the lost trial was taken back (requeued) and finished by another pod."""
+    spec = _spec(tmp_path, name, max_trials=6, epochs=25, image_name=image_name)
+    env = {**os.environ, "KUBECONFIG": str(bed.kubeconfig), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    launcher = subprocess.Popen([sys.executable, "-m", "tunecluster", "up", "-f", str(spec), "--backend", "kubernetes",
+                                 "-n", NS, "--dir", "run"], cwd=tmp_path, env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    run = tmp_path / "run"
+
+    def read(file: str) -> dict:
+        try:
+            return json.loads((run / file).read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+
+    def trial_row(trial: str) -> dict:
+        return next((t for t in read("results.json").get("trials", []) if t["trial_id"] == trial), {})
+
+    lost_node = None
+    try:
+        def victim():
+            chief = [p for p in _pods(bed, name, "chief") if p["status"].get("phase") == "Running"]
+            if not chief:
+                return None
+            for pod in _pods(bed, name, "worker"):
+                tuner = f"tuner{_index(pod)}"
+                state = (read("progress.json").get("workers") or {}).get(tuner) or {}
+                if (pod["status"].get("phase") == "Running" and pod["spec"]["nodeName"] != chief[0]["spec"]["nodeName"]
+                        and state.get("state") == "running" and state.get("trial") and (state.get("epoch") or 0) >= 2):
+                    return pod, tuner, state["trial"]
+            return None
+        pod, tuner, trial = bed.wait_for("a worker mid-trial on a node without the chief", victim, 600, interval=1)
+        print(f"[k8s e2e] {name}: pods on nodes {_placement(bed, name)}", flush=True)
+        lost_at = time.time()
+        if how == "node":
+            lost_node = pod["spec"]["nodeName"]
+            bed.stop_node(lost_node)
+            print(f"[k8s e2e] {name}: stopped node {lost_node} with {pod['metadata']['name']} ({tuner}, trial {trial})",
+                  flush=True)
+        else:
+            bed.kubectl("delete", "pod", "-n", NS, pod["metadata"]["name"], "--wait=false")
+            print(f"[k8s e2e] {name}: deleted {pod['metadata']['name']} ({tuner}, trial {trial}) on "
+                  f"{pod['spec']['nodeName']}", flush=True)
+        bed.wait_for(f"trial {trial} taken back", lambda: trial_row(trial).get("requeues", 0) >= 1, 180, interval=1)
+        print(f"[k8s e2e] {name}: trial {trial} taken back {time.time() - lost_at:.0f} s after the loss", flush=True)
+        if lost_node:
+            bed.start_node(lost_node)
+            print(f"[k8s e2e] {name}: node {lost_node} back {time.time() - lost_at:.0f} s after the loss", flush=True)
+            lost_node = None
+        output, _ = launcher.communicate(timeout=1200)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+        if lost_node:
+            bed.start_node(lost_node)
+    assert launcher.returncode == 0, output[-5000:]
+    print(f"[k8s e2e] {name}: pods on nodes at the end {_placement(bed, name)}", flush=True)
+    trials = read("results.json")["trials"]
+    ids = [t["trial_id"] for t in trials]
+    assert len(ids) == len(set(ids)) == 6  # every trial once, the expected count
+    assert [t["status"] for t in trials] == ["COMPLETED"] * 6
+    row = trial_row(trial)
+    assert row["requeues"] >= 1 and row["status"] == "COMPLETED", row
+    finisher = row["worker"]
+    finishing_pods = [p for p in _pods(bed, name, "worker") if f"tuner{_index(p)}" == finisher]
+    assert finishing_pods and all(p["metadata"]["uid"] != pod["metadata"]["uid"] for p in finishing_pods), (
+        finisher, [p["metadata"]["name"] for p in finishing_pods])
+    print(f"[k8s e2e] {name}: trial {trial} finished by {finisher} on "
+          f"{sorted({p['spec']['nodeName'] for p in finishing_pods})}", flush=True)
+    assert _cli(bed, "down", "--dir", "run", cwd=tmp_path, timeout=300).returncode == 0
+    assert _leftovers(bed, name) == []
+
+
+def test_node_lost_mid_search(bed, registry_image, tmp_path):
+    _lose_a_worker_mid_trial(bed, registry_image, tmp_path, "k8s-node-loss", "node")
+
+
+def test_worker_pod_preempted_mid_search(bed, registry_image, tmp_path):
+    _lose_a_worker_mid_trial(bed, registry_image, tmp_path, "k8s-preempt", "preempt")
 
 
 def test_the_rendered_role_grants_every_verb_the_launcher_uses(bed):
