@@ -238,12 +238,26 @@ def test_deleted_worker_and_chief_pods_come_back(bed, registry_image, tmp_path):
     assert _leftovers(bed, name) == []
 
 
+def _prepull(bed, ref: str) -> None:
+    """Pull the image on every node before a search (a node brought back by start_node() is empty),
+    so that no worker starts half a minute after the others."""
+    pods = [{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"prepull-{n}"}, "spec": {
+        "restartPolicy": "Never", "nodeSelector": {"kubernetes.io/hostname": n},
+        "containers": [{"name": "pull", "image": ref, "command": ["true"]}]}} for n in bed.node_names]
+    bed.apply(pods, namespace=NS)
+    bed.wait_for("the image on every node", lambda: all(bed.kubectl_json("get", "pod", p["metadata"]["name"], "-n", NS)[
+        "status"].get("phase") == "Succeeded" for p in pods), 300, interval=1)
+    bed.kubectl("delete", "pods", "-n", NS, *[p["metadata"]["name"] for p in pods], "--wait=false")
+
+
 def _lose_a_worker_mid_trial(bed, image_name: str, tmp_path: Path, name: str, how: str) -> None:
-    """Run a 6-trial search; when a worker on a node without the chief is mid-trial, lose it (`how`:
-    "node": stop_node() its node as a spot instance goes, and bring the node back once the trial has
-    been taken back; "preempt": delete its pod). Then: the launcher succeeds, every trial completes
-    exactly once, the lost trial was taken back (requeued) and finished by another pod."""
-    spec = _spec(tmp_path, name, max_trials=6, epochs=25, image_name=image_name)
+    """Run a 6-trial search and lose a worker mid-trial. `how`: "node": stop_node() the node of a
+    worker on a node without the chief (as a spot instance goes: kubelet, containerd and the pod's
+    processes killed), and bring the node back once the control plane has evicted the pod;
+    "preempt": delete a worker's pod. Then: the launcher succeeds, every trial completes exactly
+    once (6 distinct ids), and the lost trial was taken back (requeued) and finished by another pod."""
+    _prepull(bed, image_name)
+    spec = _spec(tmp_path, name, max_trials=6, epochs=30, image_name=image_name)
     env = {**os.environ, "KUBECONFIG": str(bed.kubeconfig), "TF_CPP_MIN_LOG_LEVEL": "2"}
     launcher = subprocess.Popen([sys.executable, "-m", "tunecluster", "up", "-f", str(spec), "--backend", "kubernetes",
                                  "-n", NS, "--dir", "run"], cwd=tmp_path, env=env, text=True,
@@ -256,9 +270,6 @@ def _lose_a_worker_mid_trial(bed, image_name: str, tmp_path: Path, name: str, ho
         except (FileNotFoundError, json.JSONDecodeError):
             return {}
 
-    def trial_row(trial: str) -> dict:
-        return next((t for t in read("results.json").get("trials", []) if t["trial_id"] == trial), {})
-
     lost_node = None
     try:
         def victim():
@@ -268,28 +279,34 @@ def _lose_a_worker_mid_trial(bed, image_name: str, tmp_path: Path, name: str, ho
             for pod in _pods(bed, name, "worker"):
                 tuner = f"tuner{_index(pod)}"
                 state = (read("progress.json").get("workers") or {}).get(tuner) or {}
-                if (pod["status"].get("phase") == "Running" and pod["spec"]["nodeName"] != chief[0]["spec"]["nodeName"]
-                        and state.get("state") == "running" and state.get("trial") and (state.get("epoch") or 0) >= 2):
+                if (pod["status"].get("phase") == "Running" and state.get("state") == "running" and state.get("trial")
+                        and (state.get("epoch") or 0) >= 2
+                        and (how != "node" or pod["spec"]["nodeName"] != chief[0]["spec"]["nodeName"])):
                     return pod, tuner, state["trial"]
             return None
-        pod, tuner, trial = bed.wait_for("a worker mid-trial on a node without the chief", victim, 600, interval=1)
-        print(f"[k8s e2e] {name}: pods on nodes {_placement(bed, name)}", flush=True)
+        pod, tuner, trial = bed.wait_for("a worker mid-trial" + (" on a node without the chief" if how == "node" else ""),
+                                         victim, 600, interval=0.5)
+        print(f"\n[k8s e2e] {name}: pods on nodes {_placement(bed, name)}", flush=True)
         lost_at = time.time()
         if how == "node":
             lost_node = pod["spec"]["nodeName"]
             bed.stop_node(lost_node)
             print(f"[k8s e2e] {name}: stopped node {lost_node} with {pod['metadata']['name']} ({tuner}, trial {trial})",
                   flush=True)
+
+            def evicted():
+                got = bed.kubectl_json("get", "pod", pod["metadata"]["name"], "-n", NS)
+                return got["metadata"].get("deletionTimestamp")
+            bed.wait_for(f"{pod['metadata']['name']} evicted from the lost node", evicted, 180, interval=1)
+            print(f"[k8s e2e] {name}: {pod['metadata']['name']} evicted {time.time() - lost_at:.0f} s after the loss",
+                  flush=True)
+            bed.start_node(lost_node)
+            print(f"[k8s e2e] {name}: node {lost_node} back {time.time() - lost_at:.0f} s after the loss", flush=True)
+            lost_node = None
         else:
             bed.kubectl("delete", "pod", "-n", NS, pod["metadata"]["name"], "--wait=false")
             print(f"[k8s e2e] {name}: deleted {pod['metadata']['name']} ({tuner}, trial {trial}) on "
                   f"{pod['spec']['nodeName']}", flush=True)
-        bed.wait_for(f"trial {trial} taken back", lambda: trial_row(trial).get("requeues", 0) >= 1, 180, interval=1)
-        print(f"[k8s e2e] {name}: trial {trial} taken back {time.time() - lost_at:.0f} s after the loss", flush=True)
-        if lost_node:
-            bed.start_node(lost_node)
-            print(f"[k8s e2e] {name}: node {lost_node} back {time.time() - lost_at:.0f} s after the loss", flush=True)
-            lost_node = None
         output, _ = launcher.communicate(timeout=1200)
     finally:
         if launcher.poll() is None:
@@ -302,14 +319,14 @@ def _lose_a_worker_mid_trial(bed, image_name: str, tmp_path: Path, name: str, ho
     ids = [t["trial_id"] for t in trials]
     assert len(ids) == len(set(ids)) == 6  # every trial once, the expected count
     assert [t["status"] for t in trials] == ["COMPLETED"] * 6
-    row = trial_row(trial)
+    row = next(t for t in trials if t["trial_id"] == trial)
     assert row["requeues"] >= 1 and row["status"] == "COMPLETED", row
     finisher = row["worker"]
     finishing_pods = [p for p in _pods(bed, name, "worker") if f"tuner{_index(p)}" == finisher]
     assert finishing_pods and all(p["metadata"]["uid"] != pod["metadata"]["uid"] for p in finishing_pods), (
         finisher, [p["metadata"]["name"] for p in finishing_pods])
-    print(f"[k8s e2e] {name}: trial {trial} finished by {finisher} on "
-          f"{sorted({p['spec']['nodeName'] for p in finishing_pods})}", flush=True)
+    print(f"[k8s e2e] {name}: trial {trial} taken back ({row['requeues']} requeue) and finished by {finisher} on "
+          f"{sorted({p['spec']['nodeName'] for p in finishing_pods})}; {len(ids)} trials, each once", flush=True)
     assert _cli(bed, "down", "--dir", "run", cwd=tmp_path, timeout=300).returncode == 0
     assert _leftovers(bed, name) == []
 
