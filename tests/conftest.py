@@ -44,6 +44,8 @@ def k8s_cluster():
         pytest.fail(f"Kubernetes test bed did not come up: {exc}", pytrace=False)
     print(f"\n[k8s test bed] {bed.describe()}; up in {bed.timings['total']:.1f}s "
           f"({', '.join(f'{k} {v:.1f}s' for k, v in bed.timings.items() if k != 'total')}); dir {bed.dir}")
+    for name in bed.node_names:  # each node's own mount of the shared (ReadWriteMany) filesystem
+        print(f"[k8s test bed] {name}: {bed.node_mount(name)}")
     try:
         yield bed
     finally:

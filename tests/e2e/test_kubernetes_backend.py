@@ -339,6 +339,22 @@ def test_worker_pod_preempted_mid_search(bed, registry_image, tmp_path):
     _lose_a_worker_mid_trial(bed, registry_image, tmp_path, "k8s-preempt", "preempt")
 
 
+def test_an_image_not_in_the_registry_fails_in_one_line(bed, tmp_path):
+    """`up` with an image the registry does not have: the kubelets get ErrImagePull/ImagePullBackOff
+    (the registry answers "not found"), and the launcher stops with one line that says so (exit 1)."""
+    missing = bed.registry.ref("tunecluster/never-pushed", "1")
+    spec = _spec(tmp_path, "k8s-no-image", max_trials=2, epochs=1, image_name=missing)
+    up = _cli(bed, "up", "-f", str(spec), "--backend", "kubernetes", "-n", NS, "--dir", "run", cwd=tmp_path,
+              timeout=600)
+    lines = [line for line in up.stderr.splitlines() if line.strip()]
+    print(f"[k8s e2e] up with {missing}: exit {up.returncode}: {lines[-1] if lines else ''}", flush=True)
+    assert up.returncode == 1, up.stdout[-2000:] + up.stderr[-2000:]
+    assert len(lines) == 1 and "cannot be pulled" in lines[0] and missing in lines[0], up.stderr
+    assert "ErrImagePull" in lines[0] or "ImagePullBackOff" in lines[0], lines[0]
+    assert _cli(bed, "down", "--dir", "run", cwd=tmp_path, timeout=300).returncode == 0
+    assert _leftovers(bed, "k8s-no-image") == []
+
+
 def test_the_rendered_role_grants_every_verb_the_launcher_uses(bed):
     bed.apply([rbac.role(NS), rbac.role_binding(NS, "alice")], namespace=NS)
     needed = [("create", "configmaps"), ("patch", "secrets"), ("get", "secrets"), ("patch", "persistentvolumeclaims"),
