@@ -102,10 +102,8 @@ class Registry:
         """containerd (config_path = certs_d) trusts the bed's CA for this registry."""
         d = Path(certs_d) / self.host
         d.mkdir(parents=True, exist_ok=True)
-        # The CA on the server entry itself: with a [host] entry beside it, containerd 1.6 tries the
-        # server again without that host's CA after a "not found", and reports an x509 error instead.
-        (d / "hosts.toml").write_text(f'server = "{self.url}"\ncapabilities = ["pull", "resolve"]\n'
-                                      f'ca = "{self.ca}"\n')
+        (d / "hosts.toml").write_text(f'server = "{self.url}"\n\n[host."{self.url}"]\n'
+                                      f'  capabilities = ["pull", "resolve"]\n  ca = "{self.ca}"\n')
 
     def auth_json(self) -> dict:
         token = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()

@@ -278,10 +278,11 @@ class Node:
     def exec(self, *cmd, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
         return _run([*self.enter(), *cmd], check=check, timeout=timeout)
 
-    def start_proc(self, name: str, cmd: list) -> subprocess.Popen:
+    def start_proc(self, name: str, cmd: list, env: dict | None = None) -> subprocess.Popen:
         log = open(self.bed.logs / f"{self.name}-{name}.log", "ab")
         proc = subprocess.Popen([*self.enter(), *[str(c) for c in cmd]], stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.dir)
+                                stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.dir,
+                                env={**os.environ, **(env or {})})
         log.close()
         self.procs[name] = proc
         return proc
@@ -358,7 +359,14 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
   [plugins."io.containerd.grpc.v1.cri".registry]
     config_path = "{certs_d}"
 """)
-        self.start_proc("containerd", ["containerd", "--config", d / "config.toml", "--log-level", "info"])
+        # The node trusts the bed's CA system-wide, as a real node with the CA installed does: the
+        # registry's hosts.toml names it too, but containerd 1.6 falls back to the plain server
+        # (without that CA) after a "not found", which would then read as an x509 error.
+        bundle = self.dir / "ca-bundle.crt"
+        system = Path("/etc/ssl/certs/ca-certificates.crt")
+        bundle.write_bytes((system.read_bytes() if system.exists() else b"") + (self.bed.pki / "ca.crt").read_bytes())
+        self.start_proc("containerd", ["containerd", "--config", d / "config.toml", "--log-level", "info"],
+                        env={"SSL_CERT_FILE": str(bundle)})
         self.bed.wait_for(f"{self.name}: containerd socket", lambda: self.ctr("version", check=False).returncode == 0,
                           60, log=f"{self.name}-containerd")
         self.ctr("images", "import", str(self.bed.pause_archive()))
