@@ -32,8 +32,8 @@ sys.path.insert(0, str(REPO / "e2e" / "k8s"))
 
 @pytest.fixture(scope="session")
 def k8s_cluster():
-    """A running single-node Kubernetes (TestBed): `.kubectl(...)`, `.apply(...)`, `.import_image(tar)`,
-    `.kubeconfig`, `.node_name`. Started once per session, stopped and cleaned up at the end."""
+    """A running multi-node Kubernetes (TestBed, two nodes): `.kubectl(...)`, `.apply(...)`,
+    `.import_image(tar)`, `.kubeconfig`, `.node_names`, `.stop_node(name)`/`.start_node(name)`. Started once per session, stopped and cleaned up at the end."""
     import testbed  # noqa: PLC0415 - only the e2e_kubernetes tests need it
 
     bin_dir = testbed.build()
@@ -44,6 +44,8 @@ def k8s_cluster():
         pytest.fail(f"Kubernetes test bed did not come up: {exc}", pytrace=False)
     print(f"\n[k8s test bed] {bed.describe()}; up in {bed.timings['total']:.1f}s "
           f"({', '.join(f'{k} {v:.1f}s' for k, v in bed.timings.items() if k != 'total')}); dir {bed.dir}")
+    for name in bed.node_names:  # each node's own mount of the shared (ReadWriteMany) filesystem
+        print(f"[k8s test bed] {name}: {bed.node_mount(name)}")
     try:
         yield bed
     finally:

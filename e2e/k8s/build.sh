@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Builds the Kubernetes test bed's binaries for one pinned release from the Go module proxy:
 #   kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl etcd pause
+# and, from the small module in tools/ (tools/go.mod), the test bed's image registry (the CNCF
+# distribution registry, `registry`), `htpasswd` (a bcrypt password line for the registry) and
+# `sharedfs-provisioner` (the ReadWriteMany provisioner, on sig-storage-lib-external-provisioner), and
+# from tools/local-path/go.mod rancher's `local-path-provisioner` (the ReadWriteOnce class)
 # into ${TUNECLUSTER_K8S_CACHE:-$HOME/.cache/tunecluster-k8s}/<version>/bin (outside the repo).
 # GOCACHE and GOMODCACHE live in the same cache folder, so a second run takes seconds; a run
 # whose binaries are already there and match go.mod/go.sum/this script returns at once.
@@ -13,7 +17,7 @@ K8S_VERSION="$(awk '$1=="require" && $2=="k8s.io/kubernetes" {print $3}' go.mod)
 ETCD_VERSION="$(awk '$1=="go.etcd.io/etcd/server/v3" {print $2}' go.mod)"
 CACHE="${TUNECLUSTER_K8S_CACHE:-$HOME/.cache/tunecluster-k8s}"
 BIN="$CACHE/$K8S_VERSION/bin"
-BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl etcd pause)
+BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl etcd pause registry htpasswd sharedfs-provisioner local-path-provisioner)
 
 if ! command -v go >/dev/null 2>&1; then
   echo "build.sh: no 'go' on PATH: the Kubernetes test bed needs Go >= 1.24 (this machine kind ships Go 1.26 in /usr/local/go/bin)" >&2
@@ -24,7 +28,7 @@ if ! command -v gcc >/dev/null 2>&1; then
   exit 2
 fi
 
-stamp="$( (cat go.mod go.sum build.sh; go version) | sha256sum | cut -c1-16)"
+stamp="$( (cat go.mod go.sum build.sh tools/go.mod tools/go.sum tools/*.go tools/*/*.go tools/local-path/go.*; go version) | sha256sum | cut -c1-16)"
 have_all=1
 for b in "${BINARIES[@]}"; do [[ -x "$BIN/$b" ]] || have_all=0; done
 if [[ $have_all == 1 && "$(cat "$BIN/.stamp" 2>/dev/null)" == "$stamp" ]]; then
@@ -65,6 +69,14 @@ mv "$tmp/server" "$tmp/etcd"
 pause_src="$(go list -m -f '{{.Dir}}' k8s.io/kubernetes)/build/pause/linux/pause.c"
 nice -n 19 gcc -Os -Wall -Werror -static -DVERSION="$K8S_VERSION-tunecluster" -o "$tmp/pause" "$pause_src"
 strip "$tmp/pause"
+
+# The registry and htpasswd from tools/ (its own module: its dependencies do not mix with Kubernetes').
+tools_start=$(date +%s)
+(cd tools && nice -n 19 go build -trimpath -ldflags "-s -w" -o "$tmp/" \
+  github.com/distribution/distribution/v3/cmd/registry ./htpasswd ./sharedfs-provisioner)
+# rancher/local-path-provisioner (the ReadWriteOnce class) from its own small module tools/local-path.
+(cd tools/local-path && nice -n 19 go build -trimpath -ldflags "-s -w" -o "$tmp/" github.com/rancher/local-path-provisioner)
+echo "build.sh: built registry, htpasswd, sharedfs-provisioner and local-path-provisioner in $(( $(date +%s) - tools_start ))s" >&2
 
 for b in "${BINARIES[@]}"; do mv -f "$tmp/$b" "$BIN/$b"; done
 echo "$stamp" > "$BIN/.stamp"

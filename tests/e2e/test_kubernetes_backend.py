@@ -1,5 +1,5 @@
-"""tunecluster's Kubernetes backend end to end on the real single-node test bed (e2e/k8s): the
-project image imported into the node, `tunecluster up --backend kubernetes --workers 2` on a tiny
+"""tunecluster's Kubernetes backend end to end on the real multi-node test bed (e2e/k8s): the
+project image pushed to the bed's registry and pulled by the nodes with an imagePullSecret, `tunecluster up --backend kubernetes --workers 2` on a tiny
 Pima search (with `--tensorboard`), status/logs/results/pull, `tunecluster tensorboard`
 port-forwarding to the TensorBoard pod (and `--deploy` on a kept volume), a deleted worker pod and a
 deleted chief pod mid-search, `down` (and `--keep-volume`), and the RBAC Role of `render --rbac` checked with `kubectl auth can-i`.
@@ -31,13 +31,32 @@ NS = "tc-e2e"
 
 @pytest.fixture(scope="module")
 def bed(k8s_cluster, image):  # noqa: F811
-    started = time.time()
-    k8s_cluster.import_docker_image(image)
-    print(f"\n[k8s e2e] imported {image} into the node in {time.time() - started:.0f} s", flush=True)
     k8s_cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
-    k8s_cluster.wait_for(f"service account {NS}/default",
-                         lambda: k8s_cluster.kubectl("get", "sa", "default", "-n", NS, check=False).returncode == 0, 60)
+    # The pods pull the project image from the bed's registry with this Secret, listed in the
+    # namespace's default ServiceAccount (which Kubernetes adds to every pod of that account).
+    k8s_cluster.pull_secret(NS, default_service_account=True)
     return k8s_cluster
+
+
+@pytest.fixture(scope="module")
+def registry_image(bed, image) -> str:  # noqa: F811
+    """The project image in the bed's registry: the reference the experiment's pods pull."""
+    started = time.time()
+    ref = bed.push_docker_image(image, "tunecluster/project")
+    print(f"\n[k8s e2e] pushed {image} to the bed's registry as {ref} in {time.time() - started:.0f} s", flush=True)
+    return ref
+
+
+def _placement(bed, experiment: str) -> dict[str, str]:
+    """role-index -> node of every pod of an experiment (printed in the e2e log)."""
+    pods = bed.kubectl_json("get", "pods", "-n", NS, "-l", f"tunecluster.io/experiment={experiment}")["items"]
+    return {p["metadata"]["name"]: p["spec"].get("nodeName", "") for p in pods}
+
+
+def _pulled(bed, experiment: str) -> set[str]:
+    """The image IDs the kubelets report for an experiment's pods (registry@digest)."""
+    pods = bed.kubectl_json("get", "pods", "-n", NS, "-l", f"tunecluster.io/experiment={experiment}")["items"]
+    return {s.get("imageID", "") for p in pods for s in p["status"].get("containerStatuses") or [] if s.get("imageID")}
 
 
 def _spec(tmp_path: Path, name: str, max_trials: int, epochs: int, image_name: str) -> Path:
@@ -46,7 +65,7 @@ def _spec(tmp_path: Path, name: str, max_trials: int, epochs: int, image_name: s
         "data": {"csv": str(csv_path()), "target": "Outcome"},
         "tuner": {"max_trials": max_trials, "seed": 3}, "fit": {"epochs": epochs},
         "cluster": {"workers": 2, "max_restarts": 3, "kubernetes": {
-            "image": image_name, "image_pull_policy": "Never",
+            "image": image_name, "image_pull_policy": "IfNotPresent",
             "chief": {"cpu": "200m", "memory": "512Mi"}, "worker": {"cpu": "700m", "memory": "1536Mi"}}},
     }
     path = tmp_path / f"{name}.yaml"
@@ -121,10 +140,10 @@ def _tensorboard_forward(bed, tmp_path: Path, *args: str, hparams: bool = False)
         urllib.request.urlopen(url, timeout=5)
 
 
-def test_up_status_logs_results_pull_and_down(bed, image, tmp_path):  # noqa: F811
+def test_up_status_logs_results_pull_and_down(bed, registry_image, tmp_path):
     version = json.loads(bed.kubectl("version", "-o", "json").stdout)["serverVersion"]["gitVersion"]
-    print(f"[k8s e2e] API server {version}, node {bed.node_name}", flush=True)
-    spec = _spec(tmp_path, "k8s-e2e", max_trials=4, epochs=1, image_name=image)
+    print(f"[k8s e2e] API server {version}, nodes {bed.node_names}", flush=True)
+    spec = _spec(tmp_path, "k8s-e2e", max_trials=4, epochs=1, image_name=registry_image)
     started = time.time()
     up = _cli(bed, "up", "-f", str(spec), "--backend", "kubernetes", "-n", NS, "--dir", "run", "--tensorboard",
               cwd=tmp_path)
@@ -132,6 +151,11 @@ def test_up_status_logs_results_pull_and_down(bed, image, tmp_path):  # noqa: F8
     assert up.returncode == 0, up.stdout[-4000:] + up.stderr[-3000:]
     workers = _pods(bed, "k8s-e2e", "worker")
     assert sorted({_index(p) for p in workers}) == ["0", "1"]
+    placement, pulled = _placement(bed, "k8s-e2e"), _pulled(bed, "k8s-e2e")
+    print(f"[k8s e2e] pods on nodes: {placement}; image pulled from the registry: {sorted(pulled)}", flush=True)
+    assert len(set(placement.values())) >= 2, placement
+    assert pulled and all(i.startswith(f"{bed.registry.host}/tunecluster/project@sha256:") for i in pulled), pulled
+    assert all({"name": "registry-credentials"} in (p["spec"].get("imagePullSecrets") or []) for p in workers)
     document = json.loads((tmp_path / "run" / "results.json").read_text())
     assert [t["status"] for t in document["trials"]] == ["COMPLETED"] * 4
     assert {t["worker"] for t in document["trials"]} <= {"tuner0", "tuner1"}
@@ -166,9 +190,9 @@ def test_up_status_logs_results_pull_and_down(bed, image, tmp_path):  # noqa: F8
     assert gone.returncode == 0 and _leftovers(bed, "k8s-e2e") == [], gone.stderr
 
 
-def test_deleted_worker_and_chief_pods_come_back(bed, image, tmp_path):  # noqa: F811
+def test_deleted_worker_and_chief_pods_come_back(bed, registry_image, tmp_path):
     name = "k8s-chaos"
-    spec = _spec(tmp_path, name, max_trials=6, epochs=25, image_name=image)
+    spec = _spec(tmp_path, name, max_trials=6, epochs=25, image_name=registry_image)
     env = {**os.environ, "KUBECONFIG": str(bed.kubeconfig), "TF_CPP_MIN_LOG_LEVEL": "2"}
     launcher = subprocess.Popen([sys.executable, "-m", "tunecluster", "up", "-f", str(spec), "--backend", "kubernetes",
                                  "-n", NS, "--dir", "run"], cwd=tmp_path, env=env, text=True,
@@ -212,6 +236,127 @@ def test_deleted_worker_and_chief_pods_come_back(bed, image, tmp_path):  # noqa:
     assert "resumed the search" in chief_log
     assert _cli(bed, "down", "--dir", "run", cwd=tmp_path, timeout=300).returncode == 0
     assert _leftovers(bed, name) == []
+
+
+def _prepull(bed, ref: str) -> None:
+    """Pull the image on every node before a search (a node brought back by start_node() is empty),
+    so that no worker starts half a minute after the others."""
+    pods = [{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"prepull-{n}"}, "spec": {
+        "restartPolicy": "Never", "nodeSelector": {"kubernetes.io/hostname": n},
+        "containers": [{"name": "pull", "image": ref, "command": ["true"]}]}} for n in bed.node_names]
+    bed.apply(pods, namespace=NS)
+    bed.wait_for("the image on every node", lambda: all(bed.kubectl_json("get", "pod", p["metadata"]["name"], "-n", NS)[
+        "status"].get("phase") == "Succeeded" for p in pods), 300, interval=1)
+    bed.kubectl("delete", "pods", "-n", NS, *[p["metadata"]["name"] for p in pods], "--wait=false")
+
+
+def _lose_a_worker_mid_trial(bed, image_name: str, tmp_path: Path, name: str, how: str) -> None:
+    """Run a 6-trial search and lose a worker mid-trial. `how`: "node": stop_node() the node of a
+    worker on a node without the chief (as a spot instance goes: kubelet, containerd and the pod's
+    processes killed), and bring the node back once the control plane has evicted the pod;
+    "preempt": delete a worker's pod. Then: the launcher succeeds, every trial completes exactly
+    once (6 distinct ids), and the lost trial was taken back (requeued by the chief, or resumed by the
+    lost worker's replacement pod) and finished by another pod than the lost one."""
+    _prepull(bed, image_name)
+    spec = _spec(tmp_path, name, max_trials=6, epochs=30, image_name=image_name)
+    env = {**os.environ, "KUBECONFIG": str(bed.kubeconfig), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    launcher = subprocess.Popen([sys.executable, "-m", "tunecluster", "up", "-f", str(spec), "--backend", "kubernetes",
+                                 "-n", NS, "--dir", "run"], cwd=tmp_path, env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    run = tmp_path / "run"
+
+    def read(file: str) -> dict:
+        try:
+            return json.loads((run / file).read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+
+    lost_node = None
+    try:
+        def victim():
+            chief = [p for p in _pods(bed, name, "chief") if p["status"].get("phase") == "Running"]
+            if not chief:
+                return None
+            for pod in _pods(bed, name, "worker"):
+                tuner = f"tuner{_index(pod)}"
+                state = (read("progress.json").get("workers") or {}).get(tuner) or {}
+                if (pod["status"].get("phase") == "Running" and state.get("state") == "running" and state.get("trial")
+                        and (state.get("epoch") or 0) >= 2
+                        and (how != "node" or pod["spec"]["nodeName"] != chief[0]["spec"]["nodeName"])):
+                    return pod, tuner, state["trial"]
+            return None
+        pod, tuner, trial = bed.wait_for("a worker mid-trial" + (" on a node without the chief" if how == "node" else ""),
+                                         victim, 600, interval=0.5)
+        print(f"\n[k8s e2e] {name}: pods on nodes {_placement(bed, name)}", flush=True)
+        lost_at = time.time()
+        if how == "node":
+            lost_node = pod["spec"]["nodeName"]
+            bed.stop_node(lost_node)
+            print(f"[k8s e2e] {name}: stopped node {lost_node} with {pod['metadata']['name']} ({tuner}, trial {trial})",
+                  flush=True)
+
+            def evicted():
+                got = bed.kubectl_json("get", "pod", pod["metadata"]["name"], "-n", NS)
+                return got["metadata"].get("deletionTimestamp")
+            bed.wait_for(f"{pod['metadata']['name']} evicted from the lost node", evicted, 180, interval=1)
+            print(f"[k8s e2e] {name}: {pod['metadata']['name']} evicted {time.time() - lost_at:.0f} s after the loss",
+                  flush=True)
+            bed.start_node(lost_node)
+            print(f"[k8s e2e] {name}: node {lost_node} back {time.time() - lost_at:.0f} s after the loss", flush=True)
+            lost_node = None
+        else:
+            bed.kubectl("delete", "pod", "-n", NS, pod["metadata"]["name"], "--wait=false")
+            print(f"[k8s e2e] {name}: deleted {pod['metadata']['name']} ({tuner}, trial {trial}) on "
+                  f"{pod['spec']['nodeName']}", flush=True)
+        output, _ = launcher.communicate(timeout=1200)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+        if lost_node:
+            bed.start_node(lost_node)
+    assert launcher.returncode == 0, output[-5000:]
+    print(f"[k8s e2e] {name}: pods on nodes at the end {_placement(bed, name)}", flush=True)
+    trials = read("results.json")["trials"]
+    ids = [t["trial_id"] for t in trials]
+    assert len(ids) == len(set(ids)) == 6  # every trial once, the expected count
+    assert [t["status"] for t in trials] == ["COMPLETED"] * 6
+    row = next(t for t in trials if t["trial_id"] == trial)
+    finisher = row["worker"]
+    # Taken back either by the chief (its lease expired: requeued, then run by whichever worker asked)
+    # or by the lost worker's replacement pod, which comes back with the same tuner id and resumes it.
+    assert row["status"] == "COMPLETED" and (row["requeues"] >= 1 or finisher == tuner), row
+    finishing_pods = [p for p in _pods(bed, name, "worker") if f"tuner{_index(p)}" == finisher]
+    assert finishing_pods and all(p["metadata"]["uid"] != pod["metadata"]["uid"] for p in finishing_pods), (
+        finisher, [p["metadata"]["name"] for p in finishing_pods])  # finished by another pod than the lost one
+    print(f"[k8s e2e] {name}: trial {trial} taken back ({row['requeues']} requeue(s)) and finished by {finisher} in "
+          f"{[p['metadata']['name'] for p in finishing_pods]} on {sorted({p['spec']['nodeName'] for p in finishing_pods})};"
+          f" {len(ids)} trials, each once", flush=True)
+    assert _cli(bed, "down", "--dir", "run", cwd=tmp_path, timeout=300).returncode == 0
+    assert _leftovers(bed, name) == []
+
+
+def test_node_lost_mid_search(bed, registry_image, tmp_path):
+    _lose_a_worker_mid_trial(bed, registry_image, tmp_path, "k8s-node-loss", "node")
+
+
+def test_worker_pod_preempted_mid_search(bed, registry_image, tmp_path):
+    _lose_a_worker_mid_trial(bed, registry_image, tmp_path, "k8s-preempt", "preempt")
+
+
+def test_an_image_not_in_the_registry_fails_in_one_line(bed, tmp_path):
+    """`up` with an image the registry does not have: the kubelets get ErrImagePull/ImagePullBackOff
+    (the registry answers "not found"), and the launcher stops with one line that says so (exit 1)."""
+    missing = bed.registry.ref("tunecluster/never-pushed", "1")
+    spec = _spec(tmp_path, "k8s-no-image", max_trials=2, epochs=1, image_name=missing)
+    up = _cli(bed, "up", "-f", str(spec), "--backend", "kubernetes", "-n", NS, "--dir", "run", cwd=tmp_path,
+              timeout=600)
+    lines = [line for line in up.stderr.splitlines() if line.strip()]
+    print(f"[k8s e2e] up with {missing}: exit {up.returncode}: {lines[-1] if lines else ''}", flush=True)
+    assert up.returncode == 1, up.stdout[-2000:] + up.stderr[-2000:]
+    assert len(lines) == 1 and "cannot be pulled" in lines[0] and missing in lines[0], up.stderr
+    assert "ErrImagePull" in lines[0] or "ImagePullBackOff" in lines[0], lines[0]
+    assert _cli(bed, "down", "--dir", "run", cwd=tmp_path, timeout=300).returncode == 0
+    assert _leftovers(bed, "k8s-no-image") == []
 
 
 def test_the_rendered_role_grants_every_verb_the_launcher_uses(bed):
