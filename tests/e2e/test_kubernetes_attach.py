@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 
 from test_compose import base_image, docker_engine, image  # noqa: F401 - the project image fixtures
-from test_kubernetes_backend import NS, _cli, _leftovers, _spec, bed  # noqa: F401 - the bed fixture
+from test_kubernetes_backend import NS, _cli, _leftovers, _spec, bed, registry_image  # noqa: F401 - the bed fixtures
 
 pytestmark = [pytest.mark.e2e_kubernetes, pytest.mark.timeout(2400)]
 
 
-def test_attach_from_a_fresh_folder_follows_to_the_same_results_and_down_saves_the_logs(bed, image, tmp_path):  # noqa: F811
-    spec = _spec(tmp_path, "k8s-attach", max_trials=3, epochs=1, image_name=image)
+def test_attach_from_a_fresh_folder_follows_to_the_same_results_and_down_saves_the_logs(bed, registry_image, tmp_path):  # noqa: F811
+    spec = _spec(tmp_path, "k8s-attach", max_trials=3, epochs=1, image_name=registry_image)
     up = _cli(bed, "up", "-f", str(spec), "--backend", "kubernetes", "-n", NS, "--dir", "first", "--detach",
               "--no-confirm", cwd=tmp_path)
     assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
@@ -62,8 +62,8 @@ def test_attach_from_a_fresh_folder_follows_to_the_same_results_and_down_saves_t
     assert _leftovers(bed, "k8s-attach") == []
 
 
-def test_a_kept_volume_is_not_resumed_silently(bed, image, tmp_path):  # noqa: F811
-    spec = _spec(tmp_path, "k8s-kept", max_trials=2, epochs=1, image_name=image)
+def test_a_kept_volume_is_not_resumed_silently(bed, registry_image, tmp_path):  # noqa: F811
+    spec = _spec(tmp_path, "k8s-kept", max_trials=2, epochs=1, image_name=registry_image)
     up = _cli(bed, "up", "-f", str(spec), "--backend", "kubernetes", "-n", NS, "--dir", "run", "--no-confirm",
               cwd=tmp_path)
     assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]

@@ -31,6 +31,7 @@ NAME = "xfer"
 CGROUP_MEMORY = ("cat /sys/fs/cgroup/memory.stat /sys/fs/cgroup/memory.current /sys/fs/cgroup/memory/memory.stat "
                  "/sys/fs/cgroup/memory/memory.max_usage_in_bytes 2>/dev/null")
 BASE = os.environ.get("TUNECLUSTER_BASE_IMAGE", "tunecluster-base:bookworm")
+PUSHED = ""  # BASE in the bed's registry (set by the `bed` fixture)
 
 
 @pytest.fixture(scope="module")
@@ -38,11 +39,11 @@ def bed(k8s_cluster):
     started = time.time()
     if subprocess.run(["docker", "image", "inspect", BASE], capture_output=True).returncode != 0:
         pytest.fail(f"the base image {BASE} is not in Docker (tests/e2e/test_compose.py builds it)")
-    k8s_cluster.import_docker_image(BASE)
-    print(f"\n[xfer] imported {BASE} in {time.time() - started:.0f} s", flush=True)
+    global PUSHED
+    PUSHED = k8s_cluster.push_docker_image(BASE, "tunecluster/base")  # the nodes pull it from the registry
+    print(f"\n[xfer] pushed {BASE} as {PUSHED} in {time.time() - started:.0f} s", flush=True)
     k8s_cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
-    k8s_cluster.wait_for(f"service account {NS}/default",
-                         lambda: k8s_cluster.kubectl("get", "sa", "default", "-n", NS, check=False).returncode == 0, 60)
+    k8s_cluster.pull_secret(NS, default_service_account=True)
     return k8s_cluster
 
 
@@ -62,7 +63,7 @@ def _spec(tmp_path: Path, csv: str, target: str = "Outcome") -> Path:
     spec = {"name": NAME, "hypermodel": "tunecluster.tuning.examples.pima:build_units",
             "data": {"csv": csv, "target": target}, "tuner": {"max_trials": 2},
             "cluster": {"backend": "kubernetes", "workers": 1, "kubernetes": {
-                "namespace": NS, "image": BASE, "image_pull_policy": "Never", "storage_size": "1Gi"}}}
+                "namespace": NS, "image": PUSHED, "image_pull_policy": "IfNotPresent", "storage_size": "1Gi"}}}
     path = tmp_path / "tunecluster.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path
