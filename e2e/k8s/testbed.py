@@ -1036,7 +1036,10 @@ class TestBed:
     def _setup_cluster_objects(self):
         self.apply({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
                     "metadata": {"name": STORAGE_CLASS,
-                                 "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+                                 "annotations": {"storageclass.kubernetes.io/is-default-class": "true",
+                                                 # (a mark for `tunecluster up`: this provisioner's
+                                                 # volumes mount on every node)
+                                                 "tunecluster.io/access-modes": "ReadWriteMany,ReadWriteOnce"}},
                     "provisioner": "tunecluster.local/sharedfs", "reclaimPolicy": "Delete",
                     "volumeBindingMode": "Immediate"})
         self._start_local_path_provisioner()

@@ -148,3 +148,12 @@ def test_without_a_default_class_the_claim_waits_for_a_static_volume_and_says_so
     monkeypatch.setattr(kubernetes.client, "StorageV1Api", lambda api: storage_api)
     decision = decide_storage(NS(api=None, namespace="ns"), validate_spec({}, "t"))
     assert decision.access_mode == "ReadWriteOnce" and "no default StorageClass" in decision.message
+
+
+def test_an_administrators_mark_on_the_class_makes_an_unknown_provisioner_shared():
+    marked = _class("team-fs", "some.vendor/fuse-fs")
+    marked.metadata.annotations["tunecluster.io/access-modes"] = "ReadWriteMany, ReadWriteOnce"
+    decision = decide_for_class(marked, "auto")
+    assert decision.access_mode == "ReadWriteMany" and decision.message is None
+    unmarked = decide_for_class(_class("team-fs", "some.vendor/fuse-fs"), "auto")
+    assert unmarked.access_mode == "ReadWriteOnce" and "tunecluster.io/access-modes" in unmarked.message

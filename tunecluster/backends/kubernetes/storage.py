@@ -26,6 +26,8 @@ ONE_NODE = ("ebs.csi.aws.com", "kubernetes.io/aws-ebs", "pd.csi.storage.gke.io",
             "disk.csi.azure.com", "kubernetes.io/azure-disk", "rancher.io/local-path", "hostpath",
             "openebs.io/local", "topolvm", "kubernetes.io/no-provisioner", "cinder.csi.openstack.org",
             "rbd.csi.ceph.com", "csi.vsphere.vmware.com")
+# an administrator's mark on a StorageClass whose provisioner is not in the lists above
+ACCESS_MODES_ANNOTATION = "tunecluster.io/access-modes"  # e.g. "ReadWriteMany,ReadWriteOnce"
 SPREAD_HINT = ("for workers on several nodes set cluster.kubernetes.access_mode: ReadWriteMany and a "
                "storage_class that provides it (NFS, CephFS, EFS, Filestore, Azure Files)")
 
@@ -80,10 +82,15 @@ def decide_for_class(storage_class, requested: str) -> StorageDecision:
         return StorageDecision("ReadWriteMany", source)
     if requested == "ReadWriteOnce":
         return StorageDecision("ReadWriteOnce", source, _pinned_message(source, ""))
+    marked = (storage_class.metadata.annotations or {}).get(ACCESS_MODES_ANNOTATION, "")
+    if "ReadWriteMany" in marked.replace(" ", "").split(","):
+        return StorageDecision("ReadWriteMany", f"{source}, marked {ACCESS_MODES_ANNOTATION}")
     if _known(provisioner, MANY_NODES):
         return StorageDecision("ReadWriteMany", source)
     return StorageDecision("ReadWriteOnce", source, _pinned_message(source, "; its provisioner is not known to "
-                                                                    "provide ReadWriteMany"))
+                                                                    "provide ReadWriteMany: an administrator "
+                                                                    f"can annotate the class {ACCESS_MODES_ANNOTATION}"
+                                                                    "=ReadWriteMany"))
 
 
 def default_class(classes: list) -> Optional[object]:
