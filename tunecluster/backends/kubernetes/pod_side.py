@@ -32,8 +32,8 @@ CHUNK = 1 << 20
 SYNC_EVERY = 32 << 20
 
 
-def file_sha256(path, limit=None):
-    """sha256 of a file (or of its first `limit` bytes)."""
+def file_sha256(path, limit=None, on_bytes=None):
+    """sha256 of a file (or of its first `limit` bytes); `on_bytes(n)` after each piece read."""
     digest = hashlib.sha256()
     left = limit
     with open(path, "rb") as handle:
@@ -42,6 +42,8 @@ def file_sha256(path, limit=None):
             if not block:
                 break
             digest.update(block)
+            if on_bytes is not None:
+                on_bytes(len(block))
             if left is not None:
                 left -= len(block)
     return digest.hexdigest()

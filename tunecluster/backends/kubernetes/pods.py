@@ -208,14 +208,21 @@ def read_shared_json(cluster: Cluster, pod_name: str, name: str) -> Optional[dic
         return None
 
 
-def job_queued(cluster: Cluster, name: str) -> Optional[str]:
-    """A line when the Job waits in a Kueue queue (suspended, not yet admitted), else None."""
+def read_or_none(cluster: Cluster, verb: str, resource: str, call, *args):
+    """`call(*args)`, None when it fails; a Forbidden is the error naming `verb` and `resource`."""
     try:
-        job = cluster.batch.read_namespaced_job(name, cluster.namespace)
+        return call(*args)
     except Exception as exc:
-        denied = forbidden(exc, "get", "jobs", cluster.namespace)
+        denied = forbidden(exc, verb, resource, cluster.namespace)
         if denied:
             raise denied from None
+        return None
+
+
+def job_queued(cluster: Cluster, name: str) -> Optional[str]:
+    """A line when the Job waits in a Kueue queue (suspended, not yet admitted), else None."""
+    job = read_or_none(cluster, "get", "jobs", cluster.batch.read_namespaced_job, name, cluster.namespace)
+    if job is None:
         return None
     if not (job.spec and job.spec.suspend):
         return None
@@ -265,12 +272,9 @@ def wait_for_chief(cluster: Cluster, spec: Experiment, timeout: float = 300, say
 def pending_claim(cluster: Cluster, spec: Experiment) -> Optional[str]:
     k8s = spec.cluster.kubernetes
     name = k8s.existing_claim or Names(spec.name).claim
-    try:
-        claim = cluster.core.read_namespaced_persistent_volume_claim(name, cluster.namespace)
-    except Exception as exc:
-        denied = forbidden(exc, "get", "persistentvolumeclaims", cluster.namespace)
-        if denied:
-            raise denied from None
+    claim = read_or_none(cluster, "get", "persistentvolumeclaims",
+                         cluster.core.read_namespaced_persistent_volume_claim, name, cluster.namespace)
+    if claim is None:
         return None
     if claim.status.phase == "Bound":
         return None

@@ -29,6 +29,7 @@ from typing import Callable, Iterable, Optional
 from tunecluster.backends.kubernetes.apply import apply_objects
 from tunecluster.backends.kubernetes.client import Cluster, explain
 from tunecluster.backends.kubernetes.exec_stream import EndedEarly, ExecStream, run_command
+from tunecluster.backends.kubernetes import pod_side
 from tunecluster.backends.kubernetes.helper_pod import pod_command, running_helper
 from tunecluster.backends.kubernetes.render import SHARED_MOUNT, Names, render
 from tunecluster.backends.transfer_progress import NoProgress, TransferProgress
@@ -90,19 +91,9 @@ def target_dir(to: str) -> str:
 
 
 def sha256_of(path: Path, limit: Optional[int] = None, on_bytes: Callable[[int], None] = lambda n: None) -> str:
-    """sha256 of a local file (or its first `limit` bytes), read in 1 MiB pieces."""
-    digest = hashlib.sha256()
-    left = limit
-    with open(path, "rb") as handle:
-        while left is None or left > 0:
-            block = handle.read(READ_CHUNK if left is None else min(READ_CHUNK, left))
-            if not block:
-                break
-            digest.update(block)
-            on_bytes(len(block))
-            if left is not None:
-                left -= len(block)
-    return digest.hexdigest()
+    """sha256 of a local file (or its first `limit` bytes), read in 1 MiB pieces: the pod's own
+    function (`pod_side.file_sha256`), so both ends hash alike."""
+    return pod_side.file_sha256(path, limit, on_bytes)
 
 
 def decide(item: Item, remote: dict, local_sha: Callable[[Optional[int]], str]) -> Step:
