@@ -241,7 +241,7 @@ def test_read_write_once_claim_pins_every_pod_to_one_node(bed, registry_image, r
               cwd=project, timeout=1200)
     print(up.stdout[-2000:], flush=True)
     assert up.returncode == 0, up.stdout[-4000:] + up.stderr[-4000:]
-    assert "one node" in up.stdout + up.stderr  # up says why every pod lands on one node
+    assert "runs on the node of the chief" in up.stdout + up.stderr  # up says why every pod is on one node
     claim = bed.kubectl_json("get", "pvc", "journey-rwo-shared", "-n", NS)
     assert claim["spec"]["accessModes"] == ["ReadWriteOnce"] and claim["spec"]["storageClassName"] == "tunecluster-rwo"
     volume = bed.kubectl_json("get", "pv", claim["spec"]["volumeName"])

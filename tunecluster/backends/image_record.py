@@ -35,6 +35,17 @@ def read_record(project: Optional[Path]) -> dict:
     return read_json(record_path(project)) or {}
 
 
+def kubernetes_image(spec, project: Optional[Path], explicit: Optional[str] = None) -> Optional[str]:
+    """The image a Kubernetes pod of `spec` runs when it differs from the spec's: `explicit`
+    (--image), else, while the spec names no image of its own (the default), the one `build --push`
+    recorded for the project; None to keep the spec's."""
+    from tunecluster.tuning.spec import KubernetesSpec
+
+    if explicit or spec.cluster.kubernetes.image != KubernetesSpec.model_fields["image"].default:
+        return explicit
+    return recorded_image(project, pushed=True)
+
+
 def recorded_image(project: Optional[Path], *, pushed: bool) -> Optional[str]:
     """The image `build` made for the project: the pushed digest reference (`pushed`), else the
     local tag; None when the project was never built (or, for `pushed`, never pushed)."""

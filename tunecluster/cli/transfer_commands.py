@@ -18,6 +18,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from tunecluster.backends.image_record import kubernetes_image
 from tunecluster.cli.app import (
     KUBE_CONTEXT,
     KUBE_NAMESPACE,
@@ -29,6 +30,7 @@ from tunecluster.cli.app import (
 )
 from tunecluster.core.errors import UsageError
 from tunecluster.core.rundir import RunDir, read_json
+from tunecluster.tuning.overrides import Overrides
 from tunecluster.tuning.spec import Experiment
 
 
@@ -97,6 +99,8 @@ def _target(dir: Optional[Path], file: Optional[Path], name: Optional[str], cont
         raise UsageError(f"{path} not found; name the experiment with -f SPEC (before `up`), --dir RUN or "
                          "--name NAME -n NAMESPACE")
     spec: Experiment = load_spec(path)
+    # the image `up` will run (the one `tunecluster build --push` recorded), for the helper pod too
+    spec = Overrides(kubernetes_image=kubernetes_image(spec, path.parent.resolve())).apply(spec)
     return spec, backend.connect(None, context, namespace, kubeconfig, spec), True
 
 

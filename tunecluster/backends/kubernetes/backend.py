@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Optional, TextIO
 
 from tunecluster.backends.base import Backend, ClusterAccess, DownOptions, RenderOptions, Say, Session, UpOptions
-from tunecluster.backends.image_record import recorded_image
+from tunecluster.backends.image_record import kubernetes_image
 from tunecluster.backends.kubernetes import forward as fwd
 from tunecluster.backends.kubernetes import rbac
 from tunecluster.backends.kubernetes.apply import (
@@ -41,9 +41,8 @@ from tunecluster.cluster.run_secrets import make_certificate, new_token
 from tunecluster.core.errors import UsageError
 from tunecluster.core.rundir import RunDir, read_json, write_atomic, write_json
 from tunecluster.tuning.overrides import Overrides
-from tunecluster.tuning.spec import Experiment, KubernetesSpec, dump_spec, load_spec, validate_spec
+from tunecluster.tuning.spec import Experiment, dump_spec, load_spec, validate_spec
 
-DEFAULT_IMAGE = KubernetesSpec.model_fields["image"].default  # cluster.kubernetes.image when the spec names none
 
 _STATES = {"Running": "running", "Pending": "pending", "Succeeded": "exited", "Failed": "failed"}
 
@@ -80,9 +79,7 @@ class KubernetesBackend(Backend):
         if options.build:
             raise UsageError("--build is for compose; for Kubernetes build and push the project image with "
                              "`tunecluster build --push REGISTRY/NAME` (up then runs it by digest)")
-        image = options.image
-        if image is None and spec.cluster.kubernetes.image == DEFAULT_IMAGE:
-            image = recorded_image(options.project, pushed=True)
+        image = kubernetes_image(spec, options.project, options.image)
         overrides = Overrides(kubernetes_image=image, worker_gpus=_worker_gpus(options.gpus))
         return overrides.apply(spec), options
 

@@ -46,7 +46,7 @@ from tunecluster.backends.kubernetes.pod_template import (PACK_SCRIPT, _env_list
                                                           pinned, single_node_affinity, worker_packing)
 from tunecluster.cluster.plan import DEFAULT_PORT, ClusterPlan, Placement, SecretFiles, build_plan, threads_for_cpu
 from tunecluster.core.errors import UsageError
-from tunecluster.tuning.spec import Experiment, RoleOverrides, code_refs, dump_spec
+from tunecluster.tuning.spec import Experiment, code_refs, dump_spec
 
 CONFIGMAP_LIMIT = 1000 * 1024  # Kubernetes refuses ConfigMaps over 1 MiB
 KUBECTL_APPLY_LIMIT = 256 * 1024  # kubectl's client-side apply keeps the object in a 256 KiB annotation
