@@ -36,7 +36,9 @@ def test_up_refuses_a_finished_experiment_still_in_the_namespace():
 
 
 def test_a_kept_volume_is_never_resumed_silently():
-    kept = Presence("demo", "ml", claim=True)
+    made_by_upload = Presence("demo", "ml", claim=True)  # `upload` before the first `up`: not a kept search
+    assert start_refusal(made_by_upload, resume=False) is None and resume_note(made_by_upload) is None
+    kept = Presence("demo", "ml", claim=True, claim_kept=True)
     line = start_refusal(kept, resume=False)
     assert "demo-shared" in line and "--resume" in line and "kubectl -n ml delete pvc demo-shared" in line
     assert start_refusal(kept, resume=True) is None

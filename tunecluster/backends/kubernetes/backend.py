@@ -26,7 +26,7 @@ from tunecluster.backends.kubernetes.apply import (
 from tunecluster.backends.kubernetes.client import Cluster, connect
 from tunecluster.backends.kubernetes.follow import FINAL_FILES, KubernetesSession, ProgressMirror
 from tunecluster.backends.kubernetes.job_progress import JobProgress
-from tunecluster.backends.kubernetes.lifecycle import (Presence, cluster_config, localize, presence, resume_note,
+from tunecluster.backends.kubernetes.lifecycle import (Presence, cluster_config, localize, mark_kept, presence, resume_note,
                                                        save_pod_logs, start_refusal, when)
 from tunecluster.backends.kubernetes.pods import (job_state, logs, pod_problem, pod_role_name, role_pods,
                                                   wait_for_chief)
@@ -144,6 +144,8 @@ class KubernetesBackend(Backend):
         note = resume_note(self._found) if self._found is not None and options.resume else None
         if note:
             say(note)
+        if options.resume and self._found is not None and self._found.claim_kept:
+            mark_kept(cluster, spec.name, False)
         apply_objects(cluster, objects)
         say("applied: " + ", ".join(f"{o['kind']}/{o['metadata']['name']}" for o in objects))
         say(f"chief ready ({wait_for_chief(cluster, spec, say=say)})")
@@ -271,6 +273,8 @@ class KubernetesBackend(Backend):
                 logs[role] = [f for f in logs.get(role, []) if f not in files] + files
             write_json(run.cluster, {**recorded, "saved_logs": logs})
         deleted = delete_experiment(cluster, name, keep_volume=options.keep_volume)
+        if options.keep_volume and presence(cluster, name).claim:
+            mark_kept(cluster, name, True)  # a later `up` of the name then asks for --resume
         count = sum(len(files) for files in saved.values())
         kept = f"; logs of {count} pods saved in {run.logs}" if count else ""
         return (f"deleted: {', '.join(deleted)}" if deleted else "nothing was left") + kept

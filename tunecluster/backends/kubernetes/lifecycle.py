@@ -27,6 +27,7 @@ class Presence:
     job_state: Optional[str] = None  # "Complete" / "Failed", None while it runs
     started: Optional[datetime] = None  # the chief Job's creation
     claim: bool = False  # its own claim (<name>-shared) exists
+    claim_kept: bool = False  # ... and `down --keep-volume` kept it (it holds a search), not `upload` made it
     config: bool = False  # its ConfigMap (the spec) exists
 
     @property
@@ -66,7 +67,8 @@ def presence(cluster: Cluster, name: str) -> Presence:
                 state = condition.type
     return Presence(name, ns, chief_job=job is not None, job_state=state,
                     started=job.metadata.creation_timestamp if job is not None else None,
-                    claim=claim is not None, config=config is not None)
+                    claim=claim is not None, config=config is not None,
+                    claim_kept=claim is not None and KEPT in (claim.metadata.annotations or {}))
 
 
 def when(moment: Optional[datetime], now: Optional[datetime] = None) -> str:
@@ -77,6 +79,19 @@ def when(moment: Optional[datetime], now: Optional[datetime] = None) -> str:
     minutes = max(0, int((now - moment).total_seconds() // 60))
     ago = f"{minutes} min ago" if minutes < 120 else f"{minutes // 60} h ago"
     return f"{moment.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC, {ago}"
+
+
+KEPT = "tunecluster.io/kept-by-down"  # on a claim `down --keep-volume` kept: the time it did
+
+
+def mark_kept(cluster: Cluster, name: str, kept: bool) -> None:
+    """Mark the experiment's claim as kept by `down --keep-volume` (or, resumed, no longer)."""
+    value = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if kept else None
+    try:
+        cluster.core.patch_namespaced_persistent_volume_claim(Names(name).claim, cluster.namespace,
+                                                              {"metadata": {"annotations": {KEPT: value}}})
+    except Exception as exc:
+        raise explain(exc, f"marking the volume claim {Names(name).claim}") from None
 
 
 def start_refusal(found: Presence, *, resume: bool, existing_claim: bool = False) -> Optional[str]:
@@ -92,7 +107,7 @@ def start_refusal(found: Presence, *, resume: bool, existing_claim: bool = False
         return (f"experiment {name} already ran in namespace {ns} (chief Job {found.job_state}, started "
                 f"{when(found.started)}): see it with {attach}; to run it again remove it first with `tunecluster "
                 "down` (--keep-volume keeps its results)")
-    if found.claim and not found.chief_job and not resume and not existing_claim:
+    if found.claim_kept and not found.chief_job and not resume and not existing_claim:
         return (f"the volume claim {Names(name).claim} in namespace {ns} still holds the search of an earlier "
                 f"run of {name} (kept by `down --keep-volume`): continue that search with --resume, or delete "
                 f"the claim (`kubectl -n {ns} delete pvc {Names(name).claim}`) to start a new one")
@@ -103,7 +118,7 @@ def resume_note(found: Presence) -> Optional[str]:
     """What `up --resume` goes on from, in one line (None: nothing in the cluster)."""
     if found.live:
         return f"experiment {found.name} is running in namespace {found.namespace}; re-applying it and following it"
-    if found.claim and not found.chief_job:
+    if found.claim_kept and not found.chief_job:
         return f"resuming the search kept on the volume claim {Names(found.name).claim}"
     return None
 
