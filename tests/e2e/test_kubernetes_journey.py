@@ -206,9 +206,9 @@ def test_own_project_pushed_uploaded_run_as_restricted_user_on_two_nodes(bed, re
     assert len(done) == 4, results["trials"]
 
     # 3. pull, attach from a fresh folder, down
-    pulled_run = _cli(restricted_kubeconfig, "pull", "--dir", "run", cwd=project)
+    pulled_run = _cli(restricted_kubeconfig, "pull", "--dir", "run", "--to", "model", cwd=project)
     assert pulled_run.returncode == 0, pulled_run.stderr[-3000:]
-    assert (project / "run" / "best" / "model.keras").stat().st_size > 1000
+    assert (project / "model" / "model.keras").stat().st_size > 1000
     fresh = tmp_path / "elsewhere"
     fresh.mkdir()
     attached = _cli(restricted_kubeconfig, "attach", "journey", "-n", NS, "--dir", "copy", cwd=fresh)
