@@ -125,7 +125,7 @@ def test_the_unschedulable_grace_comes_from_the_spec():
     clock = pods.ProblemClock.for_spec(None, spec)
     assert clock.grace == 600
     assert clock.check(_pending_pod()) is None  # within the grace
-    clock.first_seen["exp-workers-0-abc"] = time.time() - 601
+    clock.first_seen[("exp-workers-0-abc", "cannot be scheduled")] = time.time() - 601
     assert "cannot be scheduled" in clock.check(_pending_pod())
 
 
@@ -157,3 +157,35 @@ def test_an_administrators_mark_on_the_class_makes_an_unknown_provisioner_shared
     assert decision.access_mode == "ReadWriteMany" and decision.message is None
     unmarked = decide_for_class(_class("team-fs", "some.vendor/fuse-fs"), "auto")
     assert unmarked.access_mode == "ReadWriteOnce" and "tunecluster.io/access-modes" in unmarked.message
+
+
+def _pending_unscheduled_free_pod(name="exp-workers-0-abc"):
+    return NS(metadata=NS(name=name), status=NS(phase="Pending", container_statuses=[], init_container_statuses=[],
+                                                 conditions=[]))
+
+
+def test_a_mount_that_fails_once_and_then_works_is_not_a_problem():
+    """The node authorizer may not yet have seen the pod bound to its node: the kubelet's first
+    read of the claim is Forbidden, its retry works. `up` must not end on that."""
+    race = _event("FailedMount", 'failed to process volumes=[shared]: error processing PVC tc/exp-shared: failed '
+                  'to fetch PVC from API server: persistentvolumeclaims "exp-shared" is forbidden: '
+                  'User "system:node:node-b" cannot get resource')
+    assert pods.pod_problem(_pending_unscheduled_free_pod(), [race, _event("Pulling", "image")]) is None
+    cluster = _Events()
+    clock = pods.ProblemClock(grace=90, cluster=cluster)
+    cluster.events = [race]
+    assert clock.check(_pending_unscheduled_free_pod()) is None  # the kubelet retries: within the grace
+    cluster.events = [race, _event("Pulled", "image")]
+    assert clock.check(_pending_unscheduled_free_pod()) is None and not clock.first_seen
+
+
+def test_a_mount_that_keeps_failing_is_reported_after_the_mount_grace():
+    cluster = _Events()
+    clock = pods.ProblemClock(grace=90, cluster=cluster)
+    assert clock.mount_grace == pods.MOUNT_GRACE
+    cluster.events = [_event("FailedMount", "MountVolume.SetUp failed: mount failed: exit status 32")]
+    assert clock.check(_pending_unscheduled_free_pod()) is None
+    clock.first_seen[("exp-workers-0-abc", "cannot be mounted")] = time.time() - pods.MOUNT_GRACE
+    assert "cannot be mounted" in clock.check(_pending_unscheduled_free_pod())
+    cluster.events = [_event("FailedAttachVolume", 'Multi-Attach error for volume "pvc-1" Volume is already used')]
+    assert "attached to another node" in clock.check(_pending_unscheduled_free_pod())  # at once

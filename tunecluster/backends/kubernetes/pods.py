@@ -69,7 +69,7 @@ def pod_problem(pod, events: Optional[list] = None) -> Optional[str]:
                     "(and image_pull_policy); a private registry needs cluster.kubernetes.image_pull_secrets")
         if waiting and waiting.reason == "CreateContainerConfigError":
             return f"pod {name}: {waiting.message}"
-    for event in events or []:
+    for event in unsettled_volume_events(events or []):
         problem = volume_problem(name, event)
         if problem:
             return problem
@@ -81,6 +81,20 @@ def pod_problem(pod, events: Optional[list] = None) -> Optional[str]:
 
 
 OUR_OBJECTS_NOT_YET = ('configmap "', 'secret "')  # FailedMount while `up` is still applying them
+VOLUME_EVENTS = ("FailedAttachVolume", "FailedMount")
+PAST_THE_VOLUMES = ("Pulling", "Pulled", "Created", "Started", "SuccessfulAttachVolume")  # the kubelet went on
+
+
+def unsettled_volume_events(events: list) -> list:
+    """The volume failures not followed by an event that shows the kubelet got past the volumes
+    (events newest last): a mount that failed once and then worked is not a problem."""
+    unsettled = []
+    for event in events:
+        if event.reason in VOLUME_EVENTS:
+            unsettled.append(event)
+        elif event.reason in PAST_THE_VOLUMES:
+            unsettled = []
+    return unsettled
 
 
 def volume_problem(pod_name: str, event) -> Optional[str]:
@@ -114,20 +128,27 @@ def pod_events(cluster: Cluster, pod_name: str) -> list:
 
 
 SCHEDULING_GRACE = 90.0  # s: a volume being provisioned, a node being added; then it is a real problem
+MOUNT_GRACE = 45.0  # s: the kubelet retries a failed mount (a node authorizer that has not yet seen the pod,
+#                     a slow network filesystem); one that still fails after this is a real problem
+LASTING = {"cannot be scheduled": "grace", "cannot be mounted": "mount_grace",
+           "cannot be attached to its node": "mount_grace"}
 AUTOSCALER_WAIT = "waiting for the cluster autoscaler to add a node"
 
 
 class ProblemClock:
-    """Reports a pod problem at once, except scheduling problems, which often clear by themselves
-    (a claim being bound, an autoscaler adding a node): those only after they last `grace` s, and
-    not while the cluster autoscaler says it is adding a node for the pod (TriggeredScaleUp); when
-    it says no node group fits (NotTriggerScaleUp), at once. With `cluster`, the pod's events are
-    read for volume problems (FailedAttachVolume, Multi-Attach, FailedMount) and the autoscaler."""
+    """Reports a pod problem at once, except those that often clear by themselves: scheduling (a
+    claim being bound, an autoscaler adding a node) only after it lasts `grace` s, and not while
+    the cluster autoscaler says it is adding a node for the pod (TriggeredScaleUp); when it says no
+    node group fits (NotTriggerScaleUp), at once; a failed mount or attach (the kubelet retries)
+    after `mount_grace` s. With `cluster`, the pod's events are read for volume problems
+    (FailedAttachVolume, Multi-Attach at once, FailedMount) and the autoscaler."""
 
-    def __init__(self, grace: float = SCHEDULING_GRACE, cluster: Optional[Cluster] = None):
+    def __init__(self, grace: float = SCHEDULING_GRACE, cluster: Optional[Cluster] = None,
+                 mount_grace: Optional[float] = None):
         self.grace = grace
+        self.mount_grace = min(grace, MOUNT_GRACE) if mount_grace is None else mount_grace
         self.cluster = cluster
-        self.first_seen: dict[str, float] = {}
+        self.first_seen: dict[tuple[str, str], float] = {}  # (pod, kind of lasting problem)
         self.notes: list[str] = []  # what the caller should say once (the autoscaler is working)
         self._said: set[str] = set()
 
@@ -144,15 +165,19 @@ class ProblemClock:
         pending = (pod.status.phase or "Pending") == "Pending"
         events = pod_events(self.cluster, pod.metadata.name) if self.cluster is not None and pending else []
         problem = pod_problem(pod, events)
-        key = pod.metadata.name
-        if problem is None:
-            self.first_seen.pop(key, None)
-            return None
-        if "cannot be scheduled" not in problem:
+        name = pod.metadata.name
+        kind = next((words for words in LASTING if problem and words in problem), None)
+        for other in [k for k in self.first_seen if k[0] == name and k[1] != kind]:
+            del self.first_seen[other]  # a lasting problem that cleared (or became another) starts again
+        if problem is None or kind is None:
             return problem
+        key = (name, kind)
+        if kind != "cannot be scheduled":
+            first = self.first_seen.setdefault(key, time.time())
+            return problem if time.time() - first >= getattr(self, LASTING[kind]) else None
         scaling = [e for e in events if e.reason in ("TriggeredScaleUp", "NotTriggerScaleUp")]
         if scaling and scaling[-1].reason == "TriggeredScaleUp":
-            self._note(f"pod {key}: {AUTOSCALER_WAIT}")
+            self._note(f"pod {name}: {AUTOSCALER_WAIT}")
             self.first_seen[key] = time.time()  # the grace starts again
             return None
         if scaling and scaling[-1].reason == "NotTriggerScaleUp" and \
