@@ -11,7 +11,7 @@ import typer
 
 from tunecluster.backends import get_backend
 from tunecluster.backends.base import RenderOptions, UpOptions
-from tunecluster.backends.run_folder import check_run_dir, prepare_run_dir, run_dir_for
+from tunecluster.backends.run_folder import prepare_run_dir, run_dir_for
 from tunecluster.cli.app import (KUBE_CONTEXT, KUBE_NAMESPACE, KUBECONFIG, BackendName, TunerKind, app,
                                  console, errors_to_exit, say)
 from tunecluster.core.errors import UsageError
@@ -49,8 +49,10 @@ def up(
                                         "else the embedded pima-comprehensive example)."),
     example: Optional[str] = typer.Option(None, "--example", help="Run an embedded example instead: "
                                           "pima-optimizer, pima-units, pima-layers, pima-comprehensive, "
-                                          "pima-all (the four one after another, with the tutorial's claims "
-                                          "beside this run's findings; --dir holds one folder per phase), or "
+                                          "pima-baseline (the tutorial's untuned model), "
+                                          "pima-all (the four phases and the baseline one after another, with "
+                                          "the tutorial's claims beside this run's findings; --dir holds one "
+                                          "folder per phase), or "
                                           "pima-forest (a scikit-learn forest through run_trial, no Keras model)."),
     backend: Optional[BackendName] = typer.Option(None, "--backend", help="Where to run (default: the spec's cluster.backend)."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Number of workers (with --resume: "
@@ -86,13 +88,20 @@ def up(
     confirm_repeats: Optional[int] = typer.Option(None, "--confirm-repeats", min=1, help="Trainings per "
                                                   "confirmed configuration, fresh seeds (default: confirm.repeats, 3)."),
     no_confirm: bool = typer.Option(False, "--no-confirm", help="Skip the confirmation stage."),
+    budget: Optional[str] = typer.Option(None, "--budget", help="Pima examples: tunecluster (default: 12 "
+                                         "trials x 10 epochs per phase) or tutorial (the tutorial's own: "
+                                         "optimizer 5x5, units 5x10, layers 5x10 as it gives none, "
+                                         "comprehensive 20x10)."),
+    chain: bool = typer.Option(False, "--chain", help="pima-all: each phase uses the confirmed winners of "
+                               "the earlier ones (optimizer from phase 1, units from 2, depth from 3) "
+                               "instead of the tutorial's fixed values."),
     holdout: Optional[float] = typer.Option(None, "--holdout", min=0.0, max=0.8, help="Hold out this "
                                             "fraction of the rows as a test split the search never sees "
                                             "(data.test_fraction; the examples default to 0, the tutorial's split)."),
 ):
     """Start a chief and workers, follow the search live, then retrain the best configurations
     with fresh seeds (the confirmation stage) and print the results table."""
-    from tunecluster.tuning.examples import ALL_PHASES, PHASES, example_spec
+    from tunecluster.tuning.examples import ALL_PHASES
 
     if force and resume:
         raise UsageError("give either --force or --resume, not both")
@@ -111,30 +120,11 @@ def up(
             raise UsageError("give either -f/--file or --example, not both")
         if detach:
             raise UsageError(f"--example {ALL_PHASES} runs the phases one after another; it cannot --detach")
-        root = dir if dir is not None else Path("tunecluster-runs") / ALL_PHASES
-        phases = []
-        for name in PHASES:  # check every phase (spec, data, run folder) before anything runs
-            spec = overrides.apply(example_spec(name))
-            run = run_dir_for(root / name, name)
-            preflight(spec)
-            if not (resume and run.finished()):
-                check_run_dir(run, spec, force=force, resume=resume and run.exists())
-            phases.append((spec, run))
-        outcomes = []
-        for spec, run in phases:
-            if resume and run.finished():
-                say(f"{spec.name}: already finished in {run.root}")
-                outcomes.append((spec.name, run, 0))
-                continue
-            console.rule(f"{spec.name}")
-            phase_options = UpOptions(**{**options.__dict__, "resume": resume and run.exists()})
-            code = _up_one(spec, run, f"example {spec.name}", phase_options, force=force, workers=workers)
-            outcomes.append((spec.name, run, code))
-            if code != 0:
-                break
-        _print_phase_summary(outcomes, root)
-        raise typer.Exit(max(code for *_, code in outcomes))
-    spec, source = resolve_spec(str(file) if file else None, example)
+        _up_all_phases(dir, overrides, options, force=force, resume=resume, budget=budget, chain=chain,
+                       workers=workers)
+    if chain:
+        raise UsageError(f"--chain carries winners between the phases of --example {ALL_PHASES}; use it with that")
+    spec, source = resolve_spec(str(file) if file else None, example, budget)
     spec = overrides.apply(spec)
     run = run_dir_for(dir, spec.name)
     preflight(spec)
@@ -161,16 +151,22 @@ def _up_one(spec: Experiment, run: RunDir, source: str, options: UpOptions, *, f
     return code
 
 
-def _print_phase_summary(outcomes: list, root: Path) -> None:
-    """`up --example pima-all`: the tutorial's claim beside this run's confirmed winner, per phase."""
-    from tunecluster.core.rundir import write_json
-    from tunecluster.tuning.examples import TUTORIAL_CLAIMS
-    from tunecluster.tuning.phases import phase_summary
+def _up_all_phases(dir: Optional[Path], overrides: Overrides, options: UpOptions, *, force: bool, resume: bool,
+                   budget: Optional[str], chain: bool, workers: Optional[int]) -> None:
+    """`up --example pima-all`: every phase, then the tutorial's claims beside this run."""
+    from tunecluster.cli.pima_all import run_all_phases, summary
+    from tunecluster.tuning.examples import ALL_PHASES
 
-    rows = [phase_summary(name, run, code, TUTORIAL_CLAIMS.get(name, {})) for name, run, code in outcomes]
-    print_wide(console, phase_table(rows))
-    write_json(root / "pima-all.json", {"phases": rows})
+    root = dir if dir is not None else Path("tunecluster-runs") / ALL_PHASES
+    outcomes, carried = run_all_phases(
+        root, overrides, options, force=force, resume=resume, budget=budget, chain=chain,
+        run_one=lambda spec, run, phase_options: _up_one(spec, run, f"example {spec.name}", phase_options,
+                                                         force=force, workers=workers),
+        say=say, rule=console.rule)
+    title, rows, _ = summary(outcomes, root, budget, chain, carried)
+    print_wide(console, phase_table(title, rows))
     say(f"summary: {root / 'pima-all.json'}")
+    raise typer.Exit(max(code for _, _, code, _ in outcomes))
 
 
 @app.command()

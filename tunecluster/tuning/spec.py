@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from tunecluster import __version__
 from tunecluster.core.errors import UsageError
 from tunecluster.tuning.pod_overrides import _DNS_SUBDOMAIN, PodOverrides, RoleOverrides, Toleration  # noqa: F401
+from tunecluster.tuning.spec_hypermodel_args import HYPERMODEL_ARGS, HypermodelArgs
 
 TunerKind = Literal["random", "grid", "bayesian", "hyperband"]
 Backend = Literal["local", "compose", "kubernetes"]
@@ -275,6 +276,7 @@ class Experiment(_Section):
     hypermodel: Optional[str] = Field(
         None, description='"module:function" or "path/to/file.py:function" building a Keras model from hp.'
     )
+    hypermodel_args: HypermodelArgs = HYPERMODEL_ARGS
     run_trial: Optional[str] = Field(
         None, description='Instead of a hypermodel: "module:function" or "file.py:function" that runs one '
         "training with no Keras model (scikit-learn, XGBoost, any Python): run_trial(hp[, data[, seed]]) "
@@ -306,8 +308,7 @@ class Experiment(_Section):
     @model_validator(mode="after")
     def _one_trainer(self) -> "Experiment":
         if self.hypermodel and self.run_trial:
-            raise ValueError("give either hypermodel (a Keras model per trial) or run_trial (a function "
-                             "that trains without one), not both")
+            raise ValueError("give either hypermodel (a Keras model per trial) or run_trial (a function that trains without one), not both")
         return self
 
 

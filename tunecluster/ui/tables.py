@@ -127,14 +127,13 @@ def status_table(status, title: str) -> Table:
     return table
 
 
-def phase_table(rows: list[dict]) -> Table:
-    """`up --example pima-all`: the tutorial's claim beside this run's confirmed winner, per phase."""
-    table = Table(title="Pima tutorial, phase by phase: its claims beside this run (winner = best "
-                  "confirmed configuration)")
-    for column in ("phase", "tutorial's claim", "this run's winner", "confirmed val", "search score",
-                   "test", "note"):
+def phase_table(title: str, rows: list[dict]) -> Table:
+    """`up --example pima-all`: each of the tutorial's claims beside what this run measured."""
+    table = Table(title=title)
+    for column in ("claim", "the tutorial reports", "this run (winner = best confirmed)", "agrees",
+                   "difference", "beyond confirmed spread", "test", "note"):
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(row["phase"], row["claim"], row["winner"], row["confirmed"], row["search_score"],
-                      row["test"], row["note"])
+        table.add_row(row["row"], row["claim"], row["this_run"], row["agrees"], row["difference"],
+                      row["beyond_spread"], row["test"], row["note"])
     return table

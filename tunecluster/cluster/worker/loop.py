@@ -32,13 +32,15 @@ from tunecluster.tuning.spec import Experiment
 log = logging.getLogger("tunecluster.worker")
 
 
-def bind_hypermodel(func, splits):
-    """Adapt `build(hp)` or `build(hp, data)` to Keras Tuner's `build(hp)`."""
+def bind_hypermodel(func, splits, args=None):
+    """Adapt `build(hp)` or `build(hp, data)` to Keras Tuner's `build(hp)`; `args` (the spec's
+    hypermodel_args) are passed as keyword arguments."""
+    args = dict(args or {})
     params = [p for p in inspect.signature(func).parameters.values()
-              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in args]
     if len(params) >= 2:
-        return lambda hp: func(hp, splits)
-    return func
+        return lambda hp: func(hp, splits, **args)
+    return functools.partial(func, **args) if args else func
 
 
 def _load_run_trial(spec: Experiment):
@@ -104,7 +106,14 @@ def run_worker(spec: Experiment, role: RoleEnv) -> int:
         from tunecluster.cluster.worker.export import export_best as export
         from tunecluster.cluster.worker.tuner import ClusterTuner
 
-        build = checked_build(bind_hypermodel(load_callable(spec.hypermodel), splits))
+        from tunecluster.tuning.spec_hypermodel_args import check_accepts
+
+        function = load_callable(spec.hypermodel)
+        try:
+            check_accepts(function, spec.hypermodel_args, spec.hypermodel)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        build = checked_build(bind_hypermodel(function, splits, spec.hypermodel_args))
         distribution = strategy.choose_strategy(spec.cluster.strategy)
         make_tuner = functools.partial(ClusterTuner, hypermodel=build, distribution_strategy=distribution)
         log.info("%s: %s, %d training rows; %s", role.tuner_id, strategy.describe(distribution),

@@ -1,5 +1,6 @@
-"""The embedded examples: the four Pima phases as ready-to-run specs, a model-free one
-(`pima-forest`: a scikit-learn forest through `run_trial`), and `init`'s template.
+"""The embedded examples: the four Pima phases and the tutorial's baseline model as ready-to-run
+specs, a model-free one (`pima-forest`: a scikit-learn forest through `run_trial`), and `init`'s
+template. The tutorial's claims and budgets are in `tutorial.py`.
 
 `pima-*` keep the tutorial's 80/20 train/validation split (random_state=42) so results compare
 with it; the template that `tunecluster init` writes holds out a test split as well (60/20/20).
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
+from typing import Optional
 
 from tunecluster.core.errors import UsageError
 from tunecluster.tuning.spec import Experiment, validate_spec
@@ -18,23 +20,16 @@ PHASES = {
     "pima-units": "build_units",
     "pima-layers": "build_layers",
     "pima-comprehensive": "build_comprehensive",
+    "pima-baseline": "build_baseline",
 }
 # Model-free examples: a `run_trial` function instead of a hypermodel (file in this package).
 RUN_TRIAL_EXAMPLES = {
     "pima-forest": ("forest.py", "run_trial"),
 }
 DEFAULT_EXAMPLE = "pima-comprehensive"
-ALL_PHASES = "pima-all"  # `up --example pima-all`: the four phases one after another
-
-# What the tutorial reports for each phase, shown beside what a run finds (`up --example pima-all`).
-# The tutorial fixes rmsprop in phases 2-3 and 72 units in phase 3 after its phases 1-2, and reports
-# ~85% accuracy for its comprehensive search, against ~70% for its untuned model.
-TUTORIAL_CLAIMS = {
-    "pima-optimizer": {"winner": "optimizer=rmsprop", "score": None},
-    "pima-units": {"winner": "units=72", "score": None},
-    "pima-layers": {"winner": "(not stated)", "score": None},
-    "pima-comprehensive": {"winner": "(architecture varies)", "score": 0.85},
-}
+ALL_PHASES = "pima-all"  # `up --example pima-all`: the phases below one after another
+ALL_PHASE_ORDER = ["pima-optimizer", "pima-units", "pima-layers", "pima-comprehensive", "pima-baseline"]
+BASELINE = "pima-baseline"  # one configuration (Fixed values): a search of one trial, then confirmed
 
 
 def comprehensive_space():
@@ -83,8 +78,25 @@ def _phase_dict(name: str, hypermodel: str, csv: str, test_fraction: float = 0.0
     }
 
 
-def example_spec(name: str = DEFAULT_EXAMPLE) -> Experiment:
-    """The embedded spec of one Pima phase, with absolute paths into the installed package."""
+def _budgeted(raw: dict, name: str, budget: Optional[str]) -> dict:
+    """A Pima phase's trials and epochs from a budget of `tutorial.BUDGETS` (None: the default);
+    the baseline, one configuration, is confirmed alone (confirm.top 1)."""
+    from tunecluster.tuning.examples.tutorial import BUDGETS, DEFAULT_BUDGET
+
+    budget = budget or DEFAULT_BUDGET
+    if budget not in BUDGETS:
+        raise UsageError(f"--budget: unknown budget {budget!r}; choose one of {', '.join(BUDGETS)}")
+    if name in BUDGETS[budget]:
+        raw["tuner"]["max_trials"], raw["fit"]["epochs"] = BUDGETS[budget][name]
+    if name == BASELINE:
+        raw["confirm"] = {"top": 1}
+    return raw
+
+
+def example_spec(name: str = DEFAULT_EXAMPLE, budget: Optional[str] = None,
+                 hypermodel_args: Optional[dict] = None) -> Experiment:
+    """The embedded spec of one Pima phase, with absolute paths into the installed package;
+    `budget` (tutorial.BUDGETS) sets its trials and epochs, `hypermodel_args` its fixed values."""
     if name == "pima":
         name = DEFAULT_EXAMPLE
     if name in RUN_TRIAL_EXAMPLES:
@@ -95,7 +107,10 @@ def example_spec(name: str = DEFAULT_EXAMPLE) -> Experiment:
     if name not in PHASES:
         raise UsageError(f"--example: unknown example {name!r}; choose one of {', '.join(known_examples())}")
     hypermodel = f"tunecluster.tuning.examples.pima:{PHASES[name]}"
-    return validate_spec(_phase_dict(name, hypermodel, str(csv_path())), f"example {name}")
+    raw = _budgeted(_phase_dict(name, hypermodel, str(csv_path())), name, budget)
+    if hypermodel_args:
+        raw["hypermodel_args"] = dict(hypermodel_args)
+    return validate_spec(raw, f"example {name}")
 
 
 def known_examples() -> list[str]:
@@ -120,7 +135,8 @@ def write_template(target: Path, name: str = "pima", force: bool = False) -> lis
         code = target / source
     elif phase in PHASES:
         source = "pima.py"
-        spec = _phase_dict(phase, f"model.py:{PHASES[phase]}", "diabetes.csv", test_fraction=0.2)
+        spec = _budgeted(_phase_dict(phase, f"model.py:{PHASES[phase]}", "diabetes.csv", test_fraction=0.2),
+                         phase, None)
         code = target / "model.py"
     else:
         raise UsageError(f"--example: unknown example {name!r}; choose pima or one of "

@@ -4,6 +4,10 @@ Each function takes Keras Tuner's `hp` and the data splits (`data.feature_stats(
 training rows' mean and variance). Preprocessing lives inside the model: a `Normalization` layer
 built from the training split only, so the saved model takes raw feature rows.
 
+The tutorial fixes some values in its later phases (rmsprop in phases 2-3, 72 units per layer in
+phase 3); they are keyword arguments here, so that `up --example pima-all --chain` can pass the
+confirmed winners of the earlier phases instead (through the spec's `hypermodel_args`).
+
 This file is self-contained (it imports only Keras): `tunecluster init --example pima` copies it
 as `model.py` for you to edit.
 """
@@ -35,31 +39,43 @@ def build_optimizer(hp, data):
     return _compile(model, hp.Choice("optimizer", OPTIMIZERS))
 
 
-def build_units(hp, data):
+def build_units(hp, data, optimizer="rmsprop"):
     """Phase 2: how many units in the hidden layer (8..128 step 8), with rmsprop."""
     inputs, x = _inputs(data)
     x = keras.layers.Dense(hp.Int("units", 8, 128, step=8), activation="relu")(x)
     outputs = keras.layers.Dense(1, activation="sigmoid")(x)
-    return _compile(keras.Model(inputs, outputs), "rmsprop")
+    return _compile(keras.Model(inputs, outputs), optimizer)
 
 
-def build_layers(hp, data):
+def build_layers(hp, data, optimizer="rmsprop", units=72):
     """Phase 3: how many hidden layers of 72 units (1..10), with rmsprop."""
     inputs, x = _inputs(data)
     for _ in range(hp.Int("num_layers", 1, 10)):
-        x = keras.layers.Dense(72, activation="relu")(x)
+        x = keras.layers.Dense(units, activation="relu")(x)
     outputs = keras.layers.Dense(1, activation="sigmoid")(x)
-    return _compile(keras.Model(inputs, outputs), "rmsprop")
+    return _compile(keras.Model(inputs, outputs), optimizer)
 
 
-def build_comprehensive(hp, data):
-    """Phase 4: depth, and per layer units, activation and dropout; plus the optimizer."""
+def build_comprehensive(hp, data, optimizer=None, num_layers=None):
+    """Phase 4: depth, and per layer units, activation and dropout; plus the optimizer. A given
+    `optimizer` or `num_layers` is used as it is instead of searched."""
     inputs, x = _inputs(data)
-    for i in range(hp.Int("num_layers", 1, 10)):
+    depth = num_layers if num_layers is not None else hp.Int("num_layers", 1, 10)
+    for i in range(depth):
         x = keras.layers.Dense(
             hp.Int(f"units_{i}", 32, 512, step=32),
             activation=hp.Choice(f"activation_{i}", ["relu", "tanh", "sigmoid"]),
         )(x)
         x = keras.layers.Dropout(hp.Float(f"dropout_{i}", 0.1, 0.9, step=0.1))(x)
     outputs = keras.layers.Dense(1, activation="sigmoid")(x)
-    return _compile(keras.Model(inputs, outputs), hp.Choice("optimizer", OPTIMIZERS))
+    return _compile(keras.Model(inputs, outputs), optimizer or hp.Choice("optimizer", OPTIMIZERS))
+
+
+def build_baseline(hp, data):
+    """The tutorial's hand-made model before any tuning: one Dense 32 relu layer, Adam. Its values
+    are Fixed hyperparameters, so a search of one trial trains it and the confirmation stage
+    retrains it like any winner."""
+    inputs, x = _inputs(data)
+    x = keras.layers.Dense(hp.Fixed("units", 32), activation="relu")(x)
+    outputs = keras.layers.Dense(1, activation="sigmoid")(x)
+    return _compile(keras.Model(inputs, outputs), hp.Fixed("optimizer", "adam"))
