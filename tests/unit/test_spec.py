@@ -25,7 +25,7 @@ def test_every_field_has_a_default():
     ({"data": {"validation_fraction": 1.5}}, "data.validation_fraction: Input should be less than 1"),
     ({"name": "My Experiment"}, "name: use 1-40 lowercase letters"),
     ({"hypermodel": "no_colon"}, 'hypermodel: write it as "module:function"'),
-    ({"colour": "blue"}, "colour: unknown key; allowed keys here: cluster, confirm, data, fit, hypermodel, name, run_trial, tuner"),
+    ({"colour": "blue"}, "colour: unknown key; allowed keys here: cluster, confirm, data, fit, hypermodel, hypermodel_args, name, run_trial, tuner"),
     ({"data": {"csv": "a.csv", "loader": "m:f"}}, "give either data.csv or data.loader"),
 ])
 def test_bad_values_name_the_field(raw, expected):
@@ -59,8 +59,8 @@ def test_garbled_yaml_is_one_line(tmp_path):
     assert "not valid YAML at line" in str(info.value) and "\n" not in str(info.value)
 
 
-def test_examples_are_the_four_tutorial_phases():
-    assert set(PHASES) == {"pima-optimizer", "pima-units", "pima-layers", "pima-comprehensive"}
+def test_examples_are_the_four_tutorial_phases_and_its_baseline():
+    assert set(PHASES) == {"pima-optimizer", "pima-units", "pima-layers", "pima-comprehensive", "pima-baseline"}
     spec = example_spec("pima")
     assert spec.name == "pima-comprehensive"
     assert spec.data.validation_fraction == 0.2 and spec.data.split_seed == 42 and spec.data.test_fraction == 0

@@ -197,10 +197,10 @@ def _check_dropout(claim: dict, outcome: dict) -> dict:
     if ins and outs:
         row["difference"] = _signed(_confirmed(ins[0])[0] - _confirmed(outs[0])[0])
         row["beyond_spread"] = "no" if _overlap(ins[0], outs[0]) else "yes"
-        row["note"] = (f"best confirmed with all dropouts in {low}-{high}: {_pm(*_confirmed(ins[0]))}; "
+        row["note"] = (f"best confirmed with all dropouts in {low}–{high}: {_pm(*_confirmed(ins[0]))}; "
                        f"with some outside: {_pm(*_confirmed(outs[0]))}")
     else:
-        row["note"] = f"the confirmed configurations are all {'inside' if ins else 'outside'} {low}-{high}"
+        row["note"] = f"the confirmed configurations are all {'inside' if ins else 'outside'} {low}–{high}"
     return row
 
 

@@ -19,6 +19,9 @@ def preflight(spec: Experiment) -> None:
             if ":" not in ref:
                 raise UsageError(f'{what} {ref!r}: write it as "module:function" or "file.py:function"')
 
+    if spec.hypermodel_args and not spec.hypermodel:
+        raise UsageError("hypermodel_args: only a hypermodel function takes them; remove them, or pass "
+                         "fixed values to run_trial another way")
     if spec.run_trial:
         check_callable_ref(spec.run_trial, "run_trial")
     elif not spec.hypermodel:
@@ -26,6 +29,10 @@ def preflight(spec: Experiment) -> None:
                          '(or run_trial: "file.py:function" to train without a Keras model)')
     else:
         check_callable_ref(spec.hypermodel)
+        if spec.hypermodel_args and not (spec.cluster.backend == "kubernetes" and spec.cluster.kubernetes.code == "image"):
+            from tunecluster.tuning.spec_hypermodel_args import check_source_accepts
+
+            check_source_accepts(spec.hypermodel, spec.hypermodel_args)
     if spec.data.loader:
         check_callable_ref(spec.data.loader, "data.loader")
     elif spec.data.csv and not _in_the_pods(spec):

@@ -35,3 +35,31 @@ def check_accepts(func, args: dict, ref: str) -> None:
                                                           params[name].KEYWORD_ONLY):
             raise ValueError(f"hypermodel_args: {ref} takes no argument {name!r}; "
                              f"remove it from hypermodel_args or add it to the function")
+
+
+def check_source_accepts(ref: str, args: dict) -> None:
+    """Before anything starts, without importing the user's code: the function `ref` names,
+    found in its source, takes every name of `args` (UsageError naming the first it does not).
+    Says nothing when the source or the function is not found (the workers' import decides)."""
+    import ast
+    import importlib.util
+    from pathlib import Path
+
+    from tunecluster.core.errors import UsageError
+
+    target, name = ref.rsplit(":", 1)
+    try:
+        path = Path(target) if target.endswith(".py") else Path(importlib.util.find_spec(target).origin or "")
+        tree = ast.parse(path.read_text())
+    except (AttributeError, ImportError, ValueError, OSError, SyntaxError):
+        return
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name:
+            if node.args.kwarg is not None:
+                return
+            names = {a.arg for a in node.args.args + node.args.kwonlyargs}
+            for arg in args:
+                if arg not in names:
+                    raise UsageError(f"hypermodel_args: {ref} takes no argument {arg!r}; "
+                                     "remove it from hypermodel_args or add it to the function")
+            return

@@ -31,7 +31,7 @@ CLAIMS = [
     {"row": "improvement", "phase": "pima-comprehensive", "kind": "improvement", "baseline": "pima-baseline",
      "score": 0.15, "tolerance": 0.005, "text": "15 % improvement over the baseline (~0.85 against ~0.70)"},
     {"row": "dropout", "phase": "pima-comprehensive", "kind": "dropout", "low": 0.2, "high": 0.4,
-     "text": "dropout 0.2-0.4 prevents overfitting"},
+     "text": "dropout 0.2–0.4 prevents overfitting"},
 ]
 
 # Budgets: (max_trials, epochs) per phase. "tunecluster" is the embedded specs' own (12 trials of 10
