@@ -60,7 +60,8 @@ def test_garbled_yaml_is_one_line(tmp_path):
 
 
 def test_examples_are_the_four_tutorial_phases_and_its_baseline():
-    assert set(PHASES) == {"pima-optimizer", "pima-units", "pima-layers", "pima-comprehensive", "pima-baseline"}
+    assert set(PHASES) == {"pima-optimizer", "pima-units", "pima-layers", "pima-comprehensive", "pima-baseline",
+                           "pima-conditional"}
     spec = example_spec("pima")
     assert spec.name == "pima-comprehensive"
     assert spec.data.validation_fraction == 0.2 and spec.data.split_seed == 42 and spec.data.test_fraction == 0

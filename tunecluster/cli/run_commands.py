@@ -30,7 +30,8 @@ UP_TABLE_ROWS = 25  # the best trials `up` prints at the end (`results` prints t
 @errors_to_exit
 def init(
     example: str = typer.Option("pima", "--example", help="pima (= pima-comprehensive) or a phase: "
-                                "pima-optimizer, pima-units, pima-layers, pima-comprehensive; or pima-forest "
+                                "pima-optimizer, pima-units, pima-layers, pima-comprehensive, pima-conditional, "
+                                "pima-baseline; or pima-forest "
                                 "(a scikit-learn forest through run_trial: writes forest.py)."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing files."),
 ):
@@ -49,6 +50,7 @@ def up(
                                         "else the embedded pima-comprehensive example)."),
     example: Optional[str] = typer.Option(None, "--example", help="Run an embedded example instead: "
                                           "pima-optimizer, pima-units, pima-layers, pima-comprehensive, "
+                                          "pima-conditional (architecture simple/complex choosing the ranges), "
                                           "pima-baseline (the tutorial's untuned model), "
                                           "pima-all (the four phases and the baseline one after another, with "
                                           "the tutorial's claims beside this run's findings; --dir holds one "

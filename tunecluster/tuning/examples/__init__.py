@@ -21,6 +21,7 @@ PHASES = {
     "pima-layers": "build_layers",
     "pima-comprehensive": "build_comprehensive",
     "pima-baseline": "build_baseline",
+    "pima-conditional": "build_conditional",  # not one of the tutorial's phases: its conditional space
 }
 # Model-free examples: a `run_trial` function instead of a hypermodel (file in this package).
 RUN_TRIAL_EXAMPLES = {

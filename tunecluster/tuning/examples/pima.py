@@ -1,4 +1,5 @@
-"""The Pima Indians diabetes hypermodels: the four phases of the Keras Tuner tutorial.
+"""The Pima Indians diabetes hypermodels: the four phases of the Keras Tuner tutorial, its
+conditional space and its hand-made baseline model.
 
 Each function takes Keras Tuner's `hp` and the data splits (`data.feature_stats()` gives the
 training rows' mean and variance). Preprocessing lives inside the model: a `Normalization` layer
@@ -79,3 +80,28 @@ def build_baseline(hp, data):
     x = keras.layers.Dense(hp.Fixed("units", 32), activation="relu")(x)
     outputs = keras.layers.Dense(1, activation="sigmoid")(x)
     return _compile(keras.Model(inputs, outputs), hp.Fixed("optimizer", "adam"))
+
+
+def build_conditional(hp, data):
+    """The tutorial's conditional space: `architecture` simple or complex chooses the ranges of the
+    depth and the width (and whether there is dropout). Each branch's hyperparameters live in a
+    conditional scope, so a trial has values only for its own branch's. (The ranges are
+    tunecluster's choice.)"""
+    inputs, x = _inputs(data)
+    architecture = hp.Choice("architecture", ["simple", "complex"])
+    dropout = 0.0
+    if architecture == "simple":
+        with hp.conditional_scope("architecture", ["simple"]):
+            depth = hp.Int("simple_layers", 1, 3)
+            width = hp.Int("simple_units", 16, 64, step=16)
+    else:
+        with hp.conditional_scope("architecture", ["complex"]):
+            depth = hp.Int("complex_layers", 4, 10)
+            width = hp.Int("complex_units", 64, 512, step=64)
+            dropout = hp.Float("complex_dropout", 0.1, 0.5, step=0.1)
+    for _ in range(depth):
+        x = keras.layers.Dense(width, activation="relu")(x)
+        if dropout:
+            x = keras.layers.Dropout(dropout)(x)
+    outputs = keras.layers.Dense(1, activation="sigmoid")(x)
+    return _compile(keras.Model(inputs, outputs), hp.Choice("optimizer", OPTIMIZERS))
