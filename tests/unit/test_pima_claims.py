@@ -234,3 +234,21 @@ def test_hypermodel_args_are_checked_before_anything_starts(tmp_path):
     forest = example_spec("pima-forest").model_copy(update={"hypermodel_args": {"trees": 3}})
     with pytest.raises(UsageError, match="hypermodel_args: only a hypermodel function takes them"):
         preflight(forest)
+
+
+def test_final_section_checks():
+    from tunecluster.tuning.spec import validate_spec
+    from tunecluster.tuning.spec_final import check_final
+
+    spec = validate_spec({"fit": {"epochs": 5}, "final": {"epochs": 100, "early_stopping_patience": 3}})
+    assert (spec.final.epochs, spec.final.early_stopping_patience, spec.final.from_checkpoint) == (100, 3, True)
+    assert validate_spec({}).final is None
+    check_final(spec)
+    with pytest.raises(UsageError, match=r"final.epochs \(5\) must be more than fit.epochs \(5\)"):
+        check_final(validate_spec({"fit": {"epochs": 5}, "final": {"epochs": 5}}))
+    check_final(validate_spec({"fit": {"epochs": 5}, "final": {"epochs": 5, "from_checkpoint": False}}))
+    with pytest.raises(UsageError, match="final: a run_trial search exports no Keras model"):
+        check_final(validate_spec({"run_trial": "m:f", "final": {}}))
+    with pytest.raises(UsageError, match="final.patience: unknown key; allowed keys here: early_stopping_patience, "
+                                         "epochs, from_checkpoint"):
+        validate_spec({"final": {"patience": 3}})

@@ -19,6 +19,9 @@ def preflight(spec: Experiment) -> None:
             if ":" not in ref:
                 raise UsageError(f'{what} {ref!r}: write it as "module:function" or "file.py:function"')
 
+    from tunecluster.tuning.spec_final import check_final
+
+    check_final(spec)
     if spec.hypermodel_args and not spec.hypermodel:
         raise UsageError("hypermodel_args: only a hypermodel function takes them; remove them, or pass "
                          "fixed values to run_trial another way")

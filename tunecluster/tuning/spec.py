@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from tunecluster import __version__
 from tunecluster.core.errors import UsageError
 from tunecluster.tuning.pod_overrides import _DNS_SUBDOMAIN, PodOverrides, RoleOverrides, Toleration  # noqa: F401
+from tunecluster.tuning.spec_final import FINAL, FinalSpec
 from tunecluster.tuning.spec_hypermodel_args import HYPERMODEL_ARGS, HypermodelArgs
 
 TunerKind = Literal["random", "grid", "bayesian", "hyperband"]
@@ -286,6 +287,7 @@ class Experiment(_Section):
     tuner: TunerSpec = Field(default_factory=TunerSpec)
     fit: FitSpec = Field(default_factory=FitSpec)
     confirm: ConfirmSpec = Field(default_factory=ConfirmSpec)
+    final: Optional[FinalSpec] = FINAL
     cluster: ClusterSpec = Field(default_factory=ClusterSpec)
 
     @field_validator("name")
@@ -313,8 +315,7 @@ class Experiment(_Section):
 
 
 def code_refs(spec: Experiment) -> list[tuple[Any, str, str]]:
-    """The spec's references to user code, as (section, attribute, name in messages): the
-    hypermodel or run_trial function and the data loader (relative paths, carried files)."""
+    """The spec's references to user code as (section, attribute, name in messages): hypermodel or run_trial, data loader."""
     return [(spec, "hypermodel", "hypermodel"), (spec, "run_trial", "run_trial"), (spec.data, "loader", "data.loader")]
 
 
@@ -342,8 +343,7 @@ def _allowed_keys(model: type[BaseModel], path: tuple) -> list[str]:
         field = current.model_fields.get(part) if hasattr(current, "model_fields") else None
         if field is None:
             break
-        annotation = field.annotation
-        current = annotation
+        current = next((a for a in (field.annotation, *get_args(field.annotation)) if hasattr(a, "model_fields")), None)
     fields = getattr(current, "model_fields", {})
     return sorted(fields)
 

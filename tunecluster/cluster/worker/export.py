@@ -6,7 +6,9 @@ best trial of the search and its checkpoint (its best execution). The model is s
 Keras file (preprocessing included), so `keras.models.load_model` reads it without tunecluster.
 The metrics are those of the exported model itself, evaluated on the validation split (and the
 held-out test split when the spec has one), beside the search's score and, when confirmed, the
-confirmed mean ± std over the retrainings.
+confirmed mean ± std over the retrainings. With the spec's `final` section the chosen model is
+first trained longer (`final_training.py`), and `final` in metrics.json puts the figures of the
+chosen checkpoint and of the exported model side by side.
 """
 
 from __future__ import annotations
@@ -50,17 +52,30 @@ def export_best(tuner, splits, run: RunDir, spec, choice: Optional[dict] = None)
             raise RuntimeError("no completed trial to export")
         model = tuner.load_model(best)
         score, best_step = best.score, best.best_step
+    batch = spec.fit.batch_size
+    extra = {}
+    if getattr(spec, "final", None) is not None:
+        from tunecluster.cluster.worker.final_training import train_final
+
+        checkpoint = _figures(model, splits, batch)  # before the final training changes the model
+        model, record = train_final(tuner, splits, spec, model, best.hyperparameters)
+        extra["final"] = {**record, "checkpoint": checkpoint, "exported": _figures(model, splits, batch)}
     run.best.mkdir(parents=True, exist_ok=True)
     tmp = run.best / ".model.partial.keras"
     model.save(tmp)
     os.replace(tmp, run.best_model)
-    batch = spec.fit.batch_size
     # what the trial's trainings read (the chief's record), else what this build of it read
     active = (choice or {}).get("active") or tuner.last_read
     return write_choice(run, spec, splits, best, score, best_step, confirmed,
                         validation=evaluate(model, splits.x_val, splits.y_val, batch),
                         test=(evaluate(model, splits.x_test, splits.y_test, batch)
-                              if splits.x_test is not None else None), active=active)
+                              if splits.x_test is not None else None), active=active, **extra)
+
+
+def _figures(model, splits, batch_size: int) -> dict:
+    """The model's metrics on the validation rows and, when the spec holds rows out, the test rows."""
+    return {"validation": evaluate(model, splits.x_val, splits.y_val, batch_size),
+            "test": evaluate(model, splits.x_test, splits.y_test, batch_size) if splits.x_test is not None else None}
 
 
 def write_choice(run: RunDir, spec, splits, best, score, best_step, confirmed, validation, test,
