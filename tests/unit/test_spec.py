@@ -25,7 +25,7 @@ def test_every_field_has_a_default():
     ({"data": {"validation_fraction": 1.5}}, "data.validation_fraction: Input should be less than 1"),
     ({"name": "My Experiment"}, "name: use 1-40 lowercase letters"),
     ({"hypermodel": "no_colon"}, 'hypermodel: write it as "module:function"'),
-    ({"colour": "blue"}, "colour: unknown key; allowed keys here: cluster, confirm, data, final, fit, hypermodel, hypermodel_args, name, run_trial, tuner"),
+    ({"colour": "blue"}, "colour: unknown key; allowed keys here: cluster, confirm, data, final, fit, hypermodel, hypermodel_args, name, run_trial, stages, tuner"),
     ({"data": {"csv": "a.csv", "loader": "m:f"}}, "give either data.csv or data.loader"),
 ])
 def test_bad_values_name_the_field(raw, expected):

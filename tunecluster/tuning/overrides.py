@@ -60,4 +60,7 @@ class Overrides:
             raw["cluster"]["kubernetes"]["worker"]["gpus"] = self.worker_gpus
         if self.workers_per_gpu is not None:
             raw["cluster"]["workers_per_gpu"] = self.workers_per_gpu or None
+        from tunecluster.tuning.spec_stages import apply_stages
+
+        raw = apply_stages(raw, max_trials_given=self.max_trials is not None, tuner_given=self.tuner is not None)
         return validate_spec(raw, "command-line options")

@@ -25,6 +25,7 @@ from tunecluster import __version__
 from tunecluster.core.errors import UsageError
 from tunecluster.tuning.pod_overrides import _DNS_SUBDOMAIN, PodOverrides, RoleOverrides, Toleration  # noqa: F401
 from tunecluster.tuning.spec_final import FINAL, FinalSpec
+from tunecluster.tuning.spec_stages import STAGES, Stages
 from tunecluster.tuning.spec_hypermodel_args import HYPERMODEL_ARGS, HypermodelArgs
 
 TunerKind = Literal["random", "grid", "bayesian", "hyperband"]
@@ -285,6 +286,7 @@ class Experiment(_Section):
     )
     data: DataSpec = Field(default_factory=DataSpec)
     tuner: TunerSpec = Field(default_factory=TunerSpec)
+    stages: Stages = STAGES
     fit: FitSpec = Field(default_factory=FitSpec)
     confirm: ConfirmSpec = Field(default_factory=ConfirmSpec)
     final: Optional[FinalSpec] = FINAL
@@ -327,11 +329,9 @@ def _format_error(error: dict[str, Any], model: type[BaseModel]) -> str:
         allowed = _allowed_keys(model, error["loc"][:-1])
         return f"{loc}: unknown key; allowed keys here: {', '.join(allowed)}"
     message = error["msg"]
-    if message.startswith("Value error, "):
-        message = message[len("Value error, "):]
+    message = message.removeprefix("Value error, ")
     if kind in ("literal_error", "enum"):
-        got = error.get("input")
-        return f"{loc}: {message} (got {got!r})"
+        return f"{loc}: {message} (got {error.get('input')!r})"
     if "input" in error and kind not in ("missing",) and not isinstance(error["input"], dict):
         return f"{loc}: {message} (got {error['input']!r})"
     return f"{loc}: {message}"

@@ -71,8 +71,9 @@ class Chief:
     # --- setup ----------------------------------------------------------------------------
     def _make_oracle(self):
         from tunecluster.tuning.oracles import build_oracle
+        from tunecluster.tuning.staged_oracle import build_staged_oracle
 
-        oracle = build_oracle(self.spec.tuner)
+        oracle = build_staged_oracle(self.spec) if self.spec.stages else build_oracle(self.spec.tuner)
         oracle_state.set_project_dir(oracle, str(self.run.kt_dir), self.spec.name)
         project = self.run.kt_project(self.spec.name)
         oracle_file = project / "oracle.json"
