@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from tunecluster import __version__
 from tunecluster.core.errors import UsageError
 from tunecluster.tuning.pod_overrides import _DNS_SUBDOMAIN, PodOverrides, RoleOverrides, Toleration  # noqa: F401
+from tunecluster.tuning.spec_stopping import CheckpointFields, StoppingFields
 
 TunerKind = Literal["random", "grid", "bayesian", "hyperband"]
 Backend = Literal["local", "compose", "kubernetes"]
@@ -75,7 +76,7 @@ class BayesianSpec(_Section):
     beta: float = Field(2.6, gt=0)
 
 
-class TunerSpec(_Section):
+class TunerSpec(StoppingFields):
     """Which Keras Tuner oracle runs on the chief and what it optimises."""
 
     kind: TunerKind = "random"
@@ -97,7 +98,7 @@ class TunerSpec(_Section):
     bayesian: BayesianSpec = Field(default_factory=BayesianSpec)
 
 
-class FitSpec(_Section):
+class FitSpec(CheckpointFields):
     """How each trial trains."""
 
     epochs: int = Field(10, ge=1)

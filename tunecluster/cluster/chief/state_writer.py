@@ -95,6 +95,7 @@ class StateWriter:
         work_summary, warnings = work.summary(), list(work.warnings)
         with self.book.lock:
             workers = {k: dict(v) for k, v in sorted(self.book.workers.items())}
+            counts["stopped_early"] = sum(1 for m in self.book.trial_meta.values() if m.get("stopped_early"))
             return {
                 "experiment": self.spec.name,
                 "tuner": self.spec.tuner.kind,

@@ -4,6 +4,7 @@
   Keras Tuner's file at every improving epoch);
 - `ProgressReport` passes each epoch and its metrics to the heartbeat (the live view);
 - `StopCheck` ends training at the next batch when the worker must stop or lost its trial;
+- `EpochBoundaryStop` ends training at the next epoch end when the chief stops it early;
 - `checked_build` makes a build function that returns no model a clear usage error.
 """
 
@@ -53,16 +54,36 @@ class BestWeights(keras.callbacks.Callback):
 
 
 class ProgressReport(keras.callbacks.Callback):
-    """Passes the epoch and its metrics to the heartbeat."""
+    """Passes the epoch and its metrics to the heartbeat: the live view's latest state, and
+    (`record`) every epoch of the training's curve for the chief."""
 
-    def __init__(self, report: Callable[..., None], trial_id: str, execution: int, epochs: int):
+    def __init__(self, report: Callable[..., None], trial_id: str, execution: int, epochs: int,
+                 record: Optional[Callable[[int, dict], None]] = None):
         super().__init__()
         self.report, self.trial_id, self.execution, self.epochs = report, trial_id, execution, epochs
+        self.record = record
 
     def on_epoch_end(self, epoch, logs=None):
         metrics = {k: round(float(v), 5) for k, v in (logs or {}).items()}
         self.report(trial=self.trial_id, epoch=epoch + 1, epochs=self.epochs,
                     execution=self.execution, metrics=metrics)
+        if self.record is not None:
+            self.record(epoch + 1, {k: float(v) for k, v in (logs or {}).items()})
+
+
+class EpochBoundaryStop(keras.callbacks.Callback):
+    """Ends training at the end of the current epoch once `should_stop()` says so (the chief
+    stopped this training early); `stopped_at` is the last epoch trained (1-based)."""
+
+    def __init__(self, should_stop: Callable[[], bool]):
+        super().__init__()
+        self.should_stop = should_stop
+        self.stopped_at: Optional[int] = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.should_stop():
+            self.model.stop_training = True
+            self.stopped_at = epoch + 1
 
 
 class StopCheck(keras.callbacks.Callback):
