@@ -34,6 +34,15 @@ class BestWeights(keras.callbacks.Callback):
         self._epochs_seen = 0
         self._copy_due = False
 
+    def resume(self, epochs_seen: int, best_index: Optional[int], best_value: Optional[float]) -> None:
+        """Carry on from a checkpoint after `epochs_seen` epochs (`weights` already holds the best
+        epoch's weights when it was not the last)."""
+        self._epochs_seen, self.best_index, self.best_value = epochs_seen, best_index, best_value
+        self.best_is_last = best_index is not None and best_index == epochs_seen - 1
+        if self.best_is_last:
+            self.weights = None
+        self._copy_due = False
+
     def on_epoch_begin(self, epoch, logs=None):
         if self._copy_due:  # the previous epoch improved and another one follows
             self.weights = self.model.get_weights()

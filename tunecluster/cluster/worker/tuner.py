@@ -29,7 +29,9 @@ layout are used unchanged. What it changes:
 - with `fit.tensorboard`, each trial logs its epochs and hyperparameters for TensorBoard's HParams
   view under `<run>/tensorboard/` (`tensorboard_log`);
 - `request_stop()` (SIGTERM) ends training at the next batch and raises `TrialInterrupted`, so the
-  caller gives the trial back instead of reporting a half-trained score.
+  caller gives the trial back instead of reporting a half-trained score;
+- every training checkpoints itself at its epoch ends and a training taken back continues from its
+  checkpoint on the next worker (`resume`); the checkpoint goes once its result is delivered.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ import keras_tuner as kt
 from keras_tuner.engine import trial as trial_module
 from keras_tuner.engine.tuner import maybe_distribute
 
+from tunecluster.cluster.worker import resume
 from tunecluster.cluster.worker.callbacks import BestWeights, EpochBoundaryStop, ProgressReport, StopCheck
 from tunecluster.cluster.worker.heartbeat import Backoff
 from tunecluster.cluster.worker.interruptions import FatalUsage, LeaseLost, TrialInterrupted
@@ -212,6 +215,8 @@ class ClusterTuner(kt.Tuner):
                                         next=not self.stop_requested.is_set())
             if reply is not None and not reply.get("accepted", True):
                 raise LeaseLost(reply.get("reason", key))
+            if not getattr(self.fit_spec, "keep_checkpoints", True):
+                resume.remove(self._checkpoint_folder(key))  # delivered (or failed): nothing resumes it
             self.trials_run += 1
             self._report(state="between trials", trial=None, work=None)
             return (reply or {}).get("next")
@@ -261,6 +266,9 @@ class ClusterTuner(kt.Tuner):
                 model.load_weights(self._get_checkpoint_fname(parent))
         return model
 
+    def _checkpoint_folder(self, key: str) -> Path:
+        return resume.unit_folder(Path(self.directory).parent / "checkpoints", key)
+
     def _callbacks(self, trial, unit: dict, epochs: int, best, boundary) -> list:
         fit, objective = self.fit_spec, self.oracle.objective
         key = unit["key"]
@@ -294,13 +302,19 @@ class ClusterTuner(kt.Tuner):
         built = time.time()
         best = BestWeights(objective)
         boundary = EpochBoundaryStop(lambda: unit["key"] in self._stop_early)
+        with maybe_distribute(self.distribution_strategy):
+            resumed, checkpoint = resume.prepare(model, self._checkpoint_folder(unit["key"]), best, epochs,
+                                                 getattr(fit, "checkpoint_seconds", None), self._must_stop)
+        if resumed is not None:
+            self._log(f"{unit['key']} resumes from its checkpoint after epoch {resumed}")
         history = model.fit(
             s.x_train, s.y_train, validation_data=(s.x_val, s.y_val),
-            epochs=epochs, initial_epoch=initial_epoch, batch_size=fit.batch_size,
-            verbose=fit.verbose, callbacks=self._callbacks(trial, unit, epochs, best, boundary),
+            epochs=epochs, initial_epoch=resumed or initial_epoch, batch_size=fit.batch_size, verbose=fit.verbose,
+            callbacks=self._callbacks(trial, unit, epochs, best, boundary) + ([checkpoint] if checkpoint else []),
         )
         trained = time.time()
         self._check_trial(unit["key"])  # never report a score of an interrupted training
+        history = resume.history_of(checkpoint, history)
         if not history.history:
             raise RuntimeError("training ran no epoch")
         best_metrics, best_epoch = internals.best_value_and_epoch(history, objective)
@@ -319,6 +333,8 @@ class ClusterTuner(kt.Tuner):
                   "degenerate": degenerate, "majority_rate": majority,
                   "curve": [_floats({k: v[i] for k, v in history.history.items() if len(v) > i})
                             for i in range(last_epoch + 1)]}
+        if resumed is not None:
+            result["resumed_from"] = resumed  # the epochs its checkpoint had trained
         if boundary.stopped_at is not None and boundary.stopped_at < epochs:
             result["stopped_early"] = boundary.stopped_at  # the chief stopped it: the epochs it ran
         if confirm:
