@@ -43,3 +43,28 @@ def build(hp):
         model.fit = fit
     return model
 '''
+
+ASHA_MODEL = '''
+import os
+import time
+
+import keras
+
+
+class SlowEpochs(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        time.sleep(float(os.environ.get("EPOCH_PAUSE", "0")))
+
+
+def build(hp):
+    rate = hp.Float("learning_rate", 1e-5, 0.1, sampling="log")
+    inputs = keras.Input(shape=(2,))
+    hidden = keras.layers.Dense(8, activation="relu")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(hidden))
+    model.compile(optimizer=keras.optimizers.Adam(rate), loss="binary_crossentropy", metrics=["accuracy"])
+    original = model.fit
+    def fit(*args, callbacks=None, **kwargs):
+        return original(*args, callbacks=list(callbacks or []) + [SlowEpochs()], **kwargs)
+    model.fit = fit
+    return model
+'''

@@ -96,6 +96,7 @@ def _executions(work, trial_id: str, objective: str) -> tuple[list[dict], dict]:
                      "duration_s": result.get("duration_s"), "timing": result.get("timing"),
                      "saved_weights": bool(result.get("weights")), "error": unit.error,
                      "stopped_early": result.get("stopped_early"), "resumed_from": result.get("resumed_from"),
+                     "promoted_from": result.get("promoted_from"),
                      "curve": [_clean_metrics(m) for m in unit.curve]})
     done = [u.result for u in units if u.result]
     summary = {}

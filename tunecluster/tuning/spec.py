@@ -26,7 +26,7 @@ from tunecluster.core.errors import UsageError
 from tunecluster.tuning.pod_overrides import _DNS_SUBDOMAIN, PodOverrides, RoleOverrides, Toleration  # noqa: F401
 from tunecluster.tuning.spec_stopping import CheckpointFields, StoppingFields
 
-TunerKind = Literal["random", "grid", "bayesian", "hyperband"]
+TunerKind = Literal["random", "grid", "bayesian", "hyperband", "asha"]
 Backend = Literal["local", "compose", "kubernetes"]
 Strategy = Literal["auto", "default", "mirrored", "one_device"]
 

@@ -148,7 +148,7 @@ class WorkService:
         confirmation run). The k-th best only rises as trials end, so a training that ends up in
         the top k, or as the best execution of a trial that does (it scores at least the
         trial's mean), always met the threshold it was given."""
-        if unit.kind != SEARCH or self.spec.fit.checkpoints == "all" or self.spec.tuner.kind == "hyperband":
+        if unit.kind != SEARCH or self.spec.fit.checkpoints == "all" or self.spec.tuner.kind in ("hyperband", "asha"):
             return None
         keep = max(3, self.spec.confirm.top)
         with self.s.oracle_lock():

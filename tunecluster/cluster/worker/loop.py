@@ -127,6 +127,7 @@ def run_worker(spec: Experiment, role: RoleEnv) -> int:
         executions_per_trial=spec.tuner.executions_per_trial, report=heartbeat.report, idle_backoff_max=spec.cluster.idle_backoff_max,
         control=control.call, score_mode=spec.tuner.score, confirm_dir=str(run.confirm),
         record_epoch=heartbeat.record_epoch, curves_needed=stops_early(spec.tuner),
+        top_rung=spec.tuner.asha.max_epochs if spec.tuner.kind == "asha" else None,
     )
     heartbeat.on_answer = tuner.lease_answer
     # Keras Tuner's client made its own channel; use ours (token, retries, one connection).

@@ -25,6 +25,7 @@ one checkpoint per running or interrupted training.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -35,6 +36,8 @@ from typing import Callable, Optional
 import keras
 
 from tunecluster.core.rundir import write_atomic
+
+log = logging.getLogger("tunecluster.worker")
 
 STATE = "state.json"
 BEST = "best.weights.h5"
@@ -68,14 +71,22 @@ class TrainingCheckpoint(keras.callbacks.Callback):
         self.history: list[dict] = list(history or [])  # every epoch's metrics, the resumed ones first
         self._last_write = time.monotonic()
         self._best_saved: Optional[int] = None
+        self._epochs: Optional[int] = None  # the last whole epoch (absolute, 1-based)
+        self._written_epochs: Optional[int] = None
         self.written = 0
 
     def on_epoch_end(self, epoch, logs=None):
         if self.interrupted():
             return
         self.history.append({k: float(v) for k, v in (logs or {}).items()})
+        self._epochs = epoch + 1
         if time.monotonic() - self._last_write >= self.every_seconds or self.every_seconds <= 0:
             self.write(epoch + 1)
+
+    def on_train_end(self, logs=None):
+        """The last epoch is always written (ASHA continues a promoted trial from it)."""
+        if not self.interrupted() and self._epochs is not None and self._epochs != self._written_epochs:
+            self.write(self._epochs)
 
     def write(self, epochs: int) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -98,6 +109,7 @@ class TrainingCheckpoint(keras.callbacks.Callback):
             except OSError:
                 pass
         self._last_write = time.monotonic()
+        self._written_epochs = epochs
         self.written += 1
 
 
@@ -129,6 +141,52 @@ def prepare(model, folder: Path, best, epochs: int, every_seconds: Optional[floa
     state = restore(model, folder, best, epochs)
     history = (state or {}).get("history")
     return (int(state["epochs"]) if state else None), TrainingCheckpoint(folder, every_seconds, best, history, interrupted)
+
+
+def start(tuner, model, unit: dict, values: dict, best, epochs: int, confirm: bool):
+    """(the epoch to start from or None, whether it continues a promoted trial, the checkpoint
+    callback or None) for one training of `tuner` (a ClusterTuner)."""
+    folder = tuner._checkpoint_folder(unit["key"])
+    resumed, checkpoint = prepare(model, folder, best, epochs, getattr(tuner.fit_spec, "checkpoint_seconds", None),
+                                  tuner._must_stop)
+    if resumed is not None:
+        tuner._log(f"{unit['key']} resumes from its checkpoint after epoch {resumed}")
+        return resumed, False, checkpoint
+    if checkpoint is not None and not confirm:
+        promoted = continue_promotion(model, folder.parent, values, unit["index"], best, epochs, checkpoint)
+        if promoted is not None:
+            log.info("%s: %s continues trial %s's rung checkpoint after epoch %d", tuner.tuner_id, unit["key"],
+                     *promoted)
+            return promoted[1], True, checkpoint
+    return None, False, checkpoint
+
+
+def continue_promotion(model, checkpoints: Path, values: dict, index: int, best, epochs: int,
+                       checkpoint: TrainingCheckpoint) -> Optional[tuple[str, int]]:
+    """A promoted trial (ASHA: `tuner/trial_id` names the trial it continues) starts from that
+    trial's rung checkpoint - weights, optimizer state, history - when it was kept; returns
+    (that trial, its epochs) or None (then Keras Tuner's way applies: its best weights only)."""
+    parent = values.get("tuner/trial_id")
+    if not parent:
+        return None
+    for key in dict.fromkeys((f"{parent}#{index}", f"{parent}#0")):
+        state = restore(model, unit_folder(checkpoints, key), best, epochs)
+        if state is not None:
+            checkpoint.history = list(state.get("history") or [])
+            return parent, int(state["epochs"])
+    return None
+
+
+def delivered(checkpoints: Path, key: str, values: dict, top_rung: Optional[int]) -> None:
+    """A training's result is in: its checkpoint goes, unless ASHA may still promote it (below
+    the top rung: `top_rung` is ASHA's max_epochs); the rung checkpoint it continued goes too."""
+    parent = values.get("tuner/trial_id")
+    index = key.rpartition("#")[2]
+    if parent and top_rung is not None and not key.startswith("confirm:"):
+        remove(unit_folder(checkpoints, f"{parent}#{index}"))
+    epochs = values.get("tuner/epochs")
+    if top_rung is None or key.startswith("confirm:") or epochs is None or epochs >= top_rung:
+        remove(unit_folder(checkpoints, key))
 
 
 def history_of(checkpoint: Optional[TrainingCheckpoint], history):

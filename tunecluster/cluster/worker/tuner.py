@@ -71,7 +71,8 @@ class ClusterTuner(kt.Tuner):
                  distribution_strategy=None, executions_per_trial=1, report=None,
                  idle_backoff_max: float = 1.0, control: Optional[Callable[..., dict]] = None,
                  score_mode: str = "best_epoch", confirm_dir: Optional[str] = None,
-                 record_epoch: Optional[Callable[[str, int, dict], None]] = None, curves_needed: bool = False):
+                 record_epoch: Optional[Callable[[str, int, dict], None]] = None, curves_needed: bool = False,
+                 top_rung: Optional[int] = None):
         self.splits = splits
         self._control = control
         self.score_mode = score_mode
@@ -84,6 +85,7 @@ class ClusterTuner(kt.Tuner):
         self._record_epoch = record_epoch
         self.curves_needed = curves_needed  # the chief stops trainings early: it needs every epoch
         self._stop_early: set[str] = set()  # units the chief stopped early (stop at the next epoch end)
+        self.top_rung = top_rung  # ASHA's max_epochs: trainings below it keep their rung checkpoint
         self._set_space = None
         self._idle_backoff_max = idle_backoff_max
         self.trials_run = 0
@@ -215,8 +217,8 @@ class ClusterTuner(kt.Tuner):
                                         next=not self.stop_requested.is_set())
             if reply is not None and not reply.get("accepted", True):
                 raise LeaseLost(reply.get("reason", key))
-            if not getattr(self.fit_spec, "keep_checkpoints", True):
-                resume.remove(self._checkpoint_folder(key))  # delivered (or failed): nothing resumes it
+            if not getattr(self.fit_spec, "keep_checkpoints", True):  # delivered (or failed)
+                resume.delivered(self._checkpoint_folder(key).parent, key, trial.hyperparameters.values, self.top_rung)
             self.trials_run += 1
             self._report(state="between trials", trial=None, work=None)
             return (reply or {}).get("next")
@@ -303,10 +305,7 @@ class ClusterTuner(kt.Tuner):
         best = BestWeights(objective)
         boundary = EpochBoundaryStop(lambda: unit["key"] in self._stop_early)
         with maybe_distribute(self.distribution_strategy):
-            resumed, checkpoint = resume.prepare(model, self._checkpoint_folder(unit["key"]), best, epochs,
-                                                 getattr(fit, "checkpoint_seconds", None), self._must_stop)
-        if resumed is not None:
-            self._log(f"{unit['key']} resumes from its checkpoint after epoch {resumed}")
+            resumed, promoted, checkpoint = resume.start(self, model, unit, hp.values, best, epochs, confirm)
         history = model.fit(
             s.x_train, s.y_train, validation_data=(s.x_val, s.y_val),
             epochs=epochs, initial_epoch=resumed or initial_epoch, batch_size=fit.batch_size, verbose=fit.verbose,
@@ -333,8 +332,8 @@ class ClusterTuner(kt.Tuner):
                   "degenerate": degenerate, "majority_rate": majority,
                   "curve": [_floats({k: v[i] for k, v in history.history.items() if len(v) > i})
                             for i in range(last_epoch + 1)]}
-        if resumed is not None:
-            result["resumed_from"] = resumed  # the epochs its checkpoint had trained
+        if resumed is not None:  # the epochs its checkpoint (or the promoted trial's rung checkpoint) had trained
+            result["promoted_from" if promoted else "resumed_from"] = resumed
         if boundary.stopped_at is not None and boundary.stopped_at < epochs:
             result["stopped_early"] = boundary.stopped_at  # the chief stopped it: the epochs it ran
         if confirm:
