@@ -43,7 +43,7 @@ def _start(tmp_path, workers, lease_timeout=30.0):
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump({
         "name": "resume", "hypermodel": "model.py:build", "data": {"loader": "data.py:load"},
         "tuner": {"kind": "grid", "max_trials": 1},
-        "fit": {"epochs": EPOCHS, "batch_size": 32, "tensorboard": False},
+        "fit": {"checkpoint_seconds": 0, "epochs": EPOCHS, "batch_size": 32, "tensorboard": False},
         "confirm": {"enabled": False},
         "cluster": {"workers": workers, "tf_threads": 1, "heartbeat_interval": 0.2,
                     "lease_timeout": lease_timeout}}))

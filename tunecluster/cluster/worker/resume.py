@@ -9,7 +9,10 @@ training that was taken back continuing from it on whichever worker runs it next
 - `state.json`: the epochs trained, the history so far (every epoch's metrics), the best
   epoch's index and value, the file names.
 
-`fit.checkpoint_seconds` spaces the checkpoints out (0: every epoch end; null: none). A worker
+`fit.checkpoint_seconds` spaces the checkpoints out (30 s by default: a checkpoint costs a
+`save_weights` of the model and its optimizer state, ~0.2 s for a 0.5 M-parameter model on a busy
+2-core machine, too much at every epoch of trainings whose epochs take milliseconds; 0: every
+epoch end; null: none, except ASHA's rung checkpoints, written at the end of every ASHA training). A worker
 that takes a unit with a checkpoint builds the model, builds its optimizer, loads the best and
 then the last weights file, and calls `fit` with `initial_epoch` = the epochs trained; the
 history and the best epoch carry on from the checkpoint. So a training taken back at epoch e
@@ -64,8 +67,9 @@ class TrainingCheckpoint(keras.callbacks.Callback):
     """Writes the checkpoint at epoch ends (see the module docstring)."""
 
     def __init__(self, folder: Path, every_seconds: float, best, history: Optional[list] = None,
-                 interrupted: Callable[[], bool] = lambda: False):
+                 interrupted: Callable[[], bool] = lambda: False, final: bool = False):
         super().__init__()
+        self.final = final
         self.folder, self.every_seconds, self.best = folder, every_seconds, best
         self.interrupted = interrupted  # stopped mid-epoch (SIGTERM, lease lost): that epoch is not whole
         self.history: list[dict] = list(history or [])  # every epoch's metrics, the resumed ones first
@@ -84,8 +88,8 @@ class TrainingCheckpoint(keras.callbacks.Callback):
             self.write(epoch + 1)
 
     def on_train_end(self, logs=None):
-        """The last epoch is always written (ASHA continues a promoted trial from it)."""
-        if not self.interrupted() and self._epochs is not None and self._epochs != self._written_epochs:
+        """With `final` (ASHA), the last epoch is always written: a promotion continues from it."""
+        if self.final and not self.interrupted() and self._epochs is not None and self._epochs != self._written_epochs:
             self.write(self._epochs)
 
     def write(self, epochs: int) -> None:
@@ -133,22 +137,24 @@ def restore(model, folder: Path, best, epochs: int) -> Optional[dict]:
 
 
 def prepare(model, folder: Path, best, epochs: int, every_seconds: Optional[float],
-            interrupted: Callable[[], bool] = lambda: False):
+            interrupted: Callable[[], bool] = lambda: False, final: bool = False):
     """(the epoch to start from or None, the checkpoint callback or None) for one training:
     its checkpoint restored when there is one; no callback when checkpoints are off."""
     if every_seconds is None:
         return None, None
     state = restore(model, folder, best, epochs)
     history = (state or {}).get("history")
-    return (int(state["epochs"]) if state else None), TrainingCheckpoint(folder, every_seconds, best, history, interrupted)
+    return (int(state["epochs"]) if state else None), TrainingCheckpoint(folder, every_seconds, best, history, interrupted, final)
 
 
 def start(tuner, model, unit: dict, values: dict, best, epochs: int, confirm: bool):
     """(the epoch to start from or None, whether it continues a promoted trial, the checkpoint
     callback or None) for one training of `tuner` (a ClusterTuner)."""
     folder = tuner._checkpoint_folder(unit["key"])
-    resumed, checkpoint = prepare(model, folder, best, epochs, getattr(tuner.fit_spec, "checkpoint_seconds", None),
-                                  tuner._must_stop)
+    every = getattr(tuner.fit_spec, "checkpoint_seconds", None)
+    rungs = tuner.top_rung is not None and not confirm  # ASHA: the rung checkpoint is always written
+    resumed, checkpoint = prepare(model, folder, best, epochs, float("inf") if rungs and every is None else every,
+                                  tuner._must_stop, final=rungs)
     if resumed is not None:
         tuner._log(f"{unit['key']} resumes from its checkpoint after epoch {resumed}")
         return resumed, False, checkpoint
