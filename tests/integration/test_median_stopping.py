@@ -37,6 +37,9 @@ def test_median_stopping_stops_the_hopeless_trial_and_no_sound_one(tmp_path, cli
     assert len(hopeless["curve"]) == stopped  # it trained no epoch past the boundary it was stopped at
     assert hopeless["score"] is not None and hopeless["score"] < 0.7  # the value it reached, recorded
     assert "stopped early after epoch" in hopeless["message"]
+    # for Keras Tuner's oracle it is COMPLETED with that value: a Bayesian oracle fits it like any other
+    state = json.loads((tmp_path / "run" / "kt" / "median" / f"trial_{hopeless['trial_id']}" / "trial.json").read_text())
+    assert state["status"] == "COMPLETED" and state["score"] == hopeless["score"]
 
     for name in ("sound_a", "sound_b", "sound_c", "sound_d"):
         row = rows[name]
