@@ -17,7 +17,7 @@ def test_every_field_has_a_default():
 
 
 @pytest.mark.parametrize("raw, expected", [
-    ({"tuner": {"kind": "evolution"}}, "tuner.kind: Input should be 'random', 'grid', 'bayesian' or 'hyperband'"),
+    ({"tuner": {"kind": "evolution"}}, "tuner.kind: Input should be 'random', 'grid', 'bayesian', 'hyperband' or 'asha'"),
     ({"tuner": {"max_trials": 0}}, "tuner.max_trials: Input should be greater than or equal to 1"),
     ({"tuner": {"max_trails": 5}}, "tuner.max_trails: unknown key; allowed keys here:"),
     ({"fit": {"epochs": "ten"}}, "fit.epochs: Input should be a valid integer"),

@@ -44,6 +44,7 @@ class TunerKind(str, Enum):
     grid = "grid"
     bayesian = "bayesian"
     hyperband = "hyperband"
+    asha = "asha"
 
 
 class BackendName(str, Enum):

@@ -61,7 +61,7 @@ def up(
                                           "continue with this many)."),
     dir: Optional[Path] = typer.Option(None, "--dir", help="Run directory (default: ./tunecluster-runs/<name>)."),
     max_trials: Optional[int] = typer.Option(None, "--max-trials", min=1, help="Override tuner.max_trials."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Override fit.epochs (and Hyperband's max_epochs)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Override fit.epochs (and Hyperband's and ASHA's max_epochs)."),
     tuner: Optional[TunerKind] = typer.Option(None, "--tuner", help="Override tuner.kind."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Override tuner.seed."),
     port: Optional[int] = typer.Option(None, "--port", min=1, max=65535, help="Oracle port (default: a free one)."),

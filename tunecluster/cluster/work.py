@@ -1,9 +1,10 @@
-"""The chief's board of work units: the trainings that workers run, and what they returned.
+"""The chief's board of work units: the trainings that workers run, their curves, and what they returned.
 
 A trial of the search is `executions_per_trial` units (`"<trial>#<k>"`), handed to whichever
 workers ask next, so the executions of one trial run side by side on several workers. After the
 search, the confirmation stage adds `repeats` units (`"confirm:<trial>#<r>"`) for each of the top
-configurations. Each unit carries its own seed (`tuning.seeds`). The board only keeps the table
+configurations. Each unit carries its own seed (`tuning.seeds`) and its curve: the metrics of
+each epoch, from the worker's heartbeats while it trains and from its result when it ends. The board only keeps the table
 (pending units first come, first served; a unit taken back from a lost worker goes to the front);
 the chief decides what a finished or failed unit means for the oracle (see `chief/work_service.py`). Pure
 Python, saved in `<run>/work.json` so a restarted chief keeps the finished executions.
@@ -36,6 +37,8 @@ class Unit:
     attempts: int = 0
     result: Optional[dict] = None
     error: Optional[str] = None
+    curve: list = field(default_factory=list)  # each epoch's metrics (epoch k at index k-1; None: not heard)
+    stop_at: Optional[int] = None  # the epoch at which the chief told its worker to stop (early stopping)
 
 
 UNIT_FIELDS = tuple(f.name for f in fields(Unit))
@@ -154,8 +157,25 @@ class Board:
                 closed.append(unit.key)
         return closed
 
+    def record_epoch(self, key: str, worker: str, epoch: int, metrics: dict) -> Optional[Unit]:
+        """A running unit's epoch, as its worker's heartbeat reported it (None: not its unit)."""
+        with self.lock:
+            unit = self.units.get(key)
+            if unit is None or unit.state != RUNNING or unit.worker != worker or epoch < 1:
+                return None
+            curve = list(unit.curve)  # replaced, never changed in place (the writer reads it unlocked)
+            curve.extend([None] * (epoch - len(curve)))
+            curve[epoch - 1] = metrics
+            unit.curve = curve
+            return unit
+
     def finish(self, key: str, result: dict) -> Optional[Unit]:
-        return self._close(key, DONE, result=result)
+        """A unit's result; the curve it carries (every epoch, from the training's history) is
+        the unit's curve from now on."""
+        result = dict(result)
+        curve = result.pop("curve", None)
+        extra = {"curve": list(curve)} if curve is not None else {}
+        return self._close(key, DONE, result=result, **extra)
 
     def fail(self, key: str, error: str) -> Optional[Unit]:
         return self._close(key, FAILED, error=error)

@@ -42,6 +42,7 @@ class RunDir:
     tensorboard = property(lambda self: self.root / "tensorboard")
     work = property(lambda self: self.root / "work.json")
     confirm = property(lambda self: self.root / "confirm")
+    checkpoints = property(lambda self: self.root / "checkpoints")  # resumable trainings (worker/resume.py)
 
     def log(self, role: str) -> Path:
         return self.logs / f"{role}.log"

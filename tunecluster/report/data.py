@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from tunecluster.core.rundir import RunDir, read_json
-from tunecluster.tuning.results import read_results, sorted_rows
+from tunecluster.tuning.results import SCORED, read_results, sorted_rows
 
 
 @dataclass
@@ -69,7 +69,7 @@ class RunData:
 
     @property
     def completed(self) -> list[dict]:
-        return [t for t in self.trials if t["status"] == "COMPLETED" and t["score"] is not None]
+        return [t for t in self.trials if t["status"] in SCORED and t["score"] is not None]
 
     @property
     def hp_names(self) -> list[str]:
@@ -146,7 +146,7 @@ def load_run(root: str | Path) -> RunData:
     experiment = document["experiment"]
     trials = sorted(document["trials"], key=lambda t: _id_key(t["trial_id"]))
     for trial in trials:
-        trial["metrics"] = trial_metrics(run, experiment, trial) if trial["status"] == "COMPLETED" else {}
+        trial["metrics"] = trial_metrics(run, experiment, trial) if trial["status"] in SCORED else {}
 
     space = _space(run, experiment)
     names: list[str] = []

@@ -18,7 +18,7 @@ from plotly.subplots import make_subplots
 
 from tunecluster.report.data import HyperParameter, RunData, best_so_far, timeline, utilisation, workers
 
-STATUS_COLOURS = {"COMPLETED": "#4c78a8", "RUNNING": "#f58518", "QUEUED": "#bab0ac",
+STATUS_COLOURS = {"COMPLETED": "#4c78a8", "STOPPED_EARLY": "#72b7b2", "RUNNING": "#f58518", "QUEUED": "#bab0ac",
                   "FAILED": "#e45756", "INVALID": "#e45756", "STOPPED": "#bab0ac"}
 MISSING = "n/a"
 

@@ -10,6 +10,8 @@ import json
 from datetime import datetime, timezone
 
 from tunecluster.report.data import RunData, utilisation
+from tunecluster.tuning.results import SCORED
+from tunecluster.report.curves import shows_curves, training_curves
 from tunecluster.report.figures import FIGURES
 
 TITLES = {
@@ -17,6 +19,7 @@ TITLES = {
     "parallel-coordinates": "Parallel coordinates",
     "hyperparameter-scores": "Score per hyperparameter",
     "timeline": "Workers: timeline and utilisation",
+    "training-curves": "Training curves: stopped and promoted trainings",
 }
 
 STYLE = """
@@ -89,7 +92,7 @@ def results_table(data: RunData) -> str:
     best_id = data.best["trial_id"] if data.best else None
     rank = 0
     for row in data.sorted_rows():
-        scored = row["status"] == "COMPLETED" and row["score"] is not None
+        scored = row["status"] in SCORED and row["score"] is not None
         rank += 1 if scored else 0
         cls = ' class="best"' if row["trial_id"] == best_id else ""
         error = f"{row['error_type']}: {row.get('message') or ''}" if row.get("error_type") else ""
@@ -187,7 +190,10 @@ def render(data: RunData) -> str:
     """The whole HTML document."""
     sections = []
     first = True
-    for key, build in FIGURES.items():
+    figures = dict(FIGURES)
+    if shows_curves(data):  # a search that stops or promotes trainings: every curve, with its stop points
+        figures["training-curves"] = training_curves
+    for key, build in figures.items():
         figure = build(data)
         div = figure.to_html(full_html=False, include_plotlyjs=first, div_id=f"plot-{key}",
                              config={"displaylogo": False, "responsive": True})
@@ -213,7 +219,7 @@ def render(data: RunData) -> str:
     state = "finished" if data.finished else "still running (re-run the report to refresh)"
     generated = datetime.now(timezone.utc).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
     summary = json.dumps({"experiment": data.experiment, "hyperparameters": data.hp_names,
-                          "figures": list(FIGURES), "trials": len(data.trials)})
+                          "figures": list(figures), "trials": len(data.trials)})
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">

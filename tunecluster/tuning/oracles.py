@@ -1,4 +1,4 @@
-"""Build the Keras Tuner oracle that a spec asks for (random, grid, bayesian, hyperband).
+"""Build the Keras Tuner oracle that a spec asks for (random, grid, bayesian, hyperband, asha).
 
 Used by the chief (which runs it) and by each worker (whose local copy only carries the objective
 and the search space it sends to the chief). The Bayesian oracle is `bayesian_oracle`'s subclass of
@@ -42,4 +42,9 @@ def build_oracle(tuner: TunerSpec):
             hyperband_iterations=tuner.hyperband.hyperband_iterations,
             **common,
         )
+    if tuner.kind == "asha":
+        from tunecluster.tuning.asha_oracle import AshaOracle
+
+        return AshaOracle(max_trials=tuner.max_trials, min_epochs=tuner.asha.min_epochs,
+                          max_epochs=tuner.asha.max_epochs, reduction_factor=tuner.asha.reduction_factor, **common)
     raise ValueError(f"unknown tuner kind {tuner.kind!r}")

@@ -38,6 +38,8 @@ class Overrides:
         if self.epochs is not None:
             raw["fit"]["epochs"] = self.epochs
             raw["tuner"]["hyperband"]["max_epochs"] = self.epochs
+            raw["tuner"]["asha"]["max_epochs"] = self.epochs
+            raw["tuner"]["asha"]["min_epochs"] = min(raw["tuner"]["asha"]["min_epochs"], self.epochs)
         if self.tuner is not None:
             raw["tuner"]["kind"] = self.tuner
         if self.seed is not None:

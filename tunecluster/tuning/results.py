@@ -24,7 +24,8 @@ from typing import Any, Callable, Optional
 from tunecluster.core.rundir import RunDir, read_json, write_atomic, write_json
 from tunecluster.core.errors import UsageError
 
-STATUSES = ("COMPLETED", "RUNNING", "QUEUED", "FAILED", "INVALID", "STOPPED", "IDLE")
+STATUSES = ("COMPLETED", "STOPPED_EARLY", "RUNNING", "QUEUED", "FAILED", "INVALID", "STOPPED", "IDLE")
+SCORED = ("COMPLETED", "STOPPED_EARLY")  # trials with a score (a stopped one: the value it reached)
 
 
 def _iso(ts: Optional[float]) -> Optional[str]:
@@ -93,7 +94,10 @@ def _executions(work, trial_id: str, objective: str) -> tuple[list[dict], dict]:
                      "score_last_epoch": _clean(scoring.unit_score(result, objective, "last_epoch")),
                      "best_epoch": result.get("best_epoch"), "degenerate": result.get("degenerate"),
                      "duration_s": result.get("duration_s"), "timing": result.get("timing"),
-                     "saved_weights": bool(result.get("weights")), "error": unit.error})
+                     "saved_weights": bool(result.get("weights")), "error": unit.error,
+                     "stopped_early": result.get("stopped_early"), "resumed_from": result.get("resumed_from"),
+                     "promoted_from": result.get("promoted_from"),
+                     "curve": [_clean_metrics(m) for m in unit.curve]})
     done = [u.result for u in units if u.result]
     summary = {}
     if done and work is not None:
@@ -122,7 +126,7 @@ def results_document(spec, oracle, trial_meta: dict, finished: bool, work=None,
             status = "QUEUED"  # taken back from a lost worker (lease expired, released), waiting for the next
         key = (status, trial.score, trial.best_step, trial.message, id(trial.hyperparameters),
                len(trial.hyperparameters.values), tuple(sorted(meta.items())),
-               tuple((u.key, u.state, u.worker, id(u.result), u.error) for u in units))
+               tuple((u.key, u.state, u.worker, id(u.result), u.error, len(u.curve), u.stop_at) for u in units))
         cached = rows_cache.get(trial_id) if rows_cache is not None else None
         if cached is not None and cached[0] == key:
             row = dict(cached[1])
@@ -161,6 +165,9 @@ def _row(spec, trial, trial_id: str, status: str, meta: dict, work) -> dict:
                or sorted({e["worker"] for e in executions if e["worker"]}))
     values = dict(trial.hyperparameters.values)
     read = active_names(work.board.of_trial(trial_id)) if work is not None else None
+    stopped = max([e["stopped_early"] for e in executions if e["stopped_early"]], default=None)
+    if status == "COMPLETED" and stopped:
+        status = "STOPPED_EARLY"  # (COMPLETED for Keras Tuner's oracle: it learns from the value reached)
     return {
         "trial_id": trial_id,
         "status": status,
@@ -182,8 +189,25 @@ def _row(spec, trial, trial_id: str, status: str, meta: dict, work) -> dict:
         "score_std": _clean(summary.get("score_std")),
         "degenerate": False,
         "executions": executions,
+        "stopped_early": stopped,  # the last epoch trained when the chief stopped it early
+        "curve": _objective_curve(executions, spec.tuner.objective),
         "confirmed": None,
     }
+
+
+def _clean_metrics(metrics: Optional[dict]) -> Optional[dict]:
+    return None if metrics is None else {k: _clean(v) for k, v in metrics.items()}
+
+
+def _objective_curve(executions: list[dict], objective: str) -> list:
+    """The objective at each epoch, the executions' mean (what the live view and report draw)."""
+    length = max((len(e["curve"]) for e in executions), default=0)
+    out = []
+    for i in range(length):
+        values = [e["curve"][i][objective] for e in executions if len(e["curve"]) > i and e["curve"][i]
+                  and e["curve"][i].get(objective) is not None]
+        out.append(round(sum(values) / len(values), 6) if values else None)
+    return out
 
 
 def _best_trial(search_best: Optional[dict], confirmed: dict) -> Optional[str]:
@@ -267,7 +291,7 @@ def sorted_rows(document: dict) -> list[dict]:
     ranking = (document.get("confirmation") or {}).get("ranking") or []
     by_id = {r["trial_id"]: r for r in document["trials"]}
     confirmed = [by_id[t] for t in ranking if t in by_id and (by_id[t].get("confirmed") or {}).get("mean") is not None]
-    done = [r for r in document["trials"] if r["status"] == "COMPLETED" and r["score"] is not None
+    done = [r for r in document["trials"] if r["status"] in SCORED and r["score"] is not None
             and r not in confirmed]
     rest = [r for r in document["trials"] if r not in done and r not in confirmed]
     done.sort(key=lambda r: r["score"], reverse=reverse)

@@ -27,8 +27,9 @@ from tunecluster.tuning.pod_overrides import _DNS_SUBDOMAIN, PodOverrides, RoleO
 from tunecluster.tuning.spec_final import FINAL, FinalSpec
 from tunecluster.tuning.spec_stages import STAGES, Stages
 from tunecluster.tuning.spec_hypermodel_args import HYPERMODEL_ARGS, HypermodelArgs
+from tunecluster.tuning.spec_stopping import CheckpointFields, StoppingFields
 
-TunerKind = Literal["random", "grid", "bayesian", "hyperband"]
+TunerKind = Literal["random", "grid", "bayesian", "hyperband", "asha"]
 Backend = Literal["local", "compose", "kubernetes"]
 Strategy = Literal["auto", "default", "mirrored", "one_device"]
 
@@ -40,15 +41,10 @@ class _Section(BaseModel):
 class DataSpec(_Section):
     """Where the training data comes from and how it is split."""
 
-    csv: Optional[str] = Field(
-        None, description="CSV file (relative to the spec file); the header names the columns."
-    )
+    csv: Optional[str] = Field(None, description="CSV file (relative to the spec file); the header names the columns.")
     target: str = Field("Outcome", description="The label column of the CSV.")
-    loader: Optional[str] = Field(
-        None,
-        description='"module:function" or "file.py:function" returning '
-        "(x_train, y_train, x_val, y_val[, x_test, y_test]) arrays or tf.data datasets.",
-    )
+    loader: Optional[str] = Field(None, description='"module:function" or "file.py:function" returning '
+                                  "(x_train, y_train, x_val, y_val[, x_test, y_test]) arrays or tf.data datasets.")
     validation_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     test_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="Held-out rows the search never sees.")
     split_seed: int = Field(42, description="random_state of the train/validation/test split.")
@@ -78,7 +74,7 @@ class BayesianSpec(_Section):
     beta: float = Field(2.6, gt=0)
 
 
-class TunerSpec(_Section):
+class TunerSpec(StoppingFields):
     """Which Keras Tuner oracle runs on the chief and what it optimises."""
 
     kind: TunerKind = "random"
@@ -100,7 +96,7 @@ class TunerSpec(_Section):
     bayesian: BayesianSpec = Field(default_factory=BayesianSpec)
 
 
-class FitSpec(_Section):
+class FitSpec(CheckpointFields):
     """How each trial trains."""
 
     epochs: int = Field(10, ge=1)

@@ -59,6 +59,8 @@ def summary_line(progress: dict) -> str:
                  if best else "no completed trial yet")
     requeued = progress.get("requeued") or 0
     requeue_text = f", {requeued} taken back from lost workers" if requeued else ""
+    stopped, promoted = counts.get("stopped_early") or 0, counts.get("promoted") or 0
+    requeue_text += (f", {stopped} stopped early" if stopped else "") + (f", {promoted} promoted" if promoted else "")
     return (f"trials {counts.get('completed', 0)}/{total} done, {counts.get('running', 0)} running, "
             f"{counts.get('failed', 0) + counts.get('invalid', 0)} failed{requeue_text}{stage_text(progress)}; "
             f"{best_text}")

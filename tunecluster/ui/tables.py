@@ -73,6 +73,7 @@ def results_table(document: dict, limit: Optional[int] = None) -> Table:
             notes.append("degenerate (one class)")
         if row.get("error_type"):
             notes.append(f"{row['error_type']}: {row['message']}"[:80])
+        notes += _stop_notes(row)
         cells = [row["trial_id"], row["status"], "" if score is None else f"{score:.4f}",
                  "" if other_score is None else f"{other_score:.4f}"]
         if executions > 1:
@@ -88,6 +89,20 @@ def results_table(document: dict, limit: Optional[int] = None) -> Table:
                   else [_cell(row["hyperparameters"].get(n)) for n in shown])
         table.add_row(*cells, "; ".join(notes))
     return table
+
+
+def _stop_notes(row: dict) -> list[str]:
+    """Stopped early, promoted from a lower rung, resumed after a take-back."""
+    notes = []
+    if row.get("stopped_early"):
+        notes.append(f"stopped early after epoch {row['stopped_early']}")
+    parent = (row.get("all_hyperparameters") or {}).get("tuner/trial_id")
+    if parent:
+        notes.append(f"promoted from trial {parent} (epoch {(row.get('all_hyperparameters') or {}).get('tuner/initial_epoch')})")
+    resumed = [e["resumed_from"] for e in row.get("executions") or [] if e.get("resumed_from")]
+    if resumed:
+        notes.append(f"resumed from epoch {max(resumed)}")
+    return notes
 
 
 def result_notes(document: dict) -> list[str]:

@@ -24,15 +24,22 @@ class ControlService:
         self.snapshot = snapshot
 
     def Heartbeat(self, request: dict) -> dict:
-        """Record the worker's progress and renew its leases; name a trial it no longer holds."""
+        """Record the worker's progress (and its epoch reports: the trainings' curves) and renew
+        its leases; name a trial it no longer holds and the trainings it must stop early."""
         self.book.heartbeat(request)
         tuner_id = str(request.get("tuner_id"))
         leases = self.servicer.leases
         leases.renew_holder(tuner_id)
+        answer = {"ok": True}
+        work = self.servicer.work
+        if work is not None and (request.get("epochs") or work.stopper is not None):
+            stop = work.record_epochs(tuner_id, request.get("epochs") or [])
+            if stop:
+                answer["stop"] = stop  # stop these trainings at their next epoch end (early stopping)
         trial_id = request.get("work") or request.get("trial")
         if trial_id and request.get("state") == "running" and leases.holder(str(trial_id)) != tuner_id:
-            return {"ok": True, "revoked": str(trial_id)}
-        return {"ok": True}
+            answer["revoked"] = str(trial_id)
+        return answer
 
     def Release(self, request: dict) -> dict:
         """A worker shutting down gives its trial back: it goes to the front of the queue."""

@@ -91,6 +91,8 @@ def reload_book(book: SearchBook, results_json: Path) -> None:
             continue
         meta = {k: row.get(k) for k in ("worker", "error_type", "message", "status")}
         meta["requeues"] = row.get("requeues", 0)
+        if row.get("stopped_early"):
+            meta["stopped_early"] = row["stopped_early"]
         for key in ("started", "ended"):
             meta[key] = datetime.fromisoformat(row[key]).timestamp() if row.get(key) else None
         book.trial_meta[row["trial_id"]] = meta

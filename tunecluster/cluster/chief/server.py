@@ -17,6 +17,7 @@ Run it with `tunecluster chief`; it reads `KERASTUNER_ORACLE_IP` (the address to
 from __future__ import annotations
 
 import logging
+import shutil
 import signal
 import threading
 import time
@@ -201,6 +202,8 @@ class Chief:
         if self.terminated.is_set():
             return self._shutdown()
         self.write_state(finished=True)
+        if not self.spec.fit.keep_checkpoints:  # what is left: ASHA's rung checkpoints never promoted
+            shutil.rmtree(self.run.checkpoints, ignore_errors=True)
         self._server.stop(grace=1.0).wait(2.0)
         # The search reached its end, even when it ended badly: exit 0 so that no supervisor
         # (Kubernetes' restartPolicy OnFailure, compose's on-failure) restarts a finished search.

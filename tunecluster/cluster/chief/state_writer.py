@@ -93,8 +93,14 @@ class StateWriter:
         work = self.servicer.work
         counts, best = count_statuses(view.trials.values()), best_trial_summary(view, work.active_names)
         work_summary, warnings = work.summary(), list(work.warnings)
+        # trials that continue another one (ASHA's promotions, Hyperband's later rounds)
+        counts["promoted"] = sum(1 for t in view.trials.values() if "tuner/trial_id" in t.hyperparameters.values)
         with self.book.lock:
             workers = {k: dict(v) for k, v in sorted(self.book.workers.items())}
+            counts["stopped_early"] = sum(1 for m in self.book.trial_meta.values() if m.get("stopped_early"))
+            for unit in work.board.running():  # told to stop early, finishing its epoch
+                if unit.stop_at is not None and unit.worker in workers:
+                    workers[unit.worker]["state"] = "stopping early"
             return {
                 "experiment": self.spec.name,
                 "tuner": self.spec.tuner.kind,

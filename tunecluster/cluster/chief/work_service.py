@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from tunecluster.cluster.chief.early_stop import MedianStopper, stopped_epoch
 from tunecluster.cluster.work import CONFIRM, DONE, FAILED, RUNNING, SEARCH, Board
 from tunecluster.kt_compat import oracle_state
 from tunecluster.tuning import scoring
@@ -44,6 +45,7 @@ class WorkService:
         self._warned_space = False
         self._lock = threading.RLock()
         self._unknown_space = threading.Lock()  # one trial with the defaults while nothing declared the space
+        self.stopper = MedianStopper(spec, board) if spec.tuner.early_stopping is not None else None
 
     # --- helpers --------------------------------------------------------------------------------
     @property
@@ -146,7 +148,7 @@ class WorkService:
         confirmation run). The k-th best only rises as trials end, so a training that ends up in
         the top k, or as the best execution of a trial that does (it scores at least the
         trial's mean), always met the threshold it was given."""
-        if unit.kind != SEARCH or self.spec.fit.checkpoints == "all" or self.spec.tuner.kind == "hyperband":
+        if unit.kind != SEARCH or self.spec.fit.checkpoints == "all" or self.spec.tuner.kind in ("hyperband", "asha"):
             return None
         keep = max(3, self.spec.confirm.top)
         with self.s.oracle_lock():
@@ -199,6 +201,17 @@ class WorkService:
                  ", ".join(ids), self.spec.confirm.repeats)
         self.s.book.touch()
 
+    # --- epochs (heartbeats) ----------------------------------------------------------------------
+    def record_epochs(self, tuner_id: str, rows: list) -> list[str]:
+        """A heartbeat's epoch reports go into the units' curves (and, with median stopping, are
+        judged); returns the worker's running units it must stop early."""
+        for row in rows:
+            unit = self.board.record_epoch(str(row.get("work")), tuner_id, int(row.get("epoch") or 0),
+                                           row.get("metrics") or {})
+            if unit is not None and self.stopper is not None:
+                self.stopper.judge(unit)
+        return [u.key for u in self.board.running() if u.worker == tuner_id and u.stop_at is not None]
+
     # --- WorkDone -----------------------------------------------------------------------------------
     def work_done(self, request: dict) -> dict:
         tuner_id, key = str(request.get("tuner_id")), str(request.get("key"))
@@ -245,9 +258,16 @@ class WorkService:
                 trial.hyperparameters.values.setdefault(name, value)
             self.s._guarded(None, self.oracle.update_trial, trial_id, summary["metrics"], step=summary["step"])
             trial.status = "COMPLETED"
+            stopped = stopped_epoch(units)
+            if stopped is not None:  # COMPLETED for the oracle: a Bayesian search learns from its value
+                trial.message = f"stopped early after epoch {stopped} (median stopping)"
             self._end_trial(trial)
+        if self.stopper is not None:
+            self.stopper.trial_completed(trial_id, units)
         with self.s.book.lock:
             self.s.book.trial_ended(trial_id, "COMPLETED")
+            if stopped is not None:
+                self.s.book.trial_meta[trial_id]["stopped_early"] = stopped
 
     def _keep_best_weights(self, trial_id: str, units, best: Optional[int]) -> None:
         """The best execution's weights become the trial's checkpoint; the others are removed."""

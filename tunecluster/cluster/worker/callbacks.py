@@ -4,6 +4,7 @@
   Keras Tuner's file at every improving epoch);
 - `ProgressReport` passes each epoch and its metrics to the heartbeat (the live view);
 - `StopCheck` ends training at the next batch when the worker must stop or lost its trial;
+- `EpochBoundaryStop` ends training at the next epoch end when the chief stops it early;
 - `checked_build` makes a build function that returns no model a clear usage error.
 """
 
@@ -33,6 +34,15 @@ class BestWeights(keras.callbacks.Callback):
         self._epochs_seen = 0
         self._copy_due = False
 
+    def resume(self, epochs_seen: int, best_index: Optional[int], best_value: Optional[float]) -> None:
+        """Carry on from a checkpoint after `epochs_seen` epochs (`weights` already holds the best
+        epoch's weights when it was not the last)."""
+        self._epochs_seen, self.best_index, self.best_value = epochs_seen, best_index, best_value
+        self.best_is_last = best_index is not None and best_index == epochs_seen - 1
+        if self.best_is_last:
+            self.weights = None
+        self._copy_due = False
+
     def on_epoch_begin(self, epoch, logs=None):
         if self._copy_due:  # the previous epoch improved and another one follows
             self.weights = self.model.get_weights()
@@ -53,16 +63,36 @@ class BestWeights(keras.callbacks.Callback):
 
 
 class ProgressReport(keras.callbacks.Callback):
-    """Passes the epoch and its metrics to the heartbeat."""
+    """Passes the epoch and its metrics to the heartbeat: the live view's latest state, and
+    (`record`) every epoch of the training's curve for the chief."""
 
-    def __init__(self, report: Callable[..., None], trial_id: str, execution: int, epochs: int):
+    def __init__(self, report: Callable[..., None], trial_id: str, execution: int, epochs: int,
+                 record: Optional[Callable[[int, dict], None]] = None):
         super().__init__()
         self.report, self.trial_id, self.execution, self.epochs = report, trial_id, execution, epochs
+        self.record = record
 
     def on_epoch_end(self, epoch, logs=None):
         metrics = {k: round(float(v), 5) for k, v in (logs or {}).items()}
         self.report(trial=self.trial_id, epoch=epoch + 1, epochs=self.epochs,
                     execution=self.execution, metrics=metrics)
+        if self.record is not None:
+            self.record(epoch + 1, {k: float(v) for k, v in (logs or {}).items()})
+
+
+class EpochBoundaryStop(keras.callbacks.Callback):
+    """Ends training at the end of the current epoch once `should_stop()` says so (the chief
+    stopped this training early); `stopped_at` is the last epoch trained (1-based)."""
+
+    def __init__(self, should_stop: Callable[[], bool]):
+        super().__init__()
+        self.should_stop = should_stop
+        self.stopped_at: Optional[int] = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.should_stop():
+            self.model.stop_training = True
+            self.stopped_at = epoch + 1
 
 
 class StopCheck(keras.callbacks.Callback):

@@ -25,6 +25,8 @@ is tuned by the same chief, leases, seeds, confirmation stage and results as a K
 - Confirmation runs call the function again with fresh seeds; with held-out test rows
   (`data.test_fraction`), each confirmation run is called a second time with the same seed and
   the test rows in place of the validation rows, and its returned metrics are the test scores.
+- Early stopping (`tuner.early_stopping`, ASHA) needs a list of per-epoch dicts: its epochs
+  feed the chief's curves when the function returns, but it cannot be stopped part way.
 - There is no model: no weights file and no `best/model.keras`; the export writes
   `best/hyperparameters.json` and `best/metrics.json`. No degenerate-prediction check.
 - The worker imports no TensorFlow unless the function's module does (import Keras or TensorFlow at
@@ -188,12 +190,15 @@ class FunctionTuner(ClusterTuner):
         seed = int(unit["seed"])
         history = self._call(hp, self._search_data, seed)
         trained = time.time()
+        if self.curves_needed and not confirm and len(history) < 2:
+            raise UsageError("run_trial returned one value, but tuner.early_stopping / tuner.kind: asha compare "
+                             "trainings epoch by epoch: return a list of per-epoch dicts, or remove early stopping")
         self._check_trial(unit["key"])  # never report a score of an interrupted training
         objective = self.oracle.objective
         best, best_epoch, last, last_epoch = best_and_last(history, objective)
         result = {"values": dict(hp.values), "active": list(self.last_read or []), "best": best, "best_epoch": best_epoch,
                   "last": last, "last_epoch": last_epoch, "degenerate": None, "majority_rate": None,
-                  "weights": None}
+                  "weights": None, "curve": history}
         if confirm:
             scored = best if self.score_mode == "best_epoch" else last
             result["validation"] = split_metrics(scored)

@@ -30,7 +30,8 @@ class Heartbeat(threading.Thread):
     Changes are coalesced: at most one beat per `min_gap` seconds (0.25), carrying the latest
     state. A worker whose trainings take milliseconds would otherwise send one or two beats per
     training (start, end), several times the calls of the work itself; the live view and the
-    leases need a few per second at most. (A failed training's error travels with its WorkDone.)"""
+    leases need a few per second at most. (A failed training's error travels with its WorkDone.)
+    Epoch reports (`record_epoch`) ride on the same beats, every one of them: no call of their own."""
 
     def __init__(self, send: Callable[[dict], None], tuner_id: str, interval: float = 2.0,
                  min_gap: float = 0.25):
@@ -44,6 +45,7 @@ class Heartbeat(threading.Thread):
         self.min_gap = min(min_gap, interval)
         self.sent = 0  # beats sent (tests, benchmarks)
         self.on_answer: Optional[Callable[[dict], None]] = None
+        self._epochs: list[dict] = []  # epoch reports not yet sent (every one is, in order)
 
     def report(self, **fields) -> None:
         """The worker's latest progress (trial, epoch, metrics, state); sent with the next beat."""
@@ -51,10 +53,25 @@ class Heartbeat(threading.Thread):
             self._state.update(fields)
         self._wake.set()
 
+    def record_epoch(self, work: str, epoch: int, metrics: dict) -> None:
+        """One finished epoch of training `work`: unlike `report`, every one reaches the chief
+        (the chief's curves and early stopping need them all), riding on the next beat."""
+        with self._lock:
+            self._epochs.append({"work": work, "epoch": epoch, "metrics": metrics})
+        self._wake.set()
+
     def _send_once(self) -> None:
         with self._lock:
             state = dict(self._state)
-        answer = self._send({"method": "Heartbeat", **state})
+            epochs, self._epochs = self._epochs, []
+        if epochs:
+            state["epochs"] = epochs
+        try:
+            answer = self._send({"method": "Heartbeat", **state})
+        except Exception:
+            with self._lock:  # sent again with the next beat, first
+                self._epochs[:0] = epochs
+            raise
         self.sent += 1
         if self.on_answer is not None and answer:
             self.on_answer(answer)

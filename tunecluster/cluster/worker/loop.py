@@ -28,6 +28,7 @@ from tunecluster.core.env import RoleEnv
 from tunecluster.core.errors import UsageError
 from tunecluster.core.rundir import RunDir
 from tunecluster.tuning.spec import Experiment
+from tunecluster.tuning.spec_stopping import stops_early
 
 log = logging.getLogger("tunecluster.worker")
 
@@ -134,6 +135,8 @@ def run_worker(spec: Experiment, role: RoleEnv) -> int:
         splits=splits, fit=spec.fit, directory=str(run.kt_dir), project_name=spec.name,
         executions_per_trial=spec.tuner.executions_per_trial, report=heartbeat.report, idle_backoff_max=spec.cluster.idle_backoff_max,
         control=control.call, score_mode=spec.tuner.score, confirm_dir=str(run.confirm),
+        record_epoch=heartbeat.record_epoch, curves_needed=stops_early(spec.tuner),
+        top_rung=spec.tuner.asha.max_epochs if spec.tuner.kind == "asha" else None,
     )
     heartbeat.on_answer = tuner.lease_answer
     # Keras Tuner's client made its own channel; use ours (token, retries, one connection).

@@ -19,14 +19,19 @@ layout are used unchanged. What it changes:
   proves the predictions are not all one class (`collapsed_predictions`);
 - Keras state is cleared before every build, so memory does not grow across trials;
 - Hyperband's epochs and parent checkpoints work as in `keras_tuner.Hyperband`;
-- progress (trial, epoch, metrics) goes to the chief through heartbeats, and a failed training's
+- progress (trial, epoch, metrics) goes to the chief through heartbeats, every epoch's metrics
+  among them (`record_epoch`: the chief keeps each training's curve), and a failed training's
   error type, message and traceback go with its `WorkDone`;
+- a training the chief stops early (median stopping: the heartbeat's answer names it under
+  `stop`) ends at its next epoch boundary and reports the values it reached (`stopped_early`);
 - a unit whose lease the chief took back (the heartbeat's answer names it, or the chief refuses
   its result) is abandoned at the next batch and the worker asks for a fresh one;
 - with `fit.tensorboard`, each trial logs its epochs and hyperparameters for TensorBoard's HParams
   view under `<run>/tensorboard/` (`tensorboard_log`);
 - `request_stop()` (SIGTERM) ends training at the next batch and raises `TrialInterrupted`, so the
-  caller gives the trial back instead of reporting a half-trained score.
+  caller gives the trial back instead of reporting a half-trained score;
+- every training checkpoints itself at its epoch ends and a training taken back continues from its
+  checkpoint on the next worker (`resume`); the checkpoint goes once its result is delivered.
 """
 
 from __future__ import annotations
@@ -44,7 +49,8 @@ import keras_tuner as kt
 from keras_tuner.engine import trial as trial_module
 from keras_tuner.engine.tuner import maybe_distribute
 
-from tunecluster.cluster.worker.callbacks import BestWeights, ProgressReport, StopCheck
+from tunecluster.cluster.worker import resume
+from tunecluster.cluster.worker.callbacks import BestWeights, EpochBoundaryStop, ProgressReport, StopCheck
 from tunecluster.cluster.worker.heartbeat import Backoff
 from tunecluster.cluster.worker.interruptions import FatalUsage, LeaseLost, TrialInterrupted
 from tunecluster.cluster.worker.prediction_checks import collapsed_predictions
@@ -64,7 +70,9 @@ class ClusterTuner(kt.Tuner):
     def __init__(self, oracle, hypermodel, *, splits, fit, directory, project_name,
                  distribution_strategy=None, executions_per_trial=1, report=None,
                  idle_backoff_max: float = 1.0, control: Optional[Callable[..., dict]] = None,
-                 score_mode: str = "best_epoch", confirm_dir: Optional[str] = None):
+                 score_mode: str = "best_epoch", confirm_dir: Optional[str] = None,
+                 record_epoch: Optional[Callable[[str, int, dict], None]] = None, curves_needed: bool = False,
+                 top_rung: Optional[int] = None):
         self.splits = splits
         self._control = control
         self.score_mode = score_mode
@@ -74,6 +82,10 @@ class ClusterTuner(kt.Tuner):
         self._space_size = 0
         self.fit_spec = fit
         self._report = report or (lambda **_: None)
+        self._record_epoch = record_epoch
+        self.curves_needed = curves_needed  # the chief stops trainings early: it needs every epoch
+        self._stop_early: set[str] = set()  # units the chief stopped early (stop at the next epoch end)
+        self.top_rung = top_rung  # ASHA's max_epochs: trainings below it keep their rung checkpoint
         self._set_space = None
         self._idle_backoff_max = idle_backoff_max
         self.trials_run = 0
@@ -132,6 +144,9 @@ class ClusterTuner(kt.Tuner):
         revoked = answer.get("revoked")
         if revoked and revoked == self.current_trial:
             self._lost.add(revoked)
+        for key in answer.get("stop") or ():
+            if key == self.current_trial:
+                self._stop_early.add(key)
 
     def _must_stop(self) -> bool:
         return self.stop_requested.is_set() or (self.current_trial in self._lost)
@@ -202,6 +217,8 @@ class ClusterTuner(kt.Tuner):
                                         next=not self.stop_requested.is_set())
             if reply is not None and not reply.get("accepted", True):
                 raise LeaseLost(reply.get("reason", key))
+            if not getattr(self.fit_spec, "keep_checkpoints", True):  # delivered (or failed)
+                resume.delivered(self._checkpoint_folder(key).parent, key, trial.hyperparameters.values, self.top_rung)
             self.trials_run += 1
             self._report(state="between trials", trial=None, work=None)
             return (reply or {}).get("next")
@@ -211,6 +228,7 @@ class ClusterTuner(kt.Tuner):
             self._report(state="lost trial", trial=None, work=None)
             return None
         finally:
+            self._stop_early.discard(key)
             if not self.stop_requested.is_set():
                 self.current_trial = None
 
@@ -250,10 +268,15 @@ class ClusterTuner(kt.Tuner):
                 model.load_weights(self._get_checkpoint_fname(parent))
         return model
 
-    def _callbacks(self, trial, unit: dict, epochs: int, best) -> list:
+    def _checkpoint_folder(self, key: str) -> Path:
+        return resume.unit_folder(Path(self.directory).parent / "checkpoints", key)
+
+    def _callbacks(self, trial, unit: dict, epochs: int, best, boundary) -> list:
         fit, objective = self.fit_spec, self.oracle.objective
-        callbacks = [best, ProgressReport(self._report, trial.trial_id, unit["index"], epochs),
-                     StopCheck(self._must_stop)]
+        key = unit["key"]
+        record = (lambda epoch, metrics: self._record_epoch(key, epoch, metrics)) if self._record_epoch else None
+        callbacks = [best, ProgressReport(self._report, trial.trial_id, unit["index"], epochs, record=record),
+                     StopCheck(self._must_stop), boundary]
         if getattr(fit, "tensorboard", False) and unit["kind"] == "search":
             # <run>/tensorboard/<trial>[/execution_<k>]
             callbacks.append(trial_callback(Path(self.directory).parent / "tensorboard", trial,
@@ -280,13 +303,17 @@ class ClusterTuner(kt.Tuner):
             self._confirming = False
         built = time.time()
         best = BestWeights(objective)
+        boundary = EpochBoundaryStop(lambda: unit["key"] in self._stop_early)
+        with maybe_distribute(self.distribution_strategy):
+            resumed, promoted, checkpoint = resume.start(self, model, unit, hp.values, best, epochs, confirm)
         history = model.fit(
             s.x_train, s.y_train, validation_data=(s.x_val, s.y_val),
-            epochs=epochs, initial_epoch=initial_epoch, batch_size=fit.batch_size,
-            verbose=fit.verbose, callbacks=self._callbacks(trial, unit, epochs, best),
+            epochs=epochs, initial_epoch=resumed or initial_epoch, batch_size=fit.batch_size, verbose=fit.verbose,
+            callbacks=self._callbacks(trial, unit, epochs, best, boundary) + ([checkpoint] if checkpoint else []),
         )
         trained = time.time()
         self._check_trial(unit["key"])  # never report a score of an interrupted training
+        history = resume.history_of(checkpoint, history)
         if not history.history:
             raise RuntimeError("training ran no epoch")
         best_metrics, best_epoch = internals.best_value_and_epoch(history, objective)
@@ -302,7 +329,13 @@ class ClusterTuner(kt.Tuner):
                   "active": list(self.last_read or []),  # those it read
                   "best": _floats(best_metrics), "best_epoch": int(best_epoch),
                   "last": _floats(last_metrics), "last_epoch": int(last_epoch),
-                  "degenerate": degenerate, "majority_rate": majority}
+                  "degenerate": degenerate, "majority_rate": majority,
+                  "curve": [_floats({k: v[i] for k, v in history.history.items() if len(v) > i})
+                            for i in range(last_epoch + 1)]}
+        if resumed is not None:  # the epochs its checkpoint (or the promoted trial's rung checkpoint) had trained
+            result["promoted_from" if promoted else "resumed_from"] = resumed
+        if boundary.stopped_at is not None and boundary.stopped_at < epochs:
+            result["stopped_early"] = boundary.stopped_at  # the chief stopped it: the epochs it ran
         if confirm:
             folder = self.confirm_dir / f"trial_{trial.trial_id}"
             folder.mkdir(parents=True, exist_ok=True)

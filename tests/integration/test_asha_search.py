@@ -1,0 +1,111 @@
+"""ASHA on a real search (chief and two worker processes, real tiny TensorFlow trainings), with
+the chief SIGKILLed part way: every promotion follows the rule (the promoted trial was among the
+top 1/eta of its rung's completed trials when the promotion was handed out, and no trial is
+promoted twice), a promoted trial continues from its parent's rung checkpoint (its curve holds
+the parent's epochs and then its own), and the restarted chief loses no rung: every trial that
+ended before the kill is there afterwards with the same rung and parent."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime
+
+import yaml
+
+from curve_models import ASHA_MODEL, LOADER
+
+CONFIGS, ETA, RUNGS = 9, 3, [1, 3, 9]
+
+
+def _read(path):
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def _wait(predicate, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _rungs(document):
+    """trial id -> (rung epochs, parent, status) of the trials in results.json."""
+    return {r["trial_id"]: (r["all_hyperparameters"].get("tuner/epochs"), r["all_hyperparameters"].get("tuner/trial_id"),
+                            r["status"]) for r in document.get("trials", [])}
+
+
+def _ts(text):
+    return datetime.fromisoformat(text).timestamp()
+
+
+def test_asha_promotes_by_the_rule_continues_rung_checkpoints_and_survives_a_chief_kill(tmp_path):
+    (tmp_path / "data.py").write_text(LOADER)
+    (tmp_path / "model.py").write_text(ASHA_MODEL)
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump({
+        "name": "asha", "hypermodel": "model.py:build", "data": {"loader": "data.py:load"},
+        "tuner": {"kind": "asha", "max_trials": CONFIGS, "seed": 5,
+                  "asha": {"min_epochs": 1, "max_epochs": 9, "reduction_factor": ETA}},
+        "fit": {"batch_size": 32, "tensorboard": False},
+        "confirm": {"enabled": False},
+        "cluster": {"workers": 2, "tf_threads": 1, "heartbeat_interval": 0.2, "lease_timeout": 10}}))
+    run = tmp_path / "run"
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "tunecluster", "up", "-f", "spec.yaml", "--dir", "run"], cwd=tmp_path,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "EPOCH_PAUSE": "0.1"},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        def promoted_one_completed():
+            table = _rungs(_read(run / "results.json"))
+            return table if any(p and s == "COMPLETED" for _, p, s in table.values()) else None
+        before = _wait(promoted_one_completed, 300, "a promoted trial to complete")
+        chief = next(r["pid"] for r in _read(run / "cluster.json")["roles"] if r["name"] == "chief")
+        os.kill(chief, signal.SIGKILL)
+        output, _ = launcher.communicate(timeout=400)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    assert launcher.returncode == 0, output[-3000:]
+    assert "chief exited with code -9; restarting it with the same id" in output
+    document = _read(run / "results.json")
+    after = _rungs(document)
+    # the restarted chief lost no rung: what had ended is still there, unchanged
+    for trial_id, (epochs, parent, status) in before.items():
+        if status == "COMPLETED":
+            assert after[trial_id] == (epochs, parent, "COMPLETED"), trial_id
+    rows = {r["trial_id"]: r for r in document["trials"]}
+    assert all(r["status"] == "COMPLETED" for r in rows.values())
+    bottom = [t for t, (e, p, _) in after.items() if p is None]
+    assert len(bottom) == CONFIGS and all(after[t][0] == 1 for t in bottom)
+    parents = [p for _, p, _ in after.values() if p]
+    assert len(parents) == len(set(parents)), "a trial was promoted twice"
+    assert parents, "nothing was promoted"
+    reverse = document["direction"] == "max"
+    for child, (epochs, parent, _) in after.items():
+        if parent is None:
+            continue
+        rung = RUNGS.index(epochs) - 1
+        assert after[parent][0] == RUNGS[rung]  # one rung up
+        # by the rule: when the child was handed out, the parent was in the top 1/eta of its rung
+        started = _ts(rows[child]["started"])
+        peers = [r for t, r in rows.items() if after[t][0] == RUNGS[rung] and r["ended"]
+                 and _ts(r["ended"]) <= started + 0.01]
+        peers.sort(key=lambda r: r["score"], reverse=reverse)
+        assert parent in [r["trial_id"] for r in peers[: len(peers) // ETA]], (child, parent, peers)
+        # and it continued from the parent's rung checkpoint: the parent's epochs, then its own
+        execution = rows[child]["executions"][0]
+        assert execution["promoted_from"] == RUNGS[rung], execution
+        assert len(rows[child]["curve"]) == epochs
+    logs = "".join((run / "logs" / f"worker-{i}.log").read_text() for i in range(2))
+    assert "rung checkpoint" in logs
+    assert not (run / "checkpoints").exists()  # the rung checkpoints left are removed at the end

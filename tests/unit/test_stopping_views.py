@@ -1,0 +1,64 @@
+"""Stopped, promoted and resumed trainings in the results table, the live view's summary line and
+the report (from run-folder documents written by the test; the integration tests produce them
+for real: test_median_stopping, test_asha_search, test_resume_training)."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+
+
+def _row(tid, status, score, curve, hps, **extra):
+    return {"trial_id": tid, "status": status, "score": score, "best_step": 0, "hyperparameters": hps,
+            "all_hyperparameters": hps, "worker": "tuner0", "started": f"2026-01-01T10:00:0{tid}.000+00:00",
+            "ended": f"2026-01-01T10:00:0{int(tid) + 1}.000+00:00", "duration_s": 1.0, "error_type": None,
+            "message": None, "requeues": 0, "curve": curve, "executions": [], **extra}
+
+
+TRIALS = [
+    _row("0", "COMPLETED", 0.9, [0.6, 0.8, 0.9], {"lr": 0.01, "tuner/epochs": 3, "tuner/initial_epoch": 0}),
+    _row("1", "STOPPED_EARLY", 0.5, [0.5, 0.5], {"lr": 0.0, "tuner/epochs": 3, "tuner/initial_epoch": 0},
+         stopped_early=2, message="stopped early after epoch 2 (median stopping)"),
+    _row("2", "COMPLETED", 0.95, [0.6, 0.8, 0.9, 0.93, 0.95],
+         {"lr": 0.01, "tuner/epochs": 5, "tuner/initial_epoch": 3, "tuner/trial_id": "0"},
+         executions=[{"resumed_from": 4}]),
+]
+DOCUMENT = {"experiment": "stops", "tuner": "asha", "objective": "val_accuracy", "direction": "max",
+            "max_trials": None, "finished": True, "best_trial": "2", "trials": TRIALS}
+
+
+def test_the_results_table_names_stopped_promoted_and_resumed_trials():
+    from tunecluster.ui.tables import results_table
+
+    console = Console(file=io.StringIO(), width=250)
+    console.print(results_table(DOCUMENT))
+    text = console.file.getvalue()
+    assert "STOPPED_EARLY" in text and "stopped early after epoch 2" in text
+    assert "promoted from trial 0 (epoch 3)" in text and "resumed from epoch 4" in text
+    # the stopped trial is ranked with the scored trials (by the value it reached), not with failures
+    from tunecluster.tuning.results import sorted_rows
+
+    assert [r["trial_id"] for r in sorted_rows(DOCUMENT)] == ["2", "0", "1"]
+
+
+def test_the_summary_line_counts_stopped_and_promoted_trials():
+    from tunecluster.ui.live import summary_line
+
+    line = summary_line({"objective": "val_accuracy", "max_trials": 9,
+                         "counts": {"completed": 3, "running": 1, "stopped_early": 1, "promoted": 1}})
+    assert "1 stopped early" in line and "1 promoted" in line
+
+
+def test_the_report_draws_every_curve_with_stop_points_and_rungs(tmp_path):
+    from tunecluster.core.rundir import write_json
+    from tunecluster.report import build_report
+
+    (tmp_path / "spec.yaml").write_text("name: stops\n")
+    write_json(tmp_path / "kt" / "stops" / "oracle.json", {"hyperparameters": {"space": [
+        {"class_name": "Float", "config": {"name": "lr", "min_value": 0.0, "max_value": 0.1}}]}})
+    write_json(tmp_path / "results.json", DOCUMENT)
+    html = build_report(tmp_path, tmp_path / "r.html").html.read_text()
+    assert '<section id="training-curves">' in html
+    assert "stopped after epoch" in html and "promoted at epoch" in html
+    assert '"training-curves"' in html.split('id="report-summary"')[1]  # listed among the figures
