@@ -51,6 +51,7 @@ class UpOptions:
     build: bool = False  # compose: build the image first
     force: bool = False  # replace an earlier run in the run folder
     project: Optional[Path] = None  # the spec's folder: where `tunecluster build` recorded the image
+    script: tuple[str, ...] = ()  # `up --script`: the Keras Tuner script every role runs, and its arguments
 
 
 @dataclass(frozen=True)

@@ -42,9 +42,10 @@ def init(
     console.print("next: edit tunecluster.yaml / model.py, then run `tunecluster up`")
 
 
-@app.command()
+@app.command(context_settings={"allow_extra_args": True})
 @errors_to_exit
 def up(
+    ctx: typer.Context,
     file: Optional[Path] = typer.Option(None, "-f", "--file", help="Spec file (default: ./tunecluster.yaml, "
                                         "else the embedded pima-comprehensive example)."),
     example: Optional[str] = typer.Option(None, "--example", help="Run an embedded example instead: "
@@ -52,6 +53,10 @@ def up(
                                           "pima-all (the four one after another, with the tutorial's claims "
                                           "beside this run's findings; --dir holds one folder per phase), or "
                                           "pima-forest (a scikit-learn forest through run_trial, no Keras model)."),
+    script: Optional[Path] = typer.Option(None, "--script", help="Run this unmodified Keras Tuner script in "
+                                          "every role instead of a spec (its tuner, objective, max_trials and seed "
+                                          "are the script's); arguments after `--` are its sys.argv[1:]. See "
+                                          "docs/from-a-script.md."),
     backend: Optional[BackendName] = typer.Option(None, "--backend", help="Where to run (default: the spec's cluster.backend)."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Number of workers (with --resume: "
                                           "continue with this many)."),
@@ -106,6 +111,17 @@ def up(
     options = UpOptions(port=port, detach=detach, resume=resume, context=context, namespace=namespace,
                         kubeconfig=kubeconfig, tensorboard=tensorboard or None, image=image, gpus=gpus, build=build,
                         force=force, project=(file.parent if file else Path.cwd()).resolve())
+    if script is not None:
+        refused = [flag for flag, given in (("-f/--file", file), ("--example", example), ("--max-trials", max_trials),
+                                            ("--epochs", epochs), ("--tuner", tuner), ("--seed", seed),
+                                            ("--confirm-top", confirm_top), ("--confirm-repeats", confirm_repeats),
+                                            ("--holdout", holdout)) if given is not None]
+        if refused:
+            raise UsageError(f"{refused[0]} does not go with --script: the script's own tuner and search() "
+                             "arguments decide it; change the script (or pass it arguments after `--`)")
+        raise typer.Exit(_up_script(script, list(ctx.args), overrides, options, dir, force=force, workers=workers))
+    if ctx.args:
+        raise UsageError(f"unexpected arguments {' '.join(ctx.args)}; only a --script run takes arguments (after `--`)")
     if example == ALL_PHASES:
         if file:
             raise UsageError("give either -f/--file or --example, not both")
@@ -159,6 +175,18 @@ def _up_one(spec: Experiment, run: RunDir, source: str, options: UpOptions, *, f
         print_results(run, limit=UP_TABLE_ROWS)
         say(backend.best_hint(run, spec))
     return code
+
+
+def _up_script(script: Path, args: list[str], overrides: Overrides, options: UpOptions, dir: Optional[Path],
+               *, force: bool, workers: Optional[int]) -> int:
+    """`up --script`: every role runs the script through `tunecluster.script` (docs/from-a-script.md)."""
+    from tunecluster.script.tuner_spec import script_experiment
+
+    spec = overrides.apply(script_experiment(script, workers))
+    run = run_dir_for(dir, spec.name)
+    options = UpOptions(**{**options.__dict__, "script": (str(script.resolve()), *args),
+                           "project": script.resolve().parent})
+    return _up_one(spec, run, f"Keras Tuner script {script}", options, force=force, workers=workers)
 
 
 def _print_phase_summary(outcomes: list, root: Path) -> None:

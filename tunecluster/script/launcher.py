@@ -12,7 +12,8 @@ through `ScriptSession`:
   a resumed one included: `up --force` starts a run over, `up --resume` continues it);
 - `search()` on the chief serves the script's oracle with tunecluster's chief
   (`chief_role`); on a worker it runs Keras Tuner's loop hardened by `worker_role`;
-- `sys.argv` is `[script, ARGS...]` (the arguments after `--` of `up --script`).
+- `sys.argv` is `[script, ARGS...]` (the arguments after `--` of `up --script`), and the script
+  runs in its own folder (relative paths in it and in its arguments are read from there).
 
 A script that cannot run this way ends the role with one line and exit code 2: it never calls
 `search()`, builds a second tuner, raises before or after its search, or exits non-zero.
@@ -106,7 +107,7 @@ def run_script(path: str, args: Sequence[str], environ=os.environ) -> int:
     if not role.spec_path:
         raise UsageError(f"{role_env.SPEC} is not set; start script runs with `tunecluster up --script {path}`")
     spec = load_spec(role.spec_path)
-    run = RunDir(role.run_dir or ".")
+    run = RunDir(Path(role.run_dir or ".").resolve())
     import keras  # noqa: F401  the real Keras, before the chief's patches (its stand-in is for spec runs)
 
     from tunecluster.kt_compat import install, script_hooks
@@ -117,9 +118,10 @@ def run_script(path: str, args: Sequence[str], environ=os.environ) -> int:
     from tunecluster.cluster.worker.interruptions import TrialInterrupted
     from tunecluster.script.chief_role import ChiefExit
 
-    saved_argv, saved_path = list(sys.argv), list(sys.path)
+    saved_argv, saved_path, saved_cwd = list(sys.argv), list(sys.path), os.getcwd()
     sys.argv = [str(script), *args]
     sys.path.insert(0, str(script.parent))
+    os.chdir(script.parent)  # relative paths in the script and its arguments: from the script's folder
     code: Optional[int] = 0
     try:
         runpy.run_path(str(script), run_name="__main__")
@@ -144,6 +146,7 @@ def run_script(path: str, args: Sequence[str], environ=os.environ) -> int:
                          f"{_where(exc, script)}{_argv_hint(exc, script, args)}") from None
     finally:
         sys.argv, sys.path[:] = saved_argv, saved_path
+        os.chdir(saved_cwd)
     if not session.searched:
         raise UsageError(f"{script.name} never called search() on a Keras Tuner tuner; tunecluster runs the "
                          "script's tuner.search(...): call it (not in a function nobody calls, nor under "
