@@ -112,6 +112,7 @@ class Backend(ABC):
     """One place to run an experiment's cluster (see the module docstring)."""
 
     name: ClassVar[str]
+    runs_scripts: ClassVar[bool] = False  # `up --script`: this backend starts the script in every role
 
     # --- before a run ---------------------------------------------------------------------------
     def apply_options(self, spec: Experiment, options: UpOptions) -> tuple[Experiment, UpOptions]:
@@ -124,6 +125,12 @@ class Backend(ABC):
 
     def check(self, spec: Experiment, options: UpOptions) -> None:
         """Refuse, with one line, what cannot work, before the run folder is written."""
+
+    def check_script(self, options: UpOptions) -> None:
+        """`up --script` on a backend that cannot start a script yet: one line."""
+        if options.script and not self.runs_scripts:
+            raise UsageError(f"--script runs on the local backend for now, not on {self.name}; "
+                             "use --backend local (or turn the script into a spec: docs/spec.md)")
 
     @abstractmethod
     def render(self, spec: Experiment, options: RenderOptions) -> str:

@@ -31,15 +31,22 @@ UP_TABLE_ROWS = 25  # the best trials `up` prints at the end (`results` prints t
 def init(
     example: str = typer.Option("pima", "--example", help="pima (= pima-comprehensive) or a phase: "
                                 "pima-optimizer, pima-units, pima-layers, pima-comprehensive; or pima-forest "
-                                "(a scikit-learn forest through run_trial: writes forest.py)."),
+                                "(a scikit-learn forest through run_trial: writes forest.py); or pima-script (the comprehensive "
+                                "search as a plain Keras Tuner script, pima_search.py, for `up --script`)."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing files."),
 ):
-    """Write an editable tunecluster.yaml, model.py (or forest.py) and the example CSV into the current folder."""
+    """Write an editable tunecluster.yaml, model.py (or forest.py) and the example CSV into the current
+    folder (pima-script: a plain Keras Tuner script and the CSV)."""
     from tunecluster.tuning.examples import write_template
+
+    from tunecluster.tuning.examples import SCRIPT_EXAMPLE
 
     for path in write_template(Path.cwd(), example, force=force):
         console.print(f"wrote {path.name}")
-    console.print("next: edit tunecluster.yaml / model.py, then run `tunecluster up`")
+    if example == SCRIPT_EXAMPLE:
+        console.print("next: tunecluster up --script pima_search.py --workers 2 -- diabetes.csv")
+    else:
+        console.print("next: edit tunecluster.yaml / model.py, then run `tunecluster up`")
 
 
 @app.command(context_settings={"allow_extra_args": True})
@@ -162,6 +169,7 @@ def _up_one(spec: Experiment, run: RunDir, source: str, options: UpOptions, *, f
     """Bring one experiment's cluster up, follow it, print its results; return the exit code."""
     backend = get_backend(spec.cluster.backend)
     spec, options = backend.apply_options(spec, options)  # --image/--gpus/--build as the backend means them
+    backend.check_script(options)
     backend.check(spec, options)
     spec = prepare_run_dir(run, spec, force=force, resume=options.resume, workers=workers)
     say(f"spec: {source}")

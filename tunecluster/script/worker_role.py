@@ -85,6 +85,7 @@ class WorkerGuard:
                 if trial.status != "IDLE":
                     backoff.reset()
                     self.trial = trial.trial_id if trial.status == "RUNNING" else None
+                    self.lost.discard(self.trial)  # a trial taken back may come back to us: ours again
                     self.heartbeat.report(trial=self.trial, epoch=None, metrics=None,
                                           state="running" if self.trial else "stopped")
                     return trial

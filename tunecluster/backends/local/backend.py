@@ -113,6 +113,7 @@ class LocalSession(Session):
 
 class LocalBackend(Backend):
     name = "local"
+    runs_scripts = True
 
     def render(self, spec: Experiment, options: RenderOptions) -> str:
         raise UsageError("the local backend has nothing to render; use --backend kubernetes or compose")
