@@ -76,3 +76,39 @@ def test_init_pima_script_writes_a_plain_keras_tuner_script(tmp_path):
     with pytest.raises(UsageError, match="already exist"):
         write_template(tmp_path, "pima-script")
     assert Path(tmp_path / "diabetes.csv").read_text().startswith("Pregnancies")
+
+
+# --- the launcher command in the compose and Kubernetes templates (rendering only) ------------------
+SCRIPT = ("/home/me/project/search.py", "data.csv", "--epochs", "3")
+
+
+def test_compose_services_run_the_script_from_the_carried_code(tmp_path):
+    from tunecluster.backends.compose import render as compose
+
+    spec = script_experiment(_a_script(tmp_path), workers=2)
+    doc = compose.render_compose(spec, compose.ComposeOptions(run_root=tmp_path, script=SCRIPT))
+    expected = ["script", "/tunecluster/input/code/search.py", "data.csv", "--epochs", "3"]
+    assert {name: s["command"] for name, s in doc["services"].items()} == {
+        "chief": expected, "worker-0": expected, "worker-1": expected}
+    assert doc["services"]["worker-1"]["environment"]["KERASTUNER_TUNER_ID"] == "tuner1"
+    plain = compose.render_compose(spec, compose.ComposeOptions(run_root=tmp_path))
+    assert plain["services"]["chief"]["command"] == ["chief"]
+
+
+def test_kubernetes_jobs_run_the_script_from_the_carried_project(tmp_path):
+    from tunecluster.backends.kubernetes.render import render
+
+    spec = script_experiment(_a_script(tmp_path), workers=2)
+    objects = render(spec, namespace="tuning", token="t0ken", script=SCRIPT)
+    jobs = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Job"}
+    commands = [job["spec"]["template"]["spec"]["containers"][0]["command"] for job in jobs.values()]
+    assert commands == [["tunecluster", "script", "/code/search.py", "data.csv", "--epochs", "3"]] * 2
+    plain = render(spec, namespace="tuning", token="t0ken")
+    assert sorted(o["spec"]["template"]["spec"]["containers"][0]["command"][1] for o in plain
+                  if o["kind"] == "Job") == ["chief", "worker"]
+
+
+def _a_script(tmp_path) -> Path:
+    script = tmp_path / "search.py"
+    script.write_text("")
+    return script
