@@ -199,3 +199,29 @@ def test_the_chief_of_a_script_run_refuses_a_call_without_the_token(tmp_path):
         assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
     finally:
         _cli("down", "--dir", str(run), cwd=tmp_path)
+
+
+def test_a_failing_trials_error_reaches_the_chief_and_the_search_stops_with_its_reason(tmp_path):
+    script = tmp_path / "failing.py"
+    script.write_text(COMMON + textwrap.dedent("""
+        class Broken(keras_tuner.RandomSearch):
+            def run_trial(self, trial, *args, **kwargs):
+                raise ValueError(f"this trial cannot train (units={trial.hyperparameters.get('units')})")
+
+        tuner = Broken(build, objective="val_accuracy", max_trials=5, seed=7, max_consecutive_failed_trials=2)
+        EPOCHS = 1
+    """) + TAIL)
+    run = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "tunecluster", "up", "--script", str(script), "--workers", "1",
+                           "--dir", str(run), "--", str(csv_path())], capture_output=True, text=True,
+                          timeout=400, cwd=tmp_path, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
+    trials = _read(run / "results.json")["trials"]
+    assert [t["status"] for t in trials] == ["FAILED", "FAILED"]
+    for trial in trials:
+        assert trial["error_type"] == "ValueError"
+        assert trial["message"].startswith("this trial cannot train (units=")
+    progress = _read(run / "progress.json")
+    assert progress["search_failed"] == "Number of consecutive failures exceeded the limit of 2."
+    assert "the search stopped" in (run / "logs" / "chief.log").read_text()
+    assert "Number of consecutive failures exceeded the limit of 2" in done.stdout + done.stderr

@@ -22,6 +22,7 @@ from tunecluster.cluster.chief.server import Chief
 from tunecluster.core.env import RoleEnv
 from tunecluster.core.rundir import RunDir, write_atomic, write_json
 from tunecluster.kt_compat import oracle_state
+from tunecluster.script.exits import RoleExit
 from tunecluster.tuning.spec import Experiment, dump_spec
 
 log = logging.getLogger("tunecluster.script")
@@ -56,14 +57,6 @@ class ScriptChief(Chief):
         return oracle
 
 
-class ChiefExit(BaseException):
-    """The chief was stopped before the search's end (SIGTERM): leave the script with `code`."""
-
-    def __init__(self, code: int):
-        super().__init__(code)
-        self.code = code
-
-
 def serve_search(tuner, spec: Experiment, run: RunDir, role: RoleEnv, fit_args: tuple, fit_kwargs: dict) -> None:
     """The chief's `tuner.search(...)`: serve the search to its end, then export the best trial."""
     from tunecluster.script.tuner_spec import tuner_section
@@ -78,8 +71,10 @@ def serve_search(tuner, spec: Experiment, run: RunDir, role: RoleEnv, fit_args: 
         code = chief.serve_until_done()
     finally:
         signal.signal(signal.SIGTERM, previous)
-    if code != 0:
-        raise ChiefExit(code)
+    if code != 0:  # SIGTERM before the end: the state is saved, the run resumable
+        raise RoleExit(code)
+    if chief.book.search_failed:  # e.g. too many failed trials: nothing for the script to go on with
+        raise RoleExit(1, f"the search stopped: {chief.book.search_failed}")
     with chief.book.lock:
         chief.book.export_state, chief.book.exporter = "claimed", "chief"
     try:

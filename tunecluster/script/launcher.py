@@ -116,7 +116,7 @@ def run_script(path: str, args: Sequence[str], environ=os.environ) -> int:
     session = ScriptSession(script, role, run, spec)
     script_hooks.install(session)
     from tunecluster.cluster.worker.interruptions import TrialInterrupted
-    from tunecluster.script.chief_role import ChiefExit
+    from tunecluster.script.exits import RoleExit
 
     saved_argv, saved_path, saved_cwd = list(sys.argv), list(sys.path), os.getcwd()
     sys.argv = [str(script), *args]
@@ -127,7 +127,9 @@ def run_script(path: str, args: Sequence[str], environ=os.environ) -> int:
         runpy.run_path(str(script), run_name="__main__")
     except ScriptRefused as refused:
         raise UsageError(str(refused)) from None
-    except ChiefExit as stopped:
+    except RoleExit as stopped:
+        if stopped.reason:
+            print(f"error: {stopped.reason}", file=sys.stderr, flush=True)
         return stopped.code
     except TrialInterrupted:
         return 143

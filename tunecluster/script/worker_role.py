@@ -28,7 +28,9 @@ from tunecluster.cluster.worker.heartbeat import Backoff, Heartbeat
 from tunecluster.cluster.worker.interruptions import LeaseLost, TrialInterrupted
 from tunecluster.core.env import RoleEnv
 from tunecluster.core.rundir import RunDir
+from tunecluster.core.rundir import read_json
 from tunecluster.kt_compat import internals, script_hooks
+from tunecluster.script.exits import RoleExit
 from tunecluster.tuning.spec import Experiment
 
 log = logging.getLogger("tunecluster.script")
@@ -183,6 +185,9 @@ class WorkerGuard:
         if not self.run.finished():
             log.warning("%s: the chief did not record the search's end within %.0f s; the best trials "
                         "are read from what the run folder holds now", self.role.tuner_id, FINISH_WAIT_S)
+        failed = (read_json(self.run.progress) or {}).get("search_failed")
+        if failed:
+            raise RoleExit(1, f"the search stopped: {failed}")
         oracle = script_hooks.local_oracle(self.tuner)
         script_hooks.reload_oracle_from(oracle, str(self.run.kt_dir), self.spec.name)
         self.tuner.oracle = oracle
