@@ -225,3 +225,48 @@ def test_a_failing_trials_error_reaches_the_chief_and_the_search_stops_with_its_
     assert progress["search_failed"] == "Number of consecutive failures exceeded the limit of 2."
     assert "the search stopped" in (run / "logs" / "chief.log").read_text()
     assert "Number of consecutive failures exceeded the limit of 2" in done.stdout + done.stderr
+
+
+def test_ctrl_c_gives_trials_back_and_up_resume_finishes_the_search(tmp_path):
+    """Ctrl-C on `up`: SIGTERM to every role; workers give their trials back (exit 143), the chief
+    saves the search; `up --resume` runs the same unmodified script (its overwrite=True ignored)
+    and completes every trial once."""
+    script = tmp_path / "random_search.py"
+    script.write_text(SCRIPTS["random_search.py"])
+    run = tmp_path / "run"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    command = [sys.executable, "-m", "tunecluster", "up", "--script", str(script), "--workers", "2",
+               "--dir", str(run)]
+    up = subprocess.Popen([*command, "--", str(csv_path())], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, env=env, cwd=tmp_path)
+    try:
+        def one_completed_and_one_running():
+            counts = (_read(run / "progress.json") or {}).get("counts") or {}
+            return counts.get("completed", 0) >= 1 and counts.get("running", 0) >= 1
+
+        _wait_for("a completed and a running trial", one_completed_and_one_running, up)
+        up.send_signal(signal.SIGINT)
+        output, _ = up.communicate(timeout=120)
+    finally:
+        if up.poll() is None:
+            up.kill()
+    assert "--resume" in output, output[-2000:]
+    workers = (run / "logs" / "worker-0.log").read_text() + (run / "logs" / "worker-1.log").read_text()
+    assert "SIGTERM: stopping at the next batch" in workers
+    # each worker gave its trial back, or (the chief stopping at the same moment) left it to the lease
+    assert workers.count("back to the chief") + workers.count("its lease will expire") == 2, workers[-3000:]
+    codes = {r["name"]: r["exit_code"] for r in _read(run / "cluster.json")["roles"]}
+    # 143: stopped by SIGTERM; -9: `up` stops what is left after 5 s (a batch can take that long here)
+    assert codes["chief"] == 143 and {codes["worker-0"], codes["worker-1"]} <= {143, -9}, codes
+    assert not _read(run / "progress.json")["finished"]
+    done_before = {t["trial_id"] for t in _read(run / "results.json")["trials"] if t["status"] == "COMPLETED"}
+
+    resumed = subprocess.run([*command, "--resume", "--", str(csv_path())], capture_output=True, text=True,
+                             env=env, cwd=tmp_path, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-2000:]
+    trials = _read(run / "results.json")["trials"]
+    assert sorted(t["trial_id"] for t in trials) == sorted({t["trial_id"] for t in trials})
+    assert [t["status"] for t in trials] == ["COMPLETED"] * 4
+    assert done_before <= {t["trial_id"] for t in trials}
+    assert "overwrite=True ignored" in (run / "logs" / "chief.log").read_text()
+    assert (run / "best" / "model.keras").is_file()

@@ -65,6 +65,7 @@ class WorkerGuard:
         channel = open_channel(role.address, read_security(), tuner_id=role.tuner_id)
         self.link = ChiefLink(role.address, spec.cluster.chief_timeout)
         self.control = ControlClient(channel, link=self.link)
+        self.once = ControlClient(channel)  # one attempt, no retries: the give-back on SIGTERM
         beats = ControlClient(channel, link=ChiefLink(role.address, spec.cluster.chief_timeout, quiet=True))
         self.heartbeat = Heartbeat(lambda msg: beats.call(msg.pop("method"), **msg), role.tuner_id,
                                    interval=spec.cluster.heartbeat_interval)
@@ -170,11 +171,14 @@ class WorkerGuard:
     def _give_back(self, trial_id) -> None:
         if trial_id:
             try:
-                self.control.call("Release", tuner_id=self.role.tuner_id, trial_id=trial_id, reason="SIGTERM", timeout=5)
+                # once, briefly: a chief stopped at the same time (Ctrl-C on `up`) holds the trial
+                # for this worker when it resumes, and the lease covers a chief that keeps running
+                self.once.call("Release", tuner_id=self.role.tuner_id, trial_id=trial_id, reason="SIGTERM", timeout=2)
                 log.warning("%s: gave trial %s back to the chief", self.role.tuner_id, trial_id)
             except Exception as exc:  # the lease expires on its own
+                reason = exc.code().name if hasattr(exc, "code") else type(exc).__name__
                 log.warning("%s: could not give trial %s back (%s); its lease will expire",
-                            self.role.tuner_id, trial_id, exc)
+                            self.role.tuner_id, trial_id, reason)
 
     def _read_results_from_run_folder(self) -> None:
         """After the search: wait (bounded) for the chief to record its end, then let the script's
