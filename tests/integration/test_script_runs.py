@@ -223,7 +223,7 @@ def test_a_failing_trials_error_reaches_the_chief_and_the_search_stops_with_its_
         assert trial["message"].startswith("this trial cannot train (units=")
     progress = _read(run / "progress.json")
     assert progress["search_failed"] == "Number of consecutive failures exceeded the limit of 2."
-    assert "the search stopped" in (run / "logs" / "chief.log").read_text()
+    assert "the search ended early" in (run / "logs" / "chief.log").read_text()
     assert "Number of consecutive failures exceeded the limit of 2" in done.stdout + done.stderr
 
 

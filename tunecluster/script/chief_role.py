@@ -74,7 +74,7 @@ def serve_search(tuner, spec: Experiment, run: RunDir, role: RoleEnv, fit_args: 
     if code != 0:  # SIGTERM before the end: the state is saved, the run resumable
         raise RoleExit(code)
     if chief.book.search_failed:  # e.g. too many failed trials: nothing for the script to go on with
-        raise RoleExit(1, f"the search stopped: {chief.book.search_failed}")
+        raise RoleExit(1, f"the search ended early: {chief.book.search_failed}")
     with chief.book.lock:
         chief.book.export_state, chief.book.exporter = "claimed", "chief"
     try:

@@ -191,7 +191,7 @@ class WorkerGuard:
                         "are read from what the run folder holds now", self.role.tuner_id, FINISH_WAIT_S)
         failed = (read_json(self.run.progress) or {}).get("search_failed")
         if failed:
-            raise RoleExit(1, f"the search stopped: {failed}")
+            raise RoleExit(1, f"the search ended early: {failed}")
         oracle = script_hooks.local_oracle(self.tuner)
         script_hooks.reload_oracle_from(oracle, str(self.run.kt_dir), self.spec.name)
         self.tuner.oracle = oracle
