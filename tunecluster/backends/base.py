@@ -51,6 +51,7 @@ class UpOptions:
     build: bool = False  # compose: build the image first
     force: bool = False  # replace an earlier run in the run folder
     project: Optional[Path] = None  # the spec's folder: where `tunecluster build` recorded the image
+    script: tuple[str, ...] = ()  # `up --script`: the Keras Tuner script every role runs, and its arguments
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,7 @@ class Backend(ABC):
     """One place to run an experiment's cluster (see the module docstring)."""
 
     name: ClassVar[str]
+    runs_scripts: ClassVar[bool] = False  # `up --script`: this backend starts the script in every role
 
     # --- before a run ---------------------------------------------------------------------------
     def apply_options(self, spec: Experiment, options: UpOptions) -> tuple[Experiment, UpOptions]:
@@ -123,6 +125,12 @@ class Backend(ABC):
 
     def check(self, spec: Experiment, options: UpOptions) -> None:
         """Refuse, with one line, what cannot work, before the run folder is written."""
+
+    def check_script(self, options: UpOptions) -> None:
+        """`up --script` on a backend that cannot start a script yet: one line."""
+        if options.script and not self.runs_scripts:
+            raise UsageError(f"--script runs on the local backend for now, not on {self.name}; "
+                             "use --backend local (or turn the script into a spec: docs/spec.md)")
 
     @abstractmethod
     def render(self, spec: Experiment, options: RenderOptions) -> str:

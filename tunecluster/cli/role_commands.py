@@ -46,3 +46,18 @@ def worker():
     if not role.spec_path:
         raise UsageError(f"{role_env.SPEC} is not set; point it at the experiment's spec file")
     raise typer.Exit(run_worker(load_spec(role.spec_path), role))
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@errors_to_exit
+def script(
+    ctx: typer.Context,
+    path: str = typer.Argument(..., help="The Keras Tuner script; the arguments after it are its sys.argv[1:]."),
+):
+    """Run an unmodified Keras Tuner script as this process's role (chief or worker, by
+    KERASTUNER_TUNER_ID): what `up --script` starts in every role, the same as `python -m
+    tunecluster.script PATH ARGS...`. Configured like `chief` and `worker`."""
+    from tunecluster.script import run_script
+
+    setup_role_logging()
+    raise typer.Exit(run_script(path, list(ctx.args)))

@@ -32,20 +32,26 @@ def init(
     example: str = typer.Option("pima", "--example", help="pima (= pima-comprehensive) or a phase: "
                                 "pima-optimizer, pima-units, pima-layers, pima-comprehensive, pima-conditional, "
                                 "pima-baseline; or pima-forest "
-                                "(a scikit-learn forest through run_trial: writes forest.py)."),
+                                "(a scikit-learn forest through run_trial: writes forest.py); or pima-script (the comprehensive "
+                                "search as a plain Keras Tuner script, pima_search.py, for `up --script`)."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing files."),
 ):
-    """Write an editable tunecluster.yaml, model.py (or forest.py) and the example CSV into the current folder."""
-    from tunecluster.tuning.examples import write_template
+    """Write an editable tunecluster.yaml, model.py (or forest.py) and the example CSV into the current
+    folder (pima-script: a plain Keras Tuner script and the CSV)."""
+    from tunecluster.tuning.examples import SCRIPT_EXAMPLE, write_template
 
     for path in write_template(Path.cwd(), example, force=force):
         console.print(f"wrote {path.name}")
-    console.print("next: edit tunecluster.yaml / model.py, then run `tunecluster up`")
+    if example == SCRIPT_EXAMPLE:
+        console.print("next: tunecluster up --script pima_search.py --workers 2 -- diabetes.csv")
+    else:
+        console.print("next: edit tunecluster.yaml / model.py, then run `tunecluster up`")
 
 
-@app.command()
+@app.command(context_settings={"allow_extra_args": True})
 @errors_to_exit
 def up(
+    ctx: typer.Context,
     file: Optional[Path] = typer.Option(None, "-f", "--file", help="Spec file (default: ./tunecluster.yaml, "
                                         "else the embedded pima-comprehensive example)."),
     example: Optional[str] = typer.Option(None, "--example", help="Run an embedded example instead: "
@@ -56,6 +62,10 @@ def up(
                                           "the tutorial's claims beside this run's findings; --dir holds one "
                                           "folder per phase), or "
                                           "pima-forest (a scikit-learn forest through run_trial, no Keras model)."),
+    script: Optional[Path] = typer.Option(None, "--script", help="Run this unmodified Keras Tuner script in "
+                                          "every role instead of a spec (its tuner, objective, max_trials and seed "
+                                          "are the script's); arguments after `--` are its sys.argv[1:]. See "
+                                          "docs/from-a-script.md."),
     backend: Optional[BackendName] = typer.Option(None, "--backend", help="Where to run (default: the spec's cluster.backend)."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Number of workers (with --resume: "
                                           "continue with this many)."),
@@ -117,6 +127,18 @@ def up(
     options = UpOptions(port=port, detach=detach, resume=resume, context=context, namespace=namespace,
                         kubeconfig=kubeconfig, tensorboard=tensorboard or None, image=image, gpus=gpus, build=build,
                         force=force, project=(file.parent if file else Path.cwd()).resolve())
+    if script is not None:
+        refused = [flag for flag, given in (("-f/--file", file), ("--example", example), ("--max-trials", max_trials),
+                                            ("--epochs", epochs), ("--tuner", tuner), ("--seed", seed),
+                                            ("--confirm-top", confirm_top), ("--confirm-repeats", confirm_repeats),
+                                            ("--holdout", holdout), ("--budget", budget),
+                                            ("--chain", chain or None)) if given is not None]
+        if refused:
+            raise UsageError(f"{refused[0]} does not go with --script: the script's own tuner and search() "
+                             "arguments decide it; change the script (or pass it arguments after `--`)")
+        raise typer.Exit(_up_script(script, list(ctx.args), overrides, options, dir, force=force, workers=workers))
+    if ctx.args:
+        raise UsageError(f"unexpected arguments {' '.join(ctx.args)}; only a --script run takes arguments (after `--`)")
     if example == ALL_PHASES:
         if file:
             raise UsageError("give either -f/--file or --example, not both")
@@ -138,6 +160,7 @@ def _up_one(spec: Experiment, run: RunDir, source: str, options: UpOptions, *, f
     """Bring one experiment's cluster up, follow it, print its results; return the exit code."""
     backend = get_backend(spec.cluster.backend)
     spec, options = backend.apply_options(spec, options)  # --image/--gpus/--build as the backend means them
+    backend.check_script(options)
     backend.check(spec, options)
     spec = prepare_run_dir(run, spec, force=force, resume=options.resume, workers=workers)
     say(f"spec: {source}")
@@ -151,6 +174,18 @@ def _up_one(spec: Experiment, run: RunDir, source: str, options: UpOptions, *, f
         print_results(run, limit=UP_TABLE_ROWS)
         say(backend.best_hint(run, spec))
     return code
+
+
+def _up_script(script: Path, args: list[str], overrides: Overrides, options: UpOptions, dir: Optional[Path],
+               *, force: bool, workers: Optional[int]) -> int:
+    """`up --script`: every role runs the script through `tunecluster.script` (docs/from-a-script.md)."""
+    from tunecluster.script.tuner_spec import script_experiment
+
+    spec = overrides.apply(script_experiment(script, workers))
+    run = run_dir_for(dir, spec.name)
+    options = UpOptions(**{**options.__dict__, "script": (str(script.resolve()), *args),
+                           "project": script.resolve().parent})
+    return _up_one(spec, run, f"Keras Tuner script {script}", options, force=force, workers=workers)
 
 
 def _up_all_phases(dir: Optional[Path], overrides: Overrides, options: UpOptions, *, force: bool, resume: bool,

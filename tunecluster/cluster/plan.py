@@ -139,8 +139,26 @@ def security_env(spec: Experiment, secrets: SecretFiles, *, chief: bool) -> dict
     return env
 
 
-def build_plan(spec: Experiment, where: Placement) -> ClusterPlan:
-    """Every role of the experiment and its environment (see the module docstring)."""
+def script_at(folder: str, script: Sequence[str]) -> tuple[str, ...]:
+    """A `--script` (host path and arguments) as a container sees it: the file under `folder`
+    (where the backend carries it), the arguments unchanged."""
+    if not script:
+        return ()
+    return (f"{folder.rstrip('/')}/{os.path.basename(script[0])}", *script[1:])
+
+
+def role_commands(script: Sequence[str] = ()) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The chief's and the workers' `tunecluster` sub-commands: `chief`/`worker`, or for
+    `up --script` the same `script PATH ARGS...` in every role (`tunecluster.script`)."""
+    if script:
+        return ("script", *script), ("script", *script)
+    return ("chief",), ("worker",)
+
+
+def build_plan(spec: Experiment, where: Placement, script: Sequence[str] = ()) -> ClusterPlan:
+    """Every role of the experiment and its environment (see the module docstring); `script`:
+    the Keras Tuner script (and its arguments) every role runs instead of `chief`/`worker`."""
+    chief_command, worker_command = role_commands(script)
     common = {
         **where.extra_env,
         role_env.ORACLE_PORT: str(where.port),
@@ -150,7 +168,7 @@ def build_plan(spec: Experiment, where: Placement) -> ClusterPlan:
         "PYTHONUNBUFFERED": "1",
     }
     resources = spec.cluster.kubernetes
-    chief = Role("chief", "chief", ("chief",),
+    chief = Role("chief", "chief", chief_command,
                  {**common, **security_env(spec, where.secrets, chief=True),
                   role_env.TUNER_ID: "chief", role_env.ORACLE_IP: where.chief_bind},
                  resources=resources.chief)
@@ -166,5 +184,5 @@ def build_plan(spec: Experiment, where: Placement) -> ClusterPlan:
             env[role_env.GPU_MEMORY_GROWTH] = "1"  # several workers share one GPU's memory
             if where.gpus:
                 env[role_env.CUDA_DEVICES] = gpu_for_worker(i, where.gpus, per_gpu)
-        workers.append(Role(f"worker-{i}", worker_id(i), ("worker",), env, resources=resources.worker))
+        workers.append(Role(f"worker-{i}", worker_id(i), worker_command, env, resources=resources.worker))
     return ClusterPlan(spec.name, where.port, (chief, *workers), where)

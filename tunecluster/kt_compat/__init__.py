@@ -23,6 +23,8 @@ and provides what the roles use per object:
     hyperparameter_reads.py  which hyperparameters a build (or run_trial) read
     internals.py        Keras Tuner's private modules (protos, the servicer, tuner utilities)
     tf_gradients.py     TensorFlow's gradient registry, emptied of finished trials' gradients
+    script_hooks.py     a Keras Tuner script's tuner construction and search() routed through
+                        `tunecluster.script` (installed by its launcher, not by `install`)
 
 Nothing here is imported by the roles' code paths until `install` ran (the chief must install the
 stand-in before anything imports Keras Tuner); every function is idempotent.

@@ -38,7 +38,8 @@ from typing import Optional, Union
 import yaml
 
 from tunecluster import __version__
-from tunecluster.cluster.plan import DEFAULT_PORT, RUN_AS_UID, ClusterPlan, Placement, SecretFiles, build_plan
+from tunecluster.cluster.plan import (DEFAULT_PORT, RUN_AS_UID, ClusterPlan, Placement, SecretFiles, build_plan,
+                                      script_at)
 from tunecluster.core.errors import UsageError
 from tunecluster.tuning.spec import Experiment
 
@@ -69,6 +70,7 @@ class ComposeOptions:
     gpus: Optional[Union[int, str]] = None
     user: Optional[str] = None
     tf_threads: Optional[int] = None
+    script: tuple[str, ...] = ()  # `up --script`: the script (host path) and its arguments, run from input/code
 
 
 def project_name(experiment: str, run_root: Union[str, Path]) -> str:
@@ -106,7 +108,8 @@ def compose_plan(spec: Experiment, options: ComposeOptions) -> ClusterPlan:
     return build_plan(spec, Placement(
         spec_path=str(INPUT / "spec.yaml"), run_dir=run_dir_in_container(spec.name), chief_bind="0.0.0.0",
         chief_host="chief", port=options.port or CONTAINER_PORT, secrets=SecretFiles(token=TOKEN_PATH),
-        tf_threads=options.tf_threads, extra_env={"PYTHONPATH": str(INPUT / "code")}))
+        tf_threads=options.tf_threads, extra_env={"PYTHONPATH": str(INPUT / "code")}),
+        script=script_at(str(INPUT / "code"), options.script))
 
 
 def render_compose(spec: Experiment, options: ComposeOptions) -> dict:

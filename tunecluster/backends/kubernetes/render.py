@@ -44,7 +44,8 @@ from tunecluster.backends.kubernetes.names import (CONFIG_MOUNT, FIELD_MANAGER, 
 from tunecluster.backends.kubernetes.pod_template import (PACK_SCRIPT, _env_list, _pod_spec,  # noqa: F401
                                                           _resources, _template, _worker_env, claim_sub_path,
                                                           pinned, single_node_affinity, worker_packing)
-from tunecluster.cluster.plan import DEFAULT_PORT, ClusterPlan, Placement, SecretFiles, build_plan, threads_for_cpu
+from tunecluster.cluster.plan import (DEFAULT_PORT, ClusterPlan, Placement, SecretFiles, build_plan, script_at,
+                                      threads_for_cpu)
 from tunecluster.core.errors import UsageError
 from tunecluster.tuning.spec import Experiment, code_refs, dump_spec
 
@@ -128,15 +129,17 @@ def check_carried(spec: Experiment) -> list[str]:
     is written); returns notes for the user (files left out)."""
     return carry_files(spec).notes
 
-def kubernetes_plan(spec: Experiment, names: Names) -> ClusterPlan:
+def kubernetes_plan(spec: Experiment, names: Names, script: tuple[str, ...] = ()) -> ClusterPlan:
     """The ClusterPlan in pods: the spec from the ConfigMap, the run folder on the volume, the
-    token and certificate from the Secret, workers dialling the chief's Service."""
+    token and certificate from the Secret, workers dialling the chief's Service; with `script`
+    (`up --script`), every role runs it from the carried project (/code)."""
     return build_plan(spec, Placement(
         spec_path=f"{CONFIG_MOUNT}/spec.yaml", run_dir=SHARED_MOUNT, chief_bind="0.0.0.0", chief_host=names.chief,
         port=spec.cluster.port or DEFAULT_PORT,
         secrets=SecretFiles(token=f"{SECRET_MOUNT}/token", tls_cert=f"{SECRET_MOUNT}/tls.crt",
                             tls_key=f"{SECRET_MOUNT}/tls.key", server_name=names.chief),
-        tf_threads=threads_for_cpu(spec.cluster.kubernetes.worker.cpu), extra_env={"HOME": "/tmp"}))
+        tf_threads=threads_for_cpu(spec.cluster.kubernetes.worker.cpu), extra_env={"HOME": "/tmp"}),
+        script=script_at(CODE_MOUNT, script))
 
 def _meta(name: str, namespace: str, experiment: str, role: Optional[str] = None) -> dict:
     return {"name": name, "namespace": namespace, "labels": labels(experiment, role)}
@@ -162,14 +165,16 @@ def _job_meta(spec: Experiment, name: str, namespace: str, role: str) -> dict:
 
 
 def render(spec: Experiment, *, namespace: str, token: Optional[str] = None,
-           tls: Optional[tuple[bytes, bytes]] = None, tensorboard: Optional[bool] = None) -> list[dict]:
+           tls: Optional[tuple[bytes, bytes]] = None, tensorboard: Optional[bool] = None,
+           script: tuple[str, ...] = ()) -> list[dict]:
     """Every object of the experiment, in apply order. Without `token` the Secret is left out
-    (`render` prints it only on request; the launcher always passes one)."""
+    (`render` prints it only on request; the launcher always passes one). `script`: `up
+    --script`'s script and arguments, run by every role as `tunecluster script /code/NAME ...`."""
     carried = carry_files(spec)
     spec = carried.spec
     names = Names(spec.name)
     exp = spec.name
-    plan = kubernetes_plan(spec, names)
+    plan = kubernetes_plan(spec, names, script)
     port = plan.port
     k8s = spec.cluster.kubernetes
     overrides = k8s.pod_overrides
@@ -202,7 +207,7 @@ def render(spec: Experiment, *, namespace: str, token: Optional[str] = None,
                         "metadata": _meta(names.claim, namespace, exp), "spec": claim})
 
     chief_container = {
-        "name": "chief", "command": ["tunecluster", "chief"],
+        "name": "chief", "command": ["tunecluster", *plan.chief.command],
         "env": _env_list(plan.chief.env),
         "ports": [{"name": "oracle", "containerPort": port, "protocol": "TCP"}],
         "readinessProbe": {"tcpSocket": {"port": "oracle"}, "periodSeconds": 2},
@@ -222,9 +227,12 @@ def render(spec: Experiment, *, namespace: str, token: Optional[str] = None,
                  "ports": [{"name": "oracle", "port": port, "targetPort": "oracle", "protocol": "TCP"}]},
     })
     packing = worker_packing(spec)
+    if script and packing.per_pod != 1:
+        raise UsageError("--script with cluster.workers_per_gpu (several workers in one pod) is not supported; "
+                         "leave workers_per_gpu unset")
     worker_container = {
         "name": "worker",
-        "command": ["tunecluster", "worker"] if packing.per_pod == 1 else ["python", "-c", PACK_SCRIPT],
+        "command": ["tunecluster", *plan.workers[0].command] if packing.per_pod == 1 else ["python", "-c", PACK_SCRIPT],
         "env": _worker_env(plan, packing),
         "resources": _resources(plan.workers[0].resources, gpus=packing.gpus_per_pod, times=packing.per_pod),
     }

@@ -113,6 +113,7 @@ class LocalSession(Session):
 
 class LocalBackend(Backend):
     name = "local"
+    runs_scripts = True
 
     def render(self, spec: Experiment, options: RenderOptions) -> str:
         raise UsageError("the local backend has nothing to render; use --backend kubernetes or compose")
@@ -140,11 +141,12 @@ class LocalBackend(Backend):
         if port_in_use(HOST, port):
             raise UsageError(f"port {port} on {HOST} is in use; pass another --port or leave it out for a free one")
         run.progress.unlink(missing_ok=True)  # a resumed run starts a fresh progress file (its state is in kt/)
-        plan = build_plan(spec, local_placement(spec, run, port, say))
+        plan = build_plan(spec, local_placement(spec, run, port, say), script=options.script)
         cluster = LocalCluster(plan, run, max_restarts=0 if options.detach else spec.cluster.max_restarts)
         security = "no token (--insecure)" if spec.cluster.insecure else "token"
-        say(f"tunecluster: {spec.name} ({spec.tuner.kind}, {spec.tuner.max_trials} trials, "
-            f"{spec.cluster.workers} workers) in {run.root}")
+        search = (f"Keras Tuner script {Path(options.script[0]).name}" if options.script
+                  else f"{spec.tuner.kind}, {spec.tuner.max_trials} trials")
+        say(f"tunecluster: {spec.name} ({search}, {spec.cluster.workers} workers) in {run.root}")
         cluster.start()
         say(f"chief listening on {HOST}:{port} ({security}{', TLS' if spec.cluster.tls else ''}); logs in {run.logs}")
         if options.detach:

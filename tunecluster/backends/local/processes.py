@@ -23,7 +23,7 @@ from typing import Callable, Optional
 
 from tunecluster.cluster.plan import ClusterPlan, Role
 from tunecluster.core import env as role_env
-from tunecluster.core.errors import RunFailure
+from tunecluster.core.errors import RunFailure, UsageError
 from tunecluster.core.rundir import RunDir, write_json
 
 
@@ -100,6 +100,9 @@ class LocalCluster:
                 if chief.exit_code == 0 and self.run.finished():
                     return  # listened, served a search that took less than a poll, and ended
                 tail = self.log_tail("chief")
+                if chief.exit_code == 2:  # the user's to fix (e.g. a --script that cannot run): their one line
+                    self.stop(timeout=5.0)
+                    raise UsageError(tail.removeprefix("error: "))
                 raise RunFailure(f"the chief exited with code {chief.exit_code} before listening: {tail}")
             try:
                 with socket.create_connection(("127.0.0.1", self.plan.port), timeout=0.5):

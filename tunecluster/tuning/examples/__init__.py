@@ -124,12 +124,18 @@ TEMPLATE_HEADER = """\
 """
 
 
+SCRIPT_EXAMPLE = "pima-script"  # the comprehensive search as a plain Keras Tuner script (`up --script`)
+
+
 def write_template(target: Path, name: str = "pima", force: bool = False) -> list[Path]:
     """Write tunecluster.yaml, model.py (forest.py for pima-forest) and diabetes.csv into `target`
     (never over existing files)."""
     import yaml
 
     phase = DEFAULT_EXAMPLE if name == "pima" else name
+    if phase == SCRIPT_EXAMPLE:
+        return _write_files({target / "pima_search.py": (example_dir() / "pima_script.py").read_text(),
+                             target / "diabetes.csv": csv_path().read_text()}, target, force)
     if phase in RUN_TRIAL_EXAMPLES:
         source, function = RUN_TRIAL_EXAMPLES[phase]
         spec = _phase_dict(phase, f"{source}:{function}", "diabetes.csv", test_fraction=0.2, key="run_trial")
@@ -141,13 +147,17 @@ def write_template(target: Path, name: str = "pima", force: bool = False) -> lis
         code = target / "model.py"
     else:
         raise UsageError(f"--example: unknown example {name!r}; choose pima or one of "
-                         f"{', '.join([*PHASES, *RUN_TRIAL_EXAMPLES])}")
+                         f"{', '.join([*PHASES, *RUN_TRIAL_EXAMPLES, SCRIPT_EXAMPLE])}")
     spec["name"] = phase
     files = {
         target / "tunecluster.yaml": TEMPLATE_HEADER + yaml.safe_dump(spec, sort_keys=False),
         code: (example_dir() / source).read_text(),
         target / "diabetes.csv": csv_path().read_text(),
     }
+    return _write_files(files, target, force)
+
+
+def _write_files(files: dict, target: Path, force: bool) -> list[Path]:
     existing = [p.name for p in files if p.exists()]
     if existing and not force:
         raise UsageError(

@@ -1,0 +1,114 @@
+"""`up --script` without processes: the run's spec from the script's name, the script's tuner read
+into the spec, the role commands every backend renders, the backends that refuse a script, and
+`init --example pima-script`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tunecluster.backends import get_backend
+from tunecluster.backends.base import UpOptions
+from tunecluster.cluster.plan import Placement, SecretFiles, build_plan
+from tunecluster.core.errors import UsageError
+from tunecluster.script.tuner_spec import experiment_name, script_experiment, tuner_section
+from tunecluster.tuning.examples import write_template
+
+
+def _placement() -> Placement:
+    return Placement(spec_path="/in/spec.yaml", run_dir="/runs/x", chief_bind="0.0.0.0", chief_host="chief",
+                     port=8000, secrets=SecretFiles("/s/token"))
+
+
+def test_every_role_runs_the_script_with_its_arguments(tmp_path):
+    script = tmp_path / "My Search.py"
+    script.write_text("")
+    spec = script_experiment(script, workers=3)
+    assert spec.name == experiment_name(script) == "my-search"
+    assert spec.hypermodel is None and spec.confirm.enabled is False and spec.cluster.workers == 3
+    plan = build_plan(spec, _placement(), script=(str(script), "--", "data.csv"))
+    assert [r.command for r in plan.roles] == [("script", str(script), "--", "data.csv")] * 4
+    assert plan.chief.env["KERASTUNER_TUNER_ID"] == "chief"
+    assert plan.workers[2].env["KERASTUNER_TUNER_ID"] == "tuner2"
+    # without a script: the spec's roles
+    assert [r.command for r in build_plan(spec, _placement()).roles] == [("chief",)] + [("worker",)] * 3
+
+
+def test_a_script_that_is_no_python_file_is_refused(tmp_path):
+    with pytest.raises(UsageError, match="no such file"):
+        script_experiment(tmp_path / "missing.py")
+    notebook = tmp_path / "search.ipynb"
+    notebook.write_text("{}")
+    with pytest.raises(UsageError, match="not a Python file"):
+        script_experiment(notebook)
+
+
+def test_the_spec_takes_the_scripts_tuner_and_fit_arguments(tmp_path):
+    import keras_tuner as kt
+
+    (tmp_path / "s.py").write_text("")
+    spec = script_experiment(tmp_path / "s.py")
+    oracle = kt.oracles.HyperbandOracle(objective=kt.Objective("val_loss", "min"), max_epochs=9, factor=3,
+                                        seed=5, max_consecutive_failed_trials=4)
+    got = tuner_section(spec, oracle, {"epochs": 7, "batch_size": 64})
+    assert (got.tuner.kind, got.tuner.objective, got.tuner.direction, got.tuner.seed) == ("hyperband", "val_loss", "min", 5)
+    assert got.tuner.hyperband.max_epochs == 9 and got.tuner.max_consecutive_failed_trials == 4
+    assert (got.fit.epochs, got.fit.batch_size) == (7, 64)
+    random = tuner_section(spec, kt.oracles.RandomSearchOracle(objective="val_accuracy", max_trials=6), {})
+    assert (random.tuner.kind, random.tuner.max_trials, random.tuner.direction) == ("random", 6, "max")
+
+
+@pytest.mark.parametrize("backend", ["compose", "kubernetes"])
+def test_backends_that_cannot_start_a_script_say_so(backend):
+    with pytest.raises(UsageError, match="--script runs on the local backend"):
+        get_backend(backend).check_script(UpOptions(script=("s.py",)))
+    get_backend(backend).check_script(UpOptions())  # no script: nothing to refuse
+    get_backend("local").check_script(UpOptions(script=("s.py",)))
+
+
+def test_init_pima_script_writes_a_plain_keras_tuner_script(tmp_path):
+    written = write_template(tmp_path, "pima-script")
+    assert sorted(p.name for p in written) == ["diabetes.csv", "pima_search.py"]
+    code = (tmp_path / "pima_search.py").read_text()
+    assert "tunecluster" not in code.split('"""', 2)[2]  # the code itself knows nothing of tunecluster
+    assert "kt.RandomSearch(" in code and "tuner.search(" in code and "max_trials=20" in code
+    with pytest.raises(UsageError, match="already exist"):
+        write_template(tmp_path, "pima-script")
+    assert Path(tmp_path / "diabetes.csv").read_text().startswith("Pregnancies")
+
+
+# --- the launcher command in the compose and Kubernetes templates (rendering only) ------------------
+SCRIPT = ("/home/me/project/search.py", "data.csv", "--epochs", "3")
+
+
+def test_compose_services_run_the_script_from_the_carried_code(tmp_path):
+    from tunecluster.backends.compose import render as compose
+
+    spec = script_experiment(_a_script(tmp_path), workers=2)
+    doc = compose.render_compose(spec, compose.ComposeOptions(run_root=tmp_path, script=SCRIPT))
+    expected = ["script", "/tunecluster/input/code/search.py", "data.csv", "--epochs", "3"]
+    assert {name: s["command"] for name, s in doc["services"].items()} == {
+        "chief": expected, "worker-0": expected, "worker-1": expected}
+    assert doc["services"]["worker-1"]["environment"]["KERASTUNER_TUNER_ID"] == "tuner1"
+    plain = compose.render_compose(spec, compose.ComposeOptions(run_root=tmp_path))
+    assert plain["services"]["chief"]["command"] == ["chief"]
+
+
+def test_kubernetes_jobs_run_the_script_from_the_carried_project(tmp_path):
+    from tunecluster.backends.kubernetes.render import render
+
+    spec = script_experiment(_a_script(tmp_path), workers=2)
+    objects = render(spec, namespace="tuning", token="t0ken", script=SCRIPT)
+    jobs = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Job"}
+    commands = [job["spec"]["template"]["spec"]["containers"][0]["command"] for job in jobs.values()]
+    assert commands == [["tunecluster", "script", "/code/search.py", "data.csv", "--epochs", "3"]] * 2
+    plain = render(spec, namespace="tuning", token="t0ken")
+    assert sorted(o["spec"]["template"]["spec"]["containers"][0]["command"][1] for o in plain
+                  if o["kind"] == "Job") == ["chief", "worker"]
+
+
+def _a_script(tmp_path) -> Path:
+    script = tmp_path / "search.py"
+    script.write_text("")
+    return script
