@@ -93,6 +93,7 @@ def _cli(*args, cwd):
                           timeout=120, cwd=cwd)
 
 
+@pytest.mark.chaos  # kills a worker and the chief: the chaos step (`pytest -m chaos`), about 5 minutes
 @pytest.mark.parametrize("name", sorted(SCRIPTS))
 def test_an_unmodified_script_survives_a_killed_worker_and_a_killed_chief(tmp_path, name):
     script = tmp_path / name
