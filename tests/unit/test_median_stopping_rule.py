@@ -48,12 +48,42 @@ def test_every_epoch_rides_on_the_beats_and_survives_a_failed_one():
     beat = Heartbeat(send, "tuner0", interval=1.0)
     for epoch in (1, 2, 3):
         beat.record_epoch("0#0", epoch, {"val_accuracy": epoch / 10})
-    beat.report(state="running", epoch=3)
+    beat.report(state="running", epoch=3, epochs=10)
     with pytest.raises(ConnectionError):
         beat._send_once()
     beat.record_epoch("0#0", 4, {"val_accuracy": 0.4})
     beat._send_once()  # one beat: the latest state and all four epochs, in order
-    assert [row["epoch"] for row in sent[0]["epochs"]] == [1, 2, 3, 4]
-    assert sent[0]["epoch"] == 3 and sent[0]["method"] == "Heartbeat"
+    assert [row["epoch"] for row in sent[0]["epoch_reports"]] == [1, 2, 3, 4]
+    assert sent[0]["epoch"] == 3 and sent[0]["epochs"] == 10 and sent[0]["method"] == "Heartbeat"
     beat._send_once()
-    assert "epochs" not in sent[1]
+    assert "epoch_reports" not in sent[1] and sent[1]["epochs"] == 10  # the training's length stays a number
+
+
+def test_a_heartbeat_with_the_training_length_and_epoch_reports_keeps_both(tmp_path):
+    """`epochs` (the training's length, for the live view) and `epoch_reports` (the curve) are two
+    fields: the chief records the length as a number and the reports as the unit's curve."""
+    from tunecluster.cluster.auth import Security
+    from tunecluster.cluster.chief import Chief, ControlService
+    from tunecluster.core.network import free_port
+    from tunecluster.core.rundir import RunDir
+    from tunecluster.tuning.examples import comprehensive_space
+    from tunecluster.tuning.spec import Experiment
+
+    spec = Experiment.model_validate({"name": "beat", "tuner": {"kind": "random", "max_trials": 3},
+                                      "cluster": {"workers": 1}})
+    chief = Chief(spec, RunDir(tmp_path), "127.0.0.1", free_port(), security=Security(token="t"))
+    chief.start()
+    try:
+        control = ControlService(chief.servicer, chief.book, chief.snapshot)
+        control.SetSpace({"hyperparameters": comprehensive_space().get_config()})
+        work = control.NextWork({"tuner_id": "w0"})
+        assert work["status"] == "RUNNING"
+        beat = {"tuner_id": "w0", "state": "running", "work": work["key"], "epoch": 1, "epochs": 10}
+        assert control.Heartbeat(beat)["ok"]  # the length alone: no reports, no failure
+        reports = [{"work": work["key"], "epoch": 1, "metrics": {"val_accuracy": 0.6}}]
+        assert control.Heartbeat({**beat, "epoch_reports": reports})["ok"]
+        assert chief.book.workers["w0"]["epochs"] == 10
+        unit = chief.servicer.work.board.units[work["key"]]
+        assert [m.get("val_accuracy") for m in unit.curve] == [0.6]
+    finally:
+        chief.stop()

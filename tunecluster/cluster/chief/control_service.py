@@ -32,8 +32,9 @@ class ControlService:
         leases.renew_holder(tuner_id)
         answer = {"ok": True}
         work = self.servicer.work
-        if work is not None and (request.get("epochs") or work.stopper is not None):
-            stop = work.record_epochs(tuner_id, request.get("epochs") or [])
+        reports = request.get("epoch_reports") or []
+        if work is not None and (reports or work.stopper is not None):
+            stop = work.record_epochs(tuner_id, reports)
             if stop:
                 answer["stop"] = stop  # stop these trainings at their next epoch end (early stopping)
         trial_id = request.get("work") or request.get("trial")

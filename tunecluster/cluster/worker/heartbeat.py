@@ -65,7 +65,7 @@ class Heartbeat(threading.Thread):
             state = dict(self._state)
             epochs, self._epochs = self._epochs, []
         if epochs:
-            state["epochs"] = epochs
+            state["epoch_reports"] = epochs  # not "epochs": that is the training's length (report())
         try:
             answer = self._send({"method": "Heartbeat", **state})
         except Exception:
