@@ -48,10 +48,6 @@ class StateWriter:
         self._save_oracle_now: Optional[Callable[[], None]] = None  # the oracle's own save
         self._trial_writes: Optional[TrialWrites] = None  # trial.json files, through the journal
         self.rows_cache: dict = {}  # results.json rows of unchanged trials, between writes
-        # One write at a time: the writer thread and the chief's final write (search done, SIGTERM)
-        # may overlap, and a write that found a trial's file already taken by the other would put
-        # the board (naming that trial) on disk before the other wrote the trial's file.
-        self._writing = threading.Lock()
 
     def defer_oracle_saves(self, oracle) -> None:
         """Install the cheaper oracle methods with this writer taking the oracle's writes."""
@@ -134,10 +130,6 @@ class StateWriter:
         """Marked trial.json files and oracle.json (when changed), the work board, progress.json
         and the results. `final=False` (the periodic writes during the search): compact JSON, no
         fsync; the atomic renames still leave whole files if the chief is killed."""
-        with self._writing:
-            self._write_state(finished, final)
-
-    def _write_state(self, finished: bool, final: bool) -> None:
         # The board is read first and written last: a trial gets its units after the oracle
         # created (and marked) it, so the flush below writes every trial the board names, and
         # oracle.json too, before the board's file: a restarted chief knows all of them.
