@@ -16,12 +16,9 @@ import os
 import signal
 
 from tunecluster.cluster.auth import read_security
-from tunecluster.cluster.chief import recovery
-from tunecluster.cluster.chief.journal import replay_journals
 from tunecluster.cluster.chief.server import Chief
 from tunecluster.core.env import RoleEnv
 from tunecluster.core.rundir import RunDir, write_atomic, write_json
-from tunecluster.kt_compat import oracle_state
 from tunecluster.script.exits import RoleExit
 from tunecluster.tuning.spec import Experiment, dump_spec
 
@@ -37,24 +34,8 @@ class ScriptChief(Chief):
         super().__init__(spec, run, bind, port, export_timeout=0.0, **kwargs)
         self.script_oracle = oracle
 
-    def _make_oracle(self):
-        oracle = self.script_oracle
-        oracle_state.set_project_dir(oracle, str(self.run.kt_dir), self.spec.name)
-        project = self.run.kt_project(self.spec.name)
-        oracle_file = project / "oracle.json"
-        replayed = replay_journals(str(project))
-        if replayed:
-            log.info("replayed %d trial states from the journal of the previous chief", replayed)
-        if oracle_file.exists():
-            oracle.reload()  # the saved search, whatever the tuner reloaded before the journal
-            recovery.hold_for_their_workers(oracle, oracle_file, self.run.work, self.leases)
-            log.info("resumed the search from %s (%d trials known, %d held for their workers, %d queued)",
-                     self.run.kt_dir, len(oracle.trials), len(oracle.ongoing_trials),
-                     len(oracle_state.queued(oracle)))
-        oracle.verbose = 0
-        self.writer.defer_oracle_saves(oracle)
-        recovery.reload_book(self.book, self.run.results_json)
-        return oracle
+    def _build_oracle(self):
+        return self.script_oracle  # the chief's _make_oracle reloads the saved search onto it
 
 
 def serve_search(tuner, spec: Experiment, run: RunDir, role: RoleEnv, fit_args: tuple, fit_kwargs: dict) -> None:

@@ -70,11 +70,17 @@ class Chief:
         self._stop = threading.Event()
 
     # --- setup ----------------------------------------------------------------------------
-    def _make_oracle(self):
+    def _build_oracle(self):
+        """The spec's oracle (a script's chief serves the script's own instead)."""
         from tunecluster.tuning.oracles import build_oracle
         from tunecluster.tuning.staged_oracle import build_staged_oracle
 
-        oracle = build_staged_oracle(self.spec) if self.spec.stages else build_oracle(self.spec.tuner)
+        return build_staged_oracle(self.spec) if self.spec.stages else build_oracle(self.spec.tuner)
+
+    def _make_oracle(self):
+        """The oracle on the run folder: a previous chief's journal replayed and its saved search
+        reloaded (and repaired), its writes deferred to the state writer."""
+        oracle = self._build_oracle()
         oracle_state.set_project_dir(oracle, str(self.run.kt_dir), self.spec.name)
         project = self.run.kt_project(self.spec.name)
         oracle_file = project / "oracle.json"
