@@ -5,6 +5,10 @@ workers, writes the oracle's files itself and stops a search cleanly on too many
 Keras Tuner offers no public API for any of this, so these functions name every private attribute
 and method of `keras_tuner.Oracle` (keras-tuner 1.4.x) that tunecluster uses:
 
+- `reload(oracle)`: Keras Tuner's `reload`, with the trials put back in creation order (it reads
+  them in the order the filesystem lists their folders, and its `get_best_trials` breaks equal
+  scores by that order: without this a restarted chief and a worker reading the run folder could
+  name different best trials);
 - `queued(oracle)`: the retry queue (`_retry_queue`, a list; `create_trial` pops from its end);
 - `project_dir` / `set_project_dir` / `oracle_file`: where the oracle keeps its files;
 - `save_trial(oracle, trial)`: write one trial's state (`_save_trial`, replaceable per instance);
@@ -18,6 +22,20 @@ and method of `keras_tuner.Oracle` (keras-tuner 1.4.x) that tunecluster uses:
 from __future__ import annotations
 
 import os
+
+
+def creation_key(trial_id: str) -> tuple:
+    """Keras Tuner's trial ids are creation numbers, zero-padded to a width that a long search
+    outgrows ("9" < "10"): order them as numbers, other ids after them by name."""
+    return (0, int(trial_id), trial_id) if trial_id.isdigit() else (1, 0, trial_id)
+
+
+def reload(oracle) -> None:
+    """`oracle.reload()` from its project folder, then its trials in creation order."""
+    oracle.reload()
+    ordered = sorted(oracle.trials.items(), key=lambda item: creation_key(item[0]))
+    oracle.trials.clear()
+    oracle.trials.update(ordered)
 
 
 def queued(oracle) -> list:

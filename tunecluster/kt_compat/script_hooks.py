@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Protocol
 
+from tunecluster.kt_compat import oracle_state
+
 
 class ScriptHooks(Protocol):
     def place(self, tuner, directory, project_name, overwrite) -> tuple[str, str, bool]: ...

@@ -88,7 +88,7 @@ class Chief:
         if replayed:
             log.info("replayed %d trial states from the journal of the previous chief", replayed)
         if oracle_file.exists():
-            oracle.reload()  # never overwrite=True: it would delete the shared project directory
+            oracle_state.reload(oracle)  # never overwrite=True: it would delete the shared project directory
             recovery.hold_for_their_workers(oracle, oracle_file, self.run.work, self.leases)
             log.info("resumed the search from %s (%d trials known, %d held for their workers, %d queued)",
                      self.run.kt_dir, len(oracle.trials), len(oracle.ongoing_trials),
