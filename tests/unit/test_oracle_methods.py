@@ -146,6 +146,22 @@ def test_trial_files_wait_for_the_writer_and_new_and_ended_states_are_journaled_
     assert saved["status"] == "COMPLETED" and saved["score"] == 0.5 and writes.pending() == 0
     writes.retire(journal)
     assert trial_journal.journals(str(project)) == []
+    # a new trial ends between the writer taking its first state and writing it: its file is
+    # written by that write (the board, written next, names it), with the ended state
+    fourth = oracle.create_trial("w2")
+    fourth_path = project / f"trial_{fourth.trial_id}" / "trial.json"
+    journaled, journal = writes.take_journaled()
+    oracle.update_trial(fourth.trial_id, {"val_accuracy": 0.25}, step=0)
+    fourth.status = "COMPLETED"
+    oracle.end_trial(fourth)
+    writes.write(writes.capture() + journaled)
+    assert json.loads(fourth_path.read_text())["status"] == "COMPLETED"
+    # ...and the next write, which takes the ended state from the journal, writes no older state
+    fourth_path.write_text("{}")  # (a marker: the next write must leave it)
+    _flush(writes)
+    writes.retire(journal)
+    assert fourth_path.read_text() == "{}" and writes.pending() == 0
+    assert trial_journal.journals(str(project)) == []
     # a chief killed before its writer ran: the restarted one replays the journal into the files
     second = oracle.create_trial("w1")
     third = oracle.create_trial("w0")

@@ -49,7 +49,9 @@ class TrialWrites:
         self._journaled: dict[str, tuple[int, str]] = {}  # trial id -> (version, JSON text)
         self._versions: dict[str, int] = {}  # trial id -> the latest state's number
         self._ended: set[str] = set()  # trials that ended once (a new start of one is journaled)
+        self._written: dict[str, int] = {}  # trial id -> the version its trial.json holds
         self._guard = threading.Lock()
+        self._writing = threading.Lock()  # one `write` at a time (never taken on a call's path)
         self._journal_fd: Optional[int] = None
         self._journal_path: Optional[str] = None
 
@@ -120,16 +122,28 @@ class TrialWrites:
         return [(t, v, self._path(t), text) for t, (v, text) in taken.items()], old_path
 
     def write(self, texts: list[tuple[str, int, str, str]]) -> None:
-        """Write each trial's newest captured state among `texts` (the state writer's thread)."""
+        """Write each trial's newest state among `texts` (the state writer's thread), so that every
+        trial in `texts` has its file when this returns: the work board written next names them.
+
+        A trial that ended after its state was taken gets its journaled, newer state now (not
+        nothing: its file would be missing until the next write, while the board names it); a
+        state older than the one already in the file is never written (two writes that overlap,
+        the writer thread's and the chief's final one, cannot put an older state back)."""
         newest: dict[str, tuple[int, str, str]] = {}
         for trial_id, version, path, text in texts:
             if trial_id not in newest or version > newest[trial_id][0]:
                 newest[trial_id] = (version, path, text)
-        for trial_id, (version, path, text) in newest.items():
-            with self._guard:
-                superseded = self._versions.get(trial_id, 0) > version and trial_id in self._journaled
-            if not superseded:  # (a newer journaled state is written at the next capture)
+        with self._writing:
+            for trial_id, (version, path, text) in newest.items():
+                with self._guard:
+                    journaled = self._journaled.get(trial_id)
+                    if journaled is not None and journaled[0] > version:
+                        version, text = journaled  # (still journaled: its journal file goes later)
+                    if self._written.get(trial_id, 0) >= version:
+                        continue
                 write_atomic(path, text, fsync=False)
+                with self._guard:
+                    self._written[trial_id] = version
 
     @staticmethod
     def retire(path: Optional[str]) -> None:
