@@ -80,4 +80,4 @@ def local_oracle(tuner):
 def reload_oracle_from(oracle, directory: str, project_name: str) -> None:
     """Point `oracle` at a project folder and load the search's trials from it (read-only use)."""
     oracle._set_project_dir(directory, project_name)
-    oracle.reload()
+    oracle_state.reload(oracle)  # in creation order: equal scores name the chief's best trial
