@@ -241,9 +241,9 @@ class ClusterSpec(_Section):
         2.0, ge=0.05, le=60, description="Seconds between a worker's heartbeats (they renew its trial's lease)."
     )
     lease_timeout: float = Field(
-        30.0, gt=0, le=3600,
-        description="A trial whose worker sent no heartbeat for this long goes back to the queue.",
-    )
+        30.0, gt=0, le=3600, description="A trial whose worker sent no heartbeat for this long goes back to the queue.")
+    heartbeat_budget: float = Field(100.0, ge=1, le=100000, description="Heartbeat calls/s the chief asks of all "
+                                    "workers: past it, the interval and lease_timeout grow with the worker count.")
     max_restarts: int = Field(
         5, ge=0, le=1000, description="Restarts allowed per role (local backend) before it is given up."
     )

@@ -25,12 +25,16 @@ class ControlService:
 
     def Heartbeat(self, request: dict) -> dict:
         """Record the worker's progress (and its epoch reports: the trainings' curves) and renew
-        its leases; name a trial it no longer holds and the trainings it must stop early."""
+        its leases; name a trial it no longer holds, the trainings it must stop early, and the
+        interval to beat at (`heartbeat_pacing`)."""
         self.book.heartbeat(request)
         tuner_id = str(request.get("tuner_id"))
+        answer = {"ok": True}
+        pacing = self.servicer.pacing
+        if pacing is not None:  # before the renewal: a longer lease timeout applies to it
+            answer["heartbeat_s"] = pacing.beat(tuner_id)
         leases = self.servicer.leases
         leases.renew_holder(tuner_id)
-        answer = {"ok": True}
         work = self.servicer.work
         reports = request.get("epoch_reports") or []
         if work is not None and (reports or work.stopper is not None):

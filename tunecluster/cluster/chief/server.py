@@ -37,6 +37,7 @@ from tunecluster.cluster.chief.servicer import ChiefServicer
 from tunecluster.cluster.chief.state_writer import StateWriter
 from tunecluster.cluster.chief.work_service import WorkService
 from tunecluster.cluster.control import control_handler
+from tunecluster.cluster.heartbeat_pacing import HeartbeatPacing
 from tunecluster.cluster.leases import Leases
 from tunecluster.core.errors import RunFailure
 from tunecluster.core.rundir import RunDir
@@ -104,6 +105,8 @@ class Chief:
         self.servicer = ChiefServicer(self.oracle, self.book, self.space_wait, self.leases)
         self.servicer.work = WorkService(self.servicer, self.spec,
                                          recovery.load_board(self.oracle, self.spec, self.run.work, self.leases))
+        self.servicer.pacing = HeartbeatPacing(self.leases, self.spec.cluster.heartbeat_interval,
+                                               self.spec.cluster.heartbeat_budget)
         self.writer.servicer = self.servicer
         control = ControlService(self.servicer, self.book, self.snapshot)
         interceptors = []
@@ -149,7 +152,7 @@ class Chief:
 
     # --- main loop --------------------------------------------------------------------------
     def _lease_loop(self) -> None:
-        period = min(1.0, self.leases.timeout / 4)
+        period = min(1.0, self.leases.timeout / 4)  # (the timeout only grows past the spec's)
         while not self._stop.wait(period):
             try:
                 self.servicer.expire_leases()

@@ -41,6 +41,7 @@ class ChiefServicer:
         self.stop_triggered = False
         self.changed = threading.Condition()
         self.work = None  # the WorkService of tunecluster workers (set by the Chief)
+        self.pacing = None  # the HeartbeatPacing of tunecluster workers (set by the Chief)
         self.protos = TrialProtos()
 
     # --- helpers -------------------------------------------------------------------------

@@ -112,6 +112,7 @@ class StateWriter:
                 "workers": workers,
                 "queued": view.queued,
                 "leases": self.leases.held(),
+                "pacing": self.servicer.pacing.summary() if self.servicer.pacing is not None else None,
                 "requeued": len(self.book.requeue_events),
                 "refused_results": self.book.refused_results,
                 "last_failure": self.book.last_failure,

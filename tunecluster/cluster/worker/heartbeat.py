@@ -31,7 +31,10 @@ class Heartbeat(threading.Thread):
     state. A worker whose trainings take milliseconds would otherwise send one or two beats per
     training (start, end), several times the calls of the work itself; the live view and the
     leases need a few per second at most. (A failed training's error travels with its WorkDone.)
-    Epoch reports (`record_epoch`) ride on the same beats, every one of them: no call of their own."""
+    Epoch reports (`record_epoch`) ride on the same beats, every one of them: no call of their own.
+
+    The chief paces its workers (`cluster/heartbeat_pacing.py`): an answer's `heartbeat_s` becomes
+    the interval (never below the configured one), and the coalescing gap grows in proportion."""
 
     def __init__(self, send: Callable[[dict], None], tuner_id: str, interval: float = 2.0,
                  min_gap: float = 0.25):
@@ -41,8 +44,8 @@ class Heartbeat(threading.Thread):
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self.interval = interval
-        self.min_gap = min(min_gap, interval)
+        self.interval = self.configured_interval = interval
+        self.min_gap = self.configured_gap = min(min_gap, interval)
         self.sent = 0  # beats sent (tests, benchmarks)
         self.on_answer: Optional[Callable[[dict], None]] = None
         self._epochs: list[dict] = []  # epoch reports not yet sent (every one is, in order)
@@ -73,8 +76,16 @@ class Heartbeat(threading.Thread):
                 self._epochs[:0] = epochs
             raise
         self.sent += 1
+        if answer and answer.get("heartbeat_s"):
+            self.pace(float(answer["heartbeat_s"]))
         if self.on_answer is not None and answer:
             self.on_answer(answer)
+
+    def pace(self, interval: float) -> None:
+        """Beat every `interval` seconds from now on (the chief's answer; at least the configured one)."""
+        interval = max(self.configured_interval, interval)
+        self.interval = interval
+        self.min_gap = min(interval, self.configured_gap * interval / self.configured_interval)
 
     def run(self) -> None:
         last = 0.0
