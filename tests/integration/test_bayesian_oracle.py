@@ -64,8 +64,8 @@ def test_nothing_waits_behind_a_suggestion(tmp_path):
             assert entered.wait(30), "the suggestion never started"
             # while tuner0's suggestion is open, tuner1 reads, records and ends its trial
             b.update_trial(running.trial_id, 0.75)
-            assert b.control.call("Heartbeat", tuner_id="tuner1", state="running",
-                                  trial=running.trial_id) == {"ok": True}
+            beat = b.control.call("Heartbeat", tuner_id="tuner1", state="running", trial=running.trial_id)
+            assert beat["ok"] and "revoked" not in beat
             best = b.stub.GetBestTrials(b.protos.get_service().GetBestTrialsRequest(num_trials=1), timeout=10)
             assert len(best.trials) == 1
             b.stub.GetSpace(b.protos.get_service().GetSpaceRequest(), timeout=10)
