@@ -6,10 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import keras_tuner as kt  # at collection: TensorFlow's import starts a process, which a unit test may not
 import pytest
 
-from tunecluster.backends import get_backend
-from tunecluster.backends.base import UpOptions
 from tunecluster.cluster.plan import Placement, SecretFiles, build_plan
 from tunecluster.core.errors import UsageError
 from tunecluster.script.tuner_spec import experiment_name, script_experiment, tuner_section
@@ -45,7 +44,6 @@ def test_a_script_that_is_no_python_file_is_refused(tmp_path):
 
 
 def test_the_spec_takes_the_scripts_tuner_and_fit_arguments(tmp_path):
-    import keras_tuner as kt
 
     (tmp_path / "s.py").write_text("")
     spec = script_experiment(tmp_path / "s.py")
@@ -59,14 +57,6 @@ def test_the_spec_takes_the_scripts_tuner_and_fit_arguments(tmp_path):
     assert (random.tuner.kind, random.tuner.max_trials, random.tuner.direction) == ("random", 6, "max")
 
 
-@pytest.mark.parametrize("backend", ["compose", "kubernetes"])
-def test_backends_that_cannot_start_a_script_say_so(backend):
-    with pytest.raises(UsageError, match="--script runs on the local backend"):
-        get_backend(backend).check_script(UpOptions(script=("s.py",)))
-    get_backend(backend).check_script(UpOptions())  # no script: nothing to refuse
-    get_backend("local").check_script(UpOptions(script=("s.py",)))
-
-
 def test_init_pima_script_writes_a_plain_keras_tuner_script(tmp_path):
     written = write_template(tmp_path, "pima-script")
     assert sorted(p.name for p in written) == ["diabetes.csv", "pima_search.py"]
@@ -76,36 +66,6 @@ def test_init_pima_script_writes_a_plain_keras_tuner_script(tmp_path):
     with pytest.raises(UsageError, match="already exist"):
         write_template(tmp_path, "pima-script")
     assert Path(tmp_path / "diabetes.csv").read_text().startswith("Pregnancies")
-
-
-# --- the launcher command in the compose and Kubernetes templates (rendering only) ------------------
-SCRIPT = ("/home/me/project/search.py", "data.csv", "--epochs", "3")
-
-
-def test_compose_services_run_the_script_from_the_carried_code(tmp_path):
-    from tunecluster.backends.compose import render as compose
-
-    spec = script_experiment(_a_script(tmp_path), workers=2)
-    doc = compose.render_compose(spec, compose.ComposeOptions(run_root=tmp_path, script=SCRIPT))
-    expected = ["script", "/tunecluster/input/code/search.py", "data.csv", "--epochs", "3"]
-    assert {name: s["command"] for name, s in doc["services"].items()} == {
-        "chief": expected, "worker-0": expected, "worker-1": expected}
-    assert doc["services"]["worker-1"]["environment"]["KERASTUNER_TUNER_ID"] == "tuner1"
-    plain = compose.render_compose(spec, compose.ComposeOptions(run_root=tmp_path))
-    assert plain["services"]["chief"]["command"] == ["chief"]
-
-
-def test_kubernetes_jobs_run_the_script_from_the_carried_project(tmp_path):
-    from tunecluster.backends.kubernetes.render import render
-
-    spec = script_experiment(_a_script(tmp_path), workers=2)
-    objects = render(spec, namespace="tuning", token="t0ken", script=SCRIPT)
-    jobs = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Job"}
-    commands = [job["spec"]["template"]["spec"]["containers"][0]["command"] for job in jobs.values()]
-    assert commands == [["tunecluster", "script", "/code/search.py", "data.csv", "--epochs", "3"]] * 2
-    plain = render(spec, namespace="tuning", token="t0ken")
-    assert sorted(o["spec"]["template"]["spec"]["containers"][0]["command"][1] for o in plain
-                  if o["kind"] == "Job") == ["chief", "worker"]
 
 
 def _a_script(tmp_path) -> Path:

@@ -129,8 +129,8 @@ class Backend(ABC):
     def check_script(self, options: UpOptions) -> None:
         """`up --script` on a backend that cannot start a script yet: one line."""
         if options.script and not self.runs_scripts:
-            raise UsageError(f"--script runs on the local backend for now, not on {self.name}; "
-                             "use --backend local (or turn the script into a spec: docs/spec.md)")
+            raise UsageError(f"--script does not run on the {self.name} backend; use --backend local, compose "
+                             "or kubernetes (or turn the script into a spec: docs/spec.md)")
 
     @abstractmethod
     def render(self, spec: Experiment, options: RenderOptions) -> str:

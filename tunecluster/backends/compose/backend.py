@@ -20,7 +20,7 @@ from tunecluster.backends.base import Backend, DownOptions, RenderOptions, Say, 
 from tunecluster.backends.compose import render
 from tunecluster.backends.compose.docker_cli import (build_image, check_engine, check_image, compose_command,
                                                      docker, last_line)
-from tunecluster.backends.compose.inputs import write_inputs
+from tunecluster.backends.compose.inputs import stage_script, write_inputs
 from tunecluster.backends.compose.project import SYNCED, ComposeRun, remove_project
 from tunecluster.backends.image_record import recorded_image
 from tunecluster.backends.run_folder import print_log_file, run_dir_for
@@ -38,10 +38,10 @@ MAX_RESTARTS = 3  # restarts `up` itself gives one worker (Docker's own policy a
 
 
 def compose_options(spec: Experiment, run: RunDir, image: str, port: Optional[int],
-                    gpus: Optional[str]) -> render.ComposeOptions:
+                    gpus: Optional[str], script: tuple[str, ...] = ()) -> render.ComposeOptions:
     return render.ComposeOptions(run_root=run.root, image=image, port=port or spec.cluster.port,
                                  gpus=render.parse_gpus(gpus), user=render.container_user(),
-                                 tf_threads=default_tf_threads(spec.cluster.workers))
+                                 tf_threads=default_tf_threads(spec.cluster.workers), script=script)
 
 
 def up_error(output: str, port: Optional[int], image: str) -> Exception:
@@ -148,6 +148,11 @@ class ComposeSession(Session):
 
 class ComposeBackend(Backend):
     name = "compose"
+    runs_scripts = True  # the script's folder is copied into <run>/input/code (inputs.stage_script)
+
+    def check(self, spec: Experiment, options: UpOptions) -> None:
+        if options.script:  # arguments the containers cannot read, a folder too big: before anything is written
+            stage_script(options.script)
 
     def render(self, spec: Experiment, options: RenderOptions) -> str:
         run = run_dir_for(options.dir, spec.name)
@@ -172,7 +177,7 @@ class ComposeBackend(Backend):
         if options.build:
             build_image(image, say)
         check_image(image)
-        compose = compose_options(spec, run, image, options.port, options.gpus)
+        compose = compose_options(spec, run, image, options.port, options.gpus, options.script)
         if compose.port and port_in_use("127.0.0.1", compose.port):
             raise UsageError(f"port {compose.port} on 127.0.0.1 is in use; pass another --port, or leave it out "
                              "(the oracle then stays inside the compose network)")
@@ -182,7 +187,7 @@ class ComposeBackend(Backend):
             if leftovers:
                 say(f"removed what an earlier run in {run.root} left: {', '.join(leftovers)}")
         compose_file = run.root / render.COMPOSE_FILE
-        write_inputs(run, spec)
+        write_inputs(run, spec, options.script)
         RunSecrets(run.root, owner_uid=render.IMAGE_UID).ensure_token(os.environ.get(role_env.TOKEN))
         doc = render.render_compose(spec, compose)
         write_atomic(compose_file, render.compose_yaml(doc, project))

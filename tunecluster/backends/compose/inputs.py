@@ -1,7 +1,9 @@
 """What a compose run's containers read from the host: `<run>/input`, mounted read-only at
 /tunecluster/input: the spec with paths rewritten for the containers, the CSV under data/, and the
 user's model or loader file (or the top-level module or package a "module:function" names, unless
-it is tunecluster's own) under code/ (on the containers' PYTHONPATH)."""
+it is tunecluster's own) under code/ (on the containers' PYTHONPATH). For `up --script`, code/
+holds the script's folder (`backends/project_files.py` says which files; the script runs there,
+read-only: `backends/script_carry.py` maps its arguments)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from tunecluster.backends.compose.render import INPUT_DIR
+from tunecluster.backends.compose.render import INPUT, INPUT_DIR
+from tunecluster.backends.project_files import project_files
+from tunecluster.backends.script_carry import ScriptInContainers, script_in_containers
 from tunecluster.core.errors import UsageError
 from tunecluster.core.rundir import RunDir, write_atomic
 from tunecluster.tuning.spec import Experiment, code_refs, dump_spec
@@ -77,8 +81,22 @@ def stage_inputs(spec: Experiment) -> Inputs:
     return Inputs(spec, tuple(files))
 
 
-def write_inputs(run: RunDir, spec: Experiment) -> None:
-    """`<run>/input`: the container spec and copies of the files it names, world-readable."""
+SCRIPT_FOLDER_LIMIT = 2 * 2**30  # bytes of a script's folder copied into <run>/input/code
+
+
+def stage_script(script: tuple[str, ...]) -> tuple[ScriptInContainers, list[Path]]:
+    """`up --script`: the script's command line in the containers and the files of its folder to
+    copy (a UsageError, one line, for an argument the containers cannot read or a folder too big)."""
+    carried = script_in_containers(script, str(INPUT / "code"))
+    files, _ = project_files(carried.root, file_limit=SCRIPT_FOLDER_LIMIT, raw_limit=SCRIPT_FOLDER_LIMIT,
+                             remedy="put the script in a folder of its own, or list what the containers do not "
+                                    "need in .tunecluster-ignore")
+    return carried, files
+
+
+def write_inputs(run: RunDir, spec: Experiment, script: tuple[str, ...] = ()) -> None:
+    """`<run>/input`: the container spec and copies of the files it names (with `script`, the
+    script's folder under code/), world-readable."""
     inputs = stage_inputs(spec)
     folder = run.root / INPUT_DIR
     shutil.rmtree(folder, ignore_errors=True)
@@ -91,6 +109,12 @@ def write_inputs(run: RunDir, spec: Experiment) -> None:
         else:
             shutil.copyfile(source, target)
     (folder / "code").mkdir(exist_ok=True)
+    if script:
+        carried, files = stage_script(script)
+        for source in files:
+            target = folder / "code" / source.relative_to(carried.root)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
     write_atomic(folder / "spec.yaml", dump_spec(inputs.spec))
     for path in [folder, *folder.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)

@@ -38,8 +38,8 @@ from typing import Optional, Union
 import yaml
 
 from tunecluster import __version__
-from tunecluster.cluster.plan import (DEFAULT_PORT, RUN_AS_UID, ClusterPlan, Placement, SecretFiles, build_plan,
-                                      script_at)
+from tunecluster.backends.script_carry import script_in_containers
+from tunecluster.cluster.plan import DEFAULT_PORT, RUN_AS_UID, ClusterPlan, Placement, SecretFiles, build_plan
 from tunecluster.core.errors import UsageError
 from tunecluster.tuning.spec import Experiment
 
@@ -109,7 +109,7 @@ def compose_plan(spec: Experiment, options: ComposeOptions) -> ClusterPlan:
         spec_path=str(INPUT / "spec.yaml"), run_dir=run_dir_in_container(spec.name), chief_bind="0.0.0.0",
         chief_host="chief", port=options.port or CONTAINER_PORT, secrets=SecretFiles(token=TOKEN_PATH),
         tf_threads=options.tf_threads, extra_env={"PYTHONPATH": str(INPUT / "code")}),
-        script=script_at(str(INPUT / "code"), options.script))
+        script=script_in_containers(options.script, str(INPUT / "code")).command if options.script else ())
 
 
 def render_compose(spec: Experiment, options: ComposeOptions) -> dict:

@@ -125,13 +125,14 @@ def secret_material(cluster: Cluster, spec: Experiment) -> tuple[str, Optional[t
 
 
 def experiment_objects(cluster: Cluster, spec: Experiment, tensorboard: Optional[bool] = None,
-                       storage: Optional[StorageDecision] = None) -> list[dict]:
+                       storage: Optional[StorageDecision] = None, script: tuple[str, ...] = ()) -> list[dict]:
     """The objects `up` applies; `storage` (storage.decide_storage, made before the run folder was
-    written) fixes the access mode (ReadWriteOnce pins every pod to one node)."""
+    written) fixes the access mode (ReadWriteOnce pins every pod to one node); `script`: `up
+    --script`'s script and arguments."""
     if storage is not None:
         spec = storage.apply(spec)
     token, tls = secret_material(cluster, spec)
-    return render(spec, namespace=cluster.namespace, token=token, tls=tls, tensorboard=tensorboard)
+    return render(spec, namespace=cluster.namespace, token=token, tls=tls, tensorboard=tensorboard, script=script)
 
 
 def _named(name: str):

@@ -49,6 +49,7 @@ _STATES = {"Running": "running", "Pending": "pending", "Succeeded": "exited", "F
 
 class KubernetesBackend(Backend):
     name = "kubernetes"
+    runs_scripts = True  # the script's folder travels in the project ConfigMaps (render.carry_files)
 
     def __init__(self):
         self._cluster: Optional[Cluster] = None
@@ -92,13 +93,13 @@ class KubernetesBackend(Backend):
                                 existing_claim=bool(spec.cluster.kubernetes.existing_claim))
         if refusal:
             raise UsageError(refusal)
-        self._check_pod_inputs(spec)
+        self._check_pod_inputs(spec, options.script)
         check_pod_data(cluster, spec)
 
-    def _check_pod_inputs(self, spec: Experiment) -> None:
+    def _check_pod_inputs(self, spec: Experiment, script: tuple[str, ...] = ()) -> None:
         """What the pods get, checked before the run folder is written: the carried project and
         data (sizes) and the shared volume's access mode (StorageClass or claim)."""
-        self._notes = check_carried(spec)
+        self._notes = check_carried(spec, script)
         self._storage = decide_storage(self._cluster, spec)
 
     def render(self, spec: Experiment, options: RenderOptions) -> str:
@@ -131,7 +132,7 @@ class KubernetesBackend(Backend):
     def up(self, spec: Experiment, run: RunDir, options: UpOptions, say: Say) -> Optional[Session]:
         cluster = self._cluster or self.connect(None, options.context, options.namespace, options.kubeconfig, spec)
         storage = getattr(self, "_storage", None)
-        objects = experiment_objects(cluster, spec, options.tensorboard, storage=storage)
+        objects = experiment_objects(cluster, spec, options.tensorboard, storage=storage, script=options.script)
         for note in getattr(self, "_notes", []) + ([storage.message] if storage and storage.message else []):
             say(note)
         write_json(run.cluster, {"backend": self.name, "experiment": spec.name, "namespace": cluster.namespace,

@@ -5,7 +5,8 @@ environments, version control, run folders and data files over a size), packed a
 tar.gz that is cut into ConfigMap-sized parts. An init container joins the parts, checks the
 archive's SHA-256 and unpacks it into `/code`, which is on the pods' PYTHONPATH.
 
-Nothing is written: the size checks run before `up` writes its run folder.
+Nothing is written: the size checks run before `up` writes its run folder. Which files travel is
+`backends/project_files.py` (shared with compose's `up --script`).
 """
 
 from __future__ import annotations
@@ -21,17 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional
 
+from tunecluster.backends.project_files import inside, project_files
 from tunecluster.core import env as role_env
 from tunecluster.core.errors import UsageError
 
 CODE_MOUNT = "/code"
 PART_BYTES = 176 * 1024  # base64 of a part + the object < kubectl's 256 KiB last-applied annotation
-MAX_FILES = 5000  # a folder with more files is not a project folder (a home directory, a dataset)
-SKIPPED_DIRS = {".git", ".hg", ".svn", ".venv", "venv", "__pycache__", "node_modules", ".mypy_cache",
-                ".pytest_cache", ".ruff_cache", ".tox", ".nox", ".ipynb_checkpoints", "tunecluster-runs",
-                ".eggs", "build", "dist"}
-SKIPPED_SUFFIXES = (".pyc", ".pyo", ".so.tmp", ".DS_Store")
-IGNORE_FILES = (".gitignore", ".tunecluster-ignore")
 
 
 @dataclass
@@ -57,10 +53,6 @@ def _installed_roots() -> list[Path]:
              if (p := sysconfig.get_paths().get(key))}
     roots.add(Path(__file__).resolve().parents[2])  # the tunecluster package itself
     return sorted(roots)
-
-
-def _inside(path: Path, folders: Iterable[Path]) -> bool:
-    return any(path == folder or folder in path.parents for folder in folders)
 
 
 def _package_top(folder: Path) -> Path:
@@ -92,7 +84,7 @@ def code_root(ref: str) -> Optional[Path]:
         location = Path(found.origin).resolve()
     else:
         return None
-    if _inside(location, _installed_roots()):
+    if inside(location, _installed_roots()):
         return None
     return location.parent
 
@@ -115,57 +107,6 @@ def project_root(refs: list[str], project_dir: Optional[str]) -> Optional[Path]:
     return Path(os.path.commonpath([str(r) for r in roots]))
 
 
-def _ignore_spec(root: Path):
-    import pathspec
-
-    lines: list[str] = []
-    for name in IGNORE_FILES:
-        if (root / name).is_file():
-            lines += (root / name).read_text(errors="replace").splitlines()
-    return pathspec.PathSpec.from_lines("gitwildmatch", lines)
-
-
-def _walk(root: Path, exclude: set[Path], file_limit: int, raw_limit: int) -> tuple[list[Path], list[str]]:
-    ignored = _ignore_spec(root)
-    chosen: list[Path] = []
-    left_out: list[str] = []
-    total = 0
-    for folder, dirs, files in os.walk(root, followlinks=False):
-        here = Path(folder)
-        rel_dir = here.relative_to(root)
-        kept_dirs = []
-        for name in sorted(dirs):
-            sub = here / name
-            rel = (rel_dir / name).as_posix() + "/"
-            if name in SKIPPED_DIRS or sub.is_symlink() or (sub / "pyvenv.cfg").is_file() or ignored.match_file(rel):
-                continue
-            kept_dirs.append(name)
-        dirs[:] = kept_dirs
-        for name in sorted(files):
-            path = here / name
-            rel = (rel_dir / name).as_posix()
-            if name.endswith(SKIPPED_SUFFIXES) or ignored.match_file(rel) or path.resolve() in exclude:
-                continue
-            if path.is_symlink() and not _inside(path.resolve(), [root.resolve()]):
-                left_out.append(f"{rel} (a link out of the project)")
-                continue
-            if not path.is_file():
-                continue
-            size = path.stat().st_size
-            if size > file_limit and not name.endswith(".py"):
-                left_out.append(f"{rel} ({size // 1024} KiB)")
-                continue
-            chosen.append(path)
-            total += size
-            if len(chosen) > MAX_FILES or total > raw_limit:
-                too = f"{len(chosen)} files" if len(chosen) > MAX_FILES else f"over {raw_limit // 2**20} MiB"
-                raise UsageError(
-                    f"the project folder {root} holds {too} to carry to the pods; put the model in a folder of "
-                    "its own (cluster.kubernetes.project_dir), list what it does not need in .tunecluster-ignore, "
-                    "or bake the code into the image and set cluster.kubernetes.code: image")
-    return chosen, left_out
-
-
 def _tar(root: Path, paths: list[Path]) -> bytes:
     """A reproducible tar.gz (sorted, no owners, no times): the same project gives the same bytes."""
     raw = io.BytesIO()
@@ -182,7 +123,10 @@ def _tar(root: Path, paths: list[Path]) -> bytes:
 def bundle_project(root: Path, *, limit_kib: int, file_limit_kib: int, exclude: Iterable[Path] = ()) -> CodeBundle:
     """Pack the project folder; a UsageError (one line, what to do) when it is too big."""
     limit = limit_kib * 1024
-    paths, left_out = _walk(root, {Path(p).resolve() for p in exclude}, file_limit_kib * 1024, 8 * limit + 2**20)
+    paths, left_out = project_files(
+        root, exclude=exclude, file_limit=file_limit_kib * 1024, raw_limit=8 * limit + 2**20,
+        remedy="put the model in a folder of its own (cluster.kubernetes.project_dir), list what it does not "
+               "need in .tunecluster-ignore, or bake the code into the image and set cluster.kubernetes.code: image")
     archive = _tar(root, paths)
     if len(archive) > limit:
         biggest = sorted(paths, key=lambda p: p.stat().st_size, reverse=True)[:3]

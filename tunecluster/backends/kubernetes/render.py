@@ -37,6 +37,7 @@ from typing import Optional
 
 import yaml
 
+from tunecluster.backends.script_carry import script_in_containers
 from tunecluster.backends.kubernetes.code_bundle import CODE_MOUNT, CodeBundle, bundle_project, project_root
 from tunecluster.backends.kubernetes.names import (CONFIG_MOUNT, FIELD_MANAGER, QUEUE_LABEL, RUN_AS,  # noqa: F401
                                                    SECRET_MOUNT, SHARED_MOUNT, Names, chief_dns_names, labels,
@@ -44,7 +45,7 @@ from tunecluster.backends.kubernetes.names import (CONFIG_MOUNT, FIELD_MANAGER, 
 from tunecluster.backends.kubernetes.pod_template import (PACK_SCRIPT, _env_list, _pod_spec,  # noqa: F401
                                                           _resources, _template, _worker_env, claim_sub_path,
                                                           pinned, single_node_affinity, worker_packing)
-from tunecluster.cluster.plan import (DEFAULT_PORT, ClusterPlan, Placement, SecretFiles, build_plan, script_at,
+from tunecluster.cluster.plan import (DEFAULT_PORT, ClusterPlan, Placement, SecretFiles, build_plan,
                                       threads_for_cpu)
 from tunecluster.core.errors import UsageError
 from tunecluster.tuning.spec import Experiment, code_refs, dump_spec
@@ -61,12 +62,15 @@ class Carried:
     files: dict[str, str]
     bundle: Optional[CodeBundle] = None
     notes: list[str] = field(default_factory=list)
+    script: tuple[str, ...] = ()  # `up --script`: the script's path in the pods, then its arguments
 
 
-def carry_files(spec: Experiment) -> Carried:
+def carry_files(spec: Experiment, script: tuple[str, ...] = ()) -> Carried:
     """Decide what reaches the pods and point the spec at it: the project folder (unless the image
-    has the code) and small data files. Writes nothing; every size check is here, so `up` calls it
-    before the run folder is written (KubernetesBackend.check)."""
+    has the code) and small data files; for `up --script`, the script's folder (or
+    cluster.kubernetes.project_dir above it) and its arguments as the pods read them. Writes
+    nothing; every size check is here, so `up` calls it before the run folder is written
+    (KubernetesBackend.check)."""
     spec = spec.model_copy(deep=True)
     k8s = spec.cluster.kubernetes
     files: dict[str, str] = {}
@@ -86,7 +90,19 @@ def carry_files(spec: Experiment) -> Carried:
 
     csv = Path(spec.data.csv) if spec.data.csv else None
     bundle = None
-    if k8s.code != "image":
+    in_pods: tuple[str, ...] = ()
+    if script and k8s.code == "image":
+        raise UsageError("--script carries the script's folder to the pods, but cluster.kubernetes.code is 'image'; "
+                         "set it to auto (or leave it out), or run the script in the image yourself")
+    if script:
+        mapped = script_in_containers(script, CODE_MOUNT, project_root([], k8s.project_dir))
+        in_pods, root = mapped.command, mapped.root
+        bundle = bundle_project(root, limit_kib=k8s.code_limit_kib, file_limit_kib=k8s.code_file_limit_kib)
+        if bundle.left_out:
+            shown = ", ".join(bundle.left_out[:5]) + (" ..." if len(bundle.left_out) > 5 else "")
+            notes.append(f"left out of the script's folder carried to the pods (over cluster.kubernetes."
+                         f"code_file_limit_kib): {shown}")
+    elif k8s.code != "image":
         refs = [getattr(section, attr) for section, attr, _ in code_refs(spec) if getattr(section, attr)]
         root = project_root(refs, k8s.project_dir)
         if root is None and k8s.code == "project":
@@ -121,25 +137,26 @@ def carry_files(spec: Experiment) -> Carried:
     if total > CONFIGMAP_LIMIT:
         raise UsageError(f"the files carried in the ConfigMap add up to {total // 1024} KiB (limit ~1000 KiB); "
                          "move the data to the volume or the image")
-    return Carried(spec, files, bundle, notes)
+    return Carried(spec, files, bundle, notes, in_pods)
 
 
-def check_carried(spec: Experiment) -> list[str]:
+def check_carried(spec: Experiment, script: tuple[str, ...] = ()) -> list[str]:
     """Every size check of what the pods get, without writing anything (call before the run folder
     is written); returns notes for the user (files left out)."""
-    return carry_files(spec).notes
+    return carry_files(spec, script).notes
 
 def kubernetes_plan(spec: Experiment, names: Names, script: tuple[str, ...] = ()) -> ClusterPlan:
     """The ClusterPlan in pods: the spec from the ConfigMap, the run folder on the volume, the
     token and certificate from the Secret, workers dialling the chief's Service; with `script`
-    (`up --script`), every role runs it from the carried project (/code)."""
+    (`up --script`: the script's path in the pods and its arguments, `Carried.script`), every
+    role runs it from the carried project (/code)."""
     return build_plan(spec, Placement(
         spec_path=f"{CONFIG_MOUNT}/spec.yaml", run_dir=SHARED_MOUNT, chief_bind="0.0.0.0", chief_host=names.chief,
         port=spec.cluster.port or DEFAULT_PORT,
         secrets=SecretFiles(token=f"{SECRET_MOUNT}/token", tls_cert=f"{SECRET_MOUNT}/tls.crt",
                             tls_key=f"{SECRET_MOUNT}/tls.key", server_name=names.chief),
         tf_threads=threads_for_cpu(spec.cluster.kubernetes.worker.cpu), extra_env={"HOME": "/tmp"}),
-        script=script_at(CODE_MOUNT, script))
+        script=script)
 
 def _meta(name: str, namespace: str, experiment: str, role: Optional[str] = None) -> dict:
     return {"name": name, "namespace": namespace, "labels": labels(experiment, role)}
@@ -169,12 +186,13 @@ def render(spec: Experiment, *, namespace: str, token: Optional[str] = None,
            script: tuple[str, ...] = ()) -> list[dict]:
     """Every object of the experiment, in apply order. Without `token` the Secret is left out
     (`render` prints it only on request; the launcher always passes one). `script`: `up
-    --script`'s script and arguments, run by every role as `tunecluster script /code/NAME ...`."""
-    carried = carry_files(spec)
+    --script`'s script (its path here) and arguments, run by every role as `tunecluster script
+    /code/NAME ...` (see `carry_files`)."""
+    carried = carry_files(spec, script)
     spec = carried.spec
     names = Names(spec.name)
     exp = spec.name
-    plan = kubernetes_plan(spec, names, script)
+    plan = kubernetes_plan(spec, names, carried.script)
     port = plan.port
     k8s = spec.cluster.kubernetes
     overrides = k8s.pod_overrides
