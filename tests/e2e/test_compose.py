@@ -293,3 +293,46 @@ def test_killed_workers_come_back_and_every_trial_completes(image, tmp_path, mon
     down = run_cli("down", "--volumes", "--dir", str(run_dir), cwd=tmp_path)
     assert down.returncode == 0, down.stderr
     assert _project_objects(run_dir) == {"containers": [], "networks": [], "volumes": []}
+
+
+@pytest.mark.parametrize("name", ["pima_units.py", "custom_run_trial.py"])
+def test_an_unmodified_script_runs_on_compose(name, image, tmp_path, monkeypatch):
+    """`up --script` on compose: the script's folder (with the CSV, passed as an absolute path that
+    `up` rewrites for the containers) is copied into the run's input, every container runs the
+    script there; the search completes, `get_best_*` after `search()` answers in every role, and
+    the exported model comes back with `pull`."""
+    from keras_tuner_scripts import ALL, TUTORIAL
+    from tunecluster.tuning.examples import csv_path
+
+    monkeypatch.delenv(COMPOSE_ENV, raising=False)
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / name).write_text(ALL[name])
+    shutil.copyfile(csv_path(), folder / "diabetes.csv")
+    run_dir = tmp_path / "run"
+    started = time.time()
+    done = run_cli("up", "--backend", "compose", "--script", str(folder / name), "--workers", "2", "--image", IMAGE,
+                   "--dir", str(run_dir), "--", str(folder / "diabetes.csv"), *(("3", "1") if name in TUTORIAL else ()),
+                   cwd=tmp_path, timeout=900)
+    _timed(f"--script {name}, 2 workers", started)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    compose_file = (run_dir / "docker-compose.yml").read_text()
+    assert f"/tunecluster/input/code/{name}" in compose_file and "- diabetes.csv" in compose_file
+    trials = _completed(run_dir, tmp_path)
+    assert len(trials) in (3, 4) and all(t["status"] == "COMPLETED" for t in trials), trials
+    lines = {}
+    for role in ("chief", "worker-0", "worker-1"):
+        logs = run_cli("logs", role, "--dir", str(run_dir), cwd=tmp_path)
+        assert logs.returncode == 0, logs.stderr
+        found = [line for line in logs.stdout.splitlines() if line.startswith("BEST ")]
+        assert found, f"{role} printed no BEST line:\n{logs.stdout[-2000:]}"
+        lines[role] = json.loads(found[-1][5:])["values"]
+    assert lines["chief"] == lines["worker-0"] == lines["worker-1"], lines
+    out = tmp_path / "best"
+    pulled = run_cli("pull", "--dir", str(run_dir), "--to", str(out), cwd=tmp_path)
+    assert pulled.returncode == 0, pulled.stderr
+    assert (out / "model.keras").is_file()
+    hyperparameters = json.loads((out / "hyperparameters.json").read_text())
+    assert {k: v for k, v in lines["chief"].items() if not k.startswith("tuner/")} == hyperparameters
+    down = run_cli("down", "--volumes", "--dir", str(run_dir), cwd=tmp_path)
+    assert down.returncode == 0, down.stderr

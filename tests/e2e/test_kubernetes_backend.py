@@ -2,7 +2,8 @@
 project image pushed to the bed's registry and pulled by the nodes with an imagePullSecret, `tunecluster up --backend kubernetes --workers 2` on a tiny
 Pima search (with `--tensorboard`), status/logs/results/pull, `tunecluster tensorboard`
 port-forwarding to the TensorBoard pod (and `--deploy` on a kept volume), a deleted worker pod and a
-deleted chief pod mid-search, `down` (and `--keep-volume`), and the RBAC Role of `render --rbac` checked with `kubectl auth can-i`.
+deleted chief pod mid-search, `down` (and `--keep-volume`), an unmodified Keras Tuner script
+(`up --script`), and the RBAC Role of `render --rbac` checked with `kubectl auth can-i`.
 Run as root with `python -m pytest -m e2e_kubernetes -s` (see docs/testing.md, "Kubernetes test bed")."""
 
 from __future__ import annotations
@@ -341,6 +342,47 @@ def test_node_lost_mid_search(bed, registry_image, tmp_path):
 
 def test_worker_pod_preempted_mid_search(bed, registry_image, tmp_path):
     _lose_a_worker_mid_trial(bed, registry_image, tmp_path, "k8s-preempt", "preempt")
+
+
+def test_an_unmodified_script_runs_on_kubernetes(bed, registry_image, tmp_path):
+    """`up --script` on the bed: the script's folder (the tutorial's units phase, a sibling CSV
+    passed as an absolute path) travels in the project ConfigMaps, every pod runs the script from
+    /code with the CSV's path rewritten; `-f` gives only the cluster settings. The search completes,
+    `get_best_*` after `search()` answers in every pod, and `pull` brings the model back."""
+    from keras_tuner_scripts import TUTORIAL
+
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "pima_units.py").write_text(TUTORIAL["pima_units.py"])
+    (folder / "diabetes.csv").write_text(csv_path().read_text())
+    settings = tmp_path / "cluster.yaml"
+    settings.write_text(yaml.safe_dump({"name": "k8s-script", "cluster": {"workers": 2, "kubernetes": {
+        "image_pull_policy": "IfNotPresent", "chief": {"cpu": "200m", "memory": "1Gi"},
+        "worker": {"cpu": "700m", "memory": "1536Mi"}}}}))
+    started = time.time()
+    up = _cli(bed, "up", "--script", str(folder / "pima_units.py"), "-f", str(settings), "--backend", "kubernetes",
+              "--image", registry_image, "-n", NS, "--dir", "run", "--", str(folder / "diabetes.csv"), "3", "1",
+              cwd=tmp_path)
+    print(f"[k8s e2e] up --script took {time.time() - started:.0f} s", flush=True)
+    assert up.returncode == 0, up.stdout[-4000:] + up.stderr[-3000:]
+    jobs = bed.kubectl_json("get", "jobs", "-n", NS, "-l", "tunecluster.io/experiment=k8s-script")["items"]
+    commands = [j["spec"]["template"]["spec"]["containers"][0]["command"] for j in jobs]
+    assert len(commands) == 2 and all(c == ["tunecluster", "script", "/code/pima_units.py", "diabetes.csv", "3", "1"]
+                                      for c in commands), commands
+    trials = json.loads((tmp_path / "run" / "results.json").read_text())["trials"]
+    assert [t["status"] for t in trials] == ["COMPLETED"] * 3, trials
+    best = {}
+    for role in ("chief", "worker-0", "worker-1"):
+        log = _cli(bed, "logs", role, "--dir", "run", "--tail", "0", cwd=tmp_path, timeout=120)
+        found = [line for line in log.stdout.splitlines() if line.startswith("BEST ")]
+        assert log.returncode == 0 and found, f"{role}: " + log.stdout[-2000:] + log.stderr
+        best[role] = json.loads(found[-1][5:])["values"]
+    assert best["chief"] == best["worker-0"] == best["worker-1"], best
+    pulled = _cli(bed, "pull", "--dir", "run", "--to", "out", cwd=tmp_path, timeout=300)
+    assert pulled.returncode == 0 and (tmp_path / "out" / "model.keras").is_file(), pulled.stdout + pulled.stderr
+    assert json.loads((tmp_path / "out" / "hyperparameters.json").read_text()) == best["chief"]
+    gone = _cli(bed, "down", "--dir", "run", cwd=tmp_path, timeout=300)
+    assert gone.returncode == 0 and _leftovers(bed, "k8s-script") == [], gone.stderr
 
 
 def test_an_image_not_in_the_registry_fails_in_one_line(bed, tmp_path):

@@ -1,5 +1,6 @@
 """`tunecluster up --script`: unmodified Keras Tuner scripts (a RandomSearch, a Hyperband, a custom
-`run_trial` Tuner subclass) on 2 local workers, with a worker SIGKILLed mid-trial and the chief
+`run_trial` Tuner subclass, the Pima tutorial's four phases: `tests/keras_tuner_scripts.py`) on 2
+local workers, with a worker SIGKILLed mid-trial and the chief
 SIGKILLed once: every trial completes once, `get_best_hyperparameters()` / `get_best_models()`
 after `search()` answer in every role, `best/model.keras` loads with plain Keras and scores what
 `best/metrics.json` says, and `status`/`results`/`pull` read the run. The chief of a --script run
@@ -19,56 +20,8 @@ from pathlib import Path
 import grpc
 import pytest
 
+from keras_tuner_scripts import ALL, COMMON, SCRIPTS, TAIL, TUTORIAL, validation_rows
 from tunecluster.tuning.examples import csv_path
-
-COMMON = textwrap.dedent("""
-    import json, sys
-    import keras, keras_tuner, pandas as pd
-    from sklearn.model_selection import train_test_split
-
-    frame = pd.read_csv(sys.argv[1])
-    x = frame.drop(columns=["Outcome"]).to_numpy("float32"); y = frame["Outcome"].to_numpy("float32")
-    x_train, x_val, y_train, y_val = train_test_split(x, y, test_size=0.2, random_state=42)
-
-    def build(hp):
-        model = keras.Sequential([keras.Input((8,)), keras.layers.Normalization(),
-                                  keras.layers.Dense(hp.Int("units", 8, 32, step=8), activation="relu"),
-                                  keras.layers.Dense(1, activation="sigmoid")])
-        model.layers[0].adapt(x_train)
-        model.compile(optimizer=hp.Choice("optimizer", ["adam", "rmsprop"]),
-                      loss="binary_crossentropy", metrics=["accuracy"])
-        return model
-""")
-TAIL = textwrap.dedent("""
-    tuner.search(x_train, y_train, validation_data=(x_val, y_val), epochs=EPOCHS, verbose=0)
-    best_hp = tuner.get_best_hyperparameters(1)[0]
-    model = tuner.get_best_models(1)[0]
-    print("BEST " + json.dumps({"values": best_hp.values,
-                                "accuracy": float(model.evaluate(x_val, y_val, verbose=0)[1])}), flush=True)
-""")
-SCRIPTS = {
-    # each as a Keras Tuner user writes it: its own directory, even overwrite=True
-    "random_search.py": COMMON + textwrap.dedent("""
-        tuner = keras_tuner.RandomSearch(build, objective="val_accuracy", max_trials=4, seed=7,
-                                         directory="my_dir", project_name="pima", overwrite=True)
-        EPOCHS = 3
-    """) + TAIL,
-    "hyperband.py": COMMON + textwrap.dedent("""
-        tuner = keras_tuner.Hyperband(build, objective="val_accuracy", max_epochs=3, factor=3, seed=7,
-                                      directory="hb", project_name="pima")
-        EPOCHS = 3
-    """) + TAIL,
-    "custom_run_trial.py": COMMON + textwrap.dedent("""
-        class BatchSizeTuner(keras_tuner.RandomSearch):
-            def run_trial(self, trial, *args, **kwargs):
-                kwargs["batch_size"] = trial.hyperparameters.Choice("batch_size", [16, 64])
-                return super().run_trial(trial, *args, **kwargs)
-
-        tuner = BatchSizeTuner(build, objective="val_accuracy", max_trials=4, seed=7, project_name="custom")
-        EPOCHS = 3
-    """) + TAIL,
-}
-
 
 def _read(path: Path):
     try:
@@ -93,15 +46,20 @@ def _cli(*args, cwd):
                           timeout=120, cwd=cwd)
 
 
-@pytest.mark.chaos  # kills a worker and the chief: the chaos step (`pytest -m chaos`), about 5 minutes
-@pytest.mark.parametrize("name", sorted(SCRIPTS))
+TRIALS = {"random_search.py": 4, "custom_run_trial.py": 4, "hyperband.py": None}  # None: Hyperband's own count
+BUDGET = ("3", "2")  # the tutorial's phases here: 3 trials x 2 epochs (their arguments)
+
+
+@pytest.mark.chaos  # kills a worker and the chief: the chaos step (`pytest -m chaos`), about 8 minutes
+@pytest.mark.parametrize("name", sorted(ALL))
 def test_an_unmodified_script_survives_a_killed_worker_and_a_killed_chief(tmp_path, name):
     script = tmp_path / name
-    script.write_text(SCRIPTS[name])
+    script.write_text(ALL[name])
     run = tmp_path / "run"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    arguments = [str(csv_path()), *(BUDGET if name in TUTORIAL else ())]
     up = subprocess.Popen([sys.executable, "-m", "tunecluster", "up", "--script", str(script), "--workers", "2",
-                           "--dir", str(run), "--", str(csv_path())],
+                           "--dir", str(run), "--", *arguments],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path)
     try:
         def worker_mid_trial():
@@ -135,13 +93,14 @@ def test_an_unmodified_script_survives_a_killed_worker_and_a_killed_chief(tmp_pa
     assert len(ids) == len(set(ids))
     assert {t["status"] for t in results["trials"]} == {"COMPLETED"}, results["trials"]
     assert trial in ids
-    if name != "hyperband.py":
-        assert len(ids) == 4
+    expected = int(BUDGET[0]) if name in TUTORIAL else TRIALS[name]
+    if expected is not None:
+        assert len(ids) == expected
     spec_text = (run / "spec.yaml").read_text()
     assert ("kind: hyperband" if name == "hyperband.py" else "kind: random") in spec_text
     # the script's directory and project_name were mapped onto the run folder; overwrite=True ignored
     assert (run / "kt" / name.removesuffix(".py").replace("_", "-") / "oracle.json").is_file()
-    assert not (tmp_path / "my_dir").exists() and not (tmp_path / "hb").exists()
+    assert not any((tmp_path / folder).exists() for folder in ("my_dir", "hb", "my_directory", "untitled_project"))
 
     # get_best_hyperparameters()/get_best_models() after search() answered in every role
     metrics = _read(run / "best" / "metrics.json")
@@ -153,12 +112,8 @@ def test_an_unmodified_script_survives_a_killed_worker_and_a_killed_chief(tmp_pa
         assert best["accuracy"] == pytest.approx(metrics["validation"]["accuracy"], abs=1e-6)
 
     # best/model.keras loads with plain Keras and scores what best/metrics.json says
-    loaded = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
-        import json, keras, pandas as pd
-        from sklearn.model_selection import train_test_split
-        frame = pd.read_csv({str(csv_path())!r})
-        x = frame.drop(columns=["Outcome"]).to_numpy("float32"); y = frame["Outcome"].to_numpy("float32")
-        _, x_val, _, y_val = train_test_split(x, y, test_size=0.2, random_state=42)
+    loaded = subprocess.run([sys.executable, "-c", validation_rows(name, str(csv_path())) + textwrap.dedent(f"""
+        import json, keras
         model = keras.models.load_model({str(run / 'best' / 'model.keras')!r})
         print(json.dumps(model.evaluate(x_val, y_val, verbose=0, return_dict=True)))
     """)], capture_output=True, text=True, env=env, timeout=180)

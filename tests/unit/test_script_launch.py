@@ -72,3 +72,20 @@ def _a_script(tmp_path) -> Path:
     script = tmp_path / "search.py"
     script.write_text("")
     return script
+
+
+def test_a_spec_file_gives_a_script_run_its_cluster_settings_and_nothing_else(tmp_path):
+    from tunecluster.script.tuner_spec import script_settings
+
+    script = _a_script(tmp_path)
+    settings = tmp_path / "cluster.yaml"
+    settings.write_text("name: nightly\ncluster:\n  backend: kubernetes\n  workers: 3\n"
+                        "  kubernetes:\n    worker: {cpu: 700m, memory: 1536Mi}\n")
+    base, name = script_settings(settings)
+    spec = script_experiment(script, None, base, name)
+    assert (spec.name, spec.cluster.backend, spec.cluster.workers) == ("nightly", "kubernetes", 3)
+    assert spec.cluster.kubernetes.worker.cpu == "700m" and spec.hypermodel is None
+    assert script_experiment(script, 2, base).name == "search" and script_experiment(script, 2, base).cluster.workers == 2
+    settings.write_text("cluster: {workers: 2}\ntuner: {max_trials: 3}\n")
+    with pytest.raises(UsageError, match=r"tuner: does not go with --script .* keep only name: and cluster:"):
+        script_settings(settings)

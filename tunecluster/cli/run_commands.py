@@ -64,8 +64,8 @@ def up(
                                           "pima-forest (a scikit-learn forest through run_trial, no Keras model)."),
     script: Optional[Path] = typer.Option(None, "--script", help="Run this unmodified Keras Tuner script in "
                                           "every role instead of a spec (its tuner, objective, max_trials and seed "
-                                          "are the script's); arguments after `--` are its sys.argv[1:]. See "
-                                          "docs/from-a-script.md."),
+                                          "are the script's); arguments after `--` are its sys.argv[1:]; -f FILE "
+                                          "may give its cluster: (and name:). See docs/from-a-script.md."),
     backend: Optional[BackendName] = typer.Option(None, "--backend", help="Where to run (default: the spec's cluster.backend)."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Number of workers (with --resume: "
                                           "continue with this many)."),
@@ -128,7 +128,7 @@ def up(
                         kubeconfig=kubeconfig, tensorboard=tensorboard or None, image=image, gpus=gpus, build=build,
                         force=force, project=(file.parent if file else Path.cwd()).resolve())
     if script is not None:
-        refused = [flag for flag, given in (("-f/--file", file), ("--example", example), ("--max-trials", max_trials),
+        refused = [flag for flag, given in (("--example", example), ("--max-trials", max_trials),
                                             ("--epochs", epochs), ("--tuner", tuner), ("--seed", seed),
                                             ("--confirm-top", confirm_top), ("--confirm-repeats", confirm_repeats),
                                             ("--holdout", holdout), ("--budget", budget),
@@ -136,7 +136,8 @@ def up(
         if refused:
             raise UsageError(f"{refused[0]} does not go with --script: the script's own tuner and search() "
                              "arguments decide it; change the script (or pass it arguments after `--`)")
-        raise typer.Exit(_up_script(script, list(ctx.args), overrides, options, dir, force=force, workers=workers))
+        raise typer.Exit(_up_script(script, list(ctx.args), overrides, options, dir, force=force, workers=workers,
+                                    settings=file))
     if ctx.args:
         raise UsageError(f"unexpected arguments {' '.join(ctx.args)}; only a --script run takes arguments (after `--`)")
     if example == ALL_PHASES:
@@ -177,11 +178,13 @@ def _up_one(spec: Experiment, run: RunDir, source: str, options: UpOptions, *, f
 
 
 def _up_script(script: Path, args: list[str], overrides: Overrides, options: UpOptions, dir: Optional[Path],
-               *, force: bool, workers: Optional[int]) -> int:
-    """`up --script`: every role runs the script through `tunecluster.script` (docs/from-a-script.md)."""
-    from tunecluster.script.tuner_spec import script_experiment
+               *, force: bool, workers: Optional[int], settings: Optional[Path] = None) -> int:
+    """`up --script`: every role runs the script through `tunecluster.script` (docs/from-a-script.md);
+    `settings` (`-f FILE`): a spec file with only `cluster:` (and `name:`)."""
+    from tunecluster.script.tuner_spec import script_experiment, script_settings
 
-    spec = overrides.apply(script_experiment(script, workers))
+    base, name = script_settings(settings) if settings is not None else (None, None)
+    spec = overrides.apply(script_experiment(script, workers, base, name))
     run = run_dir_for(dir, spec.name)
     options = UpOptions(**{**options.__dict__, "script": (str(script.resolve()), *args),
                            "project": script.resolve().parent})

@@ -29,15 +29,36 @@ def experiment_name(script: Path) -> str:
     return (name or "script")[:40].strip("-") or "script"
 
 
-def script_experiment(script: Path, workers: Optional[int] = None, base: Optional[Experiment] = None) -> Experiment:
-    """The spec `up --script` writes: the script's name, no hypermodel (the script has it), no
-    confirmation stage (the script's own fit arguments are not known outside it)."""
+SETTINGS_KEYS = ("name", "cluster")  # what `up --script -f FILE` takes from FILE
+
+
+def script_settings(path: Path) -> tuple[Experiment, Optional[str]]:
+    """`up --script -f FILE`: the cluster settings (and the run's name) of a spec file that holds
+    nothing else; the script decides the rest. Returns the spec and the name it gives, if any."""
+    import yaml
+
+    from tunecluster.tuning.spec import load_spec
+
+    spec = load_spec(path)
+    raw = yaml.safe_load(Path(path).read_text()) or {}
+    extra = [key for key in raw if key not in SETTINGS_KEYS]
+    if extra:
+        raise UsageError(f"{path}: {extra[0]}: does not go with --script (the script's tuner and search() decide "
+                         "it); keep only name: and cluster: in the file")
+    return spec, raw.get("name")
+
+
+def script_experiment(script: Path, workers: Optional[int] = None, base: Optional[Experiment] = None,
+                      name: Optional[str] = None) -> Experiment:
+    """The spec `up --script` writes: the script's name (or `name`), the cluster settings of `base`
+    (`-f FILE`), no hypermodel (the script has it), no confirmation stage (the script's own fit
+    arguments are not known outside it)."""
     if not script.is_file():
         raise UsageError(f"--script {script}: no such file; give the path of your Keras Tuner script")
     if script.suffix != ".py":
         raise UsageError(f"--script {script}: not a Python file; give the .py file that calls tuner.search()")
     data = (base.model_dump(mode="json") if base is not None else {})
-    data["name"] = experiment_name(script)
+    data["name"] = name or experiment_name(script)
     data.update(hypermodel=None, run_trial=None)
     data["confirm"] = {**data.get("confirm", {}), "enabled": False}
     if workers is not None:
