@@ -7,36 +7,18 @@ ended before the kill is there afterwards with the same rung and parent."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
-import time
 from datetime import datetime
 
 import yaml
 
 from curve_models import ASHA_MODEL, LOADER
+from waiting import read_json, wait_until
 
 CONFIGS, ETA, RUNGS = 9, 3, [1, 3, 9]
-
-
-def _read(path):
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}
-
-
-def _wait(predicate, timeout, what):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _rungs(document):
@@ -66,10 +48,10 @@ def test_asha_promotes_by_the_rule_continues_rung_checkpoints_and_survives_a_chi
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         def promoted_one_completed():
-            table = _rungs(_read(run / "results.json"))
+            table = _rungs(read_json(run / "results.json"))
             return table if any(p and s == "COMPLETED" for _, p, s in table.values()) else None
-        before = _wait(promoted_one_completed, 300, "a promoted trial to complete")
-        chief = next(r["pid"] for r in _read(run / "cluster.json")["roles"] if r["name"] == "chief")
+        before = wait_until("a promoted trial to complete", promoted_one_completed, 300)
+        chief = next(r["pid"] for r in read_json(run / "cluster.json")["roles"] if r["name"] == "chief")
         os.kill(chief, signal.SIGKILL)
         output, _ = launcher.communicate(timeout=400)
     finally:
@@ -77,7 +59,7 @@ def test_asha_promotes_by_the_rule_continues_rung_checkpoints_and_survives_a_chi
             launcher.kill()
     assert launcher.returncode == 0, output[-3000:]
     assert "chief exited with code -9; restarting it with the same id" in output
-    document = _read(run / "results.json")
+    document = read_json(run / "results.json")
     after = _rungs(document)
     # the restarted chief lost no rung: what had ended is still there, unchanged
     for trial_id, (epochs, parent, status) in before.items():

@@ -5,36 +5,18 @@ with all its epochs in its curve, and its checkpoint is removed once its result 
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import yaml
 
 from curve_models import LOADER, MODEL
+from waiting import read_json, wait
 
 EPOCHS = 30
-
-
-def _read(path):
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}
-
-
-def _wait(predicate, timeout, what):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _start(tmp_path, workers, lease_timeout=30.0):
@@ -55,19 +37,19 @@ def _start(tmp_path, workers, lease_timeout=30.0):
 
 def _checkpointed(run, at_least):
     """The epochs the running training's checkpoint holds, once it holds `at_least`."""
-    state = _read(run / "checkpoints" / "0_0" / "state.json")
+    state = read_json(run / "checkpoints" / "0_0" / "state.json")
     return state.get("epochs") if (state.get("epochs") or 0) >= at_least else None
 
 
 def _role_pid(run, tuner_id):
-    roles = _read(run / "cluster.json")["roles"]
+    roles = read_json(run / "cluster.json")["roles"]
     return next(r["pid"] for r in roles if r["name"] == f"worker-{tuner_id[len('tuner'):]}")
 
 
 def _finish(launcher, run):
     output, _ = launcher.communicate(timeout=400)
     assert launcher.returncode == 0, output[-3000:]
-    row = _read(run / "results.json")["trials"][0]
+    row = read_json(run / "results.json")["trials"][0]
     assert row["status"] == "COMPLETED"
     execution = row["executions"][0]
     assert len(execution["curve"]) == EPOCHS and all(execution["curve"])  # every epoch, once
@@ -80,8 +62,8 @@ def test_a_killed_or_terminated_worker_s_training_resumes_from_its_checkpoint(tm
     run = tmp_path / "run"
     launcher = _start(tmp_path, workers=1)
     try:
-        _wait(lambda: _read(run / "progress.json").get("leases", {}).get("0#0"), 240, "the training to start")
-        taken_at = _wait(lambda: _checkpointed(run, 3), 120, "three checkpointed epochs")
+        wait(lambda: read_json(run / "progress.json").get("leases", {}).get("0#0"), 240, "the training to start")
+        taken_at = wait(lambda: _checkpointed(run, 3), 120, "three checkpointed epochs")
         pid = _role_pid(run, "tuner0")
         os.kill(pid, getattr(signal, how))
         # the supervisor restarts the worker (same id); it takes its training back and resumes it
@@ -102,13 +84,13 @@ def test_a_training_whose_lease_expires_resumes_on_the_other_worker(tmp_path):
     launcher = _start(tmp_path, workers=2, lease_timeout=3.0)
     frozen = None
     try:
-        holder = _wait(lambda: _read(run / "progress.json").get("leases", {}).get("0#0"), 240, "the training")
-        taken_at = _wait(lambda: _checkpointed(run, 3), 120, "three checkpointed epochs")
+        holder = wait(lambda: read_json(run / "progress.json").get("leases", {}).get("0#0"), 240, "the training")
+        taken_at = wait(lambda: _checkpointed(run, 3), 120, "three checkpointed epochs")
         frozen = _role_pid(run, holder)
         os.kill(frozen, signal.SIGSTOP)  # no heartbeats: the lease expires, the other worker takes it
-        other = _wait(lambda: (lambda h: h if h not in (None, holder) else None)(
-            _read(run / "progress.json").get("leases", {}).get("0#0")), 60, "the other worker to take it")
-        _wait(lambda: (_read(run / "progress.json").get("workers", {}).get(other, {}).get("epoch") or 0)
+        other = wait(lambda: (lambda h: h if h not in (None, holder) else None)(
+            read_json(run / "progress.json").get("leases", {}).get("0#0")), 60, "the other worker to take it")
+        wait(lambda: (read_json(run / "progress.json").get("workers", {}).get(other, {}).get("epoch") or 0)
               > taken_at, 60, "the other worker to train past the checkpoint")
         os.kill(frozen, signal.SIGCONT)  # the frozen worker wakes up, hears its lease is gone
         frozen = None

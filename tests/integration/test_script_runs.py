@@ -14,32 +14,13 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
-from pathlib import Path
 
 import grpc
 import pytest
 
+from waiting import read_json, wait_until
 from keras_tuner_scripts import ALL, COMMON, SCRIPTS, TAIL, TUTORIAL, validation_rows
 from tunecluster.tuning.examples import csv_path
-
-def _read(path: Path):
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _wait_for(what, check, process, timeout: float = 240.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        found = check()
-        if found:
-            return found
-        assert process.poll() is None, f"`up` ended before {what}"
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
 
 def _cli(*args, cwd):
     return subprocess.run([sys.executable, "-m", "tunecluster", *args], capture_output=True, text=True,
@@ -63,21 +44,21 @@ def test_an_unmodified_script_survives_a_killed_worker_and_a_killed_chief(tmp_pa
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path)
     try:
         def worker_mid_trial():
-            progress = _read(run / "progress.json") or {}
+            progress = read_json(run / "progress.json") or {}
             for tuner_id, worker in (progress.get("workers") or {}).items():
                 if worker.get("state") == "running" and worker.get("trial") is not None and worker.get("pid"):
                     return tuner_id, worker["pid"], worker["trial"]
             return None
 
-        tuner_id, pid, trial = _wait_for("a worker running a trial", worker_mid_trial, up)
+        tuner_id, pid, trial = wait_until("a worker running a trial", worker_mid_trial, 240, up)
         os.kill(pid, signal.SIGKILL)
 
         def one_completed():
-            progress = _read(run / "progress.json") or {}
+            progress = read_json(run / "progress.json") or {}
             return (progress.get("counts") or {}).get("completed", 0) >= 1
 
-        _wait_for("a completed trial", one_completed, up)
-        chief_pid = _read(run / "cluster.json")["roles"][0]["pid"]
+        wait_until("a completed trial", one_completed, 240, up)
+        chief_pid = read_json(run / "cluster.json")["roles"][0]["pid"]
         os.kill(chief_pid, signal.SIGKILL)
         output, _ = up.communicate(timeout=600)
     finally:
@@ -88,7 +69,7 @@ def test_an_unmodified_script_survives_a_killed_worker_and_a_killed_chief(tmp_pa
     assert "restarting it with the same id" in output, output[-3000:]
 
     # every trial completed, each once; the killed worker's trial among them
-    results = _read(run / "results.json")
+    results = read_json(run / "results.json")
     ids = [t["trial_id"] for t in results["trials"]]
     assert len(ids) == len(set(ids))
     assert {t["status"] for t in results["trials"]} == {"COMPLETED"}, results["trials"]
@@ -103,7 +84,7 @@ def test_an_unmodified_script_survives_a_killed_worker_and_a_killed_chief(tmp_pa
     assert not any((tmp_path / folder).exists() for folder in ("my_dir", "hb", "my_directory", "untitled_project"))
 
     # get_best_hyperparameters()/get_best_models() after search() answered in every role
-    metrics = _read(run / "best" / "metrics.json")
+    metrics = read_json(run / "best" / "metrics.json")
     for role in ("chief", "worker-0", "worker-1"):
         lines = [l for l in (run / "logs" / f"{role}.log").read_text().splitlines() if l.startswith("BEST ")]
         assert lines, f"{role} printed no BEST line"
@@ -121,7 +102,7 @@ def test_an_unmodified_script_survives_a_killed_worker_and_a_killed_chief(tmp_pa
     scored = json.loads(loaded.stdout.strip().splitlines()[-1])
     assert scored["accuracy"] == pytest.approx(metrics["validation"]["accuracy"], abs=1e-6)
     assert metrics["objective"]["score"] == pytest.approx(max(t["score"] for t in results["trials"]))
-    assert set(_read(run / "best" / "hyperparameters.json")) == {k for k in metrics["all_hyperparameters"]
+    assert set(read_json(run / "best" / "hyperparameters.json")) == {k for k in metrics["all_hyperparameters"]
                                                                  if not k.startswith("tuner/")}
 
     # status, results and pull read the run
@@ -145,7 +126,7 @@ def test_the_chief_of_a_script_run_refuses_a_call_without_the_token(tmp_path):
     try:
         output, _ = up.communicate(timeout=240)
         assert up.returncode == 0, output
-        address = _read(run / "cluster.json")["chief_address"]
+        address = read_json(run / "cluster.json")["chief_address"]
         from tunecluster.kt_compat.internals import protos as kt_protos
 
         protos = kt_protos()
@@ -172,12 +153,12 @@ def test_a_failing_trials_error_reaches_the_chief_and_the_search_stops_with_its_
                            "--dir", str(run), "--", str(csv_path())], capture_output=True, text=True,
                           timeout=400, cwd=tmp_path, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
-    trials = _read(run / "results.json")["trials"]
+    trials = read_json(run / "results.json")["trials"]
     assert [t["status"] for t in trials] == ["FAILED", "FAILED"]
     for trial in trials:
         assert trial["error_type"] == "ValueError"
         assert trial["message"].startswith("this trial cannot train (units=")
-    progress = _read(run / "progress.json")
+    progress = read_json(run / "progress.json")
     assert progress["search_failed"] == "Number of consecutive failures exceeded the limit of 2."
     assert "the search ended early" in (run / "logs" / "chief.log").read_text()
     assert "Number of consecutive failures exceeded the limit of 2" in done.stdout + done.stderr
@@ -197,10 +178,10 @@ def test_ctrl_c_gives_trials_back_and_up_resume_finishes_the_search(tmp_path):
                           text=True, env=env, cwd=tmp_path)
     try:
         def one_completed_and_one_running():
-            counts = (_read(run / "progress.json") or {}).get("counts") or {}
+            counts = (read_json(run / "progress.json") or {}).get("counts") or {}
             return counts.get("completed", 0) >= 1 and counts.get("running", 0) >= 1
 
-        _wait_for("a completed and a running trial", one_completed_and_one_running, up)
+        wait_until("a completed and a running trial", one_completed_and_one_running, 240, up)
         up.send_signal(signal.SIGINT)
         output, _ = up.communicate(timeout=120)
     finally:
@@ -211,16 +192,16 @@ def test_ctrl_c_gives_trials_back_and_up_resume_finishes_the_search(tmp_path):
     assert "SIGTERM: stopping at the next batch" in workers
     # each worker gave its trial back, or (the chief stopping at the same moment) left it to the lease
     assert workers.count("back to the chief") + workers.count("its lease will expire") == 2, workers[-3000:]
-    codes = {r["name"]: r["exit_code"] for r in _read(run / "cluster.json")["roles"]}
+    codes = {r["name"]: r["exit_code"] for r in read_json(run / "cluster.json")["roles"]}
     # 143: stopped by SIGTERM; -9: `up` stops what is left after 5 s (a batch can take that long here)
     assert codes["chief"] == 143 and {codes["worker-0"], codes["worker-1"]} <= {143, -9}, codes
-    assert not _read(run / "progress.json")["finished"]
-    done_before = {t["trial_id"] for t in _read(run / "results.json")["trials"] if t["status"] == "COMPLETED"}
+    assert not read_json(run / "progress.json")["finished"]
+    done_before = {t["trial_id"] for t in read_json(run / "results.json")["trials"] if t["status"] == "COMPLETED"}
 
     resumed = subprocess.run([*command, "--resume", "--", str(csv_path())], capture_output=True, text=True,
                              env=env, cwd=tmp_path, timeout=600)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-2000:]
-    trials = _read(run / "results.json")["trials"]
+    trials = read_json(run / "results.json")["trials"]
     assert sorted(t["trial_id"] for t in trials) == sorted({t["trial_id"] for t in trials})
     assert [t["status"] for t in trials] == ["COMPLETED"] * 4
     assert done_before <= {t["trial_id"] for t in trials}

@@ -11,30 +11,17 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
+from waiting import read_json, wait
 
 
 def _progress(run):
-    try:
-        return json.loads((run / "progress.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}
+    return read_json(run / "progress.json")
 
 
 def _role_pid(run, name):
     roles = json.loads((run / "cluster.json").read_text())["roles"]
     return next(r["pid"] for r in roles if r["name"] == name)
-
-
-def _wait(predicate, timeout, what):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _gone(pid):
@@ -55,23 +42,23 @@ def test_sigterm_to_a_worker_and_to_the_chief(tmp_path):
         def mid_trial():
             worker = _progress(run).get("workers", {}).get("tuner0", {})
             return worker.get("state") == "running" and (worker.get("epoch") or 0) >= 1 and worker.get("trial")
-        trial = _wait(mid_trial, 180, "tuner0 to be mid-trial")
+        trial = wait(mid_trial, 180, "tuner0 to be mid-trial")
         worker_pid = _role_pid(run, "worker-0")
         os.kill(worker_pid, signal.SIGTERM)
-        _wait(lambda: _gone(worker_pid), 20, "the worker to exit")
+        wait(lambda: _gone(worker_pid), 20, "the worker to exit")
         log = (run / "logs" / "worker-0.log").read_text()
         assert "stopped by SIGTERM" in log
         # the trial it held (progress.json is written every few tenths of a second: tuner0 may
         # have finished the trial it showed there and been stopped in its next one)
         given = re.findall(r"gave trial (\S+) \(execution 0\) back", log)
         assert len(given) == 1, (given, log[-2000:])
-        _wait(lambda: _progress(run).get("requeued", 0) >= 1, 10, "the chief to requeue the trial")
+        wait(lambda: _progress(run).get("requeued", 0) >= 1, 10, "the chief to requeue the trial")
 
         # 2. the chief gets SIGTERM once a trial has completed
-        _wait(lambda: _progress(run).get("counts", {}).get("completed", 0) >= 1, 180, "a completed trial")
+        wait(lambda: _progress(run).get("counts", {}).get("completed", 0) >= 1, 180, "a completed trial")
         chief_pid = _role_pid(run, "chief")
         os.kill(chief_pid, signal.SIGTERM)
-        _wait(lambda: _gone(chief_pid), 20, "the chief to exit")
+        wait(lambda: _gone(chief_pid), 20, "the chief to exit")
         chief_log = (run / "logs" / "chief.log").read_text()
         assert "terminated: state saved" in chief_log
         oracle = json.loads((run / "kt" / "pima-units" / "oracle.json").read_text())  # loadable
