@@ -13,7 +13,9 @@ What it does, with nothing pulled from a registry:
    variant is skipped (with the reason) only when its tool does not run here;
 5. a second search where one worker container is `docker kill`ed mid-trial and another worker's
    process is killed from the host: both come back with their ids and every trial COMPLETES. It
-   runs once, with the tool `up` picks by itself (v2 when the plugin is there, else v1).
+   runs once, with the tool `up` picks by itself (v2 when the plugin is there, else v1);
+6. `up --script` with unmodified Keras Tuner scripts (the Pima tutorial's four phases, a Hyperband,
+   a custom `run_trial` subclass: tests/keras_tuner_scripts.py), the CSV beside each script.
 
 Timings (engine start, base, build, each search) are printed (`-s` shows them) and written to
 $TMPDIR/tunecluster-e2e-compose-timings.json.
@@ -295,7 +297,10 @@ def test_killed_workers_come_back_and_every_trial_completes(image, tmp_path, mon
     assert _project_objects(run_dir) == {"containers": [], "networks": [], "volumes": []}
 
 
-@pytest.mark.parametrize("name", ["pima_units.py", "custom_run_trial.py"])
+# the scripts of the local chaos test, without the kills (random_search.py is left out: custom_run_trial.py is
+# the same RandomSearch with a run_trial of its own)
+@pytest.mark.parametrize("name", ["pima_optimizer.py", "pima_units.py", "pima_layers.py", "pima_comprehensive.py",
+                                  "hyperband.py", "custom_run_trial.py"])
 def test_an_unmodified_script_runs_on_compose(name, image, tmp_path, monkeypatch):
     """`up --script` on compose: the script's folder (with the CSV, passed as an absolute path that
     `up` rewrites for the containers) is copied into the run's input, every container runs the
@@ -319,7 +324,7 @@ def test_an_unmodified_script_runs_on_compose(name, image, tmp_path, monkeypatch
     compose_file = (run_dir / "docker-compose.yml").read_text()
     assert f"/tunecluster/input/code/{name}" in compose_file and "- diabetes.csv" in compose_file
     trials = _completed(run_dir, tmp_path)
-    assert len(trials) in (3, 4) and all(t["status"] == "COMPLETED" for t in trials), trials
+    assert len(trials) >= 3 and all(t["status"] == "COMPLETED" for t in trials), trials
     lines = {}
     for role in ("chief", "worker-0", "worker-1"):
         logs = run_cli("logs", role, "--dir", str(run_dir), cwd=tmp_path)
