@@ -124,7 +124,13 @@ def test_concurrent_workers_get_distinct_trials(tmp_path):
         assert status["counts"]["completed"] == 16
         import json
 
-        trials = [json.loads(p.read_text()) for p in (chief.run / "kt" / "nodup").glob("trial_*/trial.json")]
+        from waiting import wait
+
+        def written():  # the chief's state writer puts the trial files down within its period (~0.5-5 s)
+            found = [json.loads(p.read_text()) for p in (chief.run / "kt" / "nodup").glob("trial_*/trial.json")]
+            return found if sum(t["status"] == "COMPLETED" for t in found) == 16 else None
+
+        trials = wait(written, 60, "the 16 trial files")
         combos = [(t["hyperparameters"]["values"]["x"], t["hyperparameters"]["values"]["y"]) for t in trials]
         assert len(combos) == 16 and len(set(combos)) == 16, combos
     finally:

@@ -253,5 +253,10 @@ def test_the_state_writer_keeps_up_while_handlers_add_trials(tmp_path, caplog):
         assert chief.writer.rows_cache
         assert results_document(spec, view, meta, False, chief.servicer.work, rows_cache=chief.writer.rows_cache) == \
             results_document(spec, view, meta, False, chief.servicer.work)
+        # ...and so is the file written from the rows' cached texts: json.dumps of the whole document
+        chief.write_state(final=False)
+        scratch = results_document(spec, chief.writer.oracle_view(), meta, False, chief.servicer.work)
+        assert chief.run.results_json.read_text() == json.dumps(scratch, default=str) + "\n"
+        assert json.loads(chief.run.work.read_text())["units"] == chief.servicer.work.board.to_dict()["units"]
     finally:
         chief.stop()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 from datetime import datetime, timezone
 from typing import Any, Callable, Optional
@@ -107,12 +108,13 @@ def _executions(work, trial_id: str, objective: str) -> tuple[list[dict], dict]:
 
 
 def results_document(spec, oracle, trial_meta: dict, finished: bool, work=None,
-                     rows_cache: Optional[dict] = None) -> dict:
+                     rows_cache: Optional[dict] = None, row_texts: Optional[list] = None) -> dict:
     """The content of results.json, from the oracle's trials and the chief's bookkeeping.
 
     `rows_cache` (the chief's, kept between its writes): a trial's row is built again only when
     something it shows changed (status, score, bookkeeping, executions); the rows of ended trials
-    are otherwise reused, so that a write costs little more than the JSON encoding."""
+    are otherwise reused, and so is their JSON text: with `row_texts` (a list, filled with each
+    row's compact JSON in order, for `write_results`), a write encodes only the rows that changed."""
     rows = []
     confirmed = {r["trial_id"]: r for r in work.confirmed_ranking()} if work is not None else {}
     degenerate = set(work.degenerate_trials()) if work is not None else set()
@@ -128,16 +130,19 @@ def results_document(spec, oracle, trial_meta: dict, finished: bool, work=None,
                len(trial.hyperparameters.values), tuple(sorted(meta.items())),
                tuple((u.key, u.state, u.worker, id(u.result), u.error, len(u.curve), u.stop_at) for u in units))
         cached = rows_cache.get(trial_id) if rows_cache is not None else None
-        if cached is not None and cached[0] == key:
-            row = dict(cached[1])
-        else:
-            row = _row(spec, trial, trial_id, status, meta, work)
+        if cached is None or cached[0] != key:
+            cached = (key, _row(spec, trial, trial_id, status, meta, work), [None])
             if rows_cache is not None:
-                rows_cache[trial_id] = (key, row)
-            row = dict(row)
+                rows_cache[trial_id] = cached
+        row = dict(cached[1])
         row["degenerate"] = trial_id in degenerate
         row["confirmed"] = _confirmed_row(confirmed.get(trial_id))
         rows.append(row)
+        if row_texts is not None:
+            if cached[2][0] is None:  # the unchanged part's text, encoded once
+                cached[2][0] = json.dumps(cached[1], default=str)[:-1]
+            tail = json.dumps({"degenerate": row["degenerate"], "confirmed": row["confirmed"]}, default=str)
+            row_texts.append(cached[2][0] + ", " + tail[1:])
     best = best_trial_summary(oracle)
     return {
         "experiment": spec.name,
@@ -187,11 +192,10 @@ def _row(spec, trial, trial_id: str, status: str, meta: dict, work) -> dict:
         "score_best_epoch": _clean(summary.get("score_best_epoch")),
         "score_last_epoch": _clean(summary.get("score_last_epoch")),
         "score_std": _clean(summary.get("score_std")),
-        "degenerate": False,
         "executions": executions,
         "stopped_early": stopped,  # the last epoch trained when the chief stopped it early
         "curve": _objective_curve(executions, spec.tuner.objective),
-        "confirmed": None,
+        # "degenerate" and "confirmed" come last, set per write (results_document)
     }
 
 
@@ -240,9 +244,12 @@ def _confirmation(spec, work, confirmed: dict) -> Optional[dict]:
             "overlap": intervals_overlap(ranking) if work.board.confirmation_done() else None}
 
 
-def write_results(run: RunDir, document: dict, final: bool = True, compact: Optional[bool] = None) -> None:
-    """`final=False` (the chief's periodic writes during the search): compact JSON, no fsync."""
-    write_json(run.results_json, document, compact=not final if compact is None else compact, fsync=final)
+def write_results(run: RunDir, document: dict, final: bool = True, compact: Optional[bool] = None,
+                  row_texts: Optional[list[str]] = None) -> None:
+    """`final=False` (the chief's periodic writes during the search): compact JSON, no fsync.
+    Compact results are encoded row by row (`row_texts`: the rows' JSON made by `results_document`)."""
+    write_json(run.results_json, document, compact=not final if compact is None else compact, fsync=final,
+               long_list="trials", items=row_texts)
     write_atomic(run.results_csv, to_csv(document), fsync=final)
 
 

@@ -141,14 +141,15 @@ class StateWriter:
         snap["finished"] = finished
         with self.book.lock:
             meta = {trial_id: dict(entry) for trial_id, entry in self.book.trial_meta.items()}
+        row_texts: list[str] = []
         document = results_document(self.spec, view, meta, finished, work=self.servicer.work,
-                                    rows_cache=self.rows_cache)
+                                    rows_cache=self.rows_cache, row_texts=row_texts)
         # indented JSON takes json's pure-Python encoder: for a long search's final files
         # (megabytes) that would hold the chief's exit for seconds, so those stay compact
         compact = not final or len(view.trials) > INDENTED_UP_TO
-        write_json(self.run.work, board, compact=compact, fsync=final)
+        write_json(self.run.work, board, compact=compact, fsync=final, long_list="units")
         write_json(self.run.progress, snap, compact=not final, fsync=final)
-        write_results(self.run, document, final=final, compact=compact)
+        write_results(self.run, document, final=final, compact=compact, row_texts=row_texts)
 
     def loop(self, stop: threading.Event) -> None:
         """The writer thread: write when something changed, coalescing bursts."""
