@@ -15,7 +15,7 @@ writes these files after every trial.
 
 from __future__ import annotations
 
-import csv
+import csv as csv_module
 import io
 import json
 import math
@@ -245,12 +245,14 @@ def _confirmation(spec, work, confirmed: dict) -> Optional[dict]:
 
 
 def write_results(run: RunDir, document: dict, final: bool = True, compact: Optional[bool] = None,
-                  row_texts: Optional[list[str]] = None) -> None:
+                  row_texts: Optional[list[str]] = None, csv: bool = True) -> None:
     """`final=False` (the chief's periodic writes during the search): compact JSON, no fsync.
-    Compact results are encoded row by row (`row_texts`: the rows' JSON made by `results_document`)."""
+    Compact results are encoded row by row (`row_texts`: the rows' JSON made by `results_document`);
+    `csv=False` leaves results.csv for a later write."""
     write_json(run.results_json, document, compact=not final if compact is None else compact, fsync=final,
                long_list="trials", items=row_texts)
-    write_atomic(run.results_csv, to_csv(document), fsync=final)
+    if csv or final:
+        write_atomic(run.results_csv, to_csv(document), fsync=final)
 
 
 def read_results(run: RunDir) -> dict:
@@ -278,7 +280,7 @@ CONFIRMED_COLUMNS = ("mean", "std", "runs", "test_mean", "test_std")
 def to_csv(document: dict) -> str:
     names = hp_names(document)
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
+    writer = csv_module.writer(buffer)
     writer.writerow(list(CSV_COLUMNS) + [f"confirmed_{c}" for c in CONFIRMED_COLUMNS] + [f"hp.{n}" for n in names])
     for row in document["trials"]:
         message = (row.get("message") or "").strip().splitlines()

@@ -34,6 +34,8 @@ from tunecluster.tuning.spec import Experiment
 log = logging.getLogger("tunecluster.chief")
 
 INDENTED_UP_TO = 300  # trials: final state files of longer searches are written compact
+CSV_EVERY_WRITE_UP_TO = 1000  # trials: a longer search's results.csv is rewritten at most every CSV_PERIOD_S
+CSV_PERIOD_S = 10.0
 
 
 class StateWriter:
@@ -48,6 +50,7 @@ class StateWriter:
         self._save_oracle_now: Optional[Callable[[], None]] = None  # the oracle's own save
         self._trial_writes: Optional[TrialWrites] = None  # trial.json files, through the journal
         self.rows_cache: dict = {}  # results.json rows of unchanged trials, between writes
+        self._csv_written = 0.0  # monotonic time of the last results.csv write
 
     def defer_oracle_saves(self, oracle) -> None:
         """Install the cheaper oracle methods with this writer taking the oracle's writes."""
@@ -149,7 +152,12 @@ class StateWriter:
         compact = not final or len(view.trials) > INDENTED_UP_TO
         write_json(self.run.work, board, compact=compact, fsync=final, long_list="units")
         write_json(self.run.progress, snap, compact=not final, fsync=final)
-        write_results(self.run, document, final=final, compact=compact, row_texts=row_texts)
+        # results.csv (rebuilt whole: ~130 ms at 10,000 trials) trails results.json on long searches
+        now = time.monotonic()
+        csv_due = final or len(view.trials) <= CSV_EVERY_WRITE_UP_TO or now - self._csv_written >= CSV_PERIOD_S
+        write_results(self.run, document, final=final, compact=compact, row_texts=row_texts, csv=csv_due)
+        if csv_due:
+            self._csv_written = now
 
     def loop(self, stop: threading.Event) -> None:
         """The writer thread: write when something changed, coalescing bursts."""
