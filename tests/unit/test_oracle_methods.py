@@ -258,5 +258,18 @@ def test_the_state_writer_keeps_up_while_handlers_add_trials(tmp_path, caplog):
         scratch = results_document(spec, chief.writer.oracle_view(), meta, False, chief.servicer.work)
         assert chief.run.results_json.read_text() == json.dumps(scratch, default=str) + "\n"
         assert json.loads(chief.run.work.read_text())["units"] == chief.servicer.work.board.to_dict()["units"]
+        # a long search's results.csv trails results.json: at most every CSV_PERIOD_S, always at the end
+        from tunecluster.cluster.chief import state_writer
+
+        state_writer.CSV_EVERY_WRITE_UP_TO = 10
+        try:
+            chief.run.results_csv.unlink()
+            chief.run.results_json.unlink()
+            chief.write_state(final=False)
+            assert chief.run.results_json.exists() and not chief.run.results_csv.exists()
+            chief.write_state(final=True)
+            assert chief.run.results_csv.read_text().count("\n") == len(chief.oracle.trials) + 1
+        finally:
+            state_writer.CSV_EVERY_WRITE_UP_TO = 1000
     finally:
         chief.stop()
