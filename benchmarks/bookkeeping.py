@@ -138,6 +138,33 @@ def analyse(document: dict, trials: int, workers: int, trial_s: float) -> dict:
     }
 
 
+def split_by_trace(document: dict, trace: Path) -> dict:
+    """Where a trial's time beyond its sleep goes, from the chief's hand-out and end (results.json,
+    1 ms resolution) and the worker's entry to and return from `run_trial` (instant_trial.py's
+    trace): hand-out -> run_trial called (the answer's way to the worker, its loop before the
+    call), inside run_trial beyond the sleep, run_trial returned -> the chief ends the trial
+    (the worker's loop after it, WorkDone's way to the chief, the chief's handling up to the end)."""
+    calls = {}
+    for path in trace.glob("*.txt"):
+        for line in path.read_text().splitlines():
+            x, entered, returned = line.split()
+            calls[int(x)] = (float(entered), float(returned))
+    before, inside, after = [], [], []
+    for t in document["trials"]:
+        call = calls.get(t["hyperparameters"].get("x"))
+        if t["status"] != "COMPLETED" or call is None:
+            continue
+        before.append(call[0] - iso_to_epoch(t["started"]))
+        inside.append(call[1] - call[0])
+        after.append(iso_to_epoch(t["ended"]) - call[1])
+
+    def ms(values):
+        return {"mean": 1000 * statistics.fmean(values), "p50": 1000 * percentile(values, 50),
+                "p99": 1000 * percentile(values, 99)} if values else None
+    return {"trials": len(before), "handout_to_run_trial": ms(before), "run_trial": ms(inside),
+            "run_trial_return_to_end": ms(after)}
+
+
 def one_run(args, work: Path) -> dict:
     from tunecluster.tuning.examples import csv_path
 
@@ -148,6 +175,8 @@ def one_run(args, work: Path) -> dict:
             "fit": {"epochs": 1, "tensorboard": False}, "cluster": {"workers": args.workers}}
     (work / "spec.yaml").write_text(json.dumps(spec))
     os.environ["INSTANT_TRIAL_SECONDS"] = str(args.trial_seconds)
+    os.environ["INSTANT_TRIAL_TRACE"] = str(work / "trace")
+    (work / "trace").mkdir()
     ideal = args.trials * args.trial_seconds / args.workers
     before = machine()
     print(f"load before: {' '.join(f'{v:.2f}' for v in before['loadavg'])}; {args.trials} trials x "
@@ -155,6 +184,7 @@ def one_run(args, work: Path) -> dict:
     sampler = ProcessSampler()
     result = run_up(["-f", "spec.yaml"], work / "run", work, timeout=max(1800.0, 4 * ideal), on_poll=sampler)
     figures = analyse(result["document"], args.trials, args.workers, args.trial_seconds)
+    figures["split_ms"] = split_by_trace(result["document"], work / "trace")
     worker_cpu = sum(v for k, v in sampler.cpu_s.items() if k.startswith("worker"))
     figures.update({
         "machine_before": before, "machine_after": machine(),
