@@ -15,9 +15,11 @@ alternated; `--repeat K` runs the same search K times and reports the median and
 Also recorded per run: trials completed, duplicated (a trial id twice, the same hyperparameters
 twice, a training run again after its lease was taken back) and lost (asked for, not completed);
 per worker its trial count, busy fraction of the span and the gaps between its trials (its last
-trial's end to its next one's start: what the chief and the worker loop cost per trial); the
+trial's end to its next one's start, both inside one WorkDone); `split_ms`, each trial's time
+beyond its sleep split at the worker's entry to and return from `run_trial` (hand-out -> call,
+return -> the chief ending it, and how many WorkDone answers came 100 ms or more late); the
 chief's CPU seconds and RSS (sampled from /proc every 0.2 s, the last sample before it exits) and
-the workers' CPU; the load average before and after.
+the workers' CPU; the load average before and after. docs/performance.md has the figures.
 
     python benchmarks/bookkeeping.py --out benchmarks/results/bookkeeping.json          # 10,000 trials (~11-15 min)
     python benchmarks/bookkeeping.py --quick --repeat 2 --out /tmp/bookkeeping.json     # 1,000 trials, twice
