@@ -63,10 +63,11 @@ def rss_mib(pid: int) -> float | None:
     return None
 
 
-def run_up(args: list[str], run_dir: Path, cwd: Path, on_trial=None, timeout: float = 1800) -> dict:
+def run_up(args: list[str], run_dir: Path, cwd: Path, on_trial=None, timeout: float = 1800, on_poll=None) -> dict:
     """Run `tunecluster up ... --dir run_dir` to the end, sampling every worker's RSS (peak) and,
-    after each newly finished trial, calling `on_trial(document, worker_pids)`. Returns wall
-    time, the start time, the peak RSS per worker and the final results document."""
+    after each newly finished trial, calling `on_trial(document, worker_pids)`; `on_poll(roles)`
+    gets cluster.json's roles (chief included) at every poll (0.2 s), without reading results.json.
+    Returns wall time, the start time, the peak RSS per worker and the final results document."""
     import subprocess
     import sys
 
@@ -86,6 +87,8 @@ def run_up(args: list[str], run_dir: Path, cwd: Path, on_trial=None, timeout: fl
             roles = json.loads((run_dir / "cluster.json").read_text())["roles"]
         except (OSError, ValueError, KeyError):
             continue
+        if on_poll is not None:
+            on_poll(roles)
         pids = {r["name"]: r["pid"] for r in roles if r["name"].startswith("worker")}
         for name, pid in pids.items():
             rss = rss_mib(pid)
