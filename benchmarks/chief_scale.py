@@ -1,0 +1,352 @@
+"""How many workers can one chief serve? The real chief against N simulated workers.
+
+The workers are the Go load generator of `benchmarks/loadgen/` (one goroutine per worker, one gRPC
+connection each, a few microseconds of CPU per call, so the figures measure the chief, not the
+clients): tunecluster's real worker protocol with the token (NextWork / WorkDone with `next`,
+heartbeats every `--heartbeat` s or the interval the chief's answers give, optional epoch
+reports), training simulated by a sleep of `--trial-seconds` (+-10 %). For each oracle (random,
+Bayesian, Hyperband over the 32 hyperparameters of the comprehensive Pima space) and trial length,
+a fresh chief (`python -m tunecluster chief`, token on, confirmation off) serves each level of
+workers (100, 300, 1,000, 3,000, 10,000) for `--duration` s; latencies and busy time count from
+`--warmup` s on; at the end every simulated training is cut short and reported, so every trial
+handed out must be COMPLETED in results.json exactly once.
+
+Recorded per run: p50/p99/max latency per RPC type, busy fraction of the workers (simulated
+training time / window) and the number of workers that ran any trial, trials started/finished
+(lost: handed out but not COMPLETED in results.json; duplicated: a unit started or finished
+twice), the chief's CPU over the window (from /proc/<pid>/stat: cores, and ms per call of all
+types together: a per-type split needs a profiler, see docs/performance.md), its peak RSS, the
+run folder's state files (sizes), and the load generator's own CPU (cores, ms per call). The
+ceiling of a series is its first level with a p99 over 200 ms, an RPC error, or a trial lost or
+duplicated; higher levels of that series are skipped (`--past-ceiling` runs them). Stock Keras
+Tuner's chief (`oracle_chief.start_server`, its own single-threaded gRPC server) runs the same
+levels with Keras Tuner's worker sequence (CreateTrial, GetTrial, UpdateTrial, EndTrial; an IDLE
+answer is asked again at once, as Keras Tuner does) until its ceiling.
+
+Build the load generator once (Go from https://go.dev, modules from the Go module proxy):
+
+    cd benchmarks/loadgen && GOFLAGS=-mod=mod go build -o loadgen .
+
+then, e.g. (the full grid takes hours; choose a subset):
+
+    python benchmarks/chief_scale.py --oracles random --levels 100,300,1000 --trial-seconds 10 \\
+        --stock-levels 100,300 --out benchmarks/results/chief_scale.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+from _common import comprehensive_space, machine, rss_mib, save, table  # noqa: E402
+
+LOADGEN_DIR = HERE / "loadgen"
+LOADGEN = LOADGEN_DIR / "loadgen"
+GO = os.environ.get("GO", "/usr/local/go/bin/go")
+CEILING_P99_MS = 200.0
+TOKEN = "chief-scale-token"
+
+KT_CHIEF = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, %(bench)r)
+    from tunecluster.kt_compat import keras_stub
+    keras_stub.install()
+    import keras_tuner as kt
+    from keras_tuner.src.distribute import oracle_chief
+    from _common import comprehensive_space
+    from tunecluster.tuning.oracles import build_oracle
+    from tunecluster.tuning.spec import TunerSpec
+    oracle = build_oracle(TunerSpec(**%(tuner)r))
+    oracle._set_project_dir(%(dir)r, "kt")
+    oracle.verbose = 0
+    oracle.update_space(comprehensive_space())
+    oracle_chief.start_server(oracle)
+""")
+
+
+def build_loadgen() -> Path:
+    """The load generator's binary, built when missing (one `go build`, modules from the proxy)."""
+    if LOADGEN.exists():
+        return LOADGEN
+    if not Path(GO).exists() and not shutil.which("go"):
+        raise SystemExit(f"chief_scale: Go is not installed (looked for {GO}); install Go or build "
+                         "benchmarks/loadgen elsewhere: cd benchmarks/loadgen && GOFLAGS=-mod=mod go build -o loadgen .")
+    go = GO if Path(GO).exists() else shutil.which("go")
+    subprocess.run([go, "build", "-o", "loadgen", "."], cwd=LOADGEN_DIR, check=True,
+                   env={**os.environ, "GOFLAGS": "-mod=mod"})
+    return LOADGEN
+
+
+def process_cpu_s(pid: int) -> float | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_listening(process: subprocess.Popen, port: int, log: Path, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the chief exited ({process.returncode}): {log.read_text()[-2000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"the chief did not listen within {timeout:.0f} s: {log.read_text()[-2000:]}")
+
+
+def tuner_section(oracle: str, hyperband_max_epochs: int) -> dict:
+    tuner = {"kind": oracle, "max_trials": 10**7}
+    if oracle == "hyperband":
+        tuner["hyperband"] = {"max_epochs": hyperband_max_epochs, "factor": 3, "hyperband_iterations": 10**4}
+    return tuner
+
+
+def start_chief(system: str, oracle: str, workers: int, folder: Path, port: int, args) -> subprocess.Popen:
+    env = {**os.environ, "KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": str(port),
+           "KERASTUNER_TUNER_ID": "chief", "TF_CPP_MIN_LOG_LEVEL": "2",
+           "PYTHONPATH": os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")])}
+    tuner = tuner_section(oracle, args.hyperband_max_epochs)
+    log = folder / "chief.log"
+    if system == "keras_tuner":
+        script = folder / "kt_chief.py"
+        script.write_text(KT_CHIEF % {"bench": str(HERE), "dir": str(folder / "run"), "tuner": tuner})
+        command = [sys.executable, str(script)]
+    else:
+        spec = folder / "spec.yaml"
+        spec.write_text(json.dumps({
+            "name": "scale", "tuner": tuner, "confirm": {"enabled": False},
+            "cluster": {"workers": workers, "heartbeat_interval": args.heartbeat,
+                        "lease_timeout": max(30.0, 3 * args.heartbeat)}}))
+        env.update({"TUNECLUSTER_SPEC": str(spec), "TUNECLUSTER_RUN_DIR": str(folder / "run"),
+                    "TUNECLUSTER_TOKEN": TOKEN})
+        command = [sys.executable, "-m", "tunecluster", "chief"]
+    (folder / "run").mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(command, env=env, cwd=str(folder), stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    try:
+        wait_listening(process, port, log)
+    except RuntimeError:
+        process.kill()
+        raise
+    return process
+
+
+class Sampler(threading.Thread):
+    """The chief's CPU seconds and RSS every half second."""
+
+    def __init__(self, pid: int):
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.samples: list[tuple[float, float | None, float | None]] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            self.samples.append((time.time(), process_cpu_s(self.pid), rss_mib(self.pid)))
+            self.done.wait(0.5)
+
+    def cpu_between(self, start: float, end: float) -> float | None:
+        inside = [(t, c) for t, c, _ in self.samples if c is not None and start <= t <= end]
+        if len(inside) < 2:
+            return None
+        return inside[-1][1] - inside[0][1], inside[-1][0] - inside[0][0]
+
+    def peak_rss(self) -> float | None:
+        values = [r for _, _, r in self.samples if r]
+        return max(values) if values else None
+
+
+def state_files(run: Path) -> dict:
+    """Sizes (bytes) of the state the chief keeps in its run folder."""
+    sizes = {name: (run / name).stat().st_size for name in ("results.json", "progress.json", "work.json", "results.csv")
+             if (run / name).exists()}
+    files = [p for p in run.rglob("*") if p.is_file()]
+    sizes["total"] = sum(p.stat().st_size for p in files)
+    sizes["files"] = len(files)
+    oracle = list(run.rglob("oracle.json"))
+    if oracle:
+        sizes["oracle.json"] = oracle[0].stat().st_size
+    return sizes
+
+
+def completed_trials(system: str, run: Path) -> tuple[dict, int]:
+    """{trial_id: status} as the chief recorded them; and how many trial ids appear twice."""
+    if system == "tunecluster":
+        document = json.loads((run / "results.json").read_text())
+        ids = [t["trial_id"] for t in document["trials"]]
+        return {t["trial_id"]: t["status"] for t in document["trials"]}, len(ids) - len(set(ids))
+    statuses = {}
+    for path in run.rglob("trial.json"):
+        state = json.loads(path.read_text())
+        statuses[state["trial_id"]] = state.get("status")
+    return statuses, 0
+
+
+def measure(system: str, oracle: str, workers: int, trial_s: float, args, base: Path, space_file: Path) -> dict:
+    folder = base / f"{system}-{oracle}-{int(trial_s)}s-{workers}"
+    folder.mkdir(parents=True)
+    load_before = list(os.getloadavg())
+    port = free_port()
+    duration = args.duration or max(60.0, 4 * trial_s)
+    ramp = min(30.0, max(2.0, workers / 200))
+    warmup = args.warmup if args.warmup is not None else min(duration / 2, trial_s + ramp)
+    chief = start_chief(system, oracle, workers, folder, port, args)
+    sampler = Sampler(chief.pid)
+    sampler.start()
+    command = [str(LOADGEN), "-addr", f"127.0.0.1:{port}", "-mode", system, "-workers", str(workers),
+               "-trial-seconds", str(trial_s), "-duration", str(duration), "-warmup", str(warmup),
+               "-ramp", str(ramp), "-heartbeat", str(args.heartbeat), "-epochs", str(args.epochs),
+               "-list-keys", "-out", str(folder / "loadgen.json")]
+    if system == "tunecluster":
+        command += ["-token", TOKEN, "-space", str(space_file)]
+    started = time.time()
+    row = {"system": system, "oracle": oracle, "workers": workers, "trial_seconds": trial_s, "duration_s": duration,
+           "warmup_s": warmup, "load_before": load_before}
+    try:
+        generator = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=(folder / "loadgen.log").open("wb"),
+                                   timeout=duration + 600)
+        if generator.returncode != 0:
+            raise RuntimeError(f"loadgen failed ({generator.returncode}): "
+                               f"{(folder / 'loadgen.log').read_text()[-2000:]}")
+        time.sleep(3.0)  # the state writer's next write
+        sampler.done.set()
+        sampler.join()
+        result = json.loads((folder / "loadgen.json").read_text())
+        window = (started + warmup, started + duration)
+        cpu = sampler.cpu_between(*window)
+        measured_calls = sum(r.get("measured", 0) for r in result["rpc"].values())
+        row["alive"] = chief.poll() is None
+    finally:
+        sampler.done.set()
+        if chief.poll() is None:
+            chief.send_signal(signal.SIGTERM)
+            try:
+                chief.wait(30)
+            except subprocess.TimeoutExpired:
+                chief.kill()
+                chief.wait()
+    run = folder / "run"
+    statuses, listed_twice = completed_trials(system, run)
+    trial_of = (lambda key: key.split("#")[0]) if system == "tunecluster" else (lambda key: key)
+    finished = {trial_of(k) for k in result.get("finished_keys", [])}
+    lost = sorted(t for t in finished if statuses.get(t) != "COMPLETED")
+    t = result["trials"]
+    duplicated = t["finished_twice"] + listed_twice + max(0, t["started_twice"] - t["revoked"] - t["refused"])
+    rpc = {name: {k: v for k, v in r.items()} for name, r in result["rpc"].items()}
+    p99 = max((r.get("p99_ms", 0.0) for r in rpc.values()), default=0.0)
+    errors = sum(r.get("errors", 0) for r in rpc.values())
+    row.update({
+        "rpc": rpc, "p99_ms_max": p99, "rpc_errors": errors,
+        "busy_fraction": result["busy_fraction"], "workers_that_ran_trials": result["workers_that_ran_trials"],
+        "per_worker": result["per_worker"], "trials": t,
+        "completed_in_results": sum(1 for s in statuses.values() if s == "COMPLETED"),
+        "running_in_results": sum(1 for s in statuses.values() if s == "RUNNING"),
+        "lost": len(lost), "lost_ids": lost[:20], "duplicated": duplicated,
+        "chief_cores": (cpu[0] / cpu[1]) if cpu else None,
+        "chief_cpu_ms_per_call": (1000 * cpu[0] * (window[1] - window[0]) / cpu[1] / measured_calls)
+        if cpu and measured_calls else None,
+        "calls_per_s": measured_calls / (window[1] - window[0]),
+        "chief_peak_rss_mib": sampler.peak_rss(), "state_files": state_files(run),
+        "loadgen_cores": result["loadgen_cores"], "loadgen_cpu_ms_per_call": result["loadgen_cpu_ms_per_call"],
+        "heartbeat_s_adopted": result.get("heartbeat_s_adopted"),
+    })
+    row["within_ceiling"] = p99 <= CEILING_P99_MS and not errors and not lost and not duplicated and row["alive"]
+    if not args.keep:
+        shutil.rmtree(folder, ignore_errors=True)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=None, help="JSON file (default benchmarks/results/chief_scale.json)")
+    parser.add_argument("--oracles", default="random,bayesian,hyperband")
+    parser.add_argument("--levels", default="100,300,1000,3000,10000", help="simulated workers, comma separated")
+    parser.add_argument("--trial-seconds", default="10,60", help="simulated trial lengths, comma separated")
+    parser.add_argument("--stock-levels", default=None,
+                        help="levels for stock Keras Tuner's chief (default: --levels; 'none' skips it)")
+    parser.add_argument("--stock-oracles", default="random", help="oracles for stock Keras Tuner's chief")
+    parser.add_argument("--duration", type=float, default=0, help="seconds per run (default max(60, 4 x trial length))")
+    parser.add_argument("--warmup", type=float, default=None,
+                        help="seconds before measuring (default: trial length + the workers' ramp)")
+    parser.add_argument("--heartbeat", type=float, default=2.0, help="workers' heartbeat interval (s)")
+    parser.add_argument("--epochs", type=int, default=0, help="epoch reports per simulated trial")
+    parser.add_argument("--hyperband-max-epochs", type=int, default=81)
+    parser.add_argument("--past-ceiling", action="store_true", help="run the levels above a series' ceiling too")
+    parser.add_argument("--keep", action="store_true", help="keep the run folders (printed)")
+    args = parser.parse_args()
+
+    build_loadgen()
+    ints = lambda text: [int(x) for x in text.split(",") if x.strip()]  # noqa: E731
+    levels = ints(args.levels)
+    stock_levels = [] if args.stock_levels == "none" else ints(args.stock_levels or args.levels)
+    lengths = [float(x) for x in args.trial_seconds.split(",")]
+    base = Path(tempfile.mkdtemp(prefix="chief-scale-"))
+    space_file = base / "space.json"
+    space_file.write_text(json.dumps(comprehensive_space().get_config()))
+    series = [("tunecluster", o, levels) for o in args.oracles.split(",") if o] + \
+             [("keras_tuner", o, stock_levels) for o in args.stock_oracles.split(",") if o and stock_levels]
+    runs, ceilings = [], {}
+    for trial_s in lengths:
+        for system, oracle, series_levels in series:
+            name = f"{system}/{oracle}/{trial_s:g}s"
+            ceilings[name] = None
+            for workers in series_levels:
+                print(f"{name}: {workers} workers (load {os.getloadavg()[0]:.2f})", flush=True)
+                try:
+                    row = measure(system, oracle, workers, trial_s, args, base, space_file)
+                except Exception as exc:  # a chief that fell over is a ceiling too
+                    row = {"system": system, "oracle": oracle, "workers": workers, "trial_seconds": trial_s,
+                           "error": f"{type(exc).__name__}: {exc}"[:2000], "within_ceiling": False}
+                runs.append(row)
+                print(json.dumps({k: row.get(k) for k in ("p99_ms_max", "busy_fraction", "lost", "duplicated",
+                                                          "chief_cores", "chief_peak_rss_mib", "loadgen_cores",
+                                                          "error")}), flush=True)
+                if not row["within_ceiling"] and ceilings[name] is None:
+                    ceilings[name] = workers
+                    if not args.past_ceiling:
+                        break
+    headers = ["system", "oracle", "trial s", "workers", "p99 ms", "busy", "ran", "done", "lost", "dup",
+               "chief cores", "chief ms/call", "RSS MiB", "gen cores", "gen ms/call"]
+    table(headers, [[r["system"], r["oracle"], r["trial_seconds"], r["workers"], r.get("p99_ms_max", "-"),
+                     r.get("busy_fraction", "-"), r.get("workers_that_ran_trials", "-"),
+                     (r.get("trials") or {}).get("finished", "-"), r.get("lost", "-"), r.get("duplicated", "-"),
+                     r.get("chief_cores") or "-", r.get("chief_cpu_ms_per_call") or "-",
+                     r.get("chief_peak_rss_mib") or "-", r.get("loadgen_cores", "-"),
+                     r.get("loadgen_cpu_ms_per_call", "-")] for r in runs])
+    print("ceilings (first level with p99 > 200 ms, an error, or a trial lost or duplicated; None: not reached):")
+    for name, level in ceilings.items():
+        print(f"  {name}: {level}")
+    save({"machine": machine(), "command": " ".join(sys.argv), "ceiling_rule": "p99 > 200 ms, RPC error, lost or duplicated",
+          "runs": runs, "ceilings": ceilings}, args.out, "chief_scale")
+    if args.keep:
+        print(f"run folders under {base}")
+    else:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
