@@ -60,6 +60,7 @@ LOADGEN = LOADGEN_DIR / "loadgen"
 GO = os.environ.get("GO", "/usr/local/go/bin/go")
 CEILING_P99_MS = 200.0
 TOKEN = "chief-scale-token"
+SPEC_MAX_WORKERS = 256  # tuning/spec.py: cluster.workers <= 256
 
 KT_CHIEF = textwrap.dedent("""
     import sys
@@ -140,7 +141,8 @@ def start_chief(system: str, oracle: str, workers: int, folder: Path, port: int,
         spec = folder / "spec.yaml"
         spec.write_text(json.dumps({
             "name": "scale", "tuner": tuner, "confirm": {"enabled": False},
-            "cluster": {"workers": workers, "heartbeat_interval": args.heartbeat,
+            # cluster.workers sizes the chief's thread pool (2 x workers + 4); the spec allows 256 at most
+            "cluster": {"workers": min(workers, SPEC_MAX_WORKERS), "heartbeat_interval": args.heartbeat,
                         "lease_timeout": max(30.0, 3 * args.heartbeat)}}))
         env.update({"TUNECLUSTER_SPEC": str(spec), "TUNECLUSTER_RUN_DIR": str(folder / "run"),
                     "TUNECLUSTER_TOKEN": TOKEN})
@@ -206,6 +208,31 @@ def completed_trials(system: str, run: Path) -> tuple[dict, int]:
     return statuses, 0
 
 
+def profile_summary(path: Path, top: int = 15) -> dict:
+    """py-spy's collapsed stacks: the share of samples per function anywhere on the stack
+    (inclusive) and as the innermost frame (self), the top `top` of each."""
+    inclusive: dict[str, int] = {}
+    own: dict[str, int] = {}
+    total = 0
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return {}
+    for line in lines:
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        frames = [f.split(" (")[0] + " " + f.rsplit("/", 1)[-1].split(":")[0] for f in stack.split(";")[1:]]
+        for name in set(frames):
+            inclusive[name] = inclusive.get(name, 0) + n
+        if frames:
+            own[frames[-1]] = own.get(frames[-1], 0) + n
+    share = lambda d: {k: round(v / total, 3) for k, v in sorted(d.items(), key=lambda kv: -kv[1])[:top]}  # noqa: E731
+    return {"samples": total, "inclusive": share(inclusive), "self": share(own)} if total else {}
+
+
 def measure(system: str, oracle: str, workers: int, trial_s: float, args, base: Path, space_file: Path) -> dict:
     folder = base / f"{system}-{oracle}-{int(trial_s)}s-{workers}"
     folder.mkdir(parents=True)
@@ -224,6 +251,17 @@ def measure(system: str, oracle: str, workers: int, trial_s: float, args, base: 
     if system == "tunecluster":
         command += ["-token", TOKEN, "-space", str(space_file)]
     started = time.time()
+    profiler = None
+    if args.py_spy and system == "tunecluster":
+        profile = folder / "profile.txt"
+
+        def start_profiler() -> None:
+            nonlocal profiler
+            profiler = subprocess.Popen([args.py_spy, "record", "--pid", str(chief.pid), "--rate", "50", "--nonblocking",
+                                         "--duration", str(int(duration - warmup)), "--format", "raw", "-o", str(profile)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        threading.Timer(warmup, start_profiler).start()
     row = {"system": system, "oracle": oracle, "workers": workers, "trial_seconds": trial_s, "duration_s": duration,
            "warmup_s": warmup, "load_before": load_before}
     try:
@@ -249,6 +287,9 @@ def measure(system: str, oracle: str, workers: int, trial_s: float, args, base: 
             except subprocess.TimeoutExpired:
                 chief.kill()
                 chief.wait()
+    if profiler is not None:
+        profiler.wait(60)
+        row["profile"] = profile_summary(folder / "profile.txt")
     run = folder / "run"
     statuses, listed_twice = completed_trials(system, run)
     trial_of = (lambda key: key.split("#")[0]) if system == "tunecluster" else (lambda key: key)
@@ -296,6 +337,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=0, help="epoch reports per simulated trial")
     parser.add_argument("--hyperband-max-epochs", type=int, default=81)
     parser.add_argument("--past-ceiling", action="store_true", help="run the levels above a series' ceiling too")
+    parser.add_argument("--py-spy", default=None, metavar="PATH",
+                        help="profile the chief over each run's window with this py-spy binary (pip install py-spy)")
     parser.add_argument("--keep", action="store_true", help="keep the run folders (printed)")
     args = parser.parse_args()
 

@@ -174,6 +174,7 @@ func (w *tcWorker) runUnit(unit map[string]any, stopAt, hardStop time.Time) map[
 	begun := time.Now()
 	outcome := "done"
 	ran := 0
+	var curve []map[string]any // every epoch's metrics, as the real worker's result carries its history
 	for e := 0; e < epochs && outcome == "done"; e++ {
 		end := begun.Add(time.Duration(float64(e+1) / float64(epochs) * length * float64(time.Second)))
 		var limit time.Time = hardStop
@@ -194,8 +195,9 @@ func (w *tcWorker) runUnit(unit map[string]any, stopAt, hardStop time.Time) map[
 		}
 		ran = e + 1
 		metrics := map[string]any{"loss": 1 - final*float64(e+1)/float64(epochs), "val_accuracy": final * (0.9 + 0.1*float64(e+1)/float64(epochs))}
+		curve = append(curve, metrics)
 		if w.cfg.Epochs > 0 {
-			w.beat.recordEpoch(key, e, metrics)
+			w.beat.recordEpoch(key, e+1, metrics) // 1-based, as worker/callbacks.py's ProgressReport
 		}
 		w.beat.report(map[string]any{"epoch": e + 1, "epochs": epochs, "metrics": metrics})
 		if cut {
@@ -217,7 +219,7 @@ func (w *tcWorker) runUnit(unit map[string]any, stopAt, hardStop time.Time) map[
 	}
 	acc := map[string]any{"val_accuracy": final, "val_loss": 1 - final}
 	result := map[string]any{"values": values, "best": acc, "last": acc, "best_epoch": ran - 1, "last_epoch": ran - 1,
-		"epochs": ran, "degenerate": false, "weights": nil, "duration_s": time.Since(begun).Seconds(),
+		"epochs": ran, "curve": curve, "degenerate": false, "weights": nil, "duration_s": time.Since(begun).Seconds(),
 		"timing": map[string]any{"build_s": 0.0, "fit_s": time.Since(begun).Seconds(), "check_s": 0.0, "save_s": 0.0}}
 	wantNext := (stopAt.IsZero() || time.Now().Before(stopAt)) && time.Now().Before(hardStop)
 	var reply map[string]any
