@@ -8,6 +8,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"google.golang.org/grpc/status"
 )
 
 // Recorder keeps every call's latency by RPC type (only calls that start inside the measured
@@ -16,13 +18,15 @@ type Recorder struct {
 	mu          sync.Mutex
 	lat         map[string][]float64 // seconds
 	errors      map[string]int
-	calls       map[string]int // every call, measured window or not
+	codes       map[string]map[string]int // errors by gRPC status code
+	calls       map[string]int            // every call, measured window or not
 	measureFrom time.Time
 	measureTo   time.Time
 }
 
 func NewRecorder() *Recorder {
-	return &Recorder{lat: map[string][]float64{}, errors: map[string]int{}, calls: map[string]int{}}
+	return &Recorder{lat: map[string][]float64{}, errors: map[string]int{}, calls: map[string]int{},
+		codes: map[string]map[string]int{}}
 }
 
 func (r *Recorder) Add(method string, started time.Time, took time.Duration, err error) {
@@ -31,6 +35,10 @@ func (r *Recorder) Add(method string, started time.Time, took time.Duration, err
 	r.calls[method]++
 	if err != nil {
 		r.errors[method]++
+		if r.codes[method] == nil {
+			r.codes[method] = map[string]int{}
+		}
+		r.codes[method][status.Code(err).String()]++
 	}
 	if !started.Before(r.measureFrom) && started.Before(r.measureTo) {
 		r.lat[method] = append(r.lat[method], took.Seconds())
@@ -54,6 +62,9 @@ func (r *Recorder) Summary() map[string]map[string]any {
 		values := append([]float64(nil), r.lat[method]...)
 		sort.Float64s(values)
 		row := map[string]any{"calls": calls, "measured": len(values), "errors": r.errors[method]}
+		if len(r.codes[method]) > 0 {
+			row["error_codes"] = r.codes[method]
+		}
 		if len(values) > 0 {
 			row["p50_ms"] = percentile(values, 50) * 1000
 			row["p99_ms"] = percentile(values, 99) * 1000
