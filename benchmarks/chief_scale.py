@@ -18,7 +18,9 @@ twice), the chief's CPU over the window (from /proc/<pid>/stat: cores, and ms pe
 types together: a per-type split needs a profiler, see docs/performance.md), its peak RSS, the
 run folder's state files (sizes), and the load generator's own CPU (cores, ms per call). The
 ceiling of a series is its first level with a p99 over 200 ms, an RPC error, or a trial lost or
-duplicated; higher levels of that series are skipped (`--past-ceiling` runs them). Stock Keras
+duplicated (with `--repeats k`, each level runs k times with the systems alternating, and the
+median p99 decides; `medians` in the JSON gives each figure's median and spread); higher levels
+of that series are skipped (`--past-ceiling` runs them). Stock Keras
 Tuner's chief (`oracle_chief.start_server`, its own single-threaded gRPC server) runs the same
 levels with Keras Tuner's worker sequence (CreateTrial, GetTrial, UpdateTrial, EndTrial; an IDLE
 answer is asked again at once, as Keras Tuner does) until its ceiling.
@@ -321,6 +323,31 @@ def measure(system: str, oracle: str, workers: int, trial_s: float, args, base: 
     return row
 
 
+def median(values: list) -> float:
+    ordered = sorted(v for v in values if v is not None)
+    return ordered[len(ordered) // 2] if ordered else float("nan")
+
+
+def summarize_repeats(runs: list[dict]) -> list[dict]:
+    """Per system, oracle, trial length and level: the median of its repeats and their spread."""
+    groups: dict[tuple, list] = {}
+    for row in runs:
+        groups.setdefault((row["system"], row["oracle"], row["trial_seconds"], row["workers"]), []).append(row)
+    out = []
+    for (system, oracle, trial_s, workers), rows in groups.items():
+        summary = {"system": system, "oracle": oracle, "trial_seconds": trial_s, "workers": workers, "runs": len(rows),
+                   "load_before": [r.get("load_before", [None])[0] for r in rows],
+                   "lost": sum(r.get("lost") or 0 for r in rows), "duplicated": sum(r.get("duplicated") or 0 for r in rows),
+                   "errors": [r["error"] for r in rows if r.get("error")]}
+        for key in ("p99_ms_max", "busy_fraction", "chief_cores", "chief_cpu_ms_per_call", "chief_peak_rss_mib",
+                    "loadgen_cores", "loadgen_cpu_ms_per_call"):
+            values = [r.get(key) for r in rows if r.get(key) is not None]
+            summary[key] = median(values) if values else None
+            summary[key + "_spread"] = [min(values), max(values)] if values else None
+        out.append(summary)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=None, help="JSON file (default benchmarks/results/chief_scale.json)")
@@ -336,6 +363,8 @@ def main() -> None:
     parser.add_argument("--heartbeat", type=float, default=2.0, help="workers' heartbeat interval (s)")
     parser.add_argument("--epochs", type=int, default=0, help="epoch reports per simulated trial")
     parser.add_argument("--hyperband-max-epochs", type=int, default=81)
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="runs per level, the systems alternating; the median decides the ceiling (3 on a shared machine)")
     parser.add_argument("--past-ceiling", action="store_true", help="run the levels above a series' ceiling too")
     parser.add_argument("--py-spy", default=None, metavar="PATH",
                         help="profile the chief over each run's window with this py-spy binary (pip install py-spy)")
@@ -353,38 +382,50 @@ def main() -> None:
     series = [("tunecluster", o, levels) for o in args.oracles.split(",") if o] + \
              [("keras_tuner", o, stock_levels) for o in args.stock_oracles.split(",") if o and stock_levels]
     runs, ceilings = [], {}
+    stopped: set[str] = set()  # series past their ceiling
     for trial_s in lengths:
-        for system, oracle, series_levels in series:
-            name = f"{system}/{oracle}/{trial_s:g}s"
-            ceilings[name] = None
-            for workers in series_levels:
-                print(f"{name}: {workers} workers (load {os.getloadavg()[0]:.2f})", flush=True)
-                try:
-                    row = measure(system, oracle, workers, trial_s, args, base, space_file)
-                except Exception as exc:  # a chief that fell over is a ceiling too
-                    row = {"system": system, "oracle": oracle, "workers": workers, "trial_seconds": trial_s,
-                           "error": f"{type(exc).__name__}: {exc}"[:2000], "within_ceiling": False}
-                runs.append(row)
-                print(json.dumps({k: row.get(k) for k in ("p99_ms_max", "busy_fraction", "lost", "duplicated",
-                                                          "chief_cores", "chief_peak_rss_mib", "loadgen_cores",
-                                                          "error")}), flush=True)
-                if not row["within_ceiling"] and ceilings[name] is None:
+        names = {(system, oracle): f"{system}/{oracle}/{trial_s:g}s" for system, oracle, _ in series}
+        ceilings.update({name: None for name in names.values()})
+        for workers in sorted({w for _, _, ls in series for w in ls}):
+            level_rows: dict[str, list] = {}
+            for repeat in range(args.repeats):  # the systems alternate within each repeat
+                for system, oracle, series_levels in series:
+                    name = names[(system, oracle)]
+                    if workers not in series_levels or name in stopped:
+                        continue
+                    print(f"{name}: {workers} workers, run {repeat + 1}/{args.repeats} "
+                          f"(load {os.getloadavg()[0]:.2f})", flush=True)
+                    try:
+                        row = measure(system, oracle, workers, trial_s, args, base, space_file)
+                    except Exception as exc:  # a chief that fell over is a ceiling too
+                        row = {"system": system, "oracle": oracle, "workers": workers, "trial_seconds": trial_s,
+                               "error": f"{type(exc).__name__}: {exc}"[:2000], "within_ceiling": False}
+                    row["repeat"] = repeat
+                    runs.append(row)
+                    level_rows.setdefault(name, []).append(row)
+                    print(json.dumps({k: row.get(k) for k in ("p99_ms_max", "busy_fraction", "lost", "duplicated",
+                                                              "chief_cores", "chief_peak_rss_mib", "loadgen_cores",
+                                                              "error")}), flush=True)
+            for name, rows in level_rows.items():
+                over = median([r.get("p99_ms_max", float("inf")) for r in rows]) > CEILING_P99_MS
+                broken = any(r.get("error") or r.get("rpc_errors") or r.get("lost") or r.get("duplicated") or not r.get("alive")
+                             for r in rows)
+                if (over or broken) and ceilings[name] is None:
                     ceilings[name] = workers
                     if not args.past_ceiling:
-                        break
-    headers = ["system", "oracle", "trial s", "workers", "p99 ms", "busy", "ran", "done", "lost", "dup",
+                        stopped.add(name)
+    medians = summarize_repeats(runs)
+    headers = ["system", "oracle", "trial s", "workers", "runs", "p99 ms", "busy", "lost", "dup",
                "chief cores", "chief ms/call", "RSS MiB", "gen cores", "gen ms/call"]
-    table(headers, [[r["system"], r["oracle"], r["trial_seconds"], r["workers"], r.get("p99_ms_max", "-"),
-                     r.get("busy_fraction", "-"), r.get("workers_that_ran_trials", "-"),
-                     (r.get("trials") or {}).get("finished", "-"), r.get("lost", "-"), r.get("duplicated", "-"),
-                     r.get("chief_cores") or "-", r.get("chief_cpu_ms_per_call") or "-",
-                     r.get("chief_peak_rss_mib") or "-", r.get("loadgen_cores", "-"),
-                     r.get("loadgen_cpu_ms_per_call", "-")] for r in runs])
+    table(headers, [[m["system"], m["oracle"], m["trial_seconds"], m["workers"], m["runs"], m["p99_ms_max"] or "-",
+                     m["busy_fraction"] or "-", m["lost"], m["duplicated"], m["chief_cores"] or "-",
+                     m["chief_cpu_ms_per_call"] or "-", m["chief_peak_rss_mib"] or "-", m["loadgen_cores"] or "-",
+                     m["loadgen_cpu_ms_per_call"] or "-"] for m in medians])
     print("ceilings (first level with p99 > 200 ms, an error, or a trial lost or duplicated; None: not reached):")
     for name, level in ceilings.items():
         print(f"  {name}: {level}")
     save({"machine": machine(), "command": " ".join(sys.argv), "ceiling_rule": "p99 > 200 ms, RPC error, lost or duplicated",
-          "runs": runs, "ceilings": ceilings}, args.out, "chief_scale")
+          "medians": medians, "runs": runs, "ceilings": ceilings}, args.out, "chief_scale")
     if args.keep:
         print(f"run folders under {base}")
     else:
