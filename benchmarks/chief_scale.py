@@ -14,7 +14,8 @@ handed out must be COMPLETED in results.json exactly once.
 Recorded per run: p50/p99/max latency per RPC type, busy fraction of the workers (simulated
 training time / window) and the number of workers that ran any trial, trials started/finished
 (lost: handed out but not COMPLETED in results.json; duplicated: a unit started or finished
-twice), the chief's CPU over the window (from /proc/<pid>/stat: cores, and ms per call of all
+twice), the chief's CPU over the window (from /proc/<pid>/stat, with its child processes such as
+the Bayesian oracle's model process: cores, and ms per call of all
 types together: a per-type split needs a profiler, see docs/performance.md), its peak RSS, the
 run folder's state files (sizes), and the load generator's own CPU (cores, ms per call). The
 ceiling of a series is its first level with a p99 over 200 ms, an RPC error, or a trial lost or
@@ -95,14 +96,6 @@ def build_loadgen() -> Path:
     return LOADGEN
 
 
-def process_cpu_s(pid: int) -> float | None:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -159,8 +152,32 @@ def start_chief(system: str, oracle: str, workers: int, folder: Path, port: int,
     return process
 
 
+def tree_cpu_s(pid: int) -> float | None:
+    """CPU seconds of a process and its descendants (the Bayesian oracle fits its model in a child
+    process of the chief)."""
+    parents: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(fields[1])
+        cpu[int(entry.name)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    if pid not in cpu:
+        return None
+    total, frontier = 0.0, [pid]
+    while frontier:
+        current = frontier.pop()
+        total += cpu.get(current, 0.0)
+        frontier.extend(child for child, parent in parents.items() if parent == current)
+    return total
+
+
 class Sampler(threading.Thread):
-    """The chief's CPU seconds and RSS every half second."""
+    """The chief's CPU seconds (with its child processes) and RSS every half second."""
 
     def __init__(self, pid: int):
         super().__init__(daemon=True)
@@ -170,7 +187,7 @@ class Sampler(threading.Thread):
 
     def run(self) -> None:
         while not self.done.is_set():
-            self.samples.append((time.time(), process_cpu_s(self.pid), rss_mib(self.pid)))
+            self.samples.append((time.time(), tree_cpu_s(self.pid), rss_mib(self.pid)))
             self.done.wait(0.5)
 
     def cpu_between(self, start: float, end: float) -> float | None:

@@ -75,7 +75,7 @@ func main() {
 	flag.Float64Var(&maxDuration, "max-duration", 3600, "give up after this many seconds in any case")
 	flag.Float64Var(&warmup, "warmup", 0, "latencies and busy time are measured from this many seconds on")
 	flag.Float64Var(&ramp, "ramp", 5, "workers start spread over this many seconds")
-	flag.Float64Var(&timeout, "rpc-timeout", 60, "deadline of each call (s)")
+	flag.Float64Var(&timeout, "rpc-timeout", 10, "deadline of each call (s; a real worker's control calls: 10)")
 	flag.StringVar(&cfg.SpaceFile, "space", "", "a JSON file of Keras Tuner's hyperparameters config, sent with SetSpace first")
 	flag.StringVar(&cfg.Out, "out", "", "write the JSON document here too")
 	flag.BoolVar(&cfg.ListKeys, "list-keys", false, "include the finished work keys (trial ids) in the document")
@@ -232,6 +232,7 @@ func summarize(cfg *Config, rec *Recorder, keys *Keys, workers []simulated, wind
 		total.Started += s.Started
 		total.Finished += s.Finished
 		total.Refused += s.Refused
+		total.RefusedAfterTimeout += s.RefusedAfterTimeout
 		total.Revoked += s.Revoked
 		total.Stopped += s.Stopped
 		total.BusyS += s.BusyS
@@ -273,7 +274,7 @@ func summarize(cfg *Config, rec *Recorder, keys *Keys, workers []simulated, wind
 		"rpc": rec.Summary(), "calls": calls,
 		"loadgen_cpu_s": cpu, "loadgen_cpu_ms_per_call": 1000 * cpu / math.Max(1, float64(calls)),
 		"loadgen_cores": cpu / math.Max(wall, 1e-9),
-		"trials": map[string]any{"started": total.Started, "finished": total.Finished, "refused": total.Refused,
+		"trials": map[string]any{"started": total.Started, "finished": total.Finished, "refused": total.Refused, "refused_after_timeout": total.RefusedAfterTimeout,
 			"revoked": total.Revoked, "stopped_early": total.Stopped, "distinct_started": len(keys.started),
 			"started_twice": startedTwice, "finished_twice": finishedTwice, "never_finished": unfinished},
 		"busy_fraction": busy, "workers_that_ran_trials": ranTrials,

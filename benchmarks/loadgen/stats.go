@@ -87,13 +87,15 @@ func (r *Recorder) TotalCalls() int {
 
 // WorkerStats: what one simulated worker did.
 type WorkerStats struct {
-	Started  int     `json:"started"`
-	Finished int     `json:"finished"` // results the chief accepted
-	Refused  int     `json:"refused"`  // results the chief refused (lease lost)
-	Revoked  int     `json:"revoked"`  // trainings the chief took back by a heartbeat answer
-	Stopped  int     `json:"stopped_early"`
-	BusyS    float64 `json:"busy_s"` // simulated training time inside the measured window
-	IdleS    float64 `json:"idle_s"` // measured window minus busy
+	Started  int `json:"started"`
+	Finished int `json:"finished"` // results the chief accepted
+	Refused  int `json:"refused"`  // results the chief refused (lease lost)
+	// a retry refused after an attempt ran past its deadline (the chief took that attempt)
+	RefusedAfterTimeout int     `json:"refused_after_timeout"`
+	Revoked             int     `json:"revoked"` // trainings the chief took back by a heartbeat answer
+	Stopped             int     `json:"stopped_early"`
+	BusyS               float64 `json:"busy_s"` // simulated training time inside the measured window
+	IdleS               float64 `json:"idle_s"` // measured window minus busy
 }
 
 // busyIn: the part of [from, to) that lies in the measured window.

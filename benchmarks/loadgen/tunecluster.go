@@ -15,7 +15,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 )
 
 const controlService = "/tunecluster.Control/"
@@ -223,11 +225,15 @@ func (w *tcWorker) runUnit(unit map[string]any, stopAt, hardStop time.Time) map[
 		"timing": map[string]any{"build_s": 0.0, "fit_s": time.Since(begun).Seconds(), "check_s": 0.0, "save_s": 0.0}}
 	wantNext := (stopAt.IsZero() || time.Now().Before(stopAt)) && time.Now().Before(hardStop)
 	var reply map[string]any
+	timedOut := false // an attempt ran past its deadline: the chief may have taken that one
 	for attempt := 0; ; attempt++ {
 		r, err := w.call("WorkDone", map[string]any{"tuner_id": w.id, "key": key, "ok": true, "result": result, "next": wantNext})
 		if err == nil {
 			reply = r
 			break
+		}
+		if status.Code(err) == codes.DeadlineExceeded {
+			timedOut = true
 		}
 		if attempt >= 5 {
 			w.logf("%s: WorkDone of %s failed: %v", w.id, key, err)
@@ -237,6 +243,11 @@ func (w *tcWorker) runUnit(unit map[string]any, stopAt, hardStop time.Time) map[
 	}
 	if accepted, _ := reply["accepted"].(bool); accepted {
 		w.stats.Finished++
+		w.keys.Finish(key)
+	} else if timedOut {
+		// worker/chief_link.py retries a WorkDone past its deadline; the chief took the first one
+		// (the answer waited for the next trial's suggestion) and refuses the retry
+		w.stats.RefusedAfterTimeout++
 		w.keys.Finish(key)
 	} else {
 		w.stats.Refused++
