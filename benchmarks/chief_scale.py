@@ -13,10 +13,12 @@ handed out must be COMPLETED in results.json exactly once.
 
 Recorded per run: p50/p99/max latency per RPC type, busy fraction of the workers (simulated
 training time / window) and the number of workers that ran any trial, trials started/finished
-(lost: handed out but not COMPLETED in results.json; duplicated: a unit started or finished
-twice), the chief's CPU over the window (from /proc/<pid>/stat, with its child processes such as
-the Bayesian oracle's model process: cores, and ms per call of all
-types together: a per-type split needs a profiler, see docs/performance.md), its peak RSS, the
+(lost: trained or reported by a worker but neither COMPLETED in results.json nor still RUNNING
+there; duplicated: a result taken twice, a trial listed twice, or a unit trained by two workers
+other than after a lease the chief took back; a retry after a lost answer, same worker, is not
+one), the chief's CPU over the window (from /proc/<pid>/stat, with its child processes such as
+the Bayesian oracle's model process: cores, and ms per call of all types together; by type only
+as a py-spy profile's shares, `--py-spy`), its peak RSS, the
 run folder's state files (sizes), and the load generator's own CPU (cores, ms per call). The
 ceiling of a series is its first level with a p99 over 200 ms, an RPC error, or a trial lost or
 duplicated (with `--repeats k`, each level runs k times with the systems alternating, and the
@@ -312,9 +314,14 @@ def measure(system: str, oracle: str, workers: int, trial_s: float, args, base: 
     run = folder / "run"
     statuses, listed_twice = completed_trials(system, run)
     trial_of = (lambda key: key.split("#")[0]) if system == "tunecluster" else (lambda key: key)
-    finished = {trial_of(k) for k in result.get("finished_keys", [])}
-    lost = sorted(t for t in finished if statuses.get(t) != "COMPLETED")
+    # lost: a trial some worker trained (or reported) that the chief neither COMPLETED nor still
+    # holds as RUNNING (a unit whose result never got through goes back to the queue after its lease)
+    trained = {trial_of(k) for k in result.get("started_keys", []) + result.get("finished_keys", [])}
+    lost = sorted(t for t in trained if statuses.get(t) not in ("COMPLETED", "RUNNING"))
+    unfinished_at_end = sum(1 for t in trained if statuses.get(t) == "RUNNING")
     t = result["trials"]
+    # duplicated: a result taken twice, a trial listed twice, or a unit trained by two workers
+    # other than after a lease the chief took back (revoked by a heartbeat, or a refused result)
     duplicated = t["finished_twice"] + listed_twice + max(0, t["started_twice"] - t["revoked"] - t["refused"])
     rpc = {name: {k: v for k, v in r.items()} for name, r in result["rpc"].items()}
     p99 = max((r.get("p99_ms", 0.0) for r in rpc.values()), default=0.0)
@@ -325,7 +332,7 @@ def measure(system: str, oracle: str, workers: int, trial_s: float, args, base: 
         "per_worker": result["per_worker"], "trials": t,
         "completed_in_results": sum(1 for s in statuses.values() if s == "COMPLETED"),
         "running_in_results": sum(1 for s in statuses.values() if s == "RUNNING"),
-        "lost": len(lost), "lost_ids": lost[:20], "duplicated": duplicated,
+        "lost": len(lost), "lost_ids": lost[:20], "duplicated": duplicated, "trained_unfinished_at_end": unfinished_at_end,
         "chief_cores": (cpu[0] / cpu[1]) if cpu else None,
         "chief_cpu_ms_per_call": (1000 * cpu[0] * (window[1] - window[0]) / cpu[1] / measured_calls)
         if cpu and measured_calls else None,

@@ -145,7 +145,7 @@ func (w *ktWorker) run(stopAt, hardStop time.Time) {
 			}
 			continue
 		}
-		w.keys.Start(id)
+		w.keys.Start(id, w.id)
 		w.stats.Started++
 		length := w.cfg.TrialSeconds * (1 + w.cfg.Jitter*(2*w.rng.Float64()-1))
 		begun := time.Now()

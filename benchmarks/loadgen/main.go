@@ -244,11 +244,17 @@ func summarize(cfg *Config, rec *Recorder, keys *Keys, workers []simulated, wind
 		}
 	}
 	keys.mu.Lock()
-	startedTwice, finishedTwice, unfinished := 0, 0, 0
-	var finishedKeys []string
-	for key, n := range keys.started {
-		if n > 1 {
-			startedTwice++
+	startedTwice, sameWorkerAgain, finishedTwice, unfinished := 0, 0, 0, 0
+	var finishedKeys, startedKeys []string
+	for key, by := range keys.started {
+		startedKeys = append(startedKeys, key)
+		if len(by) > 1 {
+			startedTwice++ // by two workers
+		}
+		for _, n := range by {
+			if n > 1 {
+				sameWorkerAgain++
+			}
 		}
 		if keys.finished[key] == 0 {
 			unfinished++
@@ -261,6 +267,7 @@ func summarize(cfg *Config, rec *Recorder, keys *Keys, workers []simulated, wind
 		finishedKeys = append(finishedKeys, key)
 	}
 	keys.mu.Unlock()
+	sort.Strings(startedKeys)
 	sort.Strings(finishedKeys)
 	calls := rec.TotalCalls()
 	busy := 0.0
@@ -276,13 +283,14 @@ func summarize(cfg *Config, rec *Recorder, keys *Keys, workers []simulated, wind
 		"loadgen_cores": cpu / math.Max(wall, 1e-9),
 		"trials": map[string]any{"started": total.Started, "finished": total.Finished, "refused": total.Refused, "refused_after_timeout": total.RefusedAfterTimeout,
 			"revoked": total.Revoked, "stopped_early": total.Stopped, "distinct_started": len(keys.started),
-			"started_twice": startedTwice, "finished_twice": finishedTwice, "never_finished": unfinished},
+			"started_twice": startedTwice, "same_worker_again": sameWorkerAgain, "finished_twice": finishedTwice, "never_finished": unfinished},
 		"busy_fraction": busy, "workers_that_ran_trials": ranTrials,
 		"per_worker": map[string]any{"started": spread(started), "finished": spread(finished), "idle_s": spread(idle),
 			"busy_fraction": spread(busyFrac)},
 	}
 	if cfg.ListKeys {
 		doc["finished_keys"] = finishedKeys
+		doc["started_keys"] = startedKeys
 	}
 	if cfg.PerWorker {
 		doc["workers_detail"] = perWorker

@@ -112,18 +112,23 @@ func (r *Recorder) busyIn(from, to time.Time) float64 {
 	return to.Sub(from).Seconds()
 }
 
-// Keys: which work units (trials) were handed out and finished, to find duplicates.
+// Keys: which work units (trials) were handed out, to whom, and finished, to find duplicates.
+// A worker that gets the same unit again (its first answer was lost to a deadline and the
+// chief handed the unit out again on the retry) is not a duplicate; two workers are.
 type Keys struct {
 	mu       sync.Mutex
-	started  map[string]int
+	started  map[string]map[string]int // key -> worker -> starts
 	finished map[string]int
 }
 
-func NewKeys() *Keys { return &Keys{started: map[string]int{}, finished: map[string]int{}} }
+func NewKeys() *Keys { return &Keys{started: map[string]map[string]int{}, finished: map[string]int{}} }
 
-func (k *Keys) Start(key string) {
+func (k *Keys) Start(key, worker string) {
 	k.mu.Lock()
-	k.started[key]++
+	if k.started[key] == nil {
+		k.started[key] = map[string]int{}
+	}
+	k.started[key][worker]++
 	k.mu.Unlock()
 }
 

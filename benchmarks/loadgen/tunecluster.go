@@ -162,7 +162,7 @@ func (w *tcWorker) runUnit(unit map[string]any, stopAt, hardStop time.Time) map[
 	if hps, ok := trial["hyperparameters"].(map[string]any); ok {
 		values = hps["values"]
 	}
-	w.keys.Start(key)
+	w.keys.Start(key, w.id)
 	w.stats.Started++
 	w.beat.setUnit(key)
 	w.beat.report(map[string]any{"state": "running", "trial": trialID, "work": key, "execution": unit["index"],
@@ -232,7 +232,7 @@ func (w *tcWorker) runUnit(unit map[string]any, stopAt, hardStop time.Time) map[
 			reply = r
 			break
 		}
-		if status.Code(err) == codes.DeadlineExceeded {
+		if code := status.Code(err); code == codes.DeadlineExceeded || code == codes.Canceled {
 			timedOut = true
 		}
 		if attempt >= 5 {
