@@ -187,10 +187,21 @@ func (w *tcWorker) runUnit(unit map[string]any, stopAt, hardStop time.Time) map[
 		if end.After(limit) {
 			end, cut = limit, true
 		}
-		select {
-		case <-time.After(time.Until(end)):
-		case why := <-w.beat.interrupt:
-			outcome = why
+		timer := time.NewTimer(time.Until(end))
+	wait:
+		for {
+			select {
+			case <-timer.C:
+				break wait
+			case note := <-w.beat.interrupt:
+				// only an answer about this unit: a beat sent before the previous unit's
+				// WorkDone may come back "revoked" for that one after this one started
+				if note.key == key {
+					outcome = note.why
+					timer.Stop()
+					break wait
+				}
+			}
 		}
 		if outcome != "done" {
 			break
@@ -258,6 +269,13 @@ func (w *tcWorker) runUnit(unit map[string]any, stopAt, hardStop time.Time) map[
 }
 
 // --- the heartbeat (worker/heartbeat.py) ------------------------------------------------------
+
+// interruption: a heartbeat answer that names a unit: revoked (its lease was lost) or stop
+// (early stopping).
+type interruption struct {
+	key, why string
+}
+
 type heartbeat struct {
 	w         *tcWorker
 	mu        sync.Mutex
@@ -269,7 +287,7 @@ type heartbeat struct {
 	wake      chan struct{}
 	done      chan struct{}
 	finished  chan struct{}
-	interrupt chan string
+	interrupt chan interruption
 	adopted   float64 // an interval the chief told (heartbeat_s), 0 if none
 }
 
@@ -280,7 +298,7 @@ func newHeartbeat(w *tcWorker, interval time.Duration) *heartbeat {
 	}
 	return &heartbeat{w: w, state: map[string]any{"tuner_id": w.id, "state": "starting"}, interval: interval,
 		minGap: gap, wake: make(chan struct{}, 1), done: make(chan struct{}), finished: make(chan struct{}),
-		interrupt: make(chan string, 1)}
+		interrupt: make(chan interruption, 4)}
 }
 
 func (h *heartbeat) report(fields map[string]any) {
@@ -303,9 +321,12 @@ func (h *heartbeat) setUnit(key string) {
 	h.mu.Lock()
 	h.unit = key
 	h.mu.Unlock()
-	select { // an interruption meant for the previous unit
-	case <-h.interrupt:
-	default:
+	for drained := false; !drained; { // interruptions meant for the previous unit
+		select {
+		case <-h.interrupt:
+		default:
+			drained = true
+		}
 	}
 }
 
@@ -358,7 +379,7 @@ func (h *heartbeat) sendOnce() {
 	}
 	if why != "" {
 		select {
-		case h.interrupt <- why:
+		case h.interrupt <- interruption{key: unit, why: why}:
 		default:
 		}
 	}
