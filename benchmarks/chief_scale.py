@@ -127,7 +127,7 @@ def tuner_section(oracle: str, hyperband_max_epochs: int) -> dict:
 def start_chief(system: str, oracle: str, workers: int, folder: Path, port: int, args) -> subprocess.Popen:
     env = {**os.environ, "KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": str(port),
            "KERASTUNER_TUNER_ID": "chief", "TF_CPP_MIN_LOG_LEVEL": "2",
-           "PYTHONPATH": os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")])}
+           "PYTHONPATH": os.pathsep.join([str(args.chief_pythonpath or HERE.parent), os.environ.get("PYTHONPATH", "")])}
     tuner = tuner_section(oracle, args.hyperband_max_epochs)
     log = folder / "chief.log"
     if system == "keras_tuner":
@@ -372,6 +372,15 @@ def summarize_repeats(runs: list[dict]) -> list[dict]:
     return out
 
 
+def chief_code(folder: Path | None) -> dict:
+    """Which tunecluster the chief ran: the folder and, for this checkout, its commit."""
+    if folder is not None:
+        marker = Path(folder) / "COMMIT"
+        return {"pythonpath": str(folder), "commit": marker.read_text().strip() if marker.exists() else None}
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=HERE, capture_output=True, text=True).stdout.strip()
+    return {"pythonpath": str(HERE.parent), "commit": commit or None}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=None, help="JSON file (default benchmarks/results/chief_scale.json)")
@@ -392,6 +401,9 @@ def main() -> None:
     parser.add_argument("--past-ceiling", action="store_true", help="run the levels above a series' ceiling too")
     parser.add_argument("--py-spy", default=None, metavar="PATH",
                         help="profile the chief over each run's window with this py-spy binary (pip install py-spy)")
+    parser.add_argument("--chief-pythonpath", type=Path, default=None, metavar="DIR",
+                        help="run the chief from the tunecluster package under DIR (another version, e.g. "
+                             "`git archive main tunecluster | tar -x -C DIR`); default this checkout")
     parser.add_argument("--keep", action="store_true", help="keep the run folders (printed)")
     args = parser.parse_args()
 
@@ -448,7 +460,8 @@ def main() -> None:
     print("ceilings (first level with p99 > 200 ms, an error, or a trial lost or duplicated; None: not reached):")
     for name, level in ceilings.items():
         print(f"  {name}: {level}")
-    save({"machine": machine(), "command": " ".join(sys.argv), "ceiling_rule": "p99 > 200 ms, RPC error, lost or duplicated",
+    save({"machine": machine(), "command": " ".join(sys.argv), "chief_code": chief_code(args.chief_pythonpath),
+          "ceiling_rule": "p99 > 200 ms, RPC error, lost or duplicated",
           "medians": medians, "runs": runs, "ceilings": ceilings}, args.out, "chief_scale")
     if args.keep:
         print(f"run folders under {base}")
