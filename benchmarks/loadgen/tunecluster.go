@@ -3,7 +3,8 @@ package main
 // One simulated tunecluster worker: the sequence of tunecluster/cluster/worker/tuner.py
 // (NextWork, or the next unit carried by WorkDone's answer; IDLE back-off 50 ms doubling to
 // idle-backoff-max) with the heartbeat thread of worker/heartbeat.py (a beat soon after each
-// change, at most one per 0.25 s, else every interval; epoch reports ride on the beats).
+// change, at most one per 0.25 s, else every interval; epoch reports ride on the beats; paced by the
+// chief's heartbeat_s: at most one beat per interval).
 
 import (
 	"context"
@@ -277,18 +278,19 @@ type interruption struct {
 }
 
 type heartbeat struct {
-	w         *tcWorker
-	mu        sync.Mutex
-	state     map[string]any
-	epochs    []map[string]any
-	unit      string // the running unit, to route "revoked" / "stop" to it
-	interval  time.Duration
-	minGap    time.Duration
-	wake      chan struct{}
-	done      chan struct{}
-	finished  chan struct{}
-	interrupt chan interruption
-	adopted   float64 // an interval the chief told (heartbeat_s), 0 if none
+	w                     *tcWorker
+	mu                    sync.Mutex
+	state                 map[string]any
+	epochs                []map[string]any
+	unit                  string // the running unit, to route "revoked" / "stop" to it
+	interval              time.Duration
+	minGap                time.Duration
+	wake                  chan struct{}
+	done                  chan struct{}
+	finished              chan struct{}
+	interrupt             chan interruption
+	adopted               float64       // an interval the chief told (heartbeat_s), 0 if none
+	baseInterval, baseGap time.Duration // the configured interval and coalescing gap
 }
 
 func newHeartbeat(w *tcWorker, interval time.Duration) *heartbeat {
@@ -297,7 +299,7 @@ func newHeartbeat(w *tcWorker, interval time.Duration) *heartbeat {
 		gap = interval
 	}
 	return &heartbeat{w: w, state: map[string]any{"tuner_id": w.id, "state": "starting"}, interval: interval,
-		minGap: gap, wake: make(chan struct{}, 1), done: make(chan struct{}), finished: make(chan struct{}),
+		minGap: gap, baseInterval: interval, baseGap: gap, wake: make(chan struct{}, 1), done: make(chan struct{}), finished: make(chan struct{}),
 		interrupt: make(chan interruption, 4)}
 }
 
@@ -360,8 +362,15 @@ func (h *heartbeat) sendOnce() {
 	}
 	for _, name := range []string{"heartbeat_s", "heartbeat_interval"} {
 		if v, ok := answer[name].(float64); ok && v > 0 {
+			// as worker/heartbeat.py's pace(): never below the configured interval; a paced
+			// worker beats at most once per interval (changes ride on the next beat)
 			h.mu.Lock()
 			h.interval = time.Duration(v * float64(time.Second))
+			if h.interval <= h.baseInterval {
+				h.interval, h.minGap = h.baseInterval, h.baseGap
+			} else {
+				h.minGap = h.interval
+			}
 			h.adopted = v
 			h.mu.Unlock()
 		}

@@ -34,7 +34,7 @@ class Heartbeat(threading.Thread):
     Epoch reports (`record_epoch`) ride on the same beats, every one of them: no call of their own.
 
     The chief paces its workers (`cluster/heartbeat_pacing.py`): an answer's `heartbeat_s` becomes
-    the interval (never below the configured one), and the coalescing gap grows in proportion."""
+    the interval (never below the configured one); a paced worker beats at most once per interval."""
 
     def __init__(self, send: Callable[[dict], None], tuner_id: str, interval: float = 2.0,
                  min_gap: float = 0.25):
@@ -82,10 +82,12 @@ class Heartbeat(threading.Thread):
             self.on_answer(answer)
 
     def pace(self, interval: float) -> None:
-        """Beat every `interval` seconds from now on (the chief's answer; at least the configured one)."""
+        """Beat every `interval` seconds from now on (the chief's answer; at least the configured
+        one). A chief that asks for a longer interval (many workers) gets at most one beat per
+        interval: changes (a trial's start and end, epoch reports) ride on the next one."""
         interval = max(self.configured_interval, interval)
         self.interval = interval
-        self.min_gap = min(interval, self.configured_gap * interval / self.configured_interval)
+        self.min_gap = self.configured_gap if interval <= self.configured_interval else interval
 
     def run(self) -> None:
         last = 0.0
