@@ -69,8 +69,8 @@ def _unit_tier_starts_no_process_and_trains_nothing(request, monkeypatch):
     def no_training(self, *args, **kwargs):
         raise AssertionError("a unit test trained a model; move it to tests/integration")
 
-    monkeypatch.setattr(subprocess.Popen, "__init__", no_process)
     if "keras" in Path(request.node.path).read_text():  # (a test that never imports Keras pays nothing)
-        import keras
+        import keras  # before Popen is refused: TensorFlow's first import runs `uname -p`
 
         monkeypatch.setattr(keras.Model, "fit", no_training)
+    monkeypatch.setattr(subprocess.Popen, "__init__", no_process)
