@@ -136,7 +136,7 @@ def with_faults(workdir: Path, worker_kills: int = 3, chief_kill_after: int = 2)
             pid = search.pid("chief")
             killed_at = time.time()
             os.kill(pid, signal.SIGKILL)
-            back = search.wait(lambda: (search.progress().get("updated_at") or 0) > killed_at + 0.5
+            search.wait(lambda: (search.progress().get("updated_at") or 0) > killed_at + 0.5
                                and search.pid("chief") != pid, 120, "the chief to come back")
             kills.append({"role": "chief", "at_s": round(killed_at - search.started, 1),
                           "back_after_s": round(time.time() - killed_at, 1),
