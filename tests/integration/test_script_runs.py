@@ -188,13 +188,16 @@ def test_ctrl_c_gives_trials_back_and_up_resume_finishes_the_search(tmp_path):
         if up.poll() is None:
             up.kill()
     assert "--resume" in output, output[-2000:]
-    workers = (run / "logs" / "worker-0.log").read_text() + (run / "logs" / "worker-1.log").read_text()
-    assert "SIGTERM: stopping at the next batch" in workers
-    # each worker gave its trial back, or (the chief stopping at the same moment) left it to the lease
-    assert workers.count("back to the chief") + workers.count("its lease will expire") == 2, workers[-3000:]
     codes = {r["name"]: r["exit_code"] for r in read_json(run / "cluster.json")["roles"]}
     # 143: stopped by SIGTERM; -9: `up` stops what is left after 5 s (a batch can take that long here)
     assert codes["chief"] == 143 and {codes["worker-0"], codes["worker-1"]} <= {143, -9}, codes
+    for worker in ("worker-0", "worker-1"):
+        log = (run / "logs" / f"{worker}.log").read_text()
+        assert "SIGTERM: stopping at the next batch" in log, log[-2000:]
+        # it gave its trial back, or (the chief stopping at the same moment) left it to the lease, or
+        # `up` killed it before it could say (its lease expires the same way)
+        said = log.count("back to the chief") + log.count("its lease will expire")
+        assert said == 1 or (said == 0 and codes[worker] == -9), (worker, codes[worker], log[-2000:])
     assert not read_json(run / "progress.json")["finished"]
     done_before = {t["trial_id"] for t in read_json(run / "results.json")["trials"] if t["status"] == "COMPLETED"}
 
