@@ -139,14 +139,6 @@ def security_env(spec: Experiment, secrets: SecretFiles, *, chief: bool) -> dict
     return env
 
 
-def script_at(folder: str, script: Sequence[str]) -> tuple[str, ...]:
-    """A `--script` (host path and arguments) as a container sees it: the file under `folder`
-    (where the backend carries it), the arguments unchanged."""
-    if not script:
-        return ()
-    return (f"{folder.rstrip('/')}/{os.path.basename(script[0])}", *script[1:])
-
-
 def role_commands(script: Sequence[str] = ()) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The chief's and the workers' `tunecluster` sub-commands: `chief`/`worker`, or for
     `up --script` the same `script PATH ARGS...` in every role (`tunecluster.script`)."""

@@ -98,10 +98,6 @@ def carry_files(spec: Experiment, script: tuple[str, ...] = ()) -> Carried:
         mapped = script_in_containers(script, CODE_MOUNT, project_root([], k8s.project_dir))
         in_pods, root = mapped.command, mapped.root
         bundle = bundle_project(root, limit_kib=k8s.code_limit_kib, file_limit_kib=k8s.code_file_limit_kib)
-        if bundle.left_out:
-            shown = ", ".join(bundle.left_out[:5]) + (" ..." if len(bundle.left_out) > 5 else "")
-            notes.append(f"left out of the script's folder carried to the pods (over cluster.kubernetes."
-                         f"code_file_limit_kib): {shown}")
     elif k8s.code != "image":
         refs = [getattr(section, attr) for section, attr, _ in code_refs(spec) if getattr(section, attr)]
         root = project_root(refs, k8s.project_dir)
@@ -117,10 +113,10 @@ def carry_files(spec: Experiment, script: tuple[str, ...] = ()) -> Carried:
                 if target is not None and target.is_absolute() and root in target.resolve().parents:
                     inner = target.resolve().relative_to(root).as_posix()
                     setattr(section, attr, f"{CODE_MOUNT}/{inner}:{ref.rsplit(':', 1)[1]}")
-            if bundle.left_out:
-                shown = ", ".join(bundle.left_out[:5]) + (" ..." if len(bundle.left_out) > 5 else "")
-                notes.append(f"left out of the project carried to the pods (over cluster.kubernetes."
-                             f"code_file_limit_kib): {shown}")
+    if bundle is not None and bundle.left_out:
+        shown = ", ".join(bundle.left_out[:5]) + (" ..." if len(bundle.left_out) > 5 else "")
+        what = "the script's folder" if script else "the project"
+        notes.append(f"left out of {what} carried to the pods (over cluster.kubernetes.code_file_limit_kib): {shown}")
     if csv:
         if csv.is_file() and csv.stat().st_size <= limit:
             spec.data.csv = carry(csv, "data.csv")
