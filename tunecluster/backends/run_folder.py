@@ -59,18 +59,18 @@ def check_run_dir(run: RunDir, spec: Experiment, *, force: bool, resume: bool) -
 
 
 def prepare_run_dir(run: RunDir, spec: Experiment, *, force: bool, resume: bool,
-                    workers: Optional[int] = None) -> Experiment:
+                    workers: Optional[int] = None, max_time: Optional[str] = None) -> Experiment:
     """Check the folder (`check_run_dir`), then: on --resume, return the spec the run was started
-    with (with `workers` changed when given, and spec.yaml rewritten so every role sees the new
-    count); otherwise replace an earlier run (--force) and write the new spec."""
+    with (with `workers` and `max_time` changed when given, and spec.yaml rewritten so every role
+    sees them); otherwise replace an earlier run (--force) and write the new spec."""
     check_run_dir(run, spec, force=force, resume=resume)
     if resume:
         previous = load_spec(run.spec)
-        if workers is None or workers == previous.cluster.workers:
-            return previous
         from tunecluster.tuning.overrides import Overrides
 
-        resumed = Overrides(workers=workers).apply(previous)
+        resumed = Overrides(workers=workers, max_time=max_time).apply(previous)
+        if resumed == previous:
+            return previous
         write_atomic(run.spec, dump_spec(resumed))
         return resumed
     if run.root.exists() and any(run.root.iterdir()):

@@ -74,6 +74,9 @@ def up(
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Override fit.epochs (and Hyperband's and ASHA's max_epochs)."),
     tuner: Optional[TunerKind] = typer.Option(None, "--tuner", help="Override tuner.kind."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Override tuner.seed."),
+    max_time: Optional[str] = typer.Option(None, "--max-time", help="Time budget: no new trial starts this "
+                                           "long after the first one did, e.g. 90s, 30m, 8h (tuner.max_time; "
+                                           "with --resume: the resumed run's budget, counted from the same start)."),
     port: Optional[int] = typer.Option(None, "--port", min=1, max=65535, help="Oracle port (default: a free one)."),
     force: bool = typer.Option(False, "--force", help="Replace an earlier run in --dir."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --dir."),
@@ -123,7 +126,7 @@ def up(
     overrides = Overrides(workers, max_trials, epochs, tuner.value if tuner else None, seed,
                           backend.value if backend else None, insecure, tls,
                           confirm=False if no_confirm else None, confirm_top=confirm_top,
-                          confirm_repeats=confirm_repeats, holdout=holdout)
+                          confirm_repeats=confirm_repeats, holdout=holdout, max_time=max_time)
     options = UpOptions(port=port, detach=detach, resume=resume, context=context, namespace=namespace,
                         kubeconfig=kubeconfig, tensorboard=tensorboard or None, image=image, gpus=gpus, build=build,
                         force=force, project=(file.parent if file else Path.cwd()).resolve())
@@ -153,17 +156,18 @@ def up(
     spec = overrides.apply(spec)
     run = run_dir_for(dir, spec.name)
     preflight(spec)
-    raise typer.Exit(_up_one(spec, run, source, options, force=force, workers=workers))
+    raise typer.Exit(_up_one(spec, run, source, options, force=force, workers=workers, max_time=max_time))
 
 
 def _up_one(spec: Experiment, run: RunDir, source: str, options: UpOptions, *, force: bool,
-            workers: Optional[int]) -> int:
+            workers: Optional[int], max_time: Optional[str] = None) -> int:
     """Bring one experiment's cluster up, follow it, print its results; return the exit code."""
     backend = get_backend(spec.cluster.backend)
     spec, options = backend.apply_options(spec, options)  # --image/--gpus/--build as the backend means them
     backend.check_script(options)
     backend.check(spec, options)
-    spec = prepare_run_dir(run, spec, force=force, resume=options.resume, workers=workers)
+    spec = prepare_run_dir(run, spec, force=force, resume=options.resume, workers=workers,
+                           max_time=max_time)
     say(f"spec: {source}")
     session = backend.up(spec, run, options, say)
     if session is None:  # --detach
@@ -188,7 +192,8 @@ def _up_script(script: Path, args: list[str], overrides: Overrides, options: UpO
     run = run_dir_for(dir, spec.name)
     options = UpOptions(**{**options.__dict__, "script": (str(script.resolve()), *args),
                            "project": script.resolve().parent})
-    return _up_one(spec, run, f"Keras Tuner script {script}", options, force=force, workers=workers)
+    return _up_one(spec, run, f"Keras Tuner script {script}", options, force=force, workers=workers,
+                   max_time=overrides.max_time)
 
 
 def _up_all_phases(dir: Optional[Path], overrides: Overrides, options: UpOptions, *, force: bool, resume: bool,
@@ -201,7 +206,8 @@ def _up_all_phases(dir: Optional[Path], overrides: Overrides, options: UpOptions
     outcomes, carried = run_all_phases(
         root, overrides, options, force=force, resume=resume, budget=budget, chain=chain,
         run_one=lambda spec, run, phase_options: _up_one(spec, run, f"example {spec.name}", phase_options,
-                                                         force=force, workers=workers),
+                                                         force=force, workers=workers,
+                                                         max_time=overrides.max_time),
         say=say, rule=console.rule)
     title, rows, _ = summary(outcomes, root, budget, chain, carried)
     print_wide(console, phase_table(title, rows))

@@ -26,6 +26,7 @@ class Overrides:
     kubernetes_image: Optional[str] = None
     worker_gpus: Optional[int] = None  # cluster.kubernetes.worker.gpus (nvidia.com/gpu per worker pod)
     workers_per_gpu: Optional[int] = None  # cluster.workers_per_gpu (0: unset, every worker sees every GPU)
+    max_time: Optional[str] = None  # tuner.max_time: seconds or 90s / 30m / 8h
 
     def apply(self, spec: Experiment) -> Experiment:
         raw = spec.model_dump(mode="json")
@@ -44,6 +45,8 @@ class Overrides:
             raw["tuner"]["kind"] = self.tuner
         if self.seed is not None:
             raw["tuner"]["seed"] = self.seed
+        if self.max_time is not None:
+            raw["tuner"]["max_time"] = self.max_time
         if self.insecure:
             raw["cluster"]["insecure"] = True
         if self.tls:

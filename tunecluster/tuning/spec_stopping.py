@@ -7,6 +7,7 @@ two bases below, so the keys live where users look for them:
       kind: asha                  # or random / grid / bayesian with early_stopping:
       asha: {min_epochs: 1, max_epochs: 27, reduction_factor: 3}
       early_stopping: {kind: median, grace_epochs: 2, min_trials: 3}
+      max_time: 8h                # no new trial starts 8 hours after the first one did
     fit:
       checkpoint_seconds: 30      # a resumable checkpoint at an epoch end every 30 s (0: every epoch; null: none)
       keep_checkpoints: false
@@ -17,9 +18,10 @@ Hyperband stop trainings by their own rules. See docs/early-stopping.md.
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+import re
+from typing import Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 _CONFIG = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -58,13 +60,43 @@ class AshaSpec(BaseModel):
         return rungs + [self.max_epochs]
 
 
+_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*(s|m|h|d)?")
+_UNIT_SECONDS = {None: 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration_seconds(value: Union[str, float, int]) -> float:
+    """Seconds of a duration given as a number of seconds or as "90s", "30m", "8h", "1.5d";
+    ValueError saying how to write one otherwise."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        match = _DURATION.fullmatch(str(value).strip())
+        if match is None:
+            raise ValueError(f"{value!r} is not a duration: write seconds (3600) or a number with s, m, h "
+                             "or d (90s, 30m, 8h)")
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds <= 0:
+        raise ValueError(f"{value!r}: the time budget must be positive (or null for none)")
+    return seconds
+
+
 class StoppingFields(BaseModel):
-    """`tuner.early_stopping` and `tuner.asha` (a base of `TunerSpec`)."""
+    """`tuner.early_stopping`, `tuner.asha` and `tuner.max_time` (a base of `TunerSpec`)."""
 
     model_config = _CONFIG
     early_stopping: Optional[EarlyStoppingSpec] = Field(
         None, description="Median stopping for random, grid and Bayesian searches (null: off).")
     asha: AshaSpec = Field(default_factory=AshaSpec, description="Used by kind: asha.")
+    max_time: Optional[float] = Field(
+        None, description="Wall-clock budget of the search, in seconds or as 90s / 30m / 8h: once this long "
+        "has passed since its first trial started, no new trial (nor ASHA promotion) starts; running "
+        "trainings finish, then the confirmation stage runs. A resumed run counts from the same first "
+        "start (`up --resume --max-time` gives a new budget). null: no budget.")
+
+    @field_validator("max_time", mode="before")
+    @classmethod
+    def _duration(cls, value):
+        return None if value is None else duration_seconds(value)
 
     @model_validator(mode="after")
     def _stopping_fits_the_kind(self):

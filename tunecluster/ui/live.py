@@ -62,8 +62,26 @@ def summary_line(progress: dict) -> str:
     stopped, promoted = counts.get("stopped_early") or 0, counts.get("promoted") or 0
     requeue_text += (f", {stopped} stopped early" if stopped else "") + (f", {promoted} promoted" if promoted else "")
     return (f"trials {counts.get('completed', 0)}/{total} done, {counts.get('running', 0)} running, "
-            f"{counts.get('failed', 0) + counts.get('invalid', 0)} failed{requeue_text}{stage_text(progress)}; "
-            f"{best_text}")
+            f"{counts.get('failed', 0) + counts.get('invalid', 0)} failed{requeue_text}{budget_text(progress)}"
+            f"{stage_text(progress)}; {best_text}")
+
+
+def budget_left(progress: dict) -> Optional[float]:
+    """Seconds of `tuner.max_time` left when progress.json was written (None: no budget, or not started)."""
+    budget = progress.get("time_budget") or {}
+    if not budget.get("max_time") or not budget.get("started_at"):
+        return None
+    if budget.get("reached_at"):
+        return 0.0
+    now = progress.get("updated_at") or time.time()
+    return max(0.0, budget["max_time"] - (now - budget["started_at"]))
+
+
+def budget_text(progress: dict) -> str:
+    left = budget_left(progress)
+    if left is None:
+        return ""
+    return ", time budget reached" if left == 0 else f", {_duration(left)} of the time budget left"
 
 
 def stage_text(progress: dict) -> str:
@@ -112,9 +130,11 @@ class Eta:
             self.first = (now, done)
             return None
         since, done_then = self.first
+        left = budget_left(progress)
         if not total or done <= done_then or done >= total:
-            return None
-        return (now - since) / (done - done_then) * (total - done)
+            return left or None
+        estimate = (now - since) / (done - done_then) * (total - done)
+        return estimate if left is None else min(estimate, left)
 
 
 class LiveView:

@@ -29,6 +29,7 @@ class SearchBook:
         self.refused_results = 0
         self.started_at = time.time()
         self.first_request_at: Optional[float] = None
+        self.search_started_at: Optional[float] = None  # the first trial's start (tuner.max_time counts from it)
         self.dirty = threading.Event()
 
     def touch(self) -> None:
@@ -38,6 +39,8 @@ class SearchBook:
         with self.lock:
             meta = self.trial_meta.setdefault(trial_id, {})
             meta.update(worker=tuner_id, started=time.time(), ended=None)
+            if self.search_started_at is None:
+                self.search_started_at = meta["started"]
             worker = self.workers.setdefault(tuner_id, {})
             worker.update(trial=trial_id, epoch=None, metrics={}, state="running", last_seen=time.time())
         self.touch()

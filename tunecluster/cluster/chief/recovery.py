@@ -96,6 +96,9 @@ def reload_book(book: SearchBook, results_json: Path) -> None:
         for key in ("started", "ended"):
             meta[key] = datetime.fromisoformat(row[key]).timestamp() if row.get(key) else None
         book.trial_meta[row["trial_id"]] = meta
+    starts = [m["started"] for m in book.trial_meta.values() if m.get("started")]
+    if starts:
+        book.search_started_at = min(starts)
 
 
 def load_board(oracle, spec: Experiment, work_file: Path, leases: Leases) -> Board:

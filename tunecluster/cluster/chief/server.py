@@ -35,6 +35,7 @@ from tunecluster.cluster.chief.control_service import ControlService
 from tunecluster.cluster.chief.journal import replay_journals
 from tunecluster.cluster.chief.servicer import ChiefServicer
 from tunecluster.cluster.chief.state_writer import StateWriter
+from tunecluster.cluster.chief.time_budget import TimeBudget
 from tunecluster.cluster.chief.work_service import WorkService
 from tunecluster.cluster.control import control_handler
 from tunecluster.cluster.heartbeat_pacing import HeartbeatPacing
@@ -107,6 +108,7 @@ class Chief:
                                          recovery.load_board(self.oracle, self.spec, self.run.work, self.leases))
         self.servicer.pacing = HeartbeatPacing(self.leases, self.spec.cluster.heartbeat_interval,
                                                self.spec.cluster.heartbeat_budget)
+        self.servicer.budget = TimeBudget(self.spec.tuner.max_time, self.book)
         self.writer.servicer = self.servicer
         control = ControlService(self.servicer, self.book, self.snapshot)
         interceptors = []

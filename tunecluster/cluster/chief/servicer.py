@@ -42,6 +42,7 @@ class ChiefServicer:
         self.changed = threading.Condition()
         self.work = None  # the WorkService of tunecluster workers (set by the Chief)
         self.pacing = None  # the HeartbeatPacing of tunecluster workers (set by the Chief)
+        self.budget = None  # the TimeBudget of tuner.max_time (set by the Chief)
         self.protos = TrialProtos()
 
     # --- helpers -------------------------------------------------------------------------
@@ -60,6 +61,18 @@ class ChiefServicer:
         from keras_tuner.engine import trial as trial_module
 
         return trial_module.Trial(self.oracle.get_space(), trial_id="", status=status)
+
+    def budget_stops(self, tuner_id: str) -> bool:
+        """Whether `tuner_id` gets no new trial because `tuner.max_time` has passed (a trial it
+        still holds, or one queued for another run after its worker was lost, is still handed out:
+        trainings of trials that started go on)."""
+        if self.budget is None or not self.budget.spent():
+            return False
+        if tuner_id in self.oracle.ongoing_trials or oracle_state.queued(self.oracle):
+            return False
+        if self.work is not None and self.budget.note() not in self.work.warnings:
+            self.work.warn(self.budget.note())
+        return True
 
     def _notify(self) -> None:
         self.book.touch()
@@ -156,7 +169,11 @@ class ChiefServicer:
             # and its end reports the space (Keras Tuner's own behaviour).
             if waited < self.space_wait or self.oracle.ongoing_trials:
                 return self._status_trial(trial_module.TrialStatus.IDLE)
-        trial = self._guarded(None, self.oracle.create_trial, tuner_id)
+        if self.budget_stops(tuner_id):
+            trial = self._status_trial(trial_module.TrialStatus.STOPPED)
+            self.oracle.tuner_ids.discard(tuner_id)
+        else:
+            trial = self._guarded(None, self.oracle.create_trial, tuner_id)
         status = trial.status
         if status == trial_module.TrialStatus.RUNNING:
             with self.oracle_lock():

@@ -116,6 +116,7 @@ class StateWriter:
                 "queued": view.queued,
                 "leases": self.leases.held(),
                 "pacing": self.servicer.pacing.summary() if self.servicer.pacing is not None else None,
+                "time_budget": self.servicer.budget.summary() if self.servicer.budget is not None else None,
                 "requeued": len(self.book.requeue_events),
                 "refused_results": self.book.refused_results,
                 "last_failure": self.book.last_failure,

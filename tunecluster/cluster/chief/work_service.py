@@ -164,7 +164,8 @@ class WorkService:
 
         # No lock of ours is held here: a Bayesian suggestion (tuning/bayesian_oracle.py) fits its model
         # without the oracle lock, and results, heartbeats and other workers' units go on.
-        trial = self.s._guarded(None, self.oracle.create_trial, tuner_id)
+        trial = (self.s._status_trial(trial_module.TrialStatus.STOPPED) if self.s.budget_stops(tuner_id)
+                 else self.s._guarded(None, self.oracle.create_trial, tuner_id))  # STOPPED: tuner.max_time passed
         if trial.status == trial_module.TrialStatus.RUNNING:
             with self.s.oracle_lock():
                 held = self.oracle.ongoing_trials.get(tuner_id)
