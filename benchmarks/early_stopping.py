@@ -4,20 +4,26 @@
   hyperband  tunecluster's Hyperband (max_epochs, factor 3)
   median     random search with median stopping (grace 3 epochs, 3 trials)
   asha       ASHA (min_epochs 1, max_epochs, eta 3)
+  stock      stock Keras Tuner's Hyperband (max_epochs, factor 3): its own chief and two stock
+             workers (KERASTUNER_* variables), the same model, data split and seed
 
-each with the same number of configurations (`--configs`) on `--workers` workers, for each seed,
-and the confirmation stage (top 3 retrained 3 times, test rows held out) after each. Per method
-and seed: wall time, epochs trained (promoted trials count only the epochs they added), worker
-utilisation (busy / (wall x workers) from the report's timeline), time from the first trial to
-the best trial's end, and the confirmed winner's validation and test accuracy; then the mean and
-spread over seeds.
+each with the same wall-clock budget (`--budget` seconds from the search's first trial start;
+`tuner.max_time` for tunecluster, whose running trainings then finish; stock Keras Tuner has no
+budget, so its chief and workers are stopped at it and its unfinished trials count for nothing),
+on `--workers` workers, for each seed in turn (the methods alternate within a seed), and
+tunecluster's confirmation stage (top 3 retrained 3 times, test rows held out) after each
+tunecluster method. Per method and seed: wall time, trials, epochs trained (a promoted or later-
+round training counts only the epochs it added), worker utilisation (busy / (window x workers),
+window = first trial start to last trial end: tunecluster's from the report's timeline, stock's
+from the times its `run_trial` began and ended, recorded by a subclass in its script), time from
+the first trial start to the best trial's end, the search's best validation accuracy, and for
+tunecluster the confirmed winner's validation and test accuracy; then the mean and spread over seeds.
 
     python benchmarks/early_stopping.py --out benchmarks/results/early_stopping.json
 
-Not done here yet (see docs/early-stopping.md): stock Keras Tuner's Hyperband with two stock
-workers, an equal wall-clock budget per method (the methods get an equal number of
-configurations instead), the larger generated task, and 8-worker utilisation. `--quick` is a
-smoke run (1 seed, 3 epochs, 3 configurations); its figures measure nothing.
+`--budget 0` gives every method `--configs` configurations instead of a time budget. Not done
+here (see docs/early-stopping.md): the larger generated task and 8-worker utilisation. `--quick`
+is a smoke run (1 seed, 3 epochs, 10 s budget); its figures measure nothing.
 """
 
 from __future__ import annotations
@@ -37,10 +43,39 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import iso_to_epoch, machine, save, table  # noqa: E402
 
-METHODS = ("random", "hyperband", "median", "asha")
+METHODS = ("random", "hyperband", "median", "asha", "stock")
+HERE = Path(__file__).resolve().parent
+
+STOCK_ROLE = """
+import json, os, sys, time
+sys.path.insert(0, %(repo)r)
+import keras_tuner as kt
+from tunecluster.tuning.datasets import load_splits
+from tunecluster.tuning.examples import example_spec
+from tunecluster.tuning.examples.pima import build_comprehensive
+
+data = example_spec("pima-comprehensive").data.model_copy(update={"test_fraction": 0.2})
+splits = load_splits(data)
+times = open(os.path.join(sys.argv[1], "times-" + os.environ["KERASTUNER_TUNER_ID"] + ".jsonl"), "a")
 
 
-def spec_for(method: str, seed: int, configs: int, max_epochs: int, workers: int, confirm: tuple) -> dict:
+class TimedHyperband(kt.Hyperband):
+    def run_trial(self, trial, *args, **kwargs):
+        times.write(json.dumps({"trial": trial.trial_id, "start": time.time()}) + "\\n"); times.flush()
+        result = super().run_trial(trial, *args, **kwargs)
+        times.write(json.dumps({"trial": trial.trial_id, "end": time.time()}) + "\\n"); times.flush()
+        return result
+
+
+tuner = TimedHyperband(lambda hp: build_comprehensive(hp, splits), objective="val_accuracy",
+                       max_epochs=%(max_epochs)d, factor=3, hyperband_iterations=%(iterations)d, seed=%(seed)d,
+                       directory=sys.argv[1], project_name="kt")
+tuner.search(splits.x_train, splits.y_train, validation_data=(splits.x_val, splits.y_val), batch_size=32, verbose=0)
+"""
+
+
+def spec_for(method: str, seed: int, configs: int, max_epochs: int, workers: int, confirm: tuple,
+             budget: float = 0) -> dict:
     from tunecluster.tuning.examples import example_spec
 
     spec = example_spec("pima-comprehensive").model_dump(mode="json")
@@ -57,7 +92,80 @@ def spec_for(method: str, seed: int, configs: int, max_epochs: int, workers: int
         tuner["early_stopping"] = {"kind": "median", "grace_epochs": min(3, max_epochs), "min_trials": 3}
     elif method == "asha":
         tuner.update(kind="asha", asha={"min_epochs": 1, "max_epochs": max_epochs, "reduction_factor": 3})
+    if budget:
+        # the clock ends the search: more configurations (and Hyperband iterations) than fit in it
+        tuner.update(max_time=budget, max_trials=100_000)
+        if method == "hyperband":
+            tuner["hyperband"]["hyperband_iterations"] = 20
     return spec
+
+
+def read_times(folder: Path) -> dict[str, dict]:
+    """The stock workers' trial start and end times: {trial id: {start, end, worker}}."""
+    trials: dict[str, dict] = {}
+    for path in folder.glob("times-*.jsonl"):
+        for line in path.read_text().splitlines():
+            if line.strip():
+                entry = json.loads(line)
+                trials.setdefault(entry["trial"], {"worker": path.stem[6:]}).update(
+                    {k: v for k, v in entry.items() if k != "trial"})
+    return trials
+
+
+def run_stock(work: Path, seed: int, max_epochs: int, workers: int, budget: float) -> dict:
+    """Stock Keras Tuner's Hyperband: a chief and `workers` worker processes of one script, stopped
+    `budget` seconds after the first trial started (or when the search ends by itself)."""
+    from tunecluster.core.network import free_port
+
+    folder = work / f"es-stock-{seed}"
+    folder.mkdir(parents=True)
+    script = folder / "stock_role.py"
+    script.write_text(STOCK_ROLE % {"repo": str(HERE.parent), "max_epochs": max_epochs, "seed": seed,
+                                    "iterations": 20 if budget else 1})
+    env = {**os.environ, "KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": str(free_port()),
+           "TF_CPP_MIN_LOG_LEVEL": "2"}
+    started = time.time()
+    roles = []
+    for tuner_id in ["chief"] + [f"tuner{i}" for i in range(workers)]:
+        roles.append(subprocess.Popen([sys.executable, str(script), str(folder)],
+                                      env={**env, "KERASTUNER_TUNER_ID": tuner_id}, stdout=subprocess.DEVNULL,
+                                      stderr=open(folder / f"{tuner_id}.log", "w")))
+    stopped_at = None
+    try:
+        while any(role.poll() is None for role in roles[1:]):
+            starts = [t["start"] for t in read_times(folder).values() if "start" in t]
+            if budget and starts and time.time() >= min(starts) + budget:
+                stopped_at = time.time()
+                break
+            if time.time() - started > 3600:
+                raise SystemExit("stock Keras Tuner ran for an hour; see " + str(folder))
+            time.sleep(0.2)
+    finally:
+        for role in roles:
+            role.kill()
+            role.wait()
+    wall = time.time() - started
+    times = read_times(folder)
+    if not times:
+        raise SystemExit(f"stock Keras Tuner ran no trial; see {folder / 'tuner0.log'}")
+    end_of_window = stopped_at or max(t.get("end", 0) for t in times.values())
+    first = min(t["start"] for t in times.values())
+    busy = sum(min(t.get("end", end_of_window), end_of_window) - t["start"] for t in times.values())
+    epochs, best = 0, None
+    for path in (folder / "kt").glob("trial_*/trial.json"):
+        trial = json.loads(path.read_text())
+        if trial.get("status") != "COMPLETED" or trial["trial_id"] not in times or "end" not in times[trial["trial_id"]]:
+            continue
+        values = trial["hyperparameters"]["values"]
+        epochs += values.get("tuner/epochs", max_epochs) - values.get("tuner/initial_epoch", 0)
+        if trial.get("score") is not None and (best is None or trial["score"] > best["score"]):
+            best = trial
+    completed = sum(1 for t in times.values() if "end" in t)
+    return {"wall_s": round(wall, 1), "trials": completed, "epochs_trained": epochs, "stopped_early": 0,
+            "utilisation": round(busy / ((end_of_window - first) * workers), 3),
+            "time_to_best_s": round(times[best["trial_id"]]["end"] - first, 1) if best else None,
+            "search_best": best["score"] if best else None,
+            "confirmed_validation": None, "confirmed_test": None}
 
 
 def run_method(work: Path, spec: dict, workers: int) -> dict:
@@ -86,6 +194,7 @@ def figures(run: Path, wall: float, workers: int) -> dict:
             epochs += len(execution.get("curve") or []) - (execution.get("promoted_from") or 0)
     scored = [t for t in trials if t["score"] is not None and t["ended"]]
     best = (max if document["direction"] == "max" else min)(scored, key=lambda t: t["score"]) if scored else None
+    search_best = best["score"] if best else None
     first = min(iso_to_epoch(t["started"]) for t in trials if t["started"])
     winner = next((t for t in trials if t["trial_id"] == document.get("best_trial")), None)
     confirmed = (winner or {}).get("confirmed") or {}
@@ -95,12 +204,13 @@ def figures(run: Path, wall: float, workers: int) -> dict:
             "stopped_early": sum(1 for t in trials if t["status"] == "STOPPED_EARLY"),
             "utilisation": round(busy / (usage["window_s"] * workers), 3) if usage["window_s"] else None,
             "time_to_best_s": round(iso_to_epoch(best["ended"]) - first, 1) if best else None,
-            "confirmed_validation": confirmed.get("mean"), "confirmed_test": confirmed.get("test_mean")}
+            "search_best": search_best, "confirmed_validation": confirmed.get("mean"), "confirmed_test": confirmed.get("test_mean")}
 
 
 def summarise(runs: list[dict]) -> dict:
     out = {}
-    for key in ("wall_s", "epochs_trained", "utilisation", "time_to_best_s", "confirmed_validation", "confirmed_test"):
+    for key in ("wall_s", "trials", "epochs_trained", "utilisation", "time_to_best_s", "search_best",
+                "confirmed_validation", "confirmed_test"):
         values = [r[key] for r in runs if r.get(key) is not None]
         out[key] = {"mean": statistics.fmean(values) if values else None,
                     "std": statistics.stdev(values) if len(values) > 1 else None}
@@ -113,28 +223,37 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--max-epochs", type=int, default=81)
-    parser.add_argument("--configs", type=int, default=27)
+    parser.add_argument("--configs", type=int, default=27, help="configurations per method with --budget 0")
+    parser.add_argument("--budget", type=float, default=60.0,
+                        help="seconds of search per method from its first trial start (0: --configs instead)")
     parser.add_argument("--methods", default=",".join(METHODS))
-    parser.add_argument("--quick", action="store_true", help="smoke run: 1 seed, 3 epochs, 3 configurations")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 1 seed, 3 epochs, 10 s budget")
     args = parser.parse_args()
     if args.quick:
-        args.seeds, args.max_epochs, args.configs = 1, 3, 3
+        args.seeds, args.max_epochs, args.configs, args.budget = 1, 3, 3, min(args.budget, 10.0)
     confirm = (1, 1) if args.quick else (3, 3)
     methods = [m for m in args.methods.split(",") if m]
     results: dict[str, list] = {m: [] for m in methods}
     with tempfile.TemporaryDirectory(prefix="tc-early-stopping-") as tmp:
         for seed in range(1, args.seeds + 1):
             for method in methods:
-                spec = spec_for(method, seed, args.configs, args.max_epochs, args.workers, confirm)
-                results[method].append({"seed": seed, **run_method(Path(tmp), spec, args.workers)})
+                load = os.getloadavg()[0]
+                if method == "stock":
+                    outcome = run_stock(Path(tmp), seed, args.max_epochs, args.workers, args.budget)
+                else:
+                    spec = spec_for(method, seed, args.configs, args.max_epochs, args.workers, confirm, args.budget)
+                    outcome = run_method(Path(tmp), spec, args.workers)
+                results[method].append({"seed": seed, "load_before": round(load, 2), **outcome})
+                print(method, seed, json.dumps(results[method][-1]), flush=True)
     summary = {m: summarise(runs) for m, runs in results.items()}
-    table(["method", "wall s", "epochs", "util", "to best s", "conf. val", "conf. test"],
-          [[m, s["wall_s"]["mean"], s["epochs_trained"]["mean"], s["utilisation"]["mean"], s["time_to_best_s"]["mean"],
-            s["confirmed_validation"]["mean"], s["confirmed_test"]["mean"]] for m, s in summary.items()])
-    save({"machine": machine(), "quick": args.quick, "workers": args.workers, "max_epochs": args.max_epochs,
-          "configs": args.configs, "seeds": args.seeds, "runs": results, "summary": summary,
-          "not_measured": ["stock Keras Tuner Hyperband with two stock workers", "equal wall-clock budgets",
-                           "larger generated task", "8-worker utilisation"]}, args.out, "early_stopping")
+    table(["method", "wall s", "trials", "epochs", "util", "to best s", "search best", "conf. val", "conf. test"],
+          [[m, s["wall_s"]["mean"], s["trials"]["mean"], s["epochs_trained"]["mean"], s["utilisation"]["mean"],
+            s["time_to_best_s"]["mean"], s["search_best"]["mean"], s["confirmed_validation"]["mean"],
+            s["confirmed_test"]["mean"]] for m, s in summary.items()])
+    save({"machine": machine(), "command": " ".join(sys.argv), "quick": args.quick, "workers": args.workers,
+          "max_epochs": args.max_epochs, "budget_s": args.budget, "configs": args.configs if not args.budget else None,
+          "seeds": args.seeds, "runs": results, "summary": summary,
+          "not_measured": ["larger generated task", "8-worker utilisation"]}, args.out, "early_stopping")
 
 
 if __name__ == "__main__":
