@@ -21,8 +21,10 @@ tunecluster the confirmed winner's validation and test accuracy; then the mean a
 
     python benchmarks/early_stopping.py --out benchmarks/results/early_stopping.json
 
-`--budget 0` gives every method `--configs` configurations instead of a time budget. Not done
-here (see docs/early-stopping.md): the larger generated task and 8-worker utilisation. `--quick`
+`--budget 0` gives every method `--configs` configurations instead of a time budget. `--model sleep`
+swaps in `epoch_sleep_model.py` (every epoch a sleep, a made-up curve; no confirmation) for the
+utilisation on more workers than this machine has cores, e.g. `--model sleep --workers 8 --methods
+asha,hyperband,stock`. Not done here: the larger generated task. `--quick`
 is a smoke run (1 seed, 3 epochs, 10 s budget); its figures measure nothing.
 """
 
@@ -52,7 +54,7 @@ sys.path.insert(0, %(repo)r)
 import keras_tuner as kt
 from tunecluster.tuning.datasets import load_splits
 from tunecluster.tuning.examples import example_spec
-from tunecluster.tuning.examples.pima import build_comprehensive
+%(build_import)s
 
 data = example_spec("pima-comprehensive").data.model_copy(update={"test_fraction": 0.2})
 splits = load_splits(data)
@@ -67,15 +69,19 @@ class TimedHyperband(kt.Hyperband):
         return result
 
 
-tuner = TimedHyperband(lambda hp: build_comprehensive(hp, splits), objective="val_accuracy",
+tuner = TimedHyperband(lambda hp: build(hp, splits), objective="val_accuracy",
                        max_epochs=%(max_epochs)d, factor=3, hyperband_iterations=%(iterations)d, seed=%(seed)d,
                        directory=sys.argv[1], project_name="kt")
 tuner.search(splits.x_train, splits.y_train, validation_data=(splits.x_val, splits.y_val), batch_size=32, verbose=0)
 """
 
 
+BUILDS = {"pima": "from tunecluster.tuning.examples.pima import build_comprehensive as build",
+          "sleep": f"sys.path.insert(0, {str(HERE)!r})\nfrom epoch_sleep_model import build"}
+
+
 def spec_for(method: str, seed: int, configs: int, max_epochs: int, workers: int, confirm: tuple,
-             budget: float = 0) -> dict:
+             budget: float = 0, model: str = "pima") -> dict:
     from tunecluster.tuning.examples import example_spec
 
     spec = example_spec("pima-comprehensive").model_dump(mode="json")
@@ -86,6 +92,9 @@ def spec_for(method: str, seed: int, configs: int, max_epochs: int, workers: int
     spec["fit"].update(epochs=max_epochs, tensorboard=False)
     spec["confirm"].update(enabled=True, top=confirm[0], repeats=confirm[1])
     spec["cluster"].update(workers=workers)
+    if model == "sleep":
+        spec["hypermodel"] = f"{HERE / 'epoch_sleep_model.py'}:build"
+        spec["confirm"]["enabled"] = False  # its curves are made up: nothing to confirm
     if method == "hyperband":
         tuner.update(kind="hyperband", hyperband={"max_epochs": max_epochs, "factor": 3, "hyperband_iterations": 1})
     elif method == "median":
@@ -112,7 +121,7 @@ def read_times(folder: Path) -> dict[str, dict]:
     return trials
 
 
-def run_stock(work: Path, seed: int, max_epochs: int, workers: int, budget: float) -> dict:
+def run_stock(work: Path, seed: int, max_epochs: int, workers: int, budget: float, model: str = "pima") -> dict:
     """Stock Keras Tuner's Hyperband: a chief and `workers` worker processes of one script, stopped
     `budget` seconds after the first trial started (or when the search ends by itself)."""
     from tunecluster.core.network import free_port
@@ -121,6 +130,7 @@ def run_stock(work: Path, seed: int, max_epochs: int, workers: int, budget: floa
     folder.mkdir(parents=True)
     script = folder / "stock_role.py"
     script.write_text(STOCK_ROLE % {"repo": str(HERE.parent), "max_epochs": max_epochs, "seed": seed,
+                                    "build_import": BUILDS[model],
                                     "iterations": 20 if budget else 1})
     env = {**os.environ, "KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": str(free_port()),
            "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -227,6 +237,9 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=60.0,
                         help="seconds of search per method from its first trial start (0: --configs instead)")
     parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--model", choices=sorted(BUILDS), default="pima",
+                        help="pima: the comprehensive space, real training; sleep: epoch_sleep_model.py (each epoch "
+                        "a sleep of EPOCH_SLEEP_SECONDS, no confirmation), for utilisation on more workers than cores")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 seed, 3 epochs, 10 s budget")
     args = parser.parse_args()
     if args.quick:
@@ -239,9 +252,10 @@ def main() -> None:
             for method in methods:
                 load = os.getloadavg()[0]
                 if method == "stock":
-                    outcome = run_stock(Path(tmp), seed, args.max_epochs, args.workers, args.budget)
+                    outcome = run_stock(Path(tmp), seed, args.max_epochs, args.workers, args.budget, args.model)
                 else:
-                    spec = spec_for(method, seed, args.configs, args.max_epochs, args.workers, confirm, args.budget)
+                    spec = spec_for(method, seed, args.configs, args.max_epochs, args.workers, confirm, args.budget,
+                                    args.model)
                     outcome = run_method(Path(tmp), spec, args.workers)
                 results[method].append({"seed": seed, "load_before": round(load, 2), **outcome})
                 print(method, seed, json.dumps(results[method][-1]), flush=True)
@@ -250,10 +264,12 @@ def main() -> None:
           [[m, s["wall_s"]["mean"], s["trials"]["mean"], s["epochs_trained"]["mean"], s["utilisation"]["mean"],
             s["time_to_best_s"]["mean"], s["search_best"]["mean"], s["confirmed_validation"]["mean"],
             s["confirmed_test"]["mean"]] for m, s in summary.items()])
-    save({"machine": machine(), "command": " ".join(sys.argv), "quick": args.quick, "workers": args.workers,
+    save({"machine": machine(), "command": " ".join(sys.argv), "quick": args.quick, "model": args.model,
+          "epoch_sleep_seconds": float(os.environ.get("EPOCH_SLEEP_SECONDS", "0.1")) if args.model == "sleep" else None,
+          "workers": args.workers,
           "max_epochs": args.max_epochs, "budget_s": args.budget, "configs": args.configs if not args.budget else None,
           "seeds": args.seeds, "runs": results, "summary": summary,
-          "not_measured": ["larger generated task", "8-worker utilisation"]}, args.out, "early_stopping")
+          "not_measured": ["larger generated task"]}, args.out, "early_stopping")
 
 
 if __name__ == "__main__":

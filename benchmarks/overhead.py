@@ -8,6 +8,13 @@ results.json). Two trainers, side by side in one run:
 - `run_trial`: a `run_trial` function that sleeps (`instant_trial.py`): no model at all, like
   Ray Tune's test (its trials are functions that sleep).
 
+- `keras_epochs`: the same fit time split into `--epochs` (10) epochs of `epoch_sleep_model.py`,
+  each epoch's metrics reported to the chief on the heartbeats (what median stopping and ASHA
+  need): its overhead minus `keras`'s is the chief's cost of the per-epoch reports.
+
+With `--repeats N` the trainers alternate N times and the table gives each one's median and
+spread, and the median of the per-repeat differences `keras_epochs - keras`.
+
 For each: the end-to-end time of `up`, how long after the last trial's end `up` returned (chief
 exit, export, teardown), and the overhead split from the workers' own timings of each training
 (results.json, `executions[].timing`): `in_training_ms` around the sleep (for `keras`: the
@@ -20,6 +27,7 @@ the user's code aside); `orchestration_overhead_pct`, the span against the train
     python benchmarks/overhead.py --out benchmarks/results/overhead.json          # 200 trials each
     python benchmarks/overhead.py --trials 20 --out /tmp/overhead-quick.json      # a quick look
     python benchmarks/overhead.py --seconds 0 --trainers keras                    # trials/s, no training
+    python benchmarks/overhead.py --trainers keras,keras_epochs --repeats 3 --out benchmarks/results/epoch_reports_overhead.json
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -65,13 +74,16 @@ def measure(trainer: str, args, work: Path) -> dict:
     from tunecluster.tuning.examples import csv_path
 
     work.mkdir(parents=True)
-    code = ({"hypermodel": f"{HERE / 'sleep_model.py'}:build"} if trainer == "keras"
-            else {"run_trial": f"{HERE / 'instant_trial.py'}:run_trial"})
+    code = {"keras": {"hypermodel": f"{HERE / 'sleep_model.py'}:build"},
+            "keras_epochs": {"hypermodel": f"{HERE / 'epoch_sleep_model.py'}:build"},
+            "run_trial": {"run_trial": f"{HERE / 'instant_trial.py'}:run_trial"}}[trainer]
+    epochs = args.epochs if trainer == "keras_epochs" else 1
     spec = {"name": "overhead", **code, "data": {"csv": str(csv_path()), "target": "Outcome"},
             "tuner": {"kind": "random", "max_trials": args.trials, "seed": 1},
-            "fit": {"epochs": 1, "tensorboard": False}, "cluster": {"workers": args.workers}}
+            "fit": {"epochs": epochs, "tensorboard": False}, "cluster": {"workers": args.workers}}
     (work / "spec.yaml").write_text(json.dumps(spec))
     os.environ["SLEEP_MODEL_SECONDS"] = os.environ["INSTANT_TRIAL_SECONDS"] = str(args.seconds)
+    os.environ["EPOCH_SLEEP_SECONDS"] = str(args.seconds / args.epochs)
     before = machine()
     result = run_up(["-f", "spec.yaml"], work / "run", work)
     trials = [t for t in result["document"]["trials"] if t["status"] == "COMPLETED"]
@@ -95,7 +107,7 @@ def measure(trainer: str, args, work: Path) -> dict:
     saved = sum(1 for e in executions if e.get("saved_weights"))
     user_ideal = ideal + len(trials) * phases["hypermodel_s"] / 1000 / args.workers
     return {
-        "trainer": trainer, "machine_before": before, "machine_after": machine(),
+        "trainer": trainer, "epochs": epochs, "machine_before": before, "machine_after": machine(),
         "trials": len(trials), "workers": args.workers, "fit_s": args.seconds,
         "ideal_s": ideal, "search_span_s": span,
         "overhead_pct": 100.0 * (span / ideal - 1.0) if ideal else None,  # --seconds 0: no ideal
@@ -119,11 +131,15 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=0.5, help="training time per trial (a sleep)")
-    parser.add_argument("--trainers", default="keras,run_trial", help="keras, run_trial or both")
+    parser.add_argument("--trainers", default="keras,run_trial", help="keras, keras_epochs, run_trial, comma separated")
+    parser.add_argument("--epochs", type=int, default=10, help="epochs per training of keras_epochs")
+    parser.add_argument("--repeats", type=int, default=1, help="alternate the trainers this many times")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="tunecluster-overhead-"))
-    rows = [measure(trainer, args, work / trainer) for trainer in args.trainers.split(",")]
+    trainers = args.trainers.split(",")
+    rows = [measure(trainer, args, work / f"{trainer}-{repeat}")
+            for repeat in range(args.repeats) for trainer in trainers]
     table(["trainer", "trials", "workers", "ideal s", "span s", "overhead %", "tunecluster's %", "trials/s",
            "gap ms", "up s", "exit after last s"],
           [[r["trainer"], r["trials"], r["workers"], r["ideal_s"], r["search_span_s"], r["overhead_pct"],
@@ -135,7 +151,22 @@ def main() -> None:
               f"of it the hypermodel's own {p['hypermodel']:.1f}; check {p['check']:.1f}, save {p['save']:.1f}; "
               f"{r['weights_files_written']} weights files); orchestration alone: "
               f"{r['orchestration_overhead_pct']:.2f}%")
-    figures = {"benchmark": "overhead", "rows": rows,
+    medians = {}
+    if args.repeats > 1:
+        for trainer in trainers:
+            values = [r["overhead_pct"] for r in rows if r["trainer"] == trainer]
+            medians[trainer] = {"median_overhead_pct": statistics.median(values),
+                                "min": min(values), "max": max(values)}
+            print(f"{trainer}: overhead median {statistics.median(values):.2f} % "
+                  f"(min {min(values):.2f}, max {max(values):.2f}, {len(values)} runs)")
+        if "keras" in trainers and "keras_epochs" in trainers:
+            pairs = [(a["overhead_pct"], b["overhead_pct"]) for a, b in
+                     zip([r for r in rows if r["trainer"] == "keras"], [r for r in rows if r["trainer"] == "keras_epochs"])]
+            differences = [b - a for a, b in pairs]
+            medians["epoch_reports_pp"] = {"median": statistics.median(differences), "runs": differences}
+            print(f"per-epoch reports ({args.epochs} per training): keras_epochs - keras = "
+                  f"{statistics.median(differences):+.2f} percentage points (median of {len(differences)} pairs)")
+    figures = {"benchmark": "overhead", "command": " ".join(sys.argv), "rows": rows, "medians": medians,
                **{k: v for k, v in rows[0].items() if k != "trainer"}, "trainer": rows[0]["trainer"]}
     for r in rows[1:]:
         figures[f"overhead_pct_{r['trainer']}"] = r["overhead_pct"]

@@ -16,6 +16,7 @@ from datetime import datetime
 import yaml
 
 from curve_models import ASHA_MODEL, LOADER
+from tensorboard_events import texts
 from waiting import read_json, wait_until
 
 CONFIGS, ETA, RUNGS = 9, 3, [1, 3, 9]
@@ -38,7 +39,7 @@ def test_asha_promotes_by_the_rule_continues_rung_checkpoints_and_survives_a_chi
         "name": "asha", "hypermodel": "model.py:build", "data": {"loader": "data.py:load"},
         "tuner": {"kind": "asha", "max_trials": CONFIGS, "seed": 5,
                   "asha": {"min_epochs": 1, "max_epochs": 9, "reduction_factor": ETA}},
-        "fit": {"batch_size": 32, "tensorboard": False},
+        "fit": {"batch_size": 32, "tensorboard": True},
         "confirm": {"enabled": False},
         "cluster": {"workers": 2, "tf_threads": 1, "heartbeat_interval": 0.2, "lease_timeout": 10}}))
     run = tmp_path / "run"
@@ -88,6 +89,9 @@ def test_asha_promotes_by_the_rule_continues_rung_checkpoints_and_survives_a_chi
         execution = rows[child]["executions"][0]
         assert execution["promoted_from"] == RUNGS[rung], execution
         assert len(rows[child]["curve"]) == epochs
+        # and TensorBoard's Text tab says so, at the first epoch it trained
+        note = (RUNGS[rung], f"promoted from trial {parent}: continues its checkpoint after epoch {RUNGS[rung]}")
+        assert note in texts(run / "tensorboard" / child), texts(run / "tensorboard" / child)
     logs = "".join((run / "logs" / f"worker-{i}.log").read_text() for i in range(2))
     assert "rung checkpoint" in logs
     assert not (run / "checkpoints").exists()  # the rung checkpoints left are removed at the end

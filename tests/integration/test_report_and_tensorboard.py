@@ -18,6 +18,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from tensorboard_events import events
 
 FIGURES = ("best-so-far", "parallel-coordinates", "timeline", "hyperparameter-scores")
 
@@ -116,20 +117,6 @@ def test_html_is_self_contained(report):
     assert html.count("plotly.js v") <= 2  # ... once
 
 
-def _events(folder: Path):
-    """Every event in a folder's event files: TFRecord framing read directly (8-byte length, 4-byte
-    CRC, data, 4-byte CRC) and parsed with TensorBoard's protos, so the test needs no TensorFlow."""
-    from tensorboard.compat.proto import event_pb2
-
-    for path in sorted(folder.glob("events.out.tfevents.*")):
-        data = path.read_bytes()
-        at = 0
-        while at + 12 <= len(data):
-            length = int.from_bytes(data[at:at + 8], "little")
-            yield event_pb2.Event.FromString(data[at + 12:at + 12 + length])
-            at += 12 + length + 4
-
-
 def test_every_trial_logged_scalars_and_hparams_for_tensorboard(finished_run):
     from tensorboard.plugins.hparams import metadata as hparams_metadata
 
@@ -138,7 +125,7 @@ def test_every_trial_logged_scalars_and_hparams_for_tensorboard(finished_run):
     for trial in document["trials"]:
         session = run / "tensorboard" / trial["trial_id"]
         assert session.is_dir(), session
-        starts = [v for e in _events(session) for v in e.summary.value
+        starts = [v for e in events(session) for v in e.summary.value
                   if v.tag == hparams_metadata.SESSION_START_INFO_TAG]
         assert len(starts) == 1 and starts[0].metadata.plugin_data.plugin_name == "hparams"
         info = hparams_metadata.parse_session_start_info_plugin_data(starts[0].metadata.plugin_data.content)
@@ -148,7 +135,7 @@ def test_every_trial_logged_scalars_and_hparams_for_tensorboard(finished_run):
         for name, value in trial["hyperparameters"].items():
             assert logged[name] == (pytest.approx(value) if isinstance(value, (int, float)) else value), name
         for group in ("train", "validation"):
-            scalars = [(e.step, v.tag) for e in _events(session / group) for v in e.summary.value
+            scalars = [(e.step, v.tag) for e in events(session / group) for v in e.summary.value
                        if v.metadata.plugin_data.plugin_name == "scalars"]
             assert {(0, "epoch_loss"), (0, "epoch_accuracy")} <= set(scalars), (trial["trial_id"], group)
             assert {step for step, _ in scalars} == {0}  # one epoch

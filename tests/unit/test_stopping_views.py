@@ -62,3 +62,15 @@ def test_the_report_draws_every_curve_with_stop_points_and_rungs(tmp_path):
     assert '<section id="training-curves">' in html
     assert "stopped after epoch" in html and "promoted at epoch" in html
     assert '"training-curves"' in html.split('id="report-summary"')[1]  # listed among the figures
+
+
+def test_the_tensorboard_note_of_a_training_that_does_not_start_from_scratch():
+    from tunecluster.cluster.worker.training_notes import start_note
+
+    assert start_note({"x": 1}, None, False) is None
+    assert start_note({"tuner/trial_id": "03", "tuner/initial_epoch": 3}, 3, True) == (
+        3, "promoted from trial 03: continues its checkpoint after epoch 3")
+    assert start_note({"x": 1}, 5, False) == (5, "resumed from its checkpoint after epoch 5 (taken back from another worker)")
+    assert start_note({"tuner/trial_id": "0007", "tuner/initial_epoch": 4}, None, False) == (
+        4, "continues trial 0007's weights after epoch 4 (a later Hyperband round)")
+    assert start_note({"tuner/trial_id": None, "tuner/initial_epoch": 0}, None, False) is None

@@ -9,15 +9,19 @@ Layout, one HParams session per trial (per execution when `executions_per_trial`
     <run>/tensorboard/<trial_id>[/execution_<k>]/validation/ the same names for the val_ metrics
 
 the names and folders Keras' own TensorBoard callback uses, so charts of train and validation
-overlay. Kept cheap: scalars once per epoch, no graph, no histograms, no profiling; the three
-writers open at the start of training and close at its end.
+overlay. A training that does not simply run from epoch 1 to its last says so in the session's
+Text tab (tag `tunecluster/training`, at the epoch it concerns): one promoted by ASHA or continuing
+a Hyperband round from another trial's weights, one resumed from its checkpoint after a take-back,
+and one the chief stopped early (median stopping); epochs are absolute, so a continued training's
+curve starts where its parent's stopped. Kept cheap: scalars once per epoch, no graph, no
+histograms, no profiling; the three writers open at the start of training and close at its end.
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import keras
 
@@ -38,11 +42,14 @@ def _hparam_value(value):
 class TrialTensorBoard(keras.callbacks.Callback):
     """Writes a trial's hyperparameters at the start of training and its metrics every epoch."""
 
-    def __init__(self, logdir: str | Path, trial_id: str, hyperparameters: dict):
+    def __init__(self, logdir: str | Path, trial_id: str, hyperparameters: dict,
+                 start_note: Optional[tuple[int, str]] = None, stopped_at: Optional[Callable[[], Optional[int]]] = None):
         super().__init__()
         self.logdir = Path(logdir)
         self.trial_id = str(trial_id)
         self.hyperparameters = {k: _hparam_value(v) for k, v in hyperparameters.items()}
+        self.start_note = start_note  # (epoch, text): how this training started, when not from scratch
+        self.stopped_at = stopped_at  # the epoch (1-based) the chief stopped it at, or None
         self._writers: dict = {}
 
     def _writer(self, group: str):
@@ -58,6 +65,15 @@ class TrialTensorBoard(keras.callbacks.Callback):
 
         with self._writer("").as_default():
             hparams_api.hparams(self.hyperparameters, trial_id=self.trial_id, start_time_secs=int(time.time()))
+        if self.start_note is not None:
+            self.note(*self.start_note)
+
+    def note(self, epoch: int, text: str) -> None:
+        """A line in the session's Text tab at `epoch` (0-based step, like the scalars)."""
+        import tensorflow as tf
+
+        with self._writer("").as_default():
+            tf.summary.text("tunecluster/training", text, step=max(0, epoch))
 
     def on_epoch_end(self, epoch, logs=None):
         import tensorflow as tf
@@ -80,6 +96,9 @@ class TrialTensorBoard(keras.callbacks.Callback):
                     tf.summary.scalar(tag, number, step=epoch)
 
     def on_train_end(self, logs=None):
+        stopped = self.stopped_at() if self.stopped_at is not None else None
+        if stopped is not None:
+            self.note(stopped - 1, f"stopped early by the chief after epoch {stopped}")
         self.close()
 
     def close(self) -> None:
@@ -94,13 +113,16 @@ class TrialTensorBoard(keras.callbacks.Callback):
             pass
 
 
-def trial_callback(root: Optional[str | Path], trial, execution: int, executions: int,
-                   values: dict) -> Optional[TrialTensorBoard]:
+def trial_callback(root: Optional[str | Path], trial, execution: int, executions: int, values: dict,
+                   start_note: Optional[tuple[int, str]] = None,
+                   stopped_at: Optional[Callable[[], Optional[int]]] = None) -> Optional[TrialTensorBoard]:
     """The callback for one execution of `trial` with its hyperparameters' `values` (those its
-    build read), or None when TensorBoard logging is off."""
+    build read), or None when TensorBoard logging is off; `start_note` and `stopped_at` as in
+    `TrialTensorBoard`."""
     if root is None:
         return None
-    return TrialTensorBoard(session_dir(root, trial.trial_id, execution, executions), trial.trial_id, values)
+    return TrialTensorBoard(session_dir(root, trial.trial_id, execution, executions), trial.trial_id, values,
+                            start_note=start_note, stopped_at=stopped_at)
 
 
 def _event_writer(path: Path):

@@ -55,6 +55,7 @@ from tunecluster.cluster.worker.heartbeat import Backoff
 from tunecluster.cluster.worker.interruptions import FatalUsage, LeaseLost, TrialInterrupted
 from tunecluster.cluster.worker.prediction_checks import collapsed_predictions
 from tunecluster.cluster.worker.tensorboard_log import trial_callback
+from tunecluster.cluster.worker.training_notes import start_note
 from tunecluster.tuning.results import active_values
 from tunecluster.core.errors import UsageError
 from tunecluster.kt_compat import internals
@@ -271,7 +272,7 @@ class ClusterTuner(kt.Tuner):
     def _checkpoint_folder(self, key: str) -> Path:
         return resume.unit_folder(Path(self.directory).parent / "checkpoints", key)
 
-    def _callbacks(self, trial, unit: dict, epochs: int, best, boundary) -> list:
+    def _callbacks(self, trial, unit: dict, epochs: int, best, boundary, note=None) -> list:
         fit, objective = self.fit_spec, self.oracle.objective
         key = unit["key"]
         record = (lambda epoch, metrics: self._record_epoch(key, epoch, metrics)) if self._record_epoch else None
@@ -281,7 +282,9 @@ class ClusterTuner(kt.Tuner):
             # <run>/tensorboard/<trial>[/execution_<k>]
             callbacks.append(trial_callback(Path(self.directory).parent / "tensorboard", trial,
                                             unit["index"], unit.get("count", 1),
-                                            active_values(trial.hyperparameters.values, self.last_read)))
+                                            active_values(trial.hyperparameters.values, self.last_read),
+                                            start_note=note, stopped_at=lambda: (
+                                                boundary.stopped_at if (boundary.stopped_at or epochs) < epochs else None)))
         if fit.early_stopping_patience:
             callbacks.append(keras.callbacks.EarlyStopping(
                 monitor=objective.name, mode=objective.direction, patience=fit.early_stopping_patience))
@@ -309,7 +312,8 @@ class ClusterTuner(kt.Tuner):
         history = model.fit(
             s.x_train, s.y_train, validation_data=(s.x_val, s.y_val),
             epochs=epochs, initial_epoch=resumed or initial_epoch, batch_size=fit.batch_size, verbose=fit.verbose,
-            callbacks=self._callbacks(trial, unit, epochs, best, boundary) + ([checkpoint] if checkpoint else []),
+            callbacks=self._callbacks(trial, unit, epochs, best, boundary, start_note(hp.values, resumed, promoted))
+            + ([checkpoint] if checkpoint else []),
         )
         trained = time.time()
         self._check_trial(unit["key"])  # never report a score of an interrupted training
