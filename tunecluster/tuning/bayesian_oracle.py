@@ -19,9 +19,24 @@ same saved state) does the slow part outside that lock:
    duplicates a trial that exists by then is replaced by the next-best candidate (or random
    values), a retry that was queued meanwhile is handed out first, `max_trials` is re-checked.
 
-Suggestions are made one at a time (their own lock, not the oracle's), so each one sees every
-trial the previous suggestion started, as in Keras Tuner's serial order. Random and grid oracles
-need none of this: their suggestions take microseconds.
+Model fits are made one at a time (their own lock, not the oracle's), and one fit serves every
+worker waiting for a suggestion: with k askers waiting when its snapshot is taken (k capped at
+`max_batch`), the fit proposes a batch of k points (`gp_batch`: each next point chosen after the
+previous ones were added as pending observations at the model's mean + std, Keras Tuner's rule for
+running trials, with the kernel fixed). The fitting asker takes the first point; the others are
+kept in a batch from which each waiting asker takes the next point, still committed through Keras
+Tuner's `create_trial` under the oracle lock with the same duplicate check (step 3). With one
+asker (a serial search) the batch is the single suggestion, exactly as before.
+
+Staleness rule: a batch's points were computed for the askers waiting when its snapshot was taken,
+and those take them whatever completed meanwhile (a serial suggestion computed at that moment
+would not have seen it either). An asker that came after the snapshot takes a left-over point only
+while the batch is fresh: no trial has completed since its snapshot, and it is at most
+`batch_max_age` seconds old; otherwise it fits a new model. A batch older than `batch_max_age` is
+dropped by the next asker that looks at it, whoever that is. Nothing of the batch is saved: the
+oracle's saved state is Keras Tuner's, as before.
+
+Random and grid oracles need none of this: their suggestions take microseconds.
 
     oracle = BayesianOptimizationOracle(objective=kt.Objective("val_accuracy", "max"), max_trials=50)
 """
@@ -30,6 +45,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Optional
@@ -55,6 +71,9 @@ class _Snapshot:
     y_done: np.ndarray
     x_running: np.ndarray
     space_size: int
+    count: int = 1  # points wanted from this fit (the askers waiting, capped)
+    completed: int = 0  # COMPLETED trials when it was taken
+    taken_at: float = 0.0  # time.monotonic() when it was taken
 
 
 @dataclass
@@ -62,6 +81,7 @@ class _Suggestion:
     space_size: int
     hyperparameters: object = None
     points: list = field(default_factory=list)  # vectors in [0, 1]^d, best first
+    batch: list = field(default_factory=list)  # the batch's later points, each a `_Suggestion`
 
     def values(self):
         """The candidates as hyperparameter values, best first, each distinct one once."""
@@ -90,11 +110,22 @@ def _to_values(hyperparameters, vector) -> dict:
     return hps.values
 
 
+@dataclass
+class _Batch:
+    """The points of one fit not handed out yet, and when (after how many completed trials) its
+    snapshot was taken."""
+
+    suggestions: list  # `_Suggestion`s, in the order the liar rule chose them
+    space_size: int
+    completed: int
+    taken_at: float
+
+
 class BayesianOptimizationOracle(KerasTunerBayesianOracle):
     """Keras Tuner's Bayesian oracle, with the model fitted outside the oracle lock (see module)."""
 
     def __init__(self, *args, refit_growth: float = 0.1, screen: int = 256, starts: int = 5,
-                 suggest_in_child: bool = True, **kwargs):
+                 suggest_in_child: bool = True, max_batch: int = 32, batch_max_age: float = 5.0, **kwargs):
         super().__init__(*args, **kwargs)
         self.suggest_in_child = suggest_in_child  # gp_process: off the chief's GIL
         self._key = uuid.uuid4().hex  # this oracle's model in the child
@@ -106,6 +137,13 @@ class BayesianOptimizationOracle(KerasTunerBayesianOracle):
         self._vectors: dict[str, tuple[int, list, float]] = {}  # trial id -> (space size, vector, y)
         self._space_copy: tuple[int, object] = (-1, None)
         self._pending: Optional[_Suggestion] = None
+        self.max_batch = max_batch  # points per fit at most
+        self.batch_max_age = batch_max_age  # seconds a batch's left-over points stay usable
+        self._batch: _Batch | None = None  # guarded by the oracle lock
+        self._askers = 0  # create_trial calls waiting for a model's suggestion
+        self._askers_lock = threading.Lock()
+        self._batch_made = threading.Condition()  # notified when a fit ends
+        self._fits = 0  # fits ended (guarded by _batch_made)
         self.last_timing: dict = {}
 
     # ---------------------------------------------------------------- the trial request
@@ -115,18 +153,77 @@ class BayesianOptimizationOracle(KerasTunerBayesianOracle):
         with oracle_lock(self):
             if not self._needs_model(tuner_id):
                 return super().create_trial(tuner_id)
-        with self._suggest_lock:
+        arrived = time.monotonic()
+        with self._askers_lock:
+            self._askers += 1
+        try:
+            return self._create_from_model(tuner_id, arrived)
+        finally:
+            with self._askers_lock:
+                self._askers -= 1
+
+    def _create_from_model(self, tuner_id, arrived: float):
+        """A point of a batch if one is there for this asker, else fit the model (one fit at a
+        time; whoever fits proposes a point for every asker waiting), else wait for that fit."""
+        while True:
+            with self._batch_made:
+                fits = self._fits
             with oracle_lock(self):
                 if not self._needs_model(tuner_id):
                     return super().create_trial(tuner_id)
-                snapshot = self._snapshot()
+                suggestion = self._take_from_batch(arrived)
+                if suggestion is not None:
+                    return self._commit(tuner_id, suggestion)
+                if self._suggest_lock.acquire(blocking=False):
+                    break
+            with self._batch_made:  # another asker is fitting: its batch has a point for this one
+                while self._fits == fits:
+                    self._batch_made.wait(1.0)
+        try:  # this asker fits the model, holding _suggest_lock
+            with oracle_lock(self):
+                if not self._needs_model(tuner_id):
+                    return super().create_trial(tuner_id)
+                with self._askers_lock:
+                    count = max(1, min(self._askers, self.max_batch))
+                snapshot = self._snapshot(count)
             suggestion = self._compute(snapshot)  # the slow part, without the oracle lock (or GIL)
             with oracle_lock(self):
-                self._pending = suggestion
-                try:
+                if suggestion.batch:
+                    self._batch = _Batch(list(suggestion.batch), snapshot.space_size, snapshot.completed,
+                                         snapshot.taken_at)
+                if not self._needs_model(tuner_id):
                     return super().create_trial(tuner_id)
-                finally:
-                    self._pending = None
+                return self._commit(tuner_id, suggestion)
+        finally:
+            self._suggest_lock.release()
+            with self._batch_made:
+                self._fits += 1
+                self._batch_made.notify_all()
+
+    def _commit(self, tuner_id, suggestion: _Suggestion):
+        """Keras Tuner's create_trial with `suggestion` as populate_space's values (lock held)."""
+        self._pending = suggestion
+        try:
+            return super().create_trial(tuner_id)
+        finally:
+            self._pending = None
+
+    def _take_from_batch(self, arrived: float) -> _Suggestion | None:
+        """The batch's next point for an asker that arrived at `arrived`, if the staleness rule
+        (module docstring) allows it; drops a batch that is too old or used up (lock held)."""
+        batch = self._batch
+        if batch is None:
+            return None
+        age = time.monotonic() - batch.taken_at
+        if not batch.suggestions or age > self.batch_max_age or batch.space_size != len(self.hyperparameters.space):
+            self._batch = None
+            return None
+        if arrived > batch.taken_at and self._completed() != batch.completed:
+            return None  # computed before a result this asker could have had
+        return batch.suggestions.pop(0)
+
+    def _completed(self) -> int:
+        return sum(1 for t in self.trials.values() if t.status == "COMPLETED")
 
     def _needs_model(self, tuner_id) -> bool:
         """Would Keras Tuner's create_trial reach the Gaussian process? (lock held)"""
@@ -134,15 +231,13 @@ class BayesianOptimizationOracle(KerasTunerBayesianOracle):
             return False
         if self.max_trials and len(self.trials) >= self.max_trials:
             return False
-        completed = sum(1 for t in self.trials.values() if t.status == "COMPLETED")
-        return completed >= self._initial_points()
+        return self._completed() >= self._initial_points()
 
     def _initial_points(self) -> int:
         return self.num_initial_points or max(3 * len(self.hyperparameters.space), 3)
 
     def populate_space(self, trial_id):
-        completed = sum(1 for t in self.trials.values() if t.status == "COMPLETED")
-        if completed < self._initial_points():
+        if self._completed() < self._initial_points():
             return oracle_state.random_trial(self)
         suggestion = self._pending
         if suggestion is None or suggestion.space_size != len(self.hyperparameters.space):
@@ -170,7 +265,7 @@ class BayesianOptimizationOracle(KerasTunerBayesianOracle):
             vector.append(hp.value_to_prob(value))
         return vector
 
-    def _snapshot(self) -> _Snapshot:
+    def _snapshot(self, count: int = 1) -> _Snapshot:
         space = [hp for hp in self.hyperparameters.space if not isinstance(hp, hp_module.Fixed)]
         size = len(self.hyperparameters.space)
         if self._space_copy[0] != size:
@@ -192,7 +287,7 @@ class BayesianOptimizationOracle(KerasTunerBayesianOracle):
         dims = len(space)
         return _Snapshot(space, self._space_copy[1], np.array(x_done, dtype=float).reshape(-1, dims),
                          np.array(y_done, dtype=float), np.array(x_running, dtype=float).reshape(-1, dims),
-                         size)
+                         size, count=count, completed=self._completed(), taken_at=time.monotonic())
 
     # ---------------------------------------------------------------- the model (no lock)
     def _compute(self, snap: _Snapshot) -> _Suggestion:
@@ -201,7 +296,7 @@ class BayesianOptimizationOracle(KerasTunerBayesianOracle):
             return _Suggestion(snap.space_size, snap.hyperparameters, [])
         request = {"x_done": snap.x_done, "y_done": snap.y_done, "x_running": snap.x_running, "dims": dims,
                    "alpha": self.alpha, "seed": self.seed, "beta": self.beta, "refit_growth": self.refit_growth,
-                   "screen": self.screen, "starts": self.starts,
+                   "screen": self.screen, "starts": self.starts, "count": snap.count,
                    "rng_seed": int(oracle_state.random_state(self).randint(0, 2**31 - 1))}
         answer = None
         if self.suggest_in_child:
@@ -213,4 +308,5 @@ class BayesianOptimizationOracle(KerasTunerBayesianOracle):
         if answer is None:
             self._gp, answer = gp_process.compute(self._gp, request)
         self.last_timing = answer["timing"]
-        return _Suggestion(snap.space_size, snap.hyperparameters, answer["points"])
+        later = [_Suggestion(snap.space_size, snap.hyperparameters, points) for points in answer.get("batch", [])[1:]]
+        return _Suggestion(snap.space_size, snap.hyperparameters, answer["points"], later)
