@@ -88,7 +88,7 @@ def _initial(oracle):
 
 
 def test_one_fit_serves_every_asker_that_waited_for_it(tmp_path):
-    oracle = _oracle(tmp_path)
+    oracle = _oracle(tmp_path, prefetch=0.0)  # exactly the askers waiting
     _initial(oracle)
     compute, snapshots = oracle._compute, []
     entered, release = threading.Event(), threading.Event()
@@ -144,17 +144,34 @@ def test_a_batch_goes_stale_for_later_askers_and_is_dropped_when_old(tmp_path):
     before, after = snapshot.taken_at - 1.0, time.monotonic() + 1.0
     stored()
     # fresh: a later asker takes a left-over point
-    assert oracle._take_from_batch(after) is batch.batch[0]
+    assert oracle._take_from_batch(after, oracle._completed()) is batch.batch[0]
     _finish(oracle, running)  # a newer trial completed
     # stale: not for an asker that came after the snapshot (the batch stays for those before it)
-    assert oracle._take_from_batch(after) is None and oracle._batch is not None
-    assert oracle._take_from_batch(before) is batch.batch[1]
+    assert oracle._take_from_batch(after, oracle._completed()) is None and oracle._batch is not None
+    assert oracle._take_from_batch(before, oracle._completed()) is batch.batch[1]
     # too old: dropped, for everyone
     stored(age=6.0)
-    assert oracle._take_from_batch(before) is None and oracle._batch is None
+    assert oracle._take_from_batch(before, oracle._completed()) is None and oracle._batch is None
     # used up: dropped
     stored().suggestions.clear()
-    assert oracle._take_from_batch(before) is None and oracle._batch is None
+    assert oracle._take_from_batch(before, oracle._completed()) is None and oracle._batch is None
+    # a batch that saw 40 completed trials stays fresh for 2 more (5 %), not 3
+    oracle._batch = _Batch(list(batch.batch), snapshot.space_size, 40, time.monotonic())
+    assert oracle._take_from_batch(after, 42) is batch.batch[0]
+    assert oracle._take_from_batch(after, 43) is None
+
+
+def test_the_batch_covers_the_askers_expected_while_the_next_fit_runs(tmp_path):
+    oracle = _oracle(tmp_path, max_batch=16)
+    now = time.monotonic()
+    assert oracle._batch_size() == 1  # nobody asked yet
+    oracle._asked.extend([now] * 50)  # 5 asks per second over the last 10 s
+    oracle._fit_seconds = 0.8
+    assert oracle._batch_size() == 6  # 5/s x 0.8 s x 1.5
+    oracle._askers = 3
+    assert oracle._batch_size() == 9
+    oracle._fit_seconds = 10.0
+    assert oracle._batch_size() == 16  # capped
 
 
 def test_a_serial_search_fits_once_per_trial_with_one_point(tmp_path):

@@ -20,21 +20,26 @@ same saved state) does the slow part outside that lock:
    values), a retry that was queued meanwhile is handed out first, `max_trials` is re-checked.
 
 Model fits are made one at a time (their own lock, not the oracle's), and one fit serves every
-worker waiting for a suggestion: with k askers waiting when its snapshot is taken (k capped at
-`max_batch`), the fit proposes a batch of k points (`gp_batch`: each next point chosen after the
-previous ones were added as pending observations at the model's mean + std, Keras Tuner's rule for
-running trials, with the kernel fixed). The fitting asker takes the first point; the others are
-kept in a batch from which each waiting asker takes the next point, still committed through Keras
+worker waiting for a suggestion: the fit proposes a batch of k points (`gp_batch`: each next point
+chosen after the previous ones were added as pending observations at the model's mean + std, Keras
+Tuner's rule for running trials, with the kernel fixed). k is the number of askers waiting when
+its snapshot is taken, plus the askers expected while the next fit runs (`prefetch` = 1.5 times
+the last fit's duration at the rate of asks over the last 10 s, so that they find a point ready
+instead of waiting for a fit of their own), capped at `max_batch` (64). The fitting asker takes
+the first point; each other asker takes the batch's next point, still committed through Keras
 Tuner's `create_trial` under the oracle lock with the same duplicate check (step 3). With one
-asker (a serial search) the batch is the single suggestion, exactly as before.
+asker at a time (a serial search, or trials much longer than a fit) k is 1 and the suggestion is
+exactly the single one of before.
 
-Staleness rule: a batch's points were computed for the askers waiting when its snapshot was taken,
-and those take them whatever completed meanwhile (a serial suggestion computed at that moment
-would not have seen it either). An asker that came after the snapshot takes a left-over point only
-while the batch is fresh: no trial has completed since its snapshot, and it is at most
-`batch_max_age` seconds old; otherwise it fits a new model. A batch older than `batch_max_age` is
-dropped by the next asker that looks at it, whoever that is. Nothing of the batch is saved: the
-oracle's saved state is Keras Tuner's, as before.
+Staleness rule: the askers that were waiting when a batch's snapshot was taken take its points
+whatever completed meanwhile (the points were computed for them; a serial suggestion made at that
+moment would not have seen those results either). An asker that came later takes a left-over point
+only while the batch is fresh: it is at most `batch_max_age` (5) seconds old, and the trials
+completed since its snapshot are at most `stale_fraction` (5 %) of those it saw, rounded down: in a
+small search any newer completed trial makes it stale; among 2,000 trials, 100 do. Otherwise the
+asker fits a new model. A batch older than `batch_max_age` or used up is dropped by the next asker
+that looks at it. Nothing of the batch is saved: the oracle's saved state is Keras Tuner's, as
+before.
 
 Random and grid oracles need none of this: their suggestions take microseconds.
 
@@ -47,6 +52,7 @@ import logging
 import threading
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -61,6 +67,8 @@ from tunecluster.kt_compat.oracle_state import queued
 from tunecluster.tuning import gp_process, gp_suggest
 
 log = logging.getLogger("tunecluster.chief")
+
+RATE_WINDOW = 10.0  # seconds over which the rate of asks is measured (for `prefetch`)
 
 
 @dataclass
@@ -125,7 +133,8 @@ class BayesianOptimizationOracle(KerasTunerBayesianOracle):
     """Keras Tuner's Bayesian oracle, with the model fitted outside the oracle lock (see module)."""
 
     def __init__(self, *args, refit_growth: float = 0.1, screen: int = 256, starts: int = 5,
-                 suggest_in_child: bool = True, max_batch: int = 32, batch_max_age: float = 5.0, **kwargs):
+                 suggest_in_child: bool = True, max_batch: int = 64, prefetch: float = 1.5,
+                 batch_max_age: float = 5.0, stale_fraction: float = 0.05, **kwargs):
         super().__init__(*args, **kwargs)
         self.suggest_in_child = suggest_in_child  # gp_process: off the chief's GIL
         self._key = uuid.uuid4().hex  # this oracle's model in the child
@@ -138,10 +147,14 @@ class BayesianOptimizationOracle(KerasTunerBayesianOracle):
         self._space_copy: tuple[int, object] = (-1, None)
         self._pending: Optional[_Suggestion] = None
         self.max_batch = max_batch  # points per fit at most
+        self.prefetch = prefetch  # extra points: this many fit durations' worth of expected askers
         self.batch_max_age = batch_max_age  # seconds a batch's left-over points stay usable
+        self.stale_fraction = stale_fraction  # ... while fewer new results than this share of those it saw
         self._batch: _Batch | None = None  # guarded by the oracle lock
         self._askers = 0  # create_trial calls waiting for a model's suggestion
+        self._asked: deque = deque()  # when they asked, over the last RATE_WINDOW seconds
         self._askers_lock = threading.Lock()
+        self._fit_seconds = 0.0  # the last fit's duration
         self._batch_made = threading.Condition()  # notified when a fit ends
         self._fits = 0  # fits ended (guarded by _batch_made)
         self.last_timing: dict = {}
@@ -156,6 +169,9 @@ class BayesianOptimizationOracle(KerasTunerBayesianOracle):
         arrived = time.monotonic()
         with self._askers_lock:
             self._askers += 1
+            self._asked.append(arrived)
+            while self._asked and self._asked[0] < arrived - RATE_WINDOW:
+                self._asked.popleft()
         try:
             return self._create_from_model(tuner_id, arrived)
         finally:
@@ -169,9 +185,10 @@ class BayesianOptimizationOracle(KerasTunerBayesianOracle):
             with self._batch_made:
                 fits = self._fits
             with oracle_lock(self):
-                if not self._needs_model(tuner_id):
+                completed = self._completed()
+                if not self._needs_model(tuner_id, completed):
                     return super().create_trial(tuner_id)
-                suggestion = self._take_from_batch(arrived)
+                suggestion = self._take_from_batch(arrived, completed)
                 if suggestion is not None:
                     return self._commit(tuner_id, suggestion)
                 if self._suggest_lock.acquire(blocking=False):
@@ -183,10 +200,10 @@ class BayesianOptimizationOracle(KerasTunerBayesianOracle):
             with oracle_lock(self):
                 if not self._needs_model(tuner_id):
                     return super().create_trial(tuner_id)
-                with self._askers_lock:
-                    count = max(1, min(self._askers, self.max_batch))
-                snapshot = self._snapshot(count)
+                snapshot = self._snapshot(self._batch_size())
+            started = time.monotonic()
             suggestion = self._compute(snapshot)  # the slow part, without the oracle lock (or GIL)
+            self._fit_seconds = time.monotonic() - started
             with oracle_lock(self):
                 if suggestion.batch:
                     self._batch = _Batch(list(suggestion.batch), snapshot.space_size, snapshot.completed,
@@ -200,6 +217,14 @@ class BayesianOptimizationOracle(KerasTunerBayesianOracle):
                 self._fits += 1
                 self._batch_made.notify_all()
 
+    def _batch_size(self) -> int:
+        """The askers waiting now, plus those expected while the next fit runs (`prefetch`
+        times the last fit's duration at the recent rate of asks), capped at `max_batch`."""
+        with self._askers_lock:
+            rate = len(self._asked) / RATE_WINDOW
+            expected = int(rate * self._fit_seconds * self.prefetch)
+            return max(1, min(self._askers + expected, self.max_batch))
+
     def _commit(self, tuner_id, suggestion: _Suggestion):
         """Keras Tuner's create_trial with `suggestion` as populate_space's values (lock held)."""
         self._pending = suggestion
@@ -208,9 +233,10 @@ class BayesianOptimizationOracle(KerasTunerBayesianOracle):
         finally:
             self._pending = None
 
-    def _take_from_batch(self, arrived: float) -> _Suggestion | None:
-        """The batch's next point for an asker that arrived at `arrived`, if the staleness rule
-        (module docstring) allows it; drops a batch that is too old or used up (lock held)."""
+    def _take_from_batch(self, arrived: float, completed: int) -> _Suggestion | None:
+        """The batch's next point for an asker that arrived at `arrived`, `completed` trials
+        being COMPLETED now, if the staleness rule (module docstring) allows it; drops a batch that
+        is too old or used up (lock held)."""
         batch = self._batch
         if batch is None:
             return None
@@ -218,20 +244,20 @@ class BayesianOptimizationOracle(KerasTunerBayesianOracle):
         if not batch.suggestions or age > self.batch_max_age or batch.space_size != len(self.hyperparameters.space):
             self._batch = None
             return None
-        if arrived > batch.taken_at and self._completed() != batch.completed:
-            return None  # computed before a result this asker could have had
+        if arrived > batch.taken_at and completed - batch.completed > int(self.stale_fraction * batch.completed):
+            return None  # computed before results this asker could have had
         return batch.suggestions.pop(0)
 
     def _completed(self) -> int:
         return sum(1 for t in self.trials.values() if t.status == "COMPLETED")
 
-    def _needs_model(self, tuner_id) -> bool:
+    def _needs_model(self, tuner_id, completed: int | None = None) -> bool:
         """Would Keras Tuner's create_trial reach the Gaussian process? (lock held)"""
         if tuner_id in self.ongoing_trials or queued(self):
             return False
         if self.max_trials and len(self.trials) >= self.max_trials:
             return False
-        return self._completed() >= self._initial_points()
+        return (self._completed() if completed is None else completed) >= self._initial_points()
 
     def _initial_points(self) -> int:
         return self.num_initial_points or max(3 * len(self.hyperparameters.space), 3)
