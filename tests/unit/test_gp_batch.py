@@ -165,9 +165,11 @@ def test_the_batch_covers_the_askers_expected_while_the_next_fit_runs(tmp_path):
     oracle = _oracle(tmp_path, max_batch=16)
     now = time.monotonic()
     assert oracle._batch_size() == 1  # nobody asked yet
-    oracle._asked.extend([now] * 50)  # 5 asks per second over the last 10 s
+    oracle._asked.extend([(now, "tuner0")] * 50)  # 5 asks per second over the last 10 s
     oracle._fit_seconds = 0.8
-    assert oracle._batch_size() == 6  # 5/s x 0.8 s x 1.5
+    assert oracle._batch_size() == 1  # all from one worker: a serial search, nothing ahead
+    oracle._asked.append((now, "tuner1"))
+    assert oracle._batch_size() == 6  # 5.1/s x 0.8 s x 1.5
     oracle._askers = 3
     assert oracle._batch_size() == 9
     oracle._fit_seconds = 10.0

@@ -28,8 +28,8 @@ the last fit's duration at the rate of asks over the last 10 s, so that they fin
 instead of waiting for a fit of their own), capped at `max_batch` (64). The fitting asker takes
 the first point; each other asker takes the batch's next point, still committed through Keras
 Tuner's `create_trial` under the oracle lock with the same duplicate check (step 3). With one
-asker at a time (a serial search, or trials much longer than a fit) k is 1 and the suggestion is
-exactly the single one of before.
+asker at a time (a serial search: one worker asks; or trials much longer than a fit) k is 1 and
+the suggestion is exactly the single one of before.
 
 Staleness rule: the askers that were waiting when a batch's snapshot was taken take its points
 whatever completed meanwhile (the points were computed for them; a serial suggestion made at that
@@ -152,7 +152,7 @@ class BayesianOptimizationOracle(KerasTunerBayesianOracle):
         self.stale_fraction = stale_fraction  # ... while fewer new results than this share of those it saw
         self._batch: _Batch | None = None  # guarded by the oracle lock
         self._askers = 0  # create_trial calls waiting for a model's suggestion
-        self._asked: deque = deque()  # when they asked, over the last RATE_WINDOW seconds
+        self._asked: deque = deque()  # (when, tuner id) of the asks over the last RATE_WINDOW seconds
         self._askers_lock = threading.Lock()
         self._fit_seconds = 0.0  # the last fit's duration
         self._batch_made = threading.Condition()  # notified when a fit ends
@@ -169,8 +169,8 @@ class BayesianOptimizationOracle(KerasTunerBayesianOracle):
         arrived = time.monotonic()
         with self._askers_lock:
             self._askers += 1
-            self._asked.append(arrived)
-            while self._asked and self._asked[0] < arrived - RATE_WINDOW:
+            self._asked.append((arrived, tuner_id))
+            while self._asked and self._asked[0][0] < arrived - RATE_WINDOW:
                 self._asked.popleft()
         try:
             return self._create_from_model(tuner_id, arrived)
@@ -219,10 +219,12 @@ class BayesianOptimizationOracle(KerasTunerBayesianOracle):
 
     def _batch_size(self) -> int:
         """The askers waiting now, plus those expected while the next fit runs (`prefetch`
-        times the last fit's duration at the recent rate of asks), capped at `max_batch`."""
+        times the last fit's duration at the recent rate of asks; none when a single worker asks),
+        capped at `max_batch`."""
         with self._askers_lock:
-            rate = len(self._asked) / RATE_WINDOW
-            expected = int(rate * self._fit_seconds * self.prefetch)
+            expected = 0
+            if len({tuner_id for _, tuner_id in self._asked}) > 1:
+                expected = int(len(self._asked) / RATE_WINDOW * self._fit_seconds * self.prefetch)
             return max(1, min(self._askers + expected, self.max_batch))
 
     def _commit(self, tuner_id, suggestion: _Suggestion):
