@@ -194,7 +194,7 @@ class BayesianOptimizationOracle(KerasTunerBayesianOracle):
                 if self._suggest_lock.acquire(blocking=False):
                     break
             with self._batch_made:  # another asker is fitting: its batch has a point for this one
-                while self._fits == fits:
+                if self._fits == fits:  # (or populate_space holds the lock: look again within 1 s)
                     self._batch_made.wait(1.0)
         try:  # this asker fits the model, holding _suggest_lock
             with oracle_lock(self):
