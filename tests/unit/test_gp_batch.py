@@ -88,7 +88,7 @@ def _initial(oracle):
 
 
 def test_one_fit_serves_every_asker_that_waited_for_it(tmp_path):
-    oracle = _oracle(tmp_path, prefetch=0.0)  # exactly the askers waiting
+    oracle = _oracle(tmp_path, prefetch=0.0, refill=False)  # exactly the askers waiting, no fit ahead
     _initial(oracle)
     compute, snapshots = oracle._compute, []
     entered, release = threading.Event(), threading.Event()
@@ -185,3 +185,33 @@ def test_a_serial_search_fits_once_per_trial_with_one_point(tmp_path):
         _finish(oracle, oracle.create_trial("tuner0"))
     assert counts == [1, 1, 1, 1] and oracle._batch is None
     assert oracle.last_timing["count"] == 1
+
+
+def test_a_batch_running_low_is_refilled_ahead_by_a_fit_nobody_waits_for(tmp_path):
+    from tunecluster.tuning.bayesian_oracle import _Batch
+
+    oracle = _oracle(tmp_path, max_batch=8)
+    _initial(oracle)
+    snapshot = oracle._snapshot(2)
+    made = oracle._compute(snapshot)
+    oracle._batch = _Batch(list(made.batch), snapshot.space_size, snapshot.completed, snapshot.taken_at)
+    now = time.monotonic()
+    oracle._asked.extend([(now, "tuner0"), (now, "tuner1")] * 20)  # 4 asks per second, two workers
+    oracle._fit_seconds = 1.0  # 4 askers expected during a fit, 1 point left: running low
+    compute, counts = oracle._compute, []
+    oracle._compute = lambda snapshot: counts.append(snapshot.count) or compute(snapshot)
+    with oracle._batch_made:
+        fits = oracle._fits
+    trial = oracle.create_trial("tuner1")  # takes the left-over point, starts the refill
+    assert trial.status == "RUNNING" and counts in ([], [6])
+    deadline = time.monotonic() + 30
+    while oracle._fits == fits and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert counts == [6]  # 4 expected x prefetch 1.5, nobody waiting
+    assert len(oracle._batch.suggestions) == 6 and not oracle._suggest_lock.locked()
+    # the next askers take its points without a fit of their own
+    for i in range(2, 5):
+        assert oracle.create_trial(f"tuner{i}").status == "RUNNING"
+    assert counts[0] == 6 and len(oracle._batch.suggestions) <= 3
+    values = {tuple(sorted(t.hyperparameters.values.items())) for t in oracle.trials.values()}
+    assert len(values) == len(oracle.trials)

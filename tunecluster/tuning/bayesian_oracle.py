@@ -27,7 +27,10 @@ its snapshot is taken, plus the askers expected while the next fit runs (`prefet
 the last fit's duration at the rate of asks over the last 10 s, so that they find a point ready
 instead of waiting for a fit of their own), capped at `max_batch` (64). The fitting asker takes
 the first point; each other asker takes the batch's next point, still committed through Keras
-Tuner's `create_trial` under the oracle lock with the same duplicate check (step 3). With one
+Tuner's `create_trial` under the oracle lock with the same duplicate check (step 3). When an
+asker takes a point and the batch's fresh points would run out before a fit started now ended
+(fewer left than the askers expected during one fit), a fit starts ahead in a thread of its own
+(`refill`), for the askers to come: nobody waits for it, all its points go to the batch. With one
 asker at a time (a serial search: one worker asks; or trials much longer than a fit) k is 1 and
 the suggestion is exactly the single one of before.
 
@@ -134,7 +137,7 @@ class BayesianOptimizationOracle(KerasTunerBayesianOracle):
 
     def __init__(self, *args, refit_growth: float = 0.1, screen: int = 256, starts: int = 5,
                  suggest_in_child: bool = True, max_batch: int = 64, prefetch: float = 1.5,
-                 batch_max_age: float = 5.0, stale_fraction: float = 0.05, **kwargs):
+                 refill: bool = True, batch_max_age: float = 5.0, stale_fraction: float = 0.05, **kwargs):
         super().__init__(*args, **kwargs)
         self.suggest_in_child = suggest_in_child  # gp_process: off the chief's GIL
         self._key = uuid.uuid4().hex  # this oracle's model in the child
@@ -148,6 +151,8 @@ class BayesianOptimizationOracle(KerasTunerBayesianOracle):
         self._pending: Optional[_Suggestion] = None
         self.max_batch = max_batch  # points per fit at most
         self.prefetch = prefetch  # extra points: this many fit durations' worth of expected askers
+        self.refill = refill  # fit ahead, in a thread, when the batch would run out during a fit
+        self._refills = 0
         self.batch_max_age = batch_max_age  # seconds a batch's left-over points stay usable
         self.stale_fraction = stale_fraction  # ... while fewer new results than this share of those it saw
         self._batch: _Batch | None = None  # guarded by the oracle lock
@@ -173,33 +178,40 @@ class BayesianOptimizationOracle(KerasTunerBayesianOracle):
             while self._asked and self._asked[0][0] < arrived - RATE_WINDOW:
                 self._asked.popleft()
         try:
-            return self._create_from_model(tuner_id, arrived)
+            trial, low = self._create_from_model(tuner_id, arrived)
         finally:
             with self._askers_lock:
                 self._askers -= 1
+        if low:  # (this asker no longer counted among those waiting)
+            self._start_refill()
+        return trial
 
     def _create_from_model(self, tuner_id, arrived: float):
         """A point of a batch if one is there for this asker, else fit the model (one fit at a
-        time; whoever fits proposes a point for every asker waiting), else wait for that fit."""
+        time; whoever fits proposes a point for every asker waiting), else wait for that fit.
+        Returns the trial and whether the batch is running low (`_running_low`)."""
         while True:
             with self._batch_made:
                 fits = self._fits
             with oracle_lock(self):
                 completed = self._completed()
                 if not self._needs_model(tuner_id, completed):
-                    return super().create_trial(tuner_id)
+                    return super().create_trial(tuner_id), False
                 suggestion = self._take_from_batch(arrived, completed)
                 if suggestion is not None:
-                    return self._commit(tuner_id, suggestion)
-                if self._suggest_lock.acquire(blocking=False):
+                    trial = self._commit(tuner_id, suggestion)
+                    low = self._running_low(completed)
+                elif self._suggest_lock.acquire(blocking=False):
                     break
+            if suggestion is not None:
+                return trial, low
             with self._batch_made:  # another asker is fitting: its batch has a point for this one
                 if self._fits == fits:  # (or populate_space holds the lock: look again within 1 s)
                     self._batch_made.wait(1.0)
         try:  # this asker fits the model, holding _suggest_lock
             with oracle_lock(self):
                 if not self._needs_model(tuner_id):
-                    return super().create_trial(tuner_id)
+                    return super().create_trial(tuner_id), False
                 snapshot = self._snapshot(self._batch_size())
             started = time.monotonic()
             suggestion = self._compute(snapshot)  # the slow part, without the oracle lock (or GIL)
@@ -209,8 +221,57 @@ class BayesianOptimizationOracle(KerasTunerBayesianOracle):
                     self._batch = _Batch(list(suggestion.batch), snapshot.space_size, snapshot.completed,
                                          snapshot.taken_at)
                 if not self._needs_model(tuner_id):
-                    return super().create_trial(tuner_id)
-                return self._commit(tuner_id, suggestion)
+                    return super().create_trial(tuner_id), False
+                return self._commit(tuner_id, suggestion), False
+        finally:
+            self._suggest_lock.release()
+            with self._batch_made:
+                self._fits += 1
+                self._batch_made.notify_all()
+
+    def _expected_per_fit(self) -> float:
+        """Askers expected while one fit runs (the recent rate of asks times the last fit's
+        duration); 0 when a single worker asks (a serial search). `_askers_lock` held."""
+        if len({tuner_id for _, tuner_id in self._asked}) < 2:
+            return 0.0
+        return len(self._asked) / RATE_WINDOW * self._fit_seconds
+
+    def _running_low(self, completed: int) -> bool:
+        """Would the batch's points for later askers run out before a fit started now ends?
+        (oracle lock held)"""
+        if not self.refill or self._suggest_lock.locked():
+            return False
+        batch, left = self._batch, 0
+        if batch is not None and completed - batch.completed <= int(self.stale_fraction * batch.completed):
+            left = len(batch.suggestions)
+        with self._askers_lock:
+            expected = self._expected_per_fit()
+        return expected >= 1 and left < expected  # (fewer than one asker per fit: not worth a fit ahead)
+
+    def _start_refill(self) -> None:
+        """A fit in a thread of its own, for the askers to come (nobody waits for it)."""
+        if not self._suggest_lock.acquire(blocking=False):
+            return  # a fit is running already
+        self._refills += 1
+        threading.Thread(target=self._refill, name=f"bayesian-refill-{self._refills}", daemon=True).start()
+
+    def _refill(self) -> None:
+        """The fit `_start_refill` started, holding `_suggest_lock`: all its points go to the batch."""
+        try:
+            with oracle_lock(self):
+                if (self.max_trials and len(self.trials) >= self.max_trials) or \
+                        self._completed() < self._initial_points():
+                    return
+                snapshot = self._snapshot(self._batch_size())
+            started = time.monotonic()
+            suggestion = self._compute(snapshot)
+            self._fit_seconds = time.monotonic() - started
+            with oracle_lock(self):
+                points = [_Suggestion(snapshot.space_size, snapshot.hyperparameters, suggestion.points)]
+                self._batch = _Batch(points + list(suggestion.batch), snapshot.space_size, snapshot.completed,
+                                     snapshot.taken_at)
+        except Exception as error:  # noqa: BLE001 - the askers fit the model themselves then
+            log.warning("Bayesian suggestions: a batch computed ahead failed (%s)", error)
         finally:
             self._suggest_lock.release()
             with self._batch_made:
@@ -222,9 +283,7 @@ class BayesianOptimizationOracle(KerasTunerBayesianOracle):
         times the last fit's duration at the recent rate of asks; none when a single worker asks),
         capped at `max_batch`."""
         with self._askers_lock:
-            expected = 0
-            if len({tuner_id for _, tuner_id in self._asked}) > 1:
-                expected = int(len(self._asked) / RATE_WINDOW * self._fit_seconds * self.prefetch)
+            expected = int(self._expected_per_fit() * self.prefetch)
             return max(1, min(self._askers + expected, self.max_batch))
 
     def _commit(self, tuner_id, suggestion: _Suggestion):
