@@ -130,7 +130,7 @@ def test_one_fit_serves_every_asker_that_waited_for_it(tmp_path):
 def test_a_batch_goes_stale_for_later_askers_and_is_dropped_when_old(tmp_path):
     from tunecluster.tuning.bayesian_oracle import _Batch
 
-    oracle = _oracle(tmp_path, batch_max_age=5.0)
+    oracle = _oracle(tmp_path, batch_max_age=5.0, stale_fraction=0.05)
     _initial(oracle)
     running = oracle.create_trial("tuner5")
     snapshot = oracle._snapshot(4)

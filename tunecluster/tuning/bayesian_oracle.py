@@ -24,7 +24,8 @@ worker waiting for a suggestion: the fit proposes a batch of k points (`gp_batch
 chosen after the previous ones were added as pending observations at the model's mean + std, Keras
 Tuner's rule for running trials, with the kernel fixed). k is the number of askers waiting when
 its snapshot is taken, plus the askers expected while the next fit runs (`prefetch` = 1.5 times
-the last fit's duration at the rate of asks over the last 10 s, so that they find a point ready
+the longest of the last 8 fits, at the rate of asks over the last 10 s: a fit that re-optimises
+the kernel takes several times longer than the others, so that they find a point ready
 instead of waiting for a fit of their own), capped at `max_batch` (64). The fitting asker takes
 the first point; each other asker takes the batch's next point, still committed through Keras
 Tuner's `create_trial` under the oracle lock with the same duplicate check (step 3). When an
@@ -37,9 +38,10 @@ the suggestion is exactly the single one of before.
 Staleness rule: the askers that were waiting when a batch's snapshot was taken take its points
 whatever completed meanwhile (the points were computed for them; a serial suggestion made at that
 moment would not have seen those results either). An asker that came later takes a left-over point
-only while the batch is fresh: it is at most `batch_max_age` (5) seconds old, and the trials
-completed since its snapshot are at most `stale_fraction` (5 %) of those it saw, rounded down: in a
-small search any newer completed trial makes it stale; among 2,000 trials, 100 do. Otherwise the
+only while the batch is fresh: it is at most `batch_max_age` (10) seconds old, and the trials
+completed since its snapshot are at most `stale_fraction` (10 %) of those it saw, rounded down: in
+a search of fewer than 10 completed trials any newer one makes it stale; among 2,000, 200 do
+(the points then lack 9 % of the results at most). Otherwise the
 asker fits a new model. A batch older than `batch_max_age` or used up is dropped by the next asker
 that looks at it. Nothing of the batch is saved: the oracle's saved state is Keras Tuner's, as
 before.
@@ -72,6 +74,7 @@ from tunecluster.tuning import gp_process, gp_suggest
 log = logging.getLogger("tunecluster.chief")
 
 RATE_WINDOW = 10.0  # seconds over which the rate of asks is measured (for `prefetch`)
+RECENT_FITS = 8  # the batch is sized for the longest of these (a kernel optimisation takes longer)
 
 
 @dataclass
@@ -137,7 +140,7 @@ class BayesianOptimizationOracle(KerasTunerBayesianOracle):
 
     def __init__(self, *args, refit_growth: float = 0.1, screen: int = 256, starts: int = 5,
                  suggest_in_child: bool = True, max_batch: int = 64, prefetch: float = 1.5,
-                 refill: bool = True, batch_max_age: float = 5.0, stale_fraction: float = 0.05, **kwargs):
+                 refill: bool = True, batch_max_age: float = 10.0, stale_fraction: float = 0.1, **kwargs):
         super().__init__(*args, **kwargs)
         self.suggest_in_child = suggest_in_child  # gp_process: off the chief's GIL
         self._key = uuid.uuid4().hex  # this oracle's model in the child
@@ -159,7 +162,8 @@ class BayesianOptimizationOracle(KerasTunerBayesianOracle):
         self._askers = 0  # create_trial calls waiting for a model's suggestion
         self._asked: deque = deque()  # (when, tuner id) of the asks over the last RATE_WINDOW seconds
         self._askers_lock = threading.Lock()
-        self._fit_seconds = 0.0  # the last fit's duration
+        self._fit_times: deque = deque(maxlen=RECENT_FITS)
+        self._fit_seconds = 0.0  # the longest of the recent fits (a kernel optimisation among them)
         self._batch_made = threading.Condition()  # notified when a fit ends
         self._fits = 0  # fits ended (guarded by _batch_made)
         self.last_timing: dict = {}
@@ -215,7 +219,7 @@ class BayesianOptimizationOracle(KerasTunerBayesianOracle):
                 snapshot = self._snapshot(self._batch_size())
             started = time.monotonic()
             suggestion = self._compute(snapshot)  # the slow part, without the oracle lock (or GIL)
-            self._fit_seconds = time.monotonic() - started
+            self._record_fit(time.monotonic() - started)
             with oracle_lock(self):
                 if suggestion.batch:
                     self._batch = _Batch(list(suggestion.batch), snapshot.space_size, snapshot.completed,
@@ -228,6 +232,10 @@ class BayesianOptimizationOracle(KerasTunerBayesianOracle):
             with self._batch_made:
                 self._fits += 1
                 self._batch_made.notify_all()
+
+    def _record_fit(self, seconds: float) -> None:
+        self._fit_times.append(seconds)
+        self._fit_seconds = max(self._fit_times)
 
     def _expected_per_fit(self) -> float:
         """Askers expected while one fit runs (the recent rate of asks times the last fit's
@@ -265,7 +273,7 @@ class BayesianOptimizationOracle(KerasTunerBayesianOracle):
                 snapshot = self._snapshot(self._batch_size())
             started = time.monotonic()
             suggestion = self._compute(snapshot)
-            self._fit_seconds = time.monotonic() - started
+            self._record_fit(time.monotonic() - started)
             with oracle_lock(self):
                 points = [_Suggestion(snapshot.space_size, snapshot.hyperparameters, suggestion.points)]
                 self._batch = _Batch(points + list(suggestion.batch), snapshot.space_size, snapshot.completed,
