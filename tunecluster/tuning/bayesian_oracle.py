@@ -41,8 +41,7 @@ moment would not have seen those results either). An asker that came later takes
 only while the batch is fresh: it is at most `batch_max_age` (10) seconds old, and the trials
 completed since its snapshot are at most `stale_fraction` (10 %) of those it saw, rounded down: in
 a search of fewer than 10 completed trials any newer one makes it stale; among 2,000, 200 do
-(the points then lack 9 % of the results at most). Otherwise the
-asker fits a new model. A batch older than `batch_max_age` or used up is dropped by the next asker
+(the points then lack 9 % of the results at most). Otherwise the asker fits a new model. A batch older than `batch_max_age` or used up is dropped by the next asker
 that looks at it. Nothing of the batch is saved: the oracle's saved state is Keras Tuner's, as
 before.
 
@@ -155,7 +154,6 @@ class BayesianOptimizationOracle(KerasTunerBayesianOracle):
         self.max_batch = max_batch  # points per fit at most
         self.prefetch = prefetch  # extra points: this many fit durations' worth of expected askers
         self.refill = refill  # fit ahead, in a thread, when the batch would run out during a fit
-        self._refills = 0
         self.batch_max_age = batch_max_age  # seconds a batch's left-over points stay usable
         self.stale_fraction = stale_fraction  # ... while fewer new results than this share of those it saw
         self._batch: _Batch | None = None  # guarded by the oracle lock
@@ -192,8 +190,8 @@ class BayesianOptimizationOracle(KerasTunerBayesianOracle):
 
     def _create_from_model(self, tuner_id, arrived: float):
         """A point of a batch if one is there for this asker, else fit the model (one fit at a
-        time; whoever fits proposes a point for every asker waiting), else wait for that fit.
-        Returns the trial and whether the batch is running low (`_running_low`)."""
+        time; whoever fits proposes a point for every asker waiting), else wait for that fit;
+        and whether the batch is running low."""
         while True:
             with self._batch_made:
                 fits = self._fits
@@ -219,7 +217,8 @@ class BayesianOptimizationOracle(KerasTunerBayesianOracle):
                 snapshot = self._snapshot(self._batch_size())
             started = time.monotonic()
             suggestion = self._compute(snapshot)  # the slow part, without the oracle lock (or GIL)
-            self._record_fit(time.monotonic() - started)
+            self._fit_times.append(time.monotonic() - started)
+            self._fit_seconds = max(self._fit_times)
             with oracle_lock(self):
                 if suggestion.batch:
                     self._batch = _Batch(list(suggestion.batch), snapshot.space_size, snapshot.completed,
@@ -233,10 +232,6 @@ class BayesianOptimizationOracle(KerasTunerBayesianOracle):
                 self._fits += 1
                 self._batch_made.notify_all()
 
-    def _record_fit(self, seconds: float) -> None:
-        self._fit_times.append(seconds)
-        self._fit_seconds = max(self._fit_times)
-
     def _expected_per_fit(self) -> float:
         """Askers expected while one fit runs (the recent rate of asks times the last fit's
         duration); 0 when a single worker asks (a serial search). `_askers_lock` held."""
@@ -245,8 +240,7 @@ class BayesianOptimizationOracle(KerasTunerBayesianOracle):
         return len(self._asked) / RATE_WINDOW * self._fit_seconds
 
     def _running_low(self, completed: int) -> bool:
-        """Would the batch's points for later askers run out before a fit started now ends?
-        (oracle lock held)"""
+        """Would the batch's fresh points run out before a fit started now ends? (lock held)"""
         if not self.refill or self._suggest_lock.locked():
             return False
         batch, left = self._batch, 0
@@ -260,20 +254,19 @@ class BayesianOptimizationOracle(KerasTunerBayesianOracle):
         """A fit in a thread of its own, for the askers to come (nobody waits for it)."""
         if not self._suggest_lock.acquire(blocking=False):
             return  # a fit is running already
-        self._refills += 1
-        threading.Thread(target=self._refill, name=f"bayesian-refill-{self._refills}", daemon=True).start()
+        threading.Thread(target=self._refill, name=f"bayesian-refill-{time.monotonic_ns()}", daemon=True).start()
 
     def _refill(self) -> None:
         """The fit `_start_refill` started, holding `_suggest_lock`: all its points go to the batch."""
         try:
             with oracle_lock(self):
-                if (self.max_trials and len(self.trials) >= self.max_trials) or \
-                        self._completed() < self._initial_points():
+                if (self.max_trials and len(self.trials) >= self.max_trials) or self._completed() < self._initial_points():
                     return
                 snapshot = self._snapshot(self._batch_size())
             started = time.monotonic()
             suggestion = self._compute(snapshot)
-            self._record_fit(time.monotonic() - started)
+            self._fit_times.append(time.monotonic() - started)
+            self._fit_seconds = max(self._fit_times)
             with oracle_lock(self):
                 points = [_Suggestion(snapshot.space_size, snapshot.hyperparameters, suggestion.points)]
                 self._batch = _Batch(points + list(suggestion.batch), snapshot.space_size, snapshot.completed,
@@ -303,9 +296,8 @@ class BayesianOptimizationOracle(KerasTunerBayesianOracle):
             self._pending = None
 
     def _take_from_batch(self, arrived: float, completed: int) -> _Suggestion | None:
-        """The batch's next point for an asker that arrived at `arrived`, `completed` trials
-        being COMPLETED now, if the staleness rule (module docstring) allows it; drops a batch that
-        is too old or used up (lock held)."""
+        """The batch's next point for an asker that arrived at `arrived`, if the staleness rule
+        (module docstring) allows it; drops a batch that is too old or used up (lock held)."""
         batch = self._batch
         if batch is None:
             return None
