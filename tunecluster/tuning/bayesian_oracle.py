@@ -19,9 +19,33 @@ same saved state) does the slow part outside that lock:
    duplicates a trial that exists by then is replaced by the next-best candidate (or random
    values), a retry that was queued meanwhile is handed out first, `max_trials` is re-checked.
 
-Suggestions are made one at a time (their own lock, not the oracle's), so each one sees every
-trial the previous suggestion started, as in Keras Tuner's serial order. Random and grid oracles
-need none of this: their suggestions take microseconds.
+Model fits are made one at a time (their own lock, not the oracle's), and one fit serves every
+worker waiting for a suggestion: the fit proposes a batch of k points (`gp_batch`: each next point
+chosen after the previous ones were added as pending observations at the model's mean + std, Keras
+Tuner's rule for running trials, with the kernel fixed). k is the number of askers waiting when
+its snapshot is taken, plus the askers expected while the next fit runs (`prefetch` = 1.5 times
+the longest of the last 8 fits, at the rate of asks over the last 10 s: a fit that re-optimises
+the kernel takes several times longer than the others, so that they find a point ready
+instead of waiting for a fit of their own), capped at `max_batch` (64). The fitting asker takes
+the first point; each other asker takes the batch's next point, still committed through Keras
+Tuner's `create_trial` under the oracle lock with the same duplicate check (step 3). When an
+asker takes a point and the batch's fresh points would run out before a fit started now ended
+(fewer left than the askers expected during one fit), a fit starts ahead in a thread of its own
+(`refill`), for the askers to come: nobody waits for it, all its points go to the batch. With one
+asker at a time (a serial search: one worker asks; or trials much longer than a fit) k is 1 and
+the suggestion is exactly the single one of before.
+
+Staleness rule: the askers that were waiting when a batch's snapshot was taken take its points
+whatever completed meanwhile (the points were computed for them; a serial suggestion made at that
+moment would not have seen those results either). An asker that came later takes a left-over point
+only while the batch is fresh: it is at most `batch_max_age` (10) seconds old, and the trials
+completed since its snapshot are at most `stale_fraction` (10 %) of those it saw, rounded down: in
+a search of fewer than 10 completed trials any newer one makes it stale; among 2,000, 200 do
+(the points then lack 9 % of the results at most). Otherwise the asker fits a new model. A batch older than `batch_max_age` or used up is dropped by the next asker
+that looks at it. Nothing of the batch is saved: the oracle's saved state is Keras Tuner's, as
+before.
+
+Random and grid oracles need none of this: their suggestions take microseconds.
 
     oracle = BayesianOptimizationOracle(objective=kt.Objective("val_accuracy", "max"), max_trials=50)
 """
@@ -30,7 +54,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -46,6 +72,9 @@ from tunecluster.tuning import gp_process, gp_suggest
 
 log = logging.getLogger("tunecluster.chief")
 
+RATE_WINDOW = 10.0  # seconds over which the rate of asks is measured (for `prefetch`)
+RECENT_FITS = 8  # the batch is sized for the longest of these (a kernel optimisation takes longer)
+
 
 @dataclass
 class _Snapshot:
@@ -55,6 +84,9 @@ class _Snapshot:
     y_done: np.ndarray
     x_running: np.ndarray
     space_size: int
+    count: int = 1  # points wanted from this fit (the askers waiting, capped)
+    completed: int = 0  # COMPLETED trials when it was taken
+    taken_at: float = 0.0  # time.monotonic() when it was taken
 
 
 @dataclass
@@ -62,6 +94,7 @@ class _Suggestion:
     space_size: int
     hyperparameters: object = None
     points: list = field(default_factory=list)  # vectors in [0, 1]^d, best first
+    batch: list = field(default_factory=list)  # the batch's later points, each a `_Suggestion`
 
     def values(self):
         """The candidates as hyperparameter values, best first, each distinct one once."""
@@ -90,11 +123,23 @@ def _to_values(hyperparameters, vector) -> dict:
     return hps.values
 
 
+@dataclass
+class _Batch:
+    """The points of one fit not handed out yet, and when (after how many completed trials) its
+    snapshot was taken."""
+
+    suggestions: list  # `_Suggestion`s, in the order the liar rule chose them
+    space_size: int
+    completed: int
+    taken_at: float
+
+
 class BayesianOptimizationOracle(KerasTunerBayesianOracle):
     """Keras Tuner's Bayesian oracle, with the model fitted outside the oracle lock (see module)."""
 
     def __init__(self, *args, refit_growth: float = 0.1, screen: int = 256, starts: int = 5,
-                 suggest_in_child: bool = True, **kwargs):
+                 suggest_in_child: bool = True, max_batch: int = 64, prefetch: float = 1.5,
+                 refill: bool = True, batch_max_age: float = 10.0, stale_fraction: float = 0.1, **kwargs):
         super().__init__(*args, **kwargs)
         self.suggest_in_child = suggest_in_child  # gp_process: off the chief's GIL
         self._key = uuid.uuid4().hex  # this oracle's model in the child
@@ -106,6 +151,19 @@ class BayesianOptimizationOracle(KerasTunerBayesianOracle):
         self._vectors: dict[str, tuple[int, list, float]] = {}  # trial id -> (space size, vector, y)
         self._space_copy: tuple[int, object] = (-1, None)
         self._pending: Optional[_Suggestion] = None
+        self.max_batch = max_batch  # points per fit at most
+        self.prefetch = prefetch  # extra points: this many fit durations' worth of expected askers
+        self.refill = refill  # fit ahead, in a thread, when the batch would run out during a fit
+        self.batch_max_age = batch_max_age  # seconds a batch's left-over points stay usable
+        self.stale_fraction = stale_fraction  # ... while fewer new results than this share of those it saw
+        self._batch: _Batch | None = None  # guarded by the oracle lock
+        self._askers = 0  # create_trial calls waiting for a model's suggestion
+        self._asked: deque = deque()  # (when, tuner id) of the asks over the last RATE_WINDOW seconds
+        self._askers_lock = threading.Lock()
+        self._fit_times: deque = deque(maxlen=RECENT_FITS)
+        self._fit_seconds = 0.0  # the longest of the recent fits (a kernel optimisation among them)
+        self._batch_made = threading.Condition()  # notified when a fit ends
+        self._fits = 0  # fits ended (guarded by _batch_made)
         self.last_timing: dict = {}
 
     # ---------------------------------------------------------------- the trial request
@@ -115,34 +173,158 @@ class BayesianOptimizationOracle(KerasTunerBayesianOracle):
         with oracle_lock(self):
             if not self._needs_model(tuner_id):
                 return super().create_trial(tuner_id)
-        with self._suggest_lock:
+        arrived = time.monotonic()
+        with self._askers_lock:
+            self._askers += 1
+            self._asked.append((arrived, tuner_id))
+            while self._asked and self._asked[0][0] < arrived - RATE_WINDOW:
+                self._asked.popleft()
+        try:
+            trial, low = self._create_from_model(tuner_id, arrived)
+        finally:
+            with self._askers_lock:
+                self._askers -= 1
+        if low:  # (this asker no longer counted among those waiting)
+            self._start_refill()
+        return trial
+
+    def _create_from_model(self, tuner_id, arrived: float):
+        """A point of a batch if one is there for this asker, else fit the model (one fit at a
+        time; whoever fits proposes a point for every asker waiting), else wait for that fit;
+        and whether the batch is running low."""
+        while True:
+            with self._batch_made:
+                fits = self._fits
+            with oracle_lock(self):
+                completed = self._completed()
+                if not self._needs_model(tuner_id, completed):
+                    return super().create_trial(tuner_id), False
+                suggestion = self._take_from_batch(arrived, completed)
+                if suggestion is not None:
+                    trial = self._commit(tuner_id, suggestion)
+                    low = self._running_low(completed)
+                elif self._suggest_lock.acquire(blocking=False):
+                    break
+            if suggestion is not None:
+                return trial, low
+            with self._batch_made:  # another asker is fitting: its batch has a point for this one
+                if self._fits == fits:  # (or populate_space holds the lock: look again within 1 s)
+                    self._batch_made.wait(1.0)
+        try:  # this asker fits the model, holding _suggest_lock
             with oracle_lock(self):
                 if not self._needs_model(tuner_id):
-                    return super().create_trial(tuner_id)
-                snapshot = self._snapshot()
+                    return super().create_trial(tuner_id), False
+                snapshot = self._snapshot(self._batch_size())
+            started = time.monotonic()
             suggestion = self._compute(snapshot)  # the slow part, without the oracle lock (or GIL)
+            self._fit_times.append(time.monotonic() - started)
+            self._fit_seconds = max(self._fit_times)
             with oracle_lock(self):
-                self._pending = suggestion
-                try:
-                    return super().create_trial(tuner_id)
-                finally:
-                    self._pending = None
+                if suggestion.batch:
+                    self._batch = _Batch(list(suggestion.batch), snapshot.space_size, snapshot.completed,
+                                         snapshot.taken_at)
+                if not self._needs_model(tuner_id):
+                    return super().create_trial(tuner_id), False
+                return self._commit(tuner_id, suggestion), False
+        finally:
+            self._suggest_lock.release()
+            with self._batch_made:
+                self._fits += 1
+                self._batch_made.notify_all()
 
-    def _needs_model(self, tuner_id) -> bool:
+    def _expected_per_fit(self) -> float:
+        """Askers expected while one fit runs (the recent rate of asks times the last fit's
+        duration); 0 when a single worker asks (a serial search). `_askers_lock` held."""
+        if len({tuner_id for _, tuner_id in self._asked}) < 2:
+            return 0.0
+        return len(self._asked) / RATE_WINDOW * self._fit_seconds
+
+    def _running_low(self, completed: int) -> bool:
+        """Would the batch's fresh points run out before a fit started now ends? (lock held)"""
+        if not self.refill or self._suggest_lock.locked():
+            return False
+        batch, left = self._batch, 0
+        if batch is not None and completed - batch.completed <= int(self.stale_fraction * batch.completed):
+            left = len(batch.suggestions)
+        with self._askers_lock:
+            expected = self._expected_per_fit()
+        return expected >= 1 and left < expected  # (fewer than one asker per fit: not worth a fit ahead)
+
+    def _start_refill(self) -> None:
+        """A fit in a thread of its own, for the askers to come (nobody waits for it)."""
+        if not self._suggest_lock.acquire(blocking=False):
+            return  # a fit is running already
+        threading.Thread(target=self._refill, name=f"bayesian-refill-{time.monotonic_ns()}", daemon=True).start()
+
+    def _refill(self) -> None:
+        """The fit `_start_refill` started, holding `_suggest_lock`: all its points go to the batch."""
+        try:
+            with oracle_lock(self):
+                if (self.max_trials and len(self.trials) >= self.max_trials) or self._completed() < self._initial_points():
+                    return
+                snapshot = self._snapshot(self._batch_size())
+            started = time.monotonic()
+            suggestion = self._compute(snapshot)
+            self._fit_times.append(time.monotonic() - started)
+            self._fit_seconds = max(self._fit_times)
+            with oracle_lock(self):
+                points = [_Suggestion(snapshot.space_size, snapshot.hyperparameters, suggestion.points)]
+                self._batch = _Batch(points + list(suggestion.batch), snapshot.space_size, snapshot.completed,
+                                     snapshot.taken_at)
+        except Exception as error:  # noqa: BLE001 - the askers fit the model themselves then
+            log.warning("Bayesian suggestions: a batch computed ahead failed (%s)", error)
+        finally:
+            self._suggest_lock.release()
+            with self._batch_made:
+                self._fits += 1
+                self._batch_made.notify_all()
+
+    def _batch_size(self) -> int:
+        """The askers waiting now, plus those expected while the next fit runs (`prefetch`
+        times the last fit's duration at the recent rate of asks; none when a single worker asks),
+        capped at `max_batch`."""
+        with self._askers_lock:
+            expected = int(self._expected_per_fit() * self.prefetch)
+            return max(1, min(self._askers + expected, self.max_batch))
+
+    def _commit(self, tuner_id, suggestion: _Suggestion):
+        """Keras Tuner's create_trial with `suggestion` as populate_space's values (lock held)."""
+        self._pending = suggestion
+        try:
+            return super().create_trial(tuner_id)
+        finally:
+            self._pending = None
+
+    def _take_from_batch(self, arrived: float, completed: int) -> _Suggestion | None:
+        """The batch's next point for an asker that arrived at `arrived`, if the staleness rule
+        (module docstring) allows it; drops a batch that is too old or used up (lock held)."""
+        batch = self._batch
+        if batch is None:
+            return None
+        age = time.monotonic() - batch.taken_at
+        if not batch.suggestions or age > self.batch_max_age or batch.space_size != len(self.hyperparameters.space):
+            self._batch = None
+            return None
+        if arrived > batch.taken_at and completed - batch.completed > int(self.stale_fraction * batch.completed):
+            return None  # computed before results this asker could have had
+        return batch.suggestions.pop(0)
+
+    def _completed(self) -> int:
+        return sum(1 for t in self.trials.values() if t.status == "COMPLETED")
+
+    def _needs_model(self, tuner_id, completed: int | None = None) -> bool:
         """Would Keras Tuner's create_trial reach the Gaussian process? (lock held)"""
         if tuner_id in self.ongoing_trials or queued(self):
             return False
         if self.max_trials and len(self.trials) >= self.max_trials:
             return False
-        completed = sum(1 for t in self.trials.values() if t.status == "COMPLETED")
-        return completed >= self._initial_points()
+        return (self._completed() if completed is None else completed) >= self._initial_points()
 
     def _initial_points(self) -> int:
         return self.num_initial_points or max(3 * len(self.hyperparameters.space), 3)
 
     def populate_space(self, trial_id):
-        completed = sum(1 for t in self.trials.values() if t.status == "COMPLETED")
-        if completed < self._initial_points():
+        if self._completed() < self._initial_points():
             return oracle_state.random_trial(self)
         suggestion = self._pending
         if suggestion is None or suggestion.space_size != len(self.hyperparameters.space):
@@ -170,7 +352,7 @@ class BayesianOptimizationOracle(KerasTunerBayesianOracle):
             vector.append(hp.value_to_prob(value))
         return vector
 
-    def _snapshot(self) -> _Snapshot:
+    def _snapshot(self, count: int = 1) -> _Snapshot:
         space = [hp for hp in self.hyperparameters.space if not isinstance(hp, hp_module.Fixed)]
         size = len(self.hyperparameters.space)
         if self._space_copy[0] != size:
@@ -192,7 +374,7 @@ class BayesianOptimizationOracle(KerasTunerBayesianOracle):
         dims = len(space)
         return _Snapshot(space, self._space_copy[1], np.array(x_done, dtype=float).reshape(-1, dims),
                          np.array(y_done, dtype=float), np.array(x_running, dtype=float).reshape(-1, dims),
-                         size)
+                         size, count=count, completed=self._completed(), taken_at=time.monotonic())
 
     # ---------------------------------------------------------------- the model (no lock)
     def _compute(self, snap: _Snapshot) -> _Suggestion:
@@ -201,7 +383,7 @@ class BayesianOptimizationOracle(KerasTunerBayesianOracle):
             return _Suggestion(snap.space_size, snap.hyperparameters, [])
         request = {"x_done": snap.x_done, "y_done": snap.y_done, "x_running": snap.x_running, "dims": dims,
                    "alpha": self.alpha, "seed": self.seed, "beta": self.beta, "refit_growth": self.refit_growth,
-                   "screen": self.screen, "starts": self.starts,
+                   "screen": self.screen, "starts": self.starts, "count": snap.count,
                    "rng_seed": int(oracle_state.random_state(self).randint(0, 2**31 - 1))}
         answer = None
         if self.suggest_in_child:
@@ -213,4 +395,5 @@ class BayesianOptimizationOracle(KerasTunerBayesianOracle):
         if answer is None:
             self._gp, answer = gp_process.compute(self._gp, request)
         self.last_timing = answer["timing"]
-        return _Suggestion(snap.space_size, snap.hyperparameters, answer["points"])
+        later = [_Suggestion(snap.space_size, snap.hyperparameters, points) for points in answer.get("batch", [])[1:]]
+        return _Suggestion(snap.space_size, snap.hyperparameters, answer["points"], later)

@@ -29,16 +29,18 @@ from typing import BinaryIO, Optional
 
 import numpy as np
 
-from tunecluster.tuning import gp_suggest
+from tunecluster.tuning import gp_batch, gp_suggest
 
 _HEADER = struct.Struct("!Q")
 
 
 def compute(state: gp_suggest.GPState, request: dict) -> tuple[gp_suggest.GPState, dict]:
-    """One suggestion: fit on the completed (and running) trials, return candidate points.
+    """One model fit on the completed (and running) trials; its suggestion's candidate points, and
+    with `count` > 1 a batch of that many points (`gp_batch`).
 
     `request`: x_done, y_done (minimised), x_running, dims, alpha, seed, beta, refit_growth, screen,
-    starts, rng_seed. Returns the new state and {"points": [...], "timing": {...}}.
+    starts, rng_seed, and optionally count (default 1). Returns the new state and {"points": [...],
+    "batch": [[...], ...] (per point its candidates; batch[0] is points), "timing": {...}}.
     """
     started = time.perf_counter()
     dims = request["dims"]
@@ -63,13 +65,16 @@ def compute(state: gp_suggest.GPState, request: dict) -> tuple[gp_suggest.GPStat
                                refit_growth=request["refit_growth"])
         fitted = time.perf_counter()
         best = np.argsort(request["y_done"])[:3]
-        points = gp_suggest.suggest(state.posterior, dims, request["beta"],
-                                    np.random.RandomState(request["rng_seed"]),
+        rng = np.random.RandomState(request["rng_seed"])
+        points = gp_suggest.suggest(state.posterior, dims, request["beta"], rng,
                                     screen=request["screen"], starts=request["starts"],
                                     extra_starts=request["x_done"][best])
-    timing = {"fit_s": fitted - started, "acquisition_s": time.perf_counter() - fitted,
+        acquired = time.perf_counter()
+        batch = gp_batch.batch(state.posterior, points, int(request.get("count", 1)), request["beta"], rng)
+    timing = {"fit_s": fitted - started, "acquisition_s": acquired - fitted,
+              "batch_s": time.perf_counter() - acquired, "count": len(batch),
               "observations": len(x), "kernel_optimized": state.optimized_at == len(x)}
-    return state, {"points": points, "timing": timing}
+    return state, {"points": points, "batch": batch, "timing": timing}
 
 
 def _write(stream: BinaryIO, message) -> None:

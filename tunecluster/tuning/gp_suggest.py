@@ -68,6 +68,14 @@ class Posterior:
         self.y_mean = float(np.asarray(gpr._y_train_mean).reshape(-1)[0])
         self.y_std = float(np.asarray(gpr._y_train_std).reshape(-1)[0])
         self.k_inv = cho_solve((gpr.L_, True), np.eye(len(self.x_train)))
+        self.noise = float(np.mean(gpr.alpha))  # added to the training covariance's diagonal
+
+    def covariance(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """The kernel between the rows of `a` and `b` (normalised units), without the (m, n, d) differences."""
+        a, b = np.atleast_2d(a) / self.length, np.atleast_2d(b) / self.length
+        squared = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * (a @ b.T)
+        s = np.sqrt(5.0) * np.sqrt(np.maximum(squared, 0.0))
+        return (1.0 + s + s * s / 3.0) * np.exp(-s)
 
     def _kernel(self, x: np.ndarray):
         diff = (x[:, None, :] - self.x_train[None, :, :]) / self.length  # (m, n, d)
