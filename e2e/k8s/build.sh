@@ -4,7 +4,9 @@
 # and, from the small module in tools/ (tools/go.mod), the test bed's image registry (the CNCF
 # distribution registry, `registry`), `htpasswd` (a bcrypt password line for the registry) and
 # `sharedfs-provisioner` (the ReadWriteMany provisioner, on sig-storage-lib-external-provisioner), and
-# from tools/local-path/go.mod rancher's `local-path-provisioner` (the ReadWriteOnce class)
+# from tools/local-path/go.mod rancher's `local-path-provisioner` (the ReadWriteOnce class), and
+# from tools/kube-router/go.mod cloudnativelabs' `kube-router` (the bed runs only its network policy
+# controller: NetworkPolicy enforced with iptables + ipset; test bed only, never shipped to users)
 # into ${TUNECLUSTER_K8S_CACHE:-$HOME/.cache/tunecluster-k8s}/<version>/bin (outside the repo).
 # GOCACHE and GOMODCACHE live in the same cache folder, so a second run takes seconds; a run
 # whose binaries are already there and match go.mod/go.sum/this script returns at once.
@@ -15,9 +17,10 @@ cd "$here"
 
 K8S_VERSION="$(awk '$1=="require" && $2=="k8s.io/kubernetes" {print $3}' go.mod)"
 ETCD_VERSION="$(awk '$1=="go.etcd.io/etcd/server/v3" {print $2}' go.mod)"
+KUBE_ROUTER_VERSION="$(awk '$1=="require" && $2=="github.com/cloudnativelabs/kube-router/v2" {print $3}' tools/kube-router/go.mod)"
 CACHE="${TUNECLUSTER_K8S_CACHE:-$HOME/.cache/tunecluster-k8s}"
 BIN="$CACHE/$K8S_VERSION/bin"
-BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl etcd pause registry htpasswd sharedfs-provisioner local-path-provisioner)
+BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl etcd pause registry htpasswd sharedfs-provisioner local-path-provisioner kube-router)
 
 if ! command -v go >/dev/null 2>&1; then
   echo "build.sh: no 'go' on PATH: the Kubernetes test bed needs Go >= 1.24 (this machine kind ships Go 1.26 in /usr/local/go/bin)" >&2
@@ -28,11 +31,11 @@ if ! command -v gcc >/dev/null 2>&1; then
   exit 2
 fi
 
-stamp="$( (cat go.mod go.sum build.sh tools/go.mod tools/go.sum tools/*.go tools/*/*.go tools/local-path/go.*; go version) | sha256sum | cut -c1-16)"
+stamp="$( (cat go.mod go.sum build.sh tools/go.mod tools/go.sum tools/*.go tools/*/*.go tools/local-path/go.* tools/kube-router/go.*; go version) | sha256sum | cut -c1-16)"
 have_all=1
 for b in "${BINARIES[@]}"; do [[ -x "$BIN/$b" ]] || have_all=0; done
 if [[ $have_all == 1 && "$(cat "$BIN/.stamp" 2>/dev/null)" == "$stamp" ]]; then
-  echo "build.sh: Kubernetes $K8S_VERSION, etcd $ETCD_VERSION already built (cached)" >&2
+  echo "build.sh: Kubernetes $K8S_VERSION, etcd $ETCD_VERSION, kube-router $KUBE_ROUTER_VERSION already built (cached)" >&2
   echo "$BIN"
   exit 0
 fi
@@ -76,7 +79,12 @@ tools_start=$(date +%s)
   github.com/distribution/distribution/v3/cmd/registry ./htpasswd ./sharedfs-provisioner)
 # rancher/local-path-provisioner (the ReadWriteOnce class) from its own small module tools/local-path.
 (cd tools/local-path && nice -n 19 go build -trimpath -ldflags "-s -w" -o "$tmp/" github.com/rancher/local-path-provisioner)
-echo "build.sh: built registry, htpasswd, sharedfs-provisioner and local-path-provisioner in $(( $(date +%s) - tools_start ))s" >&2
+# kube-router (its network policy controller) from its own small module tools/kube-router: the
+# requirements of kube-router's own go.mod, unchanged.
+(cd tools/kube-router && nice -n 19 go build -trimpath -o "$tmp/" \
+  -ldflags "-s -w -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$KUBE_ROUTER_VERSION -X github.com/cloudnativelabs/kube-router/v2/pkg/version.BuildDate=1970-01-01T00:00:00Z" \
+  github.com/cloudnativelabs/kube-router/v2/cmd/kube-router)
+echo "build.sh: built registry, htpasswd, sharedfs-provisioner, local-path-provisioner and kube-router $KUBE_ROUTER_VERSION in $(( $(date +%s) - tools_start ))s" >&2
 
 for b in "${BINARIES[@]}"; do mv -f "$tmp/$b" "$BIN/$b"; done
 echo "$stamp" > "$BIN/.stamp"

@@ -6,8 +6,10 @@ default, ``tc-node-a``, ``tc-node-b``). Each node is its own network namespace a
 namespace (an "anchor" process, entered with nsenter) running its own containerd (Debian's, with
 runc and the CNI plugins; own root, state and socket), its own kubelet (cgroupfs driver, its own
 ``--root-dir`` and ``cgroupRoot: /<node>`` so that two kubelets never touch each other's cgroups)
-and its own kube-proxy (iptables mode, in the node's own iptables). Everything the bed creates
-lives in one temporary folder and is removed by ``stop()``.
+and its own kube-proxy (iptables mode, in the node's own iptables), and kube-router's network policy
+controller, which enforces NetworkPolicy objects with iptables and ipset in the node's own network
+namespace (kube-router's routing and service proxy stay off: the bed routes and kube-proxy serves).
+Everything the bed creates lives in one temporary folder and is removed by ``stop()``.
 
 Addresses (all on this machine, nothing leaves it):
 - The host bridge ``tcnodes`` (10.250.0.1/24) with one veth per node: node i has 10.250.0.(i+2).
@@ -39,8 +41,8 @@ busybox-static), ``push_docker_image`` pushes a local Docker image, and pods pul
 ``imagePullSecret`` that ``pull_secret(namespace)`` creates. Only the pause (sandbox) image is
 imported into each node's containerd by hand; ``import_image`` remains for tests of that route.
 
-Node loss: ``stop_node(name)`` kills a node's kubelet, containerd, kube-proxy, shims and every pod
-process of that node (as a spot instance goes); ``start_node(name)`` brings it back empty.
+Node loss: ``stop_node(name)`` kills a node's kubelet, containerd, kube-proxy, kube-router, shims and
+every pod process of that node (as a spot instance goes); ``start_node(name)`` brings it back empty.
 
 Run by hand:  python e2e/k8s/testbed.py up [--nodes N]  (prints the kubeconfig; Ctrl-C stops and cleans)
 """
@@ -86,6 +88,8 @@ CLUSTER_CIDR = "10.244.0.0/16"
 NODE_PREFIX = "tc-node-"
 KUBELET_PORT = 10250
 PROXY_HEALTHZ_PORT = 10256
+# kube-router's health port (its default), on each node's own address.
+KUBE_ROUTER_HEALTH_PORT = 20244
 REGISTRY_PORT = 5443
 PULL_SECRET = "registry-credentials"
 # Marks the host's iptables rules the bed adds (removed by stop() or by the next bed's clean-up).
@@ -425,6 +429,32 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         with urllib.request.urlopen(f"http://{self.ip}:{PROXY_HEALTHZ_PORT}/healthz", timeout=3) as r:
             return r.status == 200
 
+    def start_network_policy(self):
+        """kube-router's network policy controller alone (no routing, no service proxy), as a host
+        process entered into this node's namespaces: it watches pods, namespaces and NetworkPolicy
+        objects and programs this node's iptables (chains KUBE-ROUTER-*, KUBE-POD-FW-*,
+        KUBE-NWPLCY-*) and ipsets. Needs the node registered (it reads the node's InternalIP)."""
+        self.start_proc("kube-router", [
+            self.bed.bin / "kube-router", f"--kubeconfig={self.bed.kubeconfig}",
+            f"--hostname-override={self.name}",
+            "--run-firewall=true", "--run-router=false", "--run-service-proxy=false",
+            f"--service-cluster-ip-range={self.bed.service_net}",
+            f"--health-port={KUBE_ROUTER_HEALTH_PORT}", "--metrics-port=0", "--v=1",
+        ])
+
+    def network_policy_synced(self) -> bool:
+        """kube-router has finished a full sync on this node: its FORWARD chain ends with the rule
+        that accepts what the policies let through (written by the sync's iptables-restore) and the
+        jump to it is the first rule of FORWARD."""
+        chain = self.exec("iptables", "-w", "-S", "KUBE-ROUTER-FORWARD", check=False).stdout
+        forward = self.exec("iptables", "-w", "-S", "FORWARD", check=False).stdout.splitlines()
+        first = next((line for line in forward if line.startswith("-A ")), "")
+        return "0x20000/0x20000" in chain and first.endswith("-j KUBE-ROUTER-FORWARD")
+
+    def network_policy_healthy(self) -> bool:
+        with urllib.request.urlopen(f"http://{self.ip}:{KUBE_ROUTER_HEALTH_PORT}/healthz", timeout=3) as r:
+            return r.status == 200
+
     # ---------------------------------------------------------- stop
     def kill_everything(self):
         """SIGKILL every process of this node: its kubelet, containerd, kube-proxy and shims (they name
@@ -680,7 +710,7 @@ class TestBed:
             self._step("cluster DNS", self._start_dns)
             self._step("image registry", self._start_registry)
             self._step("shared filesystem server", self._start_sharedfs)
-            self._step("nodes (containerd, kubelet, kube-proxy)", lambda: self._start_nodes(ready_timeout))
+            self._step("nodes (containerd, kubelet, kube-proxy, kube-router)", lambda: self._start_nodes(ready_timeout))
             self._step("storage and service account", self._setup_cluster_objects)
         except BaseException:
             self.stop()
@@ -697,15 +727,15 @@ class TestBed:
         if os.geteuid() != 0:
             raise TestBedError("the Kubernetes test bed needs root (kubelet, containerd, iptables)")
         missing = [b for b in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet",
-                               "kube-proxy", "kubectl", "etcd", "pause") if not (self.bin / b).exists()]
+                               "kube-proxy", "kubectl", "etcd", "pause", "kube-router") if not (self.bin / b).exists()]
         missing += [t for t in ("containerd", "containerd-shim-runc-v2", "ctr", "runc", "iptables", "openssl", "ip",
-                                "nsenter", "unshare", "conntrack")
+                                "nsenter", "unshare", "conntrack", "ipset")
                     if not shutil.which(t)]
         missing += [p for p in ("/usr/lib/cni/bridge", "/usr/lib/cni/host-local", "/usr/lib/cni/loopback",
                                 "/usr/lib/cni/portmap", "/usr/lib/cni/firewall") if not Path(p).exists()]
         if missing:
             raise TestBedError("missing: " + ", ".join(missing) + " (run e2e/k8s/build.sh; apt-get install "
-                               "containerd runc containernetworking-plugins iptables conntrack util-linux busybox-static)")
+                               "containerd runc containernetworking-plugins iptables ipset conntrack util-linux busybox-static)")
         self._lock_fd = open(LOCK_FILE, "w")
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -993,6 +1023,15 @@ class TestBed:
             self.wait_for(f"node {n.name} Ready", n.ready, ready_timeout, interval=1, log=f"{n.name}-kubelet")
         for n in self.nodes:
             self.wait_for(f"{n.name}: kube-proxy /healthz", n.proxy_healthy, 60, log=f"{n.name}-kube-proxy")
+        for n in self.nodes:
+            n.start_network_policy()
+        for n in self.nodes:
+            self._wait_network_policy(n)
+
+    def _wait_network_policy(self, n: Node):
+        self.wait_for(f"{n.name}: kube-router's first network policy sync", n.network_policy_synced, 90,
+                      log=f"{n.name}-kube-router")
+        self.wait_for(f"{n.name}: kube-router /healthz", n.network_policy_healthy, 30, log=f"{n.name}-kube-router")
 
     def _start_node_processes(self, n: Node):
         n.start_anchor()
@@ -1029,6 +1068,8 @@ class TestBed:
         self._start_node_processes(n)
         self.wait_for(f"node {name} Ready again", n.ready, ready_timeout, interval=1, log=f"{name}-kubelet")
         self.wait_for(f"{name}: kube-proxy /healthz", n.proxy_healthy, 60, log=f"{name}-kube-proxy")
+        n.start_network_policy()
+        self._wait_network_policy(n)
 
     def node_of(self, pod: str, namespace: str = "default") -> str:
         return self.kubectl_json("get", "pod", pod, "-n", namespace)["spec"].get("nodeName", "")
@@ -1100,7 +1141,7 @@ class TestBed:
             self.dns.stop()
             self.dns = None
         for n in self.nodes:
-            for name in ("kube-proxy", "kubelet"):
+            for name in ("kube-router", "kube-proxy", "kubelet"):
                 self._stop_proc(name, n.procs)
             if n.procs.get("containerd") and n.procs["containerd"].poll() is None:
                 with contextlib.suppress(Exception):
