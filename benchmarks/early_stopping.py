@@ -15,7 +15,10 @@ tunecluster's confirmation stage (top 3 retrained 3 times, test rows held out) a
 tunecluster method. Per method and seed: wall time, trials, epochs trained (a promoted or later-
 round training counts only the epochs it added), worker utilisation (busy / (window x workers),
 window = first trial start to last trial end: tunecluster's from the report's timeline, stock's
-from the times its `run_trial` began and ended, recorded by a subclass in its script), time from
+from the times its `run_trial` began and ended, recorded by a subclass in its script; with a
+budget also `utilisation_in_budget`, the same over the budget's window only, the one window both
+systems share: stock's roles are stopped at the budget, tunecluster's running trainings go on
+past it alone), time from
 the first trial start to the best trial's end, the search's best validation accuracy, and for
 tunecluster the confirmed winner's validation and test accuracy; then the mean and spread over seeds.
 
@@ -173,6 +176,7 @@ def run_stock(work: Path, seed: int, max_epochs: int, workers: int, budget: floa
     completed = sum(1 for t in times.values() if "end" in t)
     return {"wall_s": round(wall, 1), "trials": completed, "epochs_trained": epochs, "stopped_early": 0,
             "utilisation": round(busy / ((end_of_window - first) * workers), 3),
+            "utilisation_in_budget": round(busy / ((end_of_window - first) * workers), 3) if stopped_at else None,
             "time_to_best_s": round(times[best["trial_id"]]["end"] - first, 1) if best else None,
             "search_best": best["score"] if best else None,
             "confirmed_validation": None, "confirmed_test": None}
@@ -190,11 +194,33 @@ def run_method(work: Path, spec: dict, workers: int) -> dict:
     wall = time.time() - started
     if code != 0:
         raise SystemExit(f"{spec['name']}: up failed ({code}), see {folder / 'up.log'}")
-    return figures(folder / "run", wall, workers)
+    return figures(folder / "run", wall, workers, spec["tuner"].get("max_time") or 0)
 
 
-def figures(run: Path, wall: float, workers: int) -> dict:
-    from tunecluster.report.data import load_run, utilisation
+def busy_within(bars, workers: int, budget: float) -> float | None:
+    """Utilisation over the budget's window (first trial start to first start + budget), each
+    worker's bars clipped to it: the share of worker time spent in trainings while new trials
+    could start. Stock Keras Tuner's roles are stopped at the budget, so its figure has the same
+    window; after it tunecluster lets the running trainings finish (tuner.max_time), a tail
+    where fewer and fewer workers are busy, which `utilisation` counts and this does not."""
+    if not bars or not budget:
+        return None
+    first = min(b.start for b in bars)
+    cutoff = first + budget
+    end = min(max(b.end for b in bars), cutoff)
+    busy = 0.0
+    for name in {b.worker for b in bars}:
+        cursor = first
+        for start, stop in sorted((b.start, b.end) for b in bars if b.worker == name):
+            start, stop = max(start, cursor), min(stop, cutoff)
+            if stop > start:
+                busy += stop - start
+                cursor = stop
+    return round(busy / ((end - first) * workers), 3) if end > first else None
+
+
+def figures(run: Path, wall: float, workers: int, budget: float = 0) -> dict:
+    from tunecluster.report.data import load_run, timeline, utilisation
 
     document = json.loads((run / "results.json").read_text())
     trials = document["trials"]
@@ -208,18 +234,20 @@ def figures(run: Path, wall: float, workers: int) -> dict:
     first = min(iso_to_epoch(t["started"]) for t in trials if t["started"])
     winner = next((t for t in trials if t["trial_id"] == document.get("best_trial")), None)
     confirmed = (winner or {}).get("confirmed") or {}
-    usage = utilisation(load_run(run))
+    data = load_run(run)
+    usage = utilisation(data)
     busy = sum(w["busy_s"] for w in usage["workers"].values())
     return {"wall_s": round(wall, 1), "trials": len(trials), "epochs_trained": epochs,
             "stopped_early": sum(1 for t in trials if t["status"] == "STOPPED_EARLY"),
             "utilisation": round(busy / (usage["window_s"] * workers), 3) if usage["window_s"] else None,
+            "utilisation_in_budget": busy_within(timeline(data), workers, budget),
             "time_to_best_s": round(iso_to_epoch(best["ended"]) - first, 1) if best else None,
             "search_best": search_best, "confirmed_validation": confirmed.get("mean"), "confirmed_test": confirmed.get("test_mean")}
 
 
 def summarise(runs: list[dict]) -> dict:
     out = {}
-    for key in ("wall_s", "trials", "epochs_trained", "utilisation", "time_to_best_s", "search_best",
+    for key in ("wall_s", "trials", "epochs_trained", "utilisation", "utilisation_in_budget", "time_to_best_s", "search_best",
                 "confirmed_validation", "confirmed_test"):
         values = [r[key] for r in runs if r.get(key) is not None]
         out[key] = {"mean": statistics.fmean(values) if values else None,
@@ -260,8 +288,10 @@ def main() -> None:
                 results[method].append({"seed": seed, "load_before": round(load, 2), **outcome})
                 print(method, seed, json.dumps(results[method][-1]), flush=True)
     summary = {m: summarise(runs) for m, runs in results.items()}
-    table(["method", "wall s", "trials", "epochs", "util", "to best s", "search best", "conf. val", "conf. test"],
+    table(["method", "wall s", "trials", "epochs", "util", "util in budget", "to best s", "search best", "conf. val",
+           "conf. test"],
           [[m, s["wall_s"]["mean"], s["trials"]["mean"], s["epochs_trained"]["mean"], s["utilisation"]["mean"],
+            s["utilisation_in_budget"]["mean"],
             s["time_to_best_s"]["mean"], s["search_best"]["mean"], s["confirmed_validation"]["mean"],
             s["confirmed_test"]["mean"]] for m, s in summary.items()])
     save({"machine": machine(), "command": " ".join(sys.argv), "quick": args.quick, "model": args.model,
