@@ -174,9 +174,10 @@ def run_stock(work: Path, seed: int, max_epochs: int, workers: int, budget: floa
         if trial.get("score") is not None and (best is None or trial["score"] > best["score"]):
             best = trial
     completed = sum(1 for t in times.values() if "end" in t)
+    share = round(busy / ((end_of_window - first) * workers), 3)
     return {"wall_s": round(wall, 1), "trials": completed, "epochs_trained": epochs, "stopped_early": 0,
-            "utilisation": round(busy / ((end_of_window - first) * workers), 3),
-            "utilisation_in_budget": round(busy / ((end_of_window - first) * workers), 3) if stopped_at else None,
+            "utilisation": share,
+            "utilisation_in_budget": share if stopped_at else None,  # its window ends at the budget
             "time_to_best_s": round(times[best["trial_id"]]["end"] - first, 1) if best else None,
             "search_best": best["score"] if best else None,
             "confirmed_validation": None, "confirmed_test": None}
