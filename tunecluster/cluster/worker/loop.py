@@ -7,7 +7,8 @@ Configured only through the environment (`KERASTUNER_TUNER_ID`, `KERASTUNER_ORAC
 
 Every call to the chief goes through a `ChiefLink` (retries while the chief restarts, gives up
 after `cluster.chief_timeout`). SIGTERM stops training at the next batch, gives the running trial
-back to the chief and exits with 143.
+back to the chief and exits with 143. A shared run folder that became unreachable mid-training
+(`storage_loss`) gives the trial back too and exits with 74, so the pod or process is restarted.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import time
 
 from tunecluster import kt_compat
 from tunecluster.cluster.worker import strategy
+from tunecluster.cluster.worker.storage_loss import EXIT_STORAGE_LOST, SharedStorageLost
 from tunecluster.cluster.worker.interruptions import FatalUsage, TrialInterrupted
 from tunecluster.core.env import RoleEnv
 from tunecluster.core.errors import UsageError
@@ -159,6 +161,11 @@ def run_worker(spec: Experiment, role: RoleEnv) -> int:
     except TrialInterrupted as stop:
         _give_back(control, role.tuner_id, stop.trial_id)
         return 143
+    except SharedStorageLost as lost:
+        log.error("%s: the shared run folder is unreachable (%s); giving the trial back and exiting "
+                  "so that this worker is restarted", role.tuner_id, lost.reason)
+        _give_back(control, role.tuner_id, lost.key, reason="shared folder unreachable")
+        return EXIT_STORAGE_LOST
     except FatalUsage as fatal:
         # the unit goes back at once, not after its lease: the next worker meets the same error
         # within seconds, and with no worker left the launcher reports it

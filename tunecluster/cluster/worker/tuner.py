@@ -30,6 +30,7 @@ layout are used unchanged. What it changes:
   view under `<run>/tensorboard/` (`tensorboard_log`);
 - `request_stop()` (SIGTERM) ends training at the next batch and raises `TrialInterrupted`, so the
   caller gives the trial back instead of reporting a half-trained score;
+- a failure because the shared run folder broke is not FAILED (`storage_loss`): the trial goes back;
 - every training checkpoints itself at its epoch ends and a training taken back continues from its
   checkpoint on the next worker (`resume`); the checkpoint goes once its result is delivered.
 """
@@ -49,7 +50,7 @@ import keras_tuner as kt
 from keras_tuner.engine import trial as trial_module
 from keras_tuner.engine.tuner import maybe_distribute
 
-from tunecluster.cluster.worker import resume
+from tunecluster.cluster.worker import resume, storage_loss
 from tunecluster.cluster.worker.callbacks import BestWeights, EpochBoundaryStop, ProgressReport, StopCheck
 from tunecluster.cluster.worker.heartbeat import Backoff
 from tunecluster.cluster.worker.interruptions import FatalUsage, LeaseLost, TrialInterrupted
@@ -199,12 +200,14 @@ class ClusterTuner(kt.Tuner):
         try:
             try:
                 result = self._train_unit(trial, unit)
-            except (TrialInterrupted, FatalUsage, LeaseLost):
+            except (TrialInterrupted, FatalUsage, LeaseLost, storage_loss.SharedStorageLost):
                 raise
             except UsageError as exc:  # the user's code is wrong: every trial would fail the same way
                 raise FatalUsage(exc, key) from exc
             except Exception as exc:
                 self._check_trial(key)
+                if lost := storage_loss.storage_lost(exc, Path(self.directory).parent):  # the worker exits
+                    raise storage_loss.SharedStorageLost(key, lost) from exc
                 self._log(f"{key} failed: {format_exception(exc)}")
                 # what it registered before failing still joins the search (as Keras Tuner's
                 # EndTrial carries it): a run_trial space is learned even when its first trial fails
