@@ -17,8 +17,8 @@ training time / window) and the number of workers that ran any trial, trials sta
 there; duplicated: a result taken twice, a trial listed twice, or a unit trained by two workers
 other than after a lease the chief took back; a retry after a lost answer, same worker, is not
 one), the chief's CPU over the window (from /proc/<pid>/stat, with its child processes such as
-the Bayesian oracle's model process: cores, and ms per call of all types together; by type only
-as a py-spy profile's shares, `--py-spy`), its peak RSS, the
+the Bayesian oracle's model process: cores, and ms per call of all types together; by type from
+a py-spy profile of the chief's GIL holder, `--py-spy`: `chief_profile.py`), its peak RSS, the
 run folder's state files (sizes), and the load generator's own CPU (cores, ms per call). The
 ceiling of a series is its first level with a p99 over 200 ms, an RPC error, or a trial lost or
 duplicated (with `--repeats k`, each level runs k times with the systems alternating, and the
@@ -58,6 +58,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
+import chief_profile  # noqa: E402
 from _common import comprehensive_space, machine, rss_mib, save, table  # noqa: E402
 
 LOADGEN_DIR = HERE / "loadgen"
@@ -229,31 +230,6 @@ def completed_trials(system: str, run: Path) -> tuple[dict, int]:
     return statuses, 0
 
 
-def profile_summary(path: Path, top: int = 15) -> dict:
-    """py-spy's collapsed stacks: the share of samples per function anywhere on the stack
-    (inclusive) and as the innermost frame (self), the top `top` of each."""
-    inclusive: dict[str, int] = {}
-    own: dict[str, int] = {}
-    total = 0
-    try:
-        lines = path.read_text().splitlines()
-    except OSError:
-        return {}
-    for line in lines:
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        n = int(count)
-        total += n
-        frames = [f.split(" (")[0] + " " + f.rsplit("/", 1)[-1].split(":")[0] for f in stack.split(";")[1:]]
-        for name in set(frames):
-            inclusive[name] = inclusive.get(name, 0) + n
-        if frames:
-            own[frames[-1]] = own.get(frames[-1], 0) + n
-    share = lambda d: {k: round(v / total, 3) for k, v in sorted(d.items(), key=lambda kv: -kv[1])[:top]}  # noqa: E731
-    return {"samples": total, "inclusive": share(inclusive), "self": share(own)} if total else {}
-
-
 def measure(system: str, oracle: str, workers: int, trial_s: float, args, base: Path, space_file: Path) -> dict:
     folder = base / f"{system}-{oracle}-{int(trial_s)}s-{workers}"
     folder.mkdir(parents=True)
@@ -273,12 +249,12 @@ def measure(system: str, oracle: str, workers: int, trial_s: float, args, base: 
         command += ["-token", TOKEN, "-space", str(space_file)]
     started = time.time()
     profiler = None
-    if args.py_spy and system == "tunecluster":
+    if args.py_spy:
         profile = folder / "profile.txt"
 
         def start_profiler() -> None:
             nonlocal profiler
-            profiler = subprocess.Popen([args.py_spy, "record", "--pid", str(chief.pid), "--rate", "50", "--nonblocking",
+            profiler = subprocess.Popen([args.py_spy, "record", "--pid", str(chief.pid), "--rate", "50", "--nonblocking", "--gil",
                                          "--duration", str(int(duration - warmup)), "--format", "raw", "-o", str(profile)],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -310,7 +286,7 @@ def measure(system: str, oracle: str, workers: int, trial_s: float, args, base: 
                 chief.wait()
     if profiler is not None:
         profiler.wait(60)
-        row["profile"] = profile_summary(folder / "profile.txt")
+        row["profile"] = chief_profile.summary(folder / "profile.txt")
     run = folder / "run"
     statuses, listed_twice = completed_trials(system, run)
     trial_of = (lambda key: key.split("#")[0]) if system == "tunecluster" else (lambda key: key)
@@ -341,6 +317,9 @@ def measure(system: str, oracle: str, workers: int, trial_s: float, args, base: 
         "loadgen_cores": result["loadgen_cores"], "loadgen_cpu_ms_per_call": result["loadgen_cpu_ms_per_call"],
         "heartbeat_s_adopted": result.get("heartbeat_s_adopted"),
     })
+    if profiler is not None and cpu:
+        calls = {name: r.get("measured", 0) for name, r in rpc.items()}
+        row["cpu_by_rpc"] = chief_profile.cpu_by_rpc(folder / "profile.txt", calls, cpu[0] * (window[1] - window[0]) / cpu[1])
     row["within_ceiling"] = p99 <= CEILING_P99_MS and not errors and not lost and not duplicated and row["alive"]
     if not args.keep:
         shutil.rmtree(folder, ignore_errors=True)
