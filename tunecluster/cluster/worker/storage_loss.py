@@ -1,4 +1,4 @@
-"""Tell a training that failed because the shared volume went away from a training that failed.
+"""Tell a training that failed because the shared run folder went away from one that failed on its own.
 
 A worker writes its checkpoints and Keras Tuner's trial files to the shared run folder. When that
 folder's network filesystem drops (a FUSE mount whose connection broke, an NFS handle gone stale,
