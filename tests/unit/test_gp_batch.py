@@ -138,7 +138,8 @@ def test_a_batch_goes_stale_for_later_askers_and_is_dropped_when_old(tmp_path):
     assert len(batch.batch) == 3  # three more points from the same fit
 
     def stored(age=0.0):
-        oracle._batch = _Batch(list(batch.batch), snapshot.space_size, snapshot.completed, snapshot.taken_at - age)
+        oracle._batch = _Batch(list(batch.batch), snapshot.space_size, snapshot.completed, snapshot.taken_at,
+                               made_at=time.monotonic() - age)  # age: since its fit ended
         return oracle._batch
 
     before, after = snapshot.taken_at - 1.0, time.monotonic() + 1.0
@@ -156,7 +157,7 @@ def test_a_batch_goes_stale_for_later_askers_and_is_dropped_when_old(tmp_path):
     stored().suggestions.clear()
     assert oracle._take_from_batch(before, oracle._completed()) is None and oracle._batch is None
     # a batch that saw 40 completed trials stays fresh for 2 more (5 %), not 3
-    oracle._batch = _Batch(list(batch.batch), snapshot.space_size, 40, time.monotonic())
+    oracle._batch = _Batch(list(batch.batch), snapshot.space_size, 40, time.monotonic(), made_at=time.monotonic())
     assert oracle._take_from_batch(after, 42) is batch.batch[0]
     assert oracle._take_from_batch(after, 43) is None
 
@@ -183,7 +184,7 @@ def test_a_serial_search_fits_once_per_trial_with_one_point(tmp_path):
     oracle._compute = lambda snapshot: counts.append(snapshot.count) or compute(snapshot)
     for _ in range(4):
         _finish(oracle, oracle.create_trial("tuner0"))
-    assert counts == [1, 1, 1, 1] and oracle._batch is None
+    assert counts == [1, 1, 1, 1] and (oracle._batch is None or not oracle._batch.suggestions)
     assert oracle.last_timing["count"] == 1
 
 
@@ -194,7 +195,8 @@ def test_a_batch_running_low_is_refilled_ahead_by_a_fit_nobody_waits_for(tmp_pat
     _initial(oracle)
     snapshot = oracle._snapshot(2)
     made = oracle._compute(snapshot)
-    oracle._batch = _Batch(list(made.batch), snapshot.space_size, snapshot.completed, snapshot.taken_at)
+    oracle._batch = _Batch(list(made.batch), snapshot.space_size, snapshot.completed, snapshot.taken_at,
+                           made_at=time.monotonic())
     now = time.monotonic()
     oracle._asked.extend([(now, "tuner0"), (now, "tuner1")] * 20)  # 4 asks per second, two workers
     oracle._fit_seconds = 1.0  # 4 askers expected during a fit, 1 point left: running low
@@ -215,3 +217,26 @@ def test_a_batch_running_low_is_refilled_ahead_by_a_fit_nobody_waits_for(tmp_pat
     assert counts[0] == 6 and len(oracle._batch.suggestions) <= 3
     values = {tuple(sorted(t.hyperparameters.values.items())) for t in oracle.trials.values()}
     assert len(values) == len(oracle.trials)
+
+
+def test_an_asker_waits_for_a_fit_at_most_ask_wait_then_hears_idle(tmp_path):
+    oracle = _oracle(tmp_path, ask_wait=0.3, prefetch=0.0, refill=False)
+    _initial(oracle)
+    compute, release = oracle._compute, threading.Event()
+
+    def slow(snapshot):
+        assert release.wait(30)
+        return compute(snapshot)
+
+    oracle._compute = slow
+    started = time.monotonic()
+    idle = oracle.create_trial("tuner0")  # its fit runs in a thread of its own, longer than 0.3 s
+    assert idle.status == "IDLE" and time.monotonic() - started < 2.0
+    assert oracle._suggest_lock.locked() and "tuner0" not in oracle.ongoing_trials
+    release.set()
+    deadline = time.monotonic() + 30
+    while oracle._suggest_lock.locked() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    oracle._compute = lambda snapshot: (_ for _ in ()).throw(AssertionError("no second fit"))
+    again = oracle.create_trial("tuner0")  # asks again: the point the fit made for it
+    assert again.status == "RUNNING"

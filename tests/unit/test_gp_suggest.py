@@ -1,5 +1,7 @@
-"""The Bayesian oracle's Gaussian process (`tuning/gp_suggest.py`): the numpy posterior equals
-scikit-learn's prediction, and its gradient the finite differences."""
+"""The Bayesian oracle's Gaussian process (`tuning/gp_suggest.py`, `tuning/gp_process.py`): the
+numpy posterior equals scikit-learn's prediction, and its gradient the finite differences; with
+trials running or many completed, the kernel is optimised on a bounded sample of the completed
+trials and the model conditioned on a bounded set of observations."""
 
 from __future__ import annotations
 
@@ -36,3 +38,51 @@ def test_posterior_matches_scikit_learn_and_its_gradient():
     assert all(((0 <= p) & (p <= 1)).all() for p in suggestions)
 
 
+
+
+def _request(done: int, running: int, dims: int = 4, **extra) -> dict:
+    rng = np.random.RandomState(3)
+    x = rng.uniform(size=(done, dims))
+    return {"x_done": x, "y_done": ((x - 0.3) ** 2).sum(axis=1), "x_running": rng.uniform(size=(running, dims)),
+            "dims": dims, "alpha": 1e-4, "seed": 1, "beta": 2.6, "refit_growth": 0.1, "screen": 64,
+            "starts": 2, "rng_seed": 7, **extra}
+
+
+def test_a_serial_search_optimises_the_kernel_on_every_observation_as_before():
+    from tunecluster.tuning import gp_process
+
+    assert gp_process.kernel_sample(_request(50, 0), 50) == (None, None)  # unchanged path
+    request = _request(50, 0)
+    assert gp_process.bounded_observations(request)[0] is request["x_done"]
+
+
+def test_the_kernel_is_optimised_on_a_bounded_sample_of_completed_trials_only():
+    from tunecluster.tuning import gp_process, gp_suggest
+
+    request = _request(80, 30, kernel_sample=50)
+    x_kernel, y_kernel = gp_process.kernel_sample(request, 110)
+    assert len(x_kernel) == len(y_kernel) == 50  # running trials' guessed values never, and at most 50
+    assert all(any(np.array_equal(row, done) for done in request["x_done"]) for row in x_kernel)
+    state, answer = gp_process.compute(gp_suggest.GPState(), request)
+    assert answer["timing"]["kernel_observations"] == 50 and answer["timing"]["kernel_optimized"]
+    assert len(state.posterior.x_train) == 110  # conditioned on every observation, the kernel fixed
+    # the kernel is re-optimised as the completed trials grow by 10 %, though the sample stays at 50
+    grown = _request(86, 30, kernel_sample=50)
+    state, answer = gp_process.compute(state, grown)
+    assert not answer["timing"]["kernel_optimized"]
+    state, answer = gp_process.compute(state, _request(89, 30, kernel_sample=50))
+    assert answer["timing"]["kernel_optimized"] and state.optimized_at == 89
+
+
+def test_the_model_is_conditioned_on_a_bounded_number_of_observations():
+    from tunecluster.tuning import gp_process, gp_suggest
+
+    request = _request(300, 100, max_observations=200)
+    x, y, running = gp_process.bounded_observations(request)
+    assert len(running) == 50 and len(x) == len(y) == 150  # a quarter to running trials
+    order = np.argsort(request["y_done"])
+    kept = {tuple(row) for row in x}
+    assert all(tuple(request["x_done"][i]) in kept for i in order[:75])  # the best half of the share
+    assert all(tuple(row) in kept for row in request["x_done"][-75:])  # and the most recent
+    state, _ = gp_process.compute(gp_suggest.GPState(), request)
+    assert len(state.posterior.x_train) == 200

@@ -13,36 +13,41 @@ same saved state) does the slow part outside that lock:
 2. without the lock, and in a child process (`gp_process`, so that not even the GIL is taken from
    the chief's other RPCs): fit the Gaussian process and minimise `mean - beta * std`
    (`gp_suggest`); running trials count as observations at the previous model's `mean + std`, as
-   in Keras Tuner. Should the child fail, the chief computes in its own process from then on;
+   in Keras Tuner; with trials running or hundreds completed, the kernel is optimised on a sample
+   of the completed trials only and the model holds at most 2,000 observations (`gp_process`).
+   Should the child fail, the chief computes in its own process from then on;
 3. under the lock again: Keras Tuner's own `create_trial` commits the trial (trial id, recorded
    values, saved state), taking the suggestion through `populate_space`; a suggestion that
    duplicates a trial that exists by then is replaced by the next-best candidate (or random
    values), a retry that was queued meanwhile is handed out first, `max_trials` is re-checked.
 
-Model fits are made one at a time (their own lock, not the oracle's), and one fit serves every
-worker waiting for a suggestion: the fit proposes a batch of k points (`gp_batch`: each next point
-chosen after the previous ones were added as pending observations at the model's mean + std, Keras
-Tuner's rule for running trials, with the kernel fixed). k is the number of askers waiting when
-its snapshot is taken, plus the askers expected while the next fit runs (`prefetch` = 1.5 times
-the longest of the last 8 fits, at the rate of asks over the last 10 s: a fit that re-optimises
-the kernel takes several times longer than the others, so that they find a point ready
-instead of waiting for a fit of their own), capped at `max_batch` (64). The fitting asker takes
-the first point; each other asker takes the batch's next point, still committed through Keras
-Tuner's `create_trial` under the oracle lock with the same duplicate check (step 3). When an
-asker takes a point and the batch's fresh points would run out before a fit started now ended
-(fewer left than the askers expected during one fit), a fit starts ahead in a thread of its own
-(`refill`), for the askers to come: nobody waits for it, all its points go to the batch. With one
-asker at a time (a serial search: one worker asks; or trials much longer than a fit) k is 1 and
-the suggestion is exactly the single one of before.
+Model fits are made one at a time (their own lock, not the oracle's), each in a thread of its
+own, and one fit serves every worker waiting for a suggestion: the fit proposes a batch of k points
+(`gp_batch`: each next point chosen after the previous ones were added as pending observations at
+the model's mean + std, Keras Tuner's rule for running trials, with the kernel fixed). k is the
+number of askers waiting when its snapshot is taken, plus the askers expected while the next fit
+runs (`prefetch` = 1.5 times the longest of the last 8 fits, at the rate of asks over the last
+10 s: a fit that re-optimises the kernel takes several times longer than the others, so that they
+find a point ready instead of waiting for a fit of their own), capped at `max_batch` (256). An
+asker takes the batch's next point, committed through Keras Tuner's `create_trial` under the oracle
+lock with the same duplicate check (step 3). When no point is there, the asker starts a fit (unless
+one is running) and waits for it at most `ask_wait` (2) seconds; then it is answered IDLE and its
+worker asks again after a short back-off. So a gRPC thread of the chief never waits through a long
+fit: at a thousand workers, askers waiting inside fits held every thread of the chief's pool and
+its heartbeats queued behind them. When an asker takes a point and the batch's fresh points would
+run out before a fit started now ended (fewer left than the askers expected during one fit), a fit
+starts ahead (`refill`), for the askers to come. With one asker at a time (a serial search: one
+worker asks; or trials much longer than a fit) k is 1 and the suggestion is exactly the single one
+of before, made while the asker waits (a fit shorter than `ask_wait`).
 
 Staleness rule: the askers that were waiting when a batch's snapshot was taken take its points
 whatever completed meanwhile (the points were computed for them; a serial suggestion made at that
 moment would not have seen those results either). An asker that came later takes a left-over point
-only while the batch is fresh: it is at most `batch_max_age` (10) seconds old, and the trials
+only while the batch is fresh: its fit ended at most `batch_max_age` (10) seconds ago, and the trials
 completed since its snapshot are at most `stale_fraction` (10 %) of those it saw, rounded down: in
 a search of fewer than 10 completed trials any newer one makes it stale; among 2,000, 200 do
-(the points then lack 9 % of the results at most). Otherwise the asker fits a new model. A batch older than `batch_max_age` or used up is dropped by the next asker
-that looks at it. Nothing of the batch is saved: the oracle's saved state is Keras Tuner's, as
+(the points then lack 9 % of the results at most). Otherwise the asker starts a new fit. A batch
+older than `batch_max_age` or used up is dropped by the next asker that looks at it. Nothing of the batch is saved: the oracle's saved state is Keras Tuner's, as
 before.
 
 Random and grid oracles need none of this: their suggestions take microseconds.
@@ -62,7 +67,7 @@ from typing import Optional
 
 import numpy as np
 from keras_tuner.engine import hyperparameters as hp_module
-from keras_tuner.engine.trial import TrialStatus
+from keras_tuner.engine.trial import Trial, TrialStatus
 from keras_tuner.oracles import BayesianOptimizationOracle as KerasTunerBayesianOracle
 
 from tunecluster.kt_compat.oracle_lock import holds_lock, oracle_lock
@@ -132,14 +137,16 @@ class _Batch:
     space_size: int
     completed: int
     taken_at: float
+    made_at: float = 0.0  # time.monotonic() when the fit ended
 
 
 class BayesianOptimizationOracle(KerasTunerBayesianOracle):
     """Keras Tuner's Bayesian oracle, with the model fitted outside the oracle lock (see module)."""
 
     def __init__(self, *args, refit_growth: float = 0.1, screen: int = 256, starts: int = 5,
-                 suggest_in_child: bool = True, max_batch: int = 64, prefetch: float = 1.5,
-                 refill: bool = True, batch_max_age: float = 10.0, stale_fraction: float = 0.1, **kwargs):
+                 suggest_in_child: bool = True, max_batch: int = 256, prefetch: float = 1.5,
+                 refill: bool = True, batch_max_age: float = 10.0, stale_fraction: float = 0.1,
+                 ask_wait: float = 2.0, **kwargs):
         super().__init__(*args, **kwargs)
         self.suggest_in_child = suggest_in_child  # gp_process: off the chief's GIL
         self._key = uuid.uuid4().hex  # this oracle's model in the child
@@ -156,6 +163,7 @@ class BayesianOptimizationOracle(KerasTunerBayesianOracle):
         self.refill = refill  # fit ahead, in a thread, when the batch would run out during a fit
         self.batch_max_age = batch_max_age  # seconds a batch's left-over points stay usable
         self.stale_fraction = stale_fraction  # ... while fewer new results than this share of those it saw
+        self.ask_wait = ask_wait  # seconds an asker waits for a fit before it is told IDLE
         self._batch: _Batch | None = None  # guarded by the oracle lock
         self._askers = 0  # create_trial calls waiting for a model's suggestion
         self._asked: deque = deque()  # (when, tuner id) of the asks over the last RATE_WINDOW seconds
@@ -185,13 +193,15 @@ class BayesianOptimizationOracle(KerasTunerBayesianOracle):
             with self._askers_lock:
                 self._askers -= 1
         if low:  # (this asker no longer counted among those waiting)
-            self._start_refill()
+            self._start_fit()
         return trial
 
     def _create_from_model(self, tuner_id, arrived: float):
-        """A point of a batch if one is there for this asker, else fit the model (one fit at a
-        time; whoever fits proposes a point for every asker waiting), else wait for that fit;
-        and whether the batch is running low."""
+        """A point of a batch if one is there for this asker; otherwise a fit starts (in a thread
+        of its own, one at a time; it proposes a point for every asker waiting) and the asker
+        waits for it at most `ask_wait` seconds, then gets IDLE (its worker asks again after a
+        short back-off). Also returns whether the batch is running low."""
+        deadline = arrived + self.ask_wait
         while True:
             with self._batch_made:
                 fits = self._fits
@@ -201,36 +211,14 @@ class BayesianOptimizationOracle(KerasTunerBayesianOracle):
                     return super().create_trial(tuner_id), False
                 suggestion = self._take_from_batch(arrived, completed)
                 if suggestion is not None:
-                    trial = self._commit(tuner_id, suggestion)
-                    low = self._running_low(completed)
-                elif self._suggest_lock.acquire(blocking=False):
-                    break
-            if suggestion is not None:
-                return trial, low
-            with self._batch_made:  # another asker is fitting: its batch has a point for this one
-                if self._fits == fits:  # (or populate_space holds the lock: look again within 1 s)
-                    self._batch_made.wait(1.0)
-        try:  # this asker fits the model, holding _suggest_lock
-            with oracle_lock(self):
-                if not self._needs_model(tuner_id):
-                    return super().create_trial(tuner_id), False
-                snapshot = self._snapshot(self._batch_size())
-            started = time.monotonic()
-            suggestion = self._compute(snapshot)  # the slow part, without the oracle lock (or GIL)
-            self._fit_times.append(time.monotonic() - started)
-            self._fit_seconds = max(self._fit_times)
-            with oracle_lock(self):
-                if suggestion.batch:
-                    self._batch = _Batch(list(suggestion.batch), snapshot.space_size, snapshot.completed,
-                                         snapshot.taken_at)
-                if not self._needs_model(tuner_id):
-                    return super().create_trial(tuner_id), False
-                return self._commit(tuner_id, suggestion), False
-        finally:
-            self._suggest_lock.release()
+                    return self._commit(tuner_id, suggestion), self._running_low(completed)
+            self._start_fit()  # (none if one is running: its batch has a point for this asker)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return Trial(self.hyperparameters.copy(), status=TrialStatus.IDLE), False
             with self._batch_made:
-                self._fits += 1
-                self._batch_made.notify_all()
+                if self._fits == fits:  # (or populate_space holds the lock: look again within 1 s)
+                    self._batch_made.wait(min(1.0, remaining))
 
     def _expected_per_fit(self) -> float:
         """Askers expected while one fit runs (the recent rate of asks times the last fit's
@@ -250,14 +238,16 @@ class BayesianOptimizationOracle(KerasTunerBayesianOracle):
             expected = self._expected_per_fit()
         return expected >= 1 and left < expected  # (fewer than one asker per fit: not worth a fit ahead)
 
-    def _start_refill(self) -> None:
-        """A fit in a thread of its own, for the askers to come (nobody waits for it)."""
+    def _start_fit(self) -> None:
+        """A fit in a thread of its own, unless one is running: no gRPC thread of the chief waits
+        through a fit longer than `ask_wait`."""
         if not self._suggest_lock.acquire(blocking=False):
             return  # a fit is running already
-        threading.Thread(target=self._refill, name=f"bayesian-refill-{time.monotonic_ns()}", daemon=True).start()
+        threading.Thread(target=self._fit, name=f"bayesian-fit-{time.monotonic_ns()}", daemon=True).start()
 
-    def _refill(self) -> None:
-        """The fit `_start_refill` started, holding `_suggest_lock`: all its points go to the batch."""
+    def _fit(self) -> None:
+        """The fit `_start_fit` started, holding `_suggest_lock`: all its points go to the batch,
+        for the askers waiting when its snapshot was taken and those to come."""
         try:
             with oracle_lock(self):
                 if (self.max_trials and len(self.trials) >= self.max_trials) or self._completed() < self._initial_points():
@@ -270,9 +260,9 @@ class BayesianOptimizationOracle(KerasTunerBayesianOracle):
             with oracle_lock(self):
                 points = [_Suggestion(snapshot.space_size, snapshot.hyperparameters, suggestion.points)]
                 self._batch = _Batch(points + list(suggestion.batch), snapshot.space_size, snapshot.completed,
-                                     snapshot.taken_at)
-        except Exception as error:  # noqa: BLE001 - the askers fit the model themselves then
-            log.warning("Bayesian suggestions: a batch computed ahead failed (%s)", error)
+                                     snapshot.taken_at, made_at=time.monotonic())
+        except Exception as error:  # noqa: BLE001 - the next asker starts another fit
+            log.warning("Bayesian suggestions: a model fit failed (%s)", error)
         finally:
             self._suggest_lock.release()
             with self._batch_made:
@@ -301,7 +291,7 @@ class BayesianOptimizationOracle(KerasTunerBayesianOracle):
         batch = self._batch
         if batch is None:
             return None
-        age = time.monotonic() - batch.taken_at
+        age = time.monotonic() - batch.made_at
         if not batch.suggestions or age > self.batch_max_age or batch.space_size != len(self.hyperparameters.space):
             self._batch = None
             return None

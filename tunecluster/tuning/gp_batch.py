@@ -42,7 +42,8 @@ def joint(posterior: Posterior, candidates: np.ndarray) -> tuple[np.ndarray, np.
     """The posterior mean and covariance over `candidates`, in the regressor's normalised units."""
     k = posterior.covariance(candidates, posterior.x_train)  # (m, n)
     mean = k @ posterior.alpha
-    cov = posterior.covariance(candidates, candidates) - (k @ posterior.k_inv) @ k.T
+    v = posterior.whiten(k)
+    cov = posterior.covariance(candidates, candidates) - v.T @ v
     return mean, cov
 
 

@@ -32,6 +32,8 @@ import numpy as np
 from tunecluster.tuning import gp_batch, gp_suggest
 
 _HEADER = struct.Struct("!Q")
+KERNEL_SAMPLE = 500  # completed trials the kernel's length scale is optimised on, at most
+MAX_OBSERVATIONS = 2000  # observations (completed and running trials) the model is conditioned on, at most
 
 
 def compute(state: gp_suggest.GPState, request: dict) -> tuple[gp_suggest.GPState, dict]:
@@ -39,13 +41,13 @@ def compute(state: gp_suggest.GPState, request: dict) -> tuple[gp_suggest.GPStat
     with `count` > 1 a batch of that many points (`gp_batch`).
 
     `request`: x_done, y_done (minimised), x_running, dims, alpha, seed, beta, refit_growth, screen,
-    starts, rng_seed, and optionally count (default 1). Returns the new state and {"points": [...],
+    starts, rng_seed, and optionally count (default 1), kernel_sample (`KERNEL_SAMPLE`) and
+    max_observations (`MAX_OBSERVATIONS`). Returns the new state and {"points": [...],
     "batch": [[...], ...] (per point its candidates; batch[0] is points), "timing": {...}}.
     """
     started = time.perf_counter()
     dims = request["dims"]
-    x, y = request["x_done"], request["y_done"]
-    x_running = request["x_running"]
+    x, y, x_running = bounded_observations(request)
     if state.posterior is not None and state.posterior.x_train.shape[1] != dims:
         state = gp_suggest.GPState()  # the space grew: start over
     if len(x_running):
@@ -60,11 +62,13 @@ def compute(state: gp_suggest.GPState, request: dict) -> tuple[gp_suggest.GPStat
         y = np.concatenate([y, pending])
     x = np.nan_to_num(x, posinf=0, neginf=0)
     y = np.nan_to_num(y, posinf=0, neginf=0)
+    x_kernel, y_kernel = kernel_sample(request, len(x))
     with gp_suggest.single_threaded_blas():
         state = gp_suggest.fit(state, x, y, request["alpha"], request["seed"],
-                               refit_growth=request["refit_growth"])
+                               refit_growth=request["refit_growth"], x_kernel=x_kernel, y_kernel=y_kernel,
+                               measured=None if x_kernel is None else len(request["x_done"]))
         fitted = time.perf_counter()
-        best = np.argsort(request["y_done"])[:3]
+        best = np.argsort(request["y_done"])[:3]  # (all completed trials, not only those kept)
         rng = np.random.RandomState(request["rng_seed"])
         points = gp_suggest.suggest(state.posterior, dims, request["beta"], rng,
                                     screen=request["screen"], starts=request["starts"],
@@ -73,8 +77,49 @@ def compute(state: gp_suggest.GPState, request: dict) -> tuple[gp_suggest.GPStat
         batch = gp_batch.batch(state.posterior, points, int(request.get("count", 1)), request["beta"], rng)
     timing = {"fit_s": fitted - started, "acquisition_s": acquired - fitted,
               "batch_s": time.perf_counter() - acquired, "count": len(batch),
-              "observations": len(x), "kernel_optimized": state.optimized_at == len(x)}
+              "observations": len(x), "kernel_optimized": state.optimized_now,
+              "kernel_observations": len(x) if x_kernel is None else len(x_kernel)}
     return state, {"points": points, "batch": batch, "timing": timing}
+
+
+def bounded_observations(request: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The completed (x, y) and running x the model is conditioned on: all of them up to
+    `max_observations` (2,000) together; beyond, the exact Gaussian process (a Cholesky
+    factorisation, cubic in the observations: 3 s at 4,000 here) would fall behind a large
+    cluster, so at most a quarter of the bound goes to running trials (drawn at random) and the
+    rest to the completed ones: the best half of that share by score (where the optimum is) and
+    the most recent for the remainder (the model stays local where the search is)."""
+    x, y, x_running = request["x_done"], request["y_done"], request["x_running"]
+    cap = int(request.get("max_observations", MAX_OBSERVATIONS))
+    if len(x) + len(x_running) <= cap:
+        return x, y, x_running
+    rng = np.random.RandomState(request["rng_seed"])
+    if len(x_running) > cap // 4:
+        x_running = x_running[np.sort(rng.choice(len(x_running), cap // 4, replace=False))]
+    room = cap - len(x_running)
+    if len(x) > room:
+        best = np.argsort(np.nan_to_num(y, nan=np.inf), kind="stable")[: room // 2]
+        rest = np.setdiff1d(np.arange(len(x)), best)
+        keep = np.sort(np.concatenate([best, rest[len(rest) - (room - len(best)):]]))
+        x, y = x[keep], y[keep]
+    return x, y, x_running
+
+
+def kernel_sample(request: dict, observations: int) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+    """The observations the kernel is optimised on: None (all of them) in a search with no trial
+    running and at most `kernel_sample` (500) completed, as in a serial search; otherwise the
+    completed trials only (a running trial's pending value is the previous model's own guess, and
+    a thousand of them would make every optimisation step a Cholesky factorisation of a thousand
+    rows more), at most `kernel_sample` of them, drawn at random."""
+    x_done = np.nan_to_num(request["x_done"], posinf=0, neginf=0)
+    y_done = np.nan_to_num(request["y_done"], posinf=0, neginf=0)
+    cap = int(request.get("kernel_sample", KERNEL_SAMPLE))
+    if observations == len(x_done) and len(x_done) <= cap:
+        return None, None
+    if len(x_done) > cap:
+        keep = np.sort(np.random.RandomState(request["rng_seed"]).choice(len(x_done), cap, replace=False))
+        x_done, y_done = x_done[keep], y_done[keep]
+    return x_done, y_done
 
 
 def _write(stream: BinaryIO, message) -> None:
