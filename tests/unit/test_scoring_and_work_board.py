@@ -43,6 +43,26 @@ def test_board_hands_executions_out_in_order_and_takes_lost_ones_back_first():
     assert restored.units.keys() == board.units.keys() and restored.order == board.order
 
 
+def test_board_indexes_the_units_each_worker_runs_through_every_change():
+    board = Board(experiment_seed=1, executions=2)
+    board.add_trial("0")
+    board.add_trial("1")
+    board.add_trial("2")
+    first, second, third = board.take("w1"), board.take("w1"), board.take("w2")
+    assert {u.key for u in board.running_for("w1")} == {first.key, second.key}
+    board.give_back(first.key)  # back to the queue: w1 no longer runs it
+    assert [u.key for u in board.running_for("w1")] == [second.key]
+    assert board.take("w2").key == first.key  # the same unit, now w2's
+    assert {u.key for u in board.running_for("w2")} == {first.key, third.key}
+    board.finish(second.key, {"metrics": {}})
+    board.fail(third.key, "boom")
+    assert board.running_for("w1") == [] and [u.key for u in board.running_for("w2")] == [first.key]
+    board.drop_trial(first.trial_id)
+    assert board.running_for("w2") == []
+    restored = Board.from_dict({"units": [dict(vars(board.take("w3")))]}, 1, 2)  # a restarted chief's board
+    assert len(restored.running_for("w3")) == 1 and restored.running_for("nobody") == []
+
+
 def test_executions_average_at_the_chosen_epoch():
     results = [{"best": {"val_accuracy": 0.8, "val_loss": 0.4}, "best_epoch": 2,
                 "last": {"val_accuracy": 0.7, "val_loss": 0.5}, "last_epoch": 4, "degenerate": False},

@@ -97,10 +97,9 @@ class WorkService:
             return self._stop(tuner_id)
         with self._lock:
             # A worker asks only when it runs nothing: whatever it still holds (it was restarted) goes back.
-            for unit in self.board.running():
-                if unit.worker == tuner_id:
-                    self.s.leases.release(unit.key)
-                    self.board.give_back(unit.key)
+            for unit in self.board.running_for(tuner_id):
+                self.s.leases.release(unit.key)
+                self.board.give_back(unit.key)
             unit = self.board.take(tuner_id)
             need_trial = unit is None and (not self.search_exhausted or bool(oracle_state.queued(self.oracle)))
         if need_trial:
@@ -211,7 +210,7 @@ class WorkService:
                                            row.get("metrics") or {})
             if unit is not None and self.stopper is not None:
                 self.stopper.judge(unit)
-        return [u.key for u in self.board.running() if u.worker == tuner_id and u.stop_at is not None]
+        return [u.key for u in self.board.running_for(tuner_id) if u.stop_at is not None]
 
     # --- WorkDone -----------------------------------------------------------------------------------
     def work_done(self, request: dict) -> dict:
