@@ -8,6 +8,7 @@
     state_writer.py     oracle files, work.json, progress.json and results, written off the call path
     journal.py          every trial's state on disk before its call returns (the trial journal)
     recovery.py         what a restarted chief reloads and repairs
+    heap_freezing.py    full garbage collections that walk only what the search created lately
 """
 
 from tunecluster.cluster.chief.book import SearchBook

@@ -32,6 +32,7 @@ from tunecluster.cluster.auth import Security, TokenInterceptor, server_credenti
 from tunecluster.cluster.chief import recovery
 from tunecluster.cluster.chief.book import SearchBook
 from tunecluster.cluster.chief.control_service import ControlService
+from tunecluster.cluster.chief.heap_freezing import HeapFreezing
 from tunecluster.cluster.chief.journal import replay_journals
 from tunecluster.cluster.chief.servicer import ChiefServicer
 from tunecluster.cluster.chief.state_writer import StateWriter
@@ -245,6 +246,7 @@ def run_chief(spec: Experiment, run_dir: str | Path, bind: str, port: int,
               security: Optional[Security] = None) -> int:
     """The chief role: serve the search until it ends (or SIGTERM); return the exit code."""
     chief = Chief(spec, RunDir(run_dir), bind, port, security=security)
+    HeapFreezing().install()  # full garbage collections that walk only what is new (heap_freezing.py)
     chief.start()
     signal.signal(signal.SIGTERM, lambda *_: chief.terminate())
     return chief.serve_until_done()
