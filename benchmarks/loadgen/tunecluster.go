@@ -13,6 +13,7 @@ import (
 	"hash/fnv"
 	"math/rand"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -23,8 +24,13 @@ import (
 
 const controlService = "/tunecluster.Control/"
 
+// AfterTheEnd marks, in the report, the calls a simulated worker made after the chief ended the
+// search for it (Finish answered): its last beats race the chief's exit, as a real worker's do.
+const AfterTheEnd = " after the end"
+
 type tcWorker struct {
 	id    string
+	ended atomic.Bool // the chief ended the search for this worker (Finish answered)
 	conn  *grpc.ClientConn
 	ctx   context.Context // carries the token and tuner id
 	cfg   *Config
@@ -43,6 +49,9 @@ func (w *tcWorker) call(method string, request map[string]any) (map[string]any, 
 	defer cancel()
 	started := time.Now()
 	err := w.conn.Invoke(ctx, controlService+method, body, &reply, grpc.WaitForReady(true))
+	if w.ended.Load() {
+		method += AfterTheEnd
+	}
 	w.rec.Add(method, started, time.Since(started), err)
 	if err != nil {
 		return nil, err
@@ -129,7 +138,8 @@ func (w *tcWorker) run(stopAt time.Time, hardStop time.Time) {
 
 // finish: the end of worker/loop.py's search: Finish until the chief answers; export (a no-op
 // here) when asked. Returns true when the chief says to resume the search.
-func (w *tcWorker) finish(hardStop time.Time) bool {
+func (w *tcWorker) finish(hardStop time.Time) (resume bool) {
+	defer func() { w.ended.Store(!resume) }()
 	backoff := 100 * time.Millisecond
 	for time.Now().Before(hardStop) {
 		answer, err := w.call("Finish", map[string]any{"tuner_id": w.id})

@@ -67,7 +67,12 @@ def test_every_trial_completes_exactly_once_with_200_simulated_workers(tmp_path,
     assert trials["started"] == trials["finished"] == trials["distinct_started"] == TRIALS, trials
     assert (trials["started_twice"], trials["finished_twice"], trials["never_finished"]) == (0, 0, 0), trials
     assert (trials["refused"], trials["revoked"]) == (0, 0), trials
-    assert all(row["errors"] == 0 for row in report["rpc"].values()), report["rpc"]
+    # no call failed while the search ran; a simulated worker's last beats, sent after the chief
+    # ended the search for it (" after the end"), race the chief's exit as a real worker's do
+    failed_calls = {name: (row["errors"], row.get("error_codes")) for name, row in report["rpc"].items()
+                    if row["errors"] and not name.endswith(" after the end")}
+    assert not failed_calls, failed_calls
+    assert {name for name in report["rpc"] if name.endswith(" after the end")} <= {"Heartbeat after the end"}
     assert report["workers_that_ran_trials"] == WORKERS
     # the chief's view: the same trials, each COMPLETED once, with the epoch reports' curve
     rows = chief.results()["trials"]
