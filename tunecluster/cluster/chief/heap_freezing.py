@@ -19,7 +19,6 @@ growth, and at most `sweep_every` of such garbage kept.
 from __future__ import annotations
 
 import gc
-import threading
 import time
 from typing import Callable
 
@@ -37,23 +36,22 @@ class HeapFreezing:
         self.sweep_pending = False  # the frozen objects were released: the next full collection walks them
         self.freezes = 0
         self.sweeps = 0
-        self._lock = threading.Lock()
 
     def __call__(self, phase: str, info: dict) -> None:
         if phase != "stop" or info.get("generation") != 2:
             return
-        with self._lock:  # (collections run one at a time; the lock only guards the counters)
-            now = self.clock()
-            if self.sweep_pending:  # this collection walked the whole heap
-                self.sweep_pending = False
-                self.last_sweep = now
-                self.sweeps += 1
-            elif now - self.last_sweep >= self.sweep_every:
-                gc.unfreeze()  # the next full collection walks everything frozen since the last sweep
-                self.sweep_pending = True
-                return
-            gc.freeze()
-            self.freezes += 1
+        # (the interpreter runs one collection at a time, so no lock is needed here)
+        now = self.clock()
+        if self.sweep_pending:  # this collection walked the whole heap
+            self.sweep_pending = False
+            self.last_sweep = now
+            self.sweeps += 1
+        elif now - self.last_sweep >= self.sweep_every:
+            gc.unfreeze()  # the next full collection walks everything frozen since the last sweep
+            self.sweep_pending = True
+            return
+        gc.freeze()
+        self.freezes += 1
 
     def install(self) -> "HeapFreezing":
         if self not in gc.callbacks:
@@ -65,7 +63,3 @@ class HeapFreezing:
         if self in gc.callbacks:
             gc.callbacks.remove(self)
         gc.unfreeze()
-
-    def summary(self) -> dict:
-        return {"freezes": self.freezes, "sweeps": self.sweeps, "frozen_objects": gc.get_freeze_count(),
-                "sweep_every_s": self.sweep_every}
