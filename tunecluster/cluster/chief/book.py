@@ -11,12 +11,15 @@ import threading
 import time
 from typing import Optional
 
+from tunecluster.cluster.chief.book_journal import BookJournal
+
 
 class SearchBook:
     """The chief's own bookkeeping beside the oracle: who ran what and when, live progress."""
 
-    def __init__(self):
+    def __init__(self, journal: Optional[BookJournal] = None):
         self.lock = threading.RLock()
+        self.journal = journal  # each trial entry's change, on disk before the call returns
         self.trial_meta: dict[str, dict] = {}
         self.workers: dict[str, dict] = {}
         self.tunecluster_workers: set[str] = set()
@@ -35,21 +38,33 @@ class SearchBook:
     def touch(self) -> None:
         self.dirty.set()
 
+    def _journal(self, trial_id: str) -> None:
+        """(lock held) The trial's entry as it is now, to the journal."""
+        if self.journal is not None:
+            self.journal.append(trial_id, self.trial_meta[trial_id])
+
     def trial_started(self, trial_id: str, tuner_id: str) -> None:
         with self.lock:
             meta = self.trial_meta.setdefault(trial_id, {})
             meta.update(worker=tuner_id, started=time.time(), ended=None)
             if self.search_started_at is None:
                 self.search_started_at = meta["started"]
+            self._journal(trial_id)
             worker = self.workers.setdefault(tuner_id, {})
             worker.update(trial=trial_id, epoch=None, metrics={}, state="running", last_seen=time.time())
         self.touch()
 
-    def trial_ended(self, trial_id: str, status: str) -> None:
+    def trial_ended(self, trial_id: str, status: str, stopped_early: Optional[int] = None,
+                    at: Optional[float] = None) -> None:
+        """`at`: when the oracle recorded the end (taken under its lock: a trial created after
+        that moment may have counted this one, one created before it did not)."""
         with self.lock:
             meta = self.trial_meta.setdefault(trial_id, {})
-            meta["ended"] = time.time()
+            meta["ended"] = at or time.time()
             meta["status"] = status
+            if stopped_early is not None:
+                meta["stopped_early"] = stopped_early
+            self._journal(trial_id)
             worker = self.workers.get(meta.get("worker", ""))
             if worker is not None and worker.get("trial") == trial_id:
                 worker.update(trial=None, epoch=None, state="idle")
@@ -60,6 +75,7 @@ class SearchBook:
             meta = self.trial_meta.setdefault(trial_id, {})
             meta["requeues"] = meta.get("requeues", 0) + 1
             meta.update(ended=None, status="QUEUED")
+            self._journal(trial_id)
             worker = self.workers.get(tuner_id)
             if worker is not None and worker.get("trial") == trial_id:
                 worker.update(trial=None, epoch=None, state="lost trial")
@@ -72,6 +88,7 @@ class SearchBook:
             meta = self.trial_meta.setdefault(str(request.get("trial_id")), {})
             meta["error_type"] = request.get("error_type")
             meta["message"] = request.get("message")
+            self._journal(str(request.get("trial_id")))
             self.last_failure = {
                 "trial_id": request.get("trial_id"),
                 "worker": request.get("tuner_id"),

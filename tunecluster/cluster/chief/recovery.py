@@ -15,7 +15,9 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Optional
 
+from tunecluster.cluster.chief import book_journal
 from tunecluster.cluster.chief.book import SearchBook
 from tunecluster.cluster.chief.work_service import ONGOING_PREFIX
 from tunecluster.cluster.leases import Leases
@@ -81,8 +83,9 @@ def hold_for_their_workers(oracle, oracle_file: Path, work_file: Path, leases: L
             queue.append(trial_id)
 
 
-def reload_book(book: SearchBook, results_json: Path) -> None:
-    """On resume, keep who ran the earlier trials and when (from the last results.json)."""
+def reload_book(book: SearchBook, results_json: Path, journal_folder: Optional[Path] = None) -> None:
+    """On resume, keep who ran the earlier trials and when: the last results.json, then what the
+    previous chief's book journal holds since (`book_journal.py`)."""
     from datetime import datetime
 
     document = read_json(results_json) or {}
@@ -96,6 +99,11 @@ def reload_book(book: SearchBook, results_json: Path) -> None:
         for key in ("started", "ended"):
             meta[key] = datetime.fromisoformat(row[key]).timestamp() if row.get(key) else None
         book.trial_meta[row["trial_id"]] = meta
+    for trial_id, meta in (book_journal.replay(journal_folder) if journal_folder else {}).items():
+        if meta.get("status") == "QUEUED":
+            book.trial_meta.pop(trial_id, None)  # as above: recovery queues it again
+        else:
+            book.trial_meta[trial_id] = meta
     starts = [m["started"] for m in book.trial_meta.values() if m.get("started")]
     if starts:
         book.search_started_at = min(starts)

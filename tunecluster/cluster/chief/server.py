@@ -30,6 +30,7 @@ import grpc
 from tunecluster import kt_compat
 from tunecluster.cluster.auth import Security, TokenInterceptor, server_credentials
 from tunecluster.cluster.chief import recovery
+from tunecluster.cluster.chief.book_journal import BookJournal
 from tunecluster.cluster.chief.book import SearchBook
 from tunecluster.cluster.chief.control_service import ControlService
 from tunecluster.cluster.chief.heap_freezing import HeapFreezing
@@ -65,7 +66,7 @@ class Chief:
         self.space_wait = space_wait
         self.exit_grace = exit_grace
         self.export_timeout = export_timeout
-        self.book = SearchBook()
+        self.book = SearchBook(BookJournal(run_dir.root))
         self.writer = StateWriter(spec, run_dir, self.book, self.leases, f"{bind}:{port}")
         self.oracle = None
         self.servicer: Optional[ChiefServicer] = None
@@ -98,7 +99,7 @@ class Chief:
                      len(oracle_state.queued(oracle)))
         oracle.verbose = 0
         self.writer.defer_oracle_saves(oracle)
-        recovery.reload_book(self.book, self.run.results_json)
+        recovery.reload_book(self.book, self.run.results_json, self.run.root)
         return oracle
 
     def start(self) -> str:

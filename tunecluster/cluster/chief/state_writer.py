@@ -23,6 +23,7 @@ from types import SimpleNamespace
 from typing import Callable, Optional
 
 from tunecluster.cluster.chief.book import SearchBook
+from tunecluster.cluster.chief.book_journal import BookJournal
 from tunecluster.cluster.chief.journal import TrialWrites
 from tunecluster.cluster.leases import Leases
 from tunecluster.core.rundir import RunDir, write_atomic, write_json
@@ -145,6 +146,16 @@ class StateWriter:
         snap["finished"] = finished
         with self.book.lock:
             meta = {trial_id: dict(entry) for trial_id, entry in self.book.trial_meta.items()}
+            journaled = self.book.journal.rotate() if self.book.journal is not None else []
+        try:
+            self._write_files(board, snap, view, meta, finished, final)
+        except BaseException:
+            if self.book.journal is not None:
+                self.book.journal.keep(journaled)  # still needed: results.json may not hold them
+            raise
+        BookJournal.retire(journaled)  # results.json holds what they held
+
+    def _write_files(self, board: dict, snap: dict, view, meta: dict, finished: bool, final: bool) -> None:
         row_texts: list[str] = []
         document = results_document(self.spec, view, meta, finished, work=self.servicer.work,
                                     rows_cache=self.rows_cache, row_texts=row_texts)

@@ -258,16 +258,14 @@ class WorkService:
                 trial.hyperparameters.values.setdefault(name, value)
             self.s._guarded(None, self.oracle.update_trial, trial_id, summary["metrics"], step=summary["step"])
             trial.status = "COMPLETED"
+            ended = time.time()
             stopped = stopped_epoch(units)
             if stopped is not None:  # COMPLETED for the oracle: a Bayesian search learns from its value
                 trial.message = f"stopped early after epoch {stopped} (median stopping)"
             self._end_trial(trial)
         if self.stopper is not None:
             self.stopper.trial_completed(trial_id, units)
-        with self.s.book.lock:
-            self.s.book.trial_ended(trial_id, "COMPLETED")
-            if stopped is not None:
-                self.s.book.trial_meta[trial_id]["stopped_early"] = stopped
+        self.s.book.trial_ended(trial_id, "COMPLETED", stopped_early=stopped, at=ended)
 
     def _keep_best_weights(self, trial_id: str, units, best: Optional[int]) -> None:
         """The best execution's weights become the trial's checkpoint; the others are removed."""
@@ -293,11 +291,11 @@ class WorkService:
             for name, value in (request.get("values") or {}).items():  # registered before it failed
                 trial.hyperparameters.values.setdefault(name, value)
             trial.status = "FAILED"
+            ended = time.time()
             trial.message = request.get("traceback") or request.get("message")
             self._end_trial(trial)
         status = self.oracle.trials[trial_id].status
-        with self.s.book.lock:
-            self.s.book.trial_ended(trial_id, status)
+        self.s.book.trial_ended(trial_id, status, at=ended)
 
     def _end_trial(self, trial) -> None:
         """oracle.end_trial (lock held); a consecutive-failures stop ends the search cleanly."""
