@@ -5,6 +5,7 @@
     control_service.py  tunecluster's control RPCs (heartbeats, failure notes, the end of the search)
     work_service.py     the work protocol: executions, confirmation runs, results
     book.py             who ran what and when (SearchBook)
+    book_journal.py     the book's changes on disk before their call returns (the book journal)
     state_writer.py     oracle files, work.json, progress.json and results, written off the call path
     journal.py          every trial's state on disk before its call returns (the trial journal)
     recovery.py         what a restarted chief reloads and repairs
