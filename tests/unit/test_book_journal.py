@@ -95,3 +95,14 @@ def test_a_torn_last_line_is_skipped(tmp_path):
     with open(path, "a") as handle:
         handle.write('{"trial_id": "0002", "meta": {"wor')
     assert set(book_journal.replay(tmp_path)) == {"0001"}
+
+
+def test_lines_written_out_of_order_and_a_later_chiefs_lines_are_ordered_by_their_numbers(tmp_path):
+    first = BookJournal(tmp_path)
+    first.append("0001", 2, {"status": "COMPLETED"})  # numbered second, written first
+    first.append("0001", 1, {"status": "RUNNING"})
+    first.append("0002", 9, {"status": "RUNNING"})
+    assert book_journal.replay(tmp_path)["0001"]["status"] == "COMPLETED"
+    second = BookJournal(tmp_path)  # a restarted chief numbers from 1 again
+    second.append("0002", 1, {"status": "COMPLETED"})
+    assert book_journal.replay(tmp_path)["0002"]["status"] == "COMPLETED"

@@ -163,6 +163,7 @@ class BayesianOptimizationOracle(KerasTunerBayesianOracle):
         self.refill = refill  # fit ahead, in a thread, when the batch would run out during a fit
         self.batch_max_age = batch_max_age  # seconds a batch's left-over points stay usable
         self.stale_fraction = stale_fraction  # ... while fewer new results than this share of those it saw
+        self.suggests_outside_lock = True  # the chief must not hold the lock around create_trial
         self.ask_wait = ask_wait  # seconds an asker waits for a fit before it is told IDLE
         self._batch: _Batch | None = None  # guarded by the oracle lock
         self._askers = 0  # create_trial calls waiting for a model's suggestion

@@ -4,6 +4,7 @@
     servicer.py         Keras Tuner's Oracle RPCs, guarded, with trial leases
     control_service.py  tunecluster's control RPCs (heartbeats, failure notes, the end of the search)
     work_service.py     the work protocol: executions, confirmation runs, results
+    save_threshold.py   the score a training must reach for its weights to be written
     book.py             who ran what and when (SearchBook)
     book_journal.py     the book's changes on disk before their call returns (the book journal)
     state_writer.py     oracle files, work.json, progress.json and results, written off the call path

@@ -20,6 +20,7 @@ class SearchBook:
     def __init__(self, journal: Optional[BookJournal] = None):
         self.lock = threading.RLock()
         self.journal = journal  # each trial entry's change, on disk before the call returns
+        self._changes = 0  # entries numbered as they change (the journal's lines may be written out of order)
         self.trial_meta: dict[str, dict] = {}
         self.workers: dict[str, dict] = {}
         self.tunecluster_workers: set[str] = set()
@@ -38,10 +39,17 @@ class SearchBook:
     def touch(self) -> None:
         self.dirty.set()
 
-    def _journal(self, trial_id: str) -> None:
-        """(lock held) The trial's entry as it is now, to the journal."""
-        if self.journal is not None:
-            self.journal.append(trial_id, self.trial_meta[trial_id])
+    def _entry(self, trial_id: str) -> Optional[tuple]:
+        """(lock held) The trial's entry as it is now, numbered, for `_journal` once the lock is
+        released (a file write under the lock would make every heartbeat wait for it)."""
+        if self.journal is None:
+            return None
+        self._changes += 1
+        return trial_id, self._changes, dict(self.trial_meta[trial_id])
+
+    def _journal(self, entry: Optional[tuple]) -> None:
+        if entry is not None:
+            self.journal.append(*entry)
 
     def trial_started(self, trial_id: str, tuner_id: str) -> None:
         with self.lock:
@@ -49,9 +57,10 @@ class SearchBook:
             meta.update(worker=tuner_id, started=time.time(), ended=None)
             if self.search_started_at is None:
                 self.search_started_at = meta["started"]
-            self._journal(trial_id)
+            entry = self._entry(trial_id)
             worker = self.workers.setdefault(tuner_id, {})
             worker.update(trial=trial_id, epoch=None, metrics={}, state="running", last_seen=time.time())
+        self._journal(entry)
         self.touch()
 
     def trial_ended(self, trial_id: str, status: str, stopped_early: Optional[int] = None,
@@ -64,10 +73,11 @@ class SearchBook:
             meta["status"] = status
             if stopped_early is not None:
                 meta["stopped_early"] = stopped_early
-            self._journal(trial_id)
+            entry = self._entry(trial_id)
             worker = self.workers.get(meta.get("worker", ""))
             if worker is not None and worker.get("trial") == trial_id:
                 worker.update(trial=None, epoch=None, state="idle")
+        self._journal(entry)
         self.touch()
 
     def trial_requeued(self, trial_id: str, tuner_id: str, reason: str) -> None:
@@ -75,12 +85,13 @@ class SearchBook:
             meta = self.trial_meta.setdefault(trial_id, {})
             meta["requeues"] = meta.get("requeues", 0) + 1
             meta.update(ended=None, status="QUEUED")
-            self._journal(trial_id)
+            entry = self._entry(trial_id)
             worker = self.workers.get(tuner_id)
             if worker is not None and worker.get("trial") == trial_id:
                 worker.update(trial=None, epoch=None, state="lost trial")
             self.requeue_events.append({"trial_id": trial_id, "worker": tuner_id, "reason": reason,
                                         "at": time.time()})
+        self._journal(entry)
         self.touch()
 
     def note(self, request: dict) -> dict:
@@ -88,13 +99,14 @@ class SearchBook:
             meta = self.trial_meta.setdefault(str(request.get("trial_id")), {})
             meta["error_type"] = request.get("error_type")
             meta["message"] = request.get("message")
-            self._journal(str(request.get("trial_id")))
+            entry = self._entry(str(request.get("trial_id")))
             self.last_failure = {
                 "trial_id": request.get("trial_id"),
                 "worker": request.get("tuner_id"),
                 "error_type": request.get("error_type"),
                 "message": request.get("message"),
             }
+        self._journal(entry)
         self.touch()
         return {}
 

@@ -5,8 +5,9 @@ The chief's book (`book.py`) reaches results.json through the state writer, at m
 results.json: a trial that started or ended in that window lost its start, its end, its worker
 (results.json then showed a COMPLETED trial with no end time, or a promotion's start taken
 again after the restart). Now each change of a trial's entry is appended here, one JSON line
-(the whole entry: the last line of a trial wins), before the call that made it returns; the
-page cache keeps it through a SIGKILL, as the trial journal does (`journal.py`, no fsync).
+(the whole entry, numbered under the book's lock and written after it: the highest number of a
+trial wins), before the call that made it returns; the page cache keeps it through a SIGKILL,
+as the trial journal does (`journal.py`, no fsync).
 
 The state writer starts a new file when it copies the book for results.json (`rotate`) and
 deletes the old one once results.json is written (`retire`); a restarted chief replays every
@@ -18,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -31,9 +33,13 @@ class BookJournal:
         self._path: Optional[Path] = None
         self._lock = threading.Lock()
         self._inherited = [path for path, _ in files(self.folder)]  # a previous chief's, replayed
+        self.chief = time.time_ns()  # this chief's changes come after a previous chief's
 
-    def append(self, trial_id: str, meta: dict) -> None:
-        line = (json.dumps({"trial_id": trial_id, "meta": meta}, default=str) + "\n").encode()
+    def append(self, trial_id: str, number: int, meta: dict) -> None:
+        """The trial's entry as it was at its change `number` (the book numbers them under its
+        lock and writes them after: lines may come out of order; replay orders them)."""
+        line = (json.dumps({"trial_id": trial_id, "chief": self.chief, "n": number, "meta": meta},
+                           default=str) + "\n").encode()
         with self._lock:
             if self._fd is None:
                 number = max([n for _, n in files(self.folder)], default=0) + 1
@@ -80,13 +86,15 @@ def files(folder: Path) -> list[tuple[Path, int]]:
 def replay(folder: Path) -> dict[str, dict]:
     """trial id -> its latest journaled entry, from every file in `folder` (a torn last line,
     from a machine crash, is skipped). The files stay until the new chief's writer retires them."""
-    latest: dict[str, dict] = {}
+    latest: dict[str, tuple[tuple, dict]] = {}
     for path, _ in files(folder):
         with open(path, encoding="utf-8", errors="replace") as handle:
             for line in handle:
                 try:
                     entry = json.loads(line)
-                    latest[str(entry["trial_id"])] = dict(entry["meta"])
+                    trial_id, order = str(entry["trial_id"]), (int(entry["chief"]), int(entry["n"]))
+                    if trial_id not in latest or order > latest[trial_id][0]:
+                        latest[trial_id] = (order, dict(entry["meta"]))
                 except (ValueError, KeyError, TypeError):
                     continue
-    return latest
+    return {trial_id: meta for trial_id, (_, meta) in latest.items()}

@@ -15,6 +15,7 @@ consecutive-failure stop apply). Plain Keras Tuner workers keep using the oracle
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Optional
 
 from tunecluster.cluster.chief.early_stop import MedianStopper, stopped_epoch
+from tunecluster.cluster.chief.save_threshold import SaveThreshold
 from tunecluster.cluster.work import CONFIRM, DONE, FAILED, RUNNING, SEARCH, Board
 from tunecluster.kt_compat import oracle_state
 from tunecluster.tuning import scoring
@@ -45,6 +47,7 @@ class WorkService:
         self._warned_space = False
         self._lock = threading.RLock()
         self._unknown_space = threading.Lock()  # one trial with the defaults while nothing declared the space
+        self._threshold: Optional[SaveThreshold] = None  # `save_above`
         self.stopper = MedianStopper(spec, board) if spec.tuner.early_stopping is not None else None
 
     # --- helpers --------------------------------------------------------------------------------
@@ -141,37 +144,29 @@ class WorkService:
                 "trial": trial.get_state(), "save_above": self.save_above(unit)}
 
     def save_above(self, unit) -> Optional[float]:
-        """The score a search training must reach for its weights to be worth writing
-        (`fit.checkpoints: top`): the k-th best completed trial's score, k = max(3, confirm.top).
-        None: write them (fewer than k trials completed, `checkpoints: all`, Hyperband, or a
-        confirmation run). The k-th best only rises as trials end, so a training that ends up in
-        the top k, or as the best execution of a trial that does (it scores at least the
-        trial's mean), always met the threshold it was given."""
-        if unit.kind != SEARCH or self.spec.fit.checkpoints == "all" or self.spec.tuner.kind in ("hyperband", "asha"):
+        """The score a search training must reach for its weights to be written (`save_threshold.py`)."""
+        if unit.kind != SEARCH:
             return None
-        keep = max(3, self.spec.confirm.top)
-        with self.s.oracle_lock():
-            best = self.oracle.get_best_trials(keep)
-        if len(best) < keep or any(t.status != "COMPLETED" or t.score is None for t in best):
-            return None
-        return float(best[-1].score)
+        self._threshold = self._threshold or SaveThreshold(self.spec, self.oracle, self.s.oracle_lock)
+        return self._threshold.score()
 
     def _new_trial_unit(self, tuner_id: str):
         """A new trial from the oracle and its first unit, for `tuner_id`: (unit, None); (None,
         None) when the oracle says STOPPED; (None, IDLE answer) when it has nothing yet."""
         from keras_tuner.engine import trial as trial_module
 
-        # No lock of ours is held here: a Bayesian suggestion (tuning/bayesian_oracle.py) fits its model
-        # without the oracle lock, and results, heartbeats and other workers' units go on.
-        trial = (self.s._status_trial(trial_module.TrialStatus.STOPPED) if self.s.budget_stops(tuner_id)
-                 else self.s._guarded(None, self.oracle.create_trial, tuner_id))  # STOPPED: tuner.max_time passed
+        if self.s.budget_stops(tuner_id):  # STOPPED: tuner.max_time passed
+            trial = self.s._status_trial(trial_module.TrialStatus.STOPPED)
+        else:
+            # a Bayesian suggestion waits for its model outside the oracle lock (bayesian_oracle.py);
+            # other oracles create and file the trial in one hold of the lock
+            outside = getattr(self.oracle, "suggests_outside_lock", False)
+            with contextlib.nullcontext() if outside else self.s.oracle_lock():
+                trial = self.s._guarded(None, self.oracle.create_trial, tuner_id)
+                if trial.status == trial_module.TrialStatus.RUNNING:
+                    with self.s.oracle_lock():  # (re-entrant: held already unless `outside`)
+                        self._file_running(trial, tuner_id)
         if trial.status == trial_module.TrialStatus.RUNNING:
-            with self.s.oracle_lock():
-                held = self.oracle.ongoing_trials.get(tuner_id)
-                if held is not None and held.trial_id == trial.trial_id:
-                    self.oracle.ongoing_trials.pop(tuner_id)
-                self.oracle.ongoing_trials[ONGOING_PREFIX + trial.trial_id] = trial
-                self.oracle.save()
             with self._lock:
                 self.board.add_trial(trial.trial_id)
                 unit = self.board.take(tuner_id, key=f"{trial.trial_id}#0")
@@ -182,6 +177,14 @@ class WorkService:
             self.oracle.tuner_ids.add(tuner_id)  # told when everything is done
             return None, None
         return None, {"status": "IDLE"}
+
+    def _file_running(self, trial, tuner_id: str) -> None:
+        """(oracle lock held) The running trial under its own key (a worker may hold several units)."""
+        held = self.oracle.ongoing_trials.get(tuner_id)
+        if held is not None and held.trial_id == trial.trial_id:
+            self.oracle.ongoing_trials.pop(tuner_id)
+        self.oracle.ongoing_trials[ONGOING_PREFIX + trial.trial_id] = trial
+        self.oracle.save()
 
     def _stop(self, tuner_id: str) -> dict:
         self.s.stop_triggered = True
@@ -263,6 +266,8 @@ class WorkService:
             if stopped is not None:  # COMPLETED for the oracle: a Bayesian search learns from its value
                 trial.message = f"stopped early after epoch {stopped} (median stopping)"
             self._end_trial(trial)
+            if self._threshold is not None:
+                self._threshold.refresh()  # while the lock is held anyway
         if self.stopper is not None:
             self.stopper.trial_completed(trial_id, units)
         self.s.book.trial_ended(trial_id, "COMPLETED", stopped_early=stopped, at=ended)
@@ -326,10 +331,9 @@ class WorkService:
     def give_back(self, key: str, tuner_id: str, reason: str) -> bool:
         with self._lock:
             unit = self.board.units.get(key)
-            if unit is None or unit.worker != tuner_id or unit.state != RUNNING:
-                self.s.leases.release(key)
-                return False
             self.s.leases.release(key)
+            if unit is None or unit.worker != tuner_id or unit.state != RUNNING:
+                return False
             self.board.give_back(key)
         log.warning("%s taken back from %s and queued again: %s", key, tuner_id, reason)
         self.s.book.trial_requeued(unit.trial_id, tuner_id, reason)
