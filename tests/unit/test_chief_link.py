@@ -87,3 +87,37 @@ def test_worker_call_resumes_within_two_seconds_of_a_restarted_chief():
     channel.close()
     assert "at" in answered, "the call never completed"
     assert answered["at"] - back <= 2.0, f"resumed {answered['at'] - back:.2f} s after the chief answered"
+
+
+def test_calls_the_chief_sheds_with_cancelled_are_tried_again():
+    """A chief under load answers some calls CANCELLED at once (gRPC's C core sheds calls its
+    Python server has not taken up): a real server that does so twice, then answers."""
+    from concurrent import futures
+
+    from tunecluster.cluster import control
+    from tunecluster.cluster.auth import Security, open_channel
+    from tunecluster.core.network import free_port
+
+    calls = []
+
+    def next_work(request, context):
+        calls.append(request)
+        if len(calls) <= 2:
+            context.abort(grpc.StatusCode.CANCELLED, "shed")
+        return {"status": "IDLE"}
+
+    port = free_port()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(control.SERVICE, {
+        "NextWork": grpc.unary_unary_rpc_method_handler(next_work, request_deserializer=control._loads,
+                                                        response_serializer=control._dumps)}),))
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
+    channel = open_channel(f"127.0.0.1:{port}", Security())
+    try:
+        client = control.ControlClient(channel, timeout=5, link=ChiefLink(f"127.0.0.1:{port}", chief_timeout=30))
+        assert client.call("NextWork", tuner_id="t") == {"status": "IDLE"}
+        assert len(calls) == 3
+    finally:
+        channel.close()
+        server.stop(grace=0)
