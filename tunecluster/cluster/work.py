@@ -44,6 +44,10 @@ class Unit:
 UNIT_FIELDS = tuple(f.name for f in fields(Unit))
 
 
+def unit_dict(unit: Unit) -> dict:
+    return {name: getattr(unit, name) for name in UNIT_FIELDS}
+
+
 def unit_key(kind: str, trial_id: str, index: int) -> str:
     return f"{trial_id}#{index}" if kind == SEARCH else f"confirm:{trial_id}#{index}"
 
@@ -237,14 +241,20 @@ class Board:
 
     # --- saving -----------------------------------------------------------------------------------
     def to_dict(self) -> dict:
-        with self.lock:  # shallow copies under the lock (a unit's result is replaced, never changed)
+        head, units = self.save_parts()
+        # shallow: dataclasses.asdict deep-copies every result (most of the chief's writer time)
+        head["units"] = [unit_dict(u) for u in units]
+        return head
+
+    def save_parts(self) -> tuple[dict, list[Unit]]:
+        """The board's head (units: None) and shallow copies of its units, taken under the lock
+        (a unit's result and curve are replaced, never changed in place)."""
+        with self.lock:
             units = [copy.copy(u) for u in self.units.values()]
             head = {"experiment_seed": self.experiment_seed, "executions": self.executions, "units": None,
                     "order": list(self.order), "confirm_started": self.confirm_started,
                     "confirm_trials": list(self.confirm_trials)}
-        # shallow: dataclasses.asdict deep-copies every result (most of the chief's writer time)
-        head["units"] = [{name: getattr(u, name) for name in UNIT_FIELDS} for u in units]
-        return head
+        return head, units
 
     @classmethod
     def from_dict(cls, data: dict, experiment_seed: Optional[int], executions: int) -> "Board":

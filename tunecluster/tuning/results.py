@@ -24,6 +24,7 @@ from typing import Any, Callable, Optional
 
 from tunecluster.core.rundir import RunDir, read_json, write_atomic, write_json
 from tunecluster.core.errors import UsageError
+from tunecluster.core.pacing import pause_point
 
 STATUSES = ("COMPLETED", "STOPPED_EARLY", "RUNNING", "QUEUED", "FAILED", "INVALID", "STOPPED", "IDLE")
 SCORED = ("COMPLETED", "STOPPED_EARLY")  # trials with a score (a stopped one: the value it reached)
@@ -120,6 +121,7 @@ def results_document(spec, oracle, trial_meta: dict, finished: bool, work=None,
     degenerate = set(work.degenerate_trials()) if work is not None else set()
     queued = set(getattr(oracle, "queued", ()))
     for trial_id in sorted(oracle.trials, key=lambda t: (len(t), t)):
+        pause_point()
         trial = oracle.trials[trial_id]
         meta = trial_meta.get(trial_id, {})
         units = work.board.of_trial(trial_id) if work is not None else []
@@ -268,6 +270,7 @@ def read_results(run: RunDir) -> dict:
 def hp_names(document: dict) -> list[str]:
     names: dict[str, None] = {}  # first-seen order
     for row in document["trials"]:
+        pause_point()
         names.update(dict.fromkeys(row["hyperparameters"]))
     return list(names)
 
@@ -283,6 +286,7 @@ def to_csv(document: dict) -> str:
     writer = csv_module.writer(buffer)
     writer.writerow(list(CSV_COLUMNS) + [f"confirmed_{c}" for c in CONFIRMED_COLUMNS] + [f"hp.{n}" for n in names])
     for row in document["trials"]:
+        pause_point()
         message = (row.get("message") or "").strip().splitlines()
         confirmed = row.get("confirmed") or {}
         writer.writerow(

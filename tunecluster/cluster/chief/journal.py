@@ -19,6 +19,7 @@ import os
 import threading
 from typing import Callable, Optional
 
+from tunecluster.core.pacing import pause_point
 from tunecluster.core.rundir import write_atomic
 from tunecluster.kt_compat import oracle_state
 
@@ -102,6 +103,8 @@ class TrialWrites:
             dirty, self._dirty = self._dirty, {}
         texts = []
         for trial_id, trial in dirty.items():
+            if not locked:
+                pause_point()  # (the state writer's: between trials, not holding the lock)
             with (contextlib.nullcontext() if locked else self.lock_of()):
                 with self._guard:
                     if trial.status != "RUNNING":
@@ -135,6 +138,7 @@ class TrialWrites:
                 newest[trial_id] = (version, path, text)
         with self._writing:
             for trial_id, (version, path, text) in newest.items():
+                pause_point()
                 with self._guard:
                     journaled = self._journaled.get(trial_id)
                     if journaled is not None and journaled[0] > version:
