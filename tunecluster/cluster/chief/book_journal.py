@@ -42,8 +42,8 @@ class BookJournal:
                            default=str) + "\n").encode()
         with self._lock:
             if self._fd is None:
-                number = max([n for _, n in files(self.folder)], default=0) + 1
-                self._path = self.folder / f"{NAME}.{number}"
+                file_number = max([n for _, n in files(self.folder)], default=0) + 1
+                self._path = self.folder / f"{NAME}.{file_number}"
                 self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             while line:  # one write for a line
                 line = line[os.write(self._fd, line):]

@@ -202,20 +202,20 @@ class UnitTexts:
     changed in place; the kept text's mark holds them, so their ids cannot be reused)."""
 
     def __init__(self):
-        self._texts: dict[str, tuple[tuple, str]] = {}
+        self._texts: dict[str, tuple] = {}  # key -> (scalars, result, curve, text)
 
     def __call__(self, units: list) -> list[str]:
         kept, texts = {}, []
         for unit in units:
             pause_point()
-            mark = (unit.state, unit.worker, unit.started, unit.ended, unit.attempts, unit.error, unit.stop_at,
-                    unit.result, unit.curve)
+            scalars = (unit.state, unit.worker, unit.started, unit.ended, unit.attempts, unit.error, unit.stop_at)
             cached = self._texts.get(unit.key)
-            if cached is not None and cached[0][:7] == mark[:7] and cached[0][7] is mark[7] and cached[0][8] is mark[8]:
-                text = cached[1]
+            if (cached is not None and cached[0] == scalars and cached[1] is unit.result
+                    and cached[2] is unit.curve):
+                text = cached[3]
             else:
                 text = json.dumps(unit_dict(unit), default=str)
-            kept[unit.key] = (mark, text)
+            kept[unit.key] = (scalars, unit.result, unit.curve, text)
             texts.append(text)
         self._texts = kept
         return texts
