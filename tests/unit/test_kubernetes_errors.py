@@ -12,7 +12,7 @@ from kubernetes.client.exceptions import ApiException
 
 from tunecluster.core.errors import RunFailure, UsageError
 from tunecluster.backends.kubernetes.client import connect, explain
-from tunecluster.backends.kubernetes.pods import pod_problem, pod_role_name
+from tunecluster.backends.kubernetes.pods import crash_looping, pod_problem, pod_role_name, pod_whereabouts
 
 
 def _pod(waiting=None, conditions=None, labels=None, name="exp-workers-1-abc"):
@@ -38,6 +38,32 @@ def test_unschedulable_pods_are_explained():
     problem = pod_problem(_pod(conditions=[condition]))
     assert "cannot be scheduled: 0/3 nodes are available: 3 Insufficient nvidia.com/gpu." in problem
     assert pod_problem(_pod()) is None
+
+
+def test_a_chief_that_is_not_ready_in_time_is_described():
+    """What `up` says when the chief pod is not ready within the timeout: the phase, each
+    container's state with its restarts and last exit, and the newest event."""
+    crashing = client.V1ContainerStatus(
+        name="chief", image="x", image_id="", ready=False, restart_count=3,
+        state=client.V1ContainerState(waiting=client.V1ContainerStateWaiting(reason="CrashLoopBackOff")),
+        last_state=client.V1ContainerState(terminated=client.V1ContainerStateTerminated(
+            exit_code=1, message="Traceback (most recent call last):\n  ...\nValueError: no data at /data/x.csv\n")))
+    pod = _pod(name="exp-chief-abc")
+    pod.status.phase, pod.status.container_statuses = "Running", [crashing]
+    event = client.CoreV1Event(involved_object=client.V1ObjectReference(), metadata=client.V1ObjectMeta(),
+                               reason="BackOff", message="Back-off restarting failed container chief")
+    said = pod_whereabouts(pod, [event])
+    assert said == ("pod exp-chief-abc Running; container chief waiting (CrashLoopBackOff), 3 restarts, "
+                    "last exit 1: ValueError: no data at /data/x.csv; "
+                    "last event BackOff: Back-off restarting failed container chief")
+    assert crash_looping(pod)
+    crashing.restart_count = 1  # one crash may be a chief restarted on purpose
+    assert not crash_looping(pod)
+    running = client.V1ContainerStatus(name="chief", image="x", image_id="", ready=False, restart_count=0,
+                                       state=client.V1ContainerState(running=client.V1ContainerStateRunning()))
+    pod.status.container_statuses = [running]
+    assert pod_whereabouts(pod, []) == "pod exp-chief-abc Running; container chief running, not ready"
+    assert not crash_looping(pod)
 
 
 def test_worker_pods_are_named_by_their_index():

@@ -128,6 +128,7 @@ def _pod_spec(spec: Experiment, names: Names, container: dict, restart: str, *, 
         "imagePullPolicy": k8s.image_pull_policy,
         "securityContext": _container_security(),
         "volumeMounts": mounts,
+        "terminationMessagePolicy": "FallbackToLogsOnError",  # a crash's last log lines in the pod's status
         **container,
         "image": k8s.image,
     }

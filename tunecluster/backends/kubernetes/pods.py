@@ -280,6 +280,9 @@ def wait_for_chief(cluster: Cluster, spec: Experiment, timeout: float = 300, say
             ready = any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
             if ready:
                 return pod.metadata.name
+            if crash_looping(pod):
+                raise RunFailure(f"the chief of {spec.name!r} keeps crashing before it is ready "
+                                 f"({pod_whereabouts(pod, [])}); see `tunecluster logs chief`")
         if clock.notes:
             deadline = max(deadline, time.time() + spec.cluster.kubernetes.unschedulable_grace_seconds)
             for note in clock.notes:
@@ -290,8 +293,46 @@ def wait_for_chief(cluster: Cluster, spec: Experiment, timeout: float = 300, say
     claim = pending_claim(cluster, spec)
     if claim:
         raise RunFailure(claim)
-    raise RunFailure(f"the chief pod of {spec.name!r} was not ready within {timeout:.0f} s; "
+    pods = role_pods(cluster, spec.name, "chief")
+    where = pod_whereabouts(pods[-1], pod_events(cluster, pods[-1].metadata.name)) if pods else \
+        f"no chief pod was created (`kubectl describe job {Names(spec.name).chief} -n {cluster.namespace}`)"
+    raise RunFailure(f"the chief pod of {spec.name!r} was not ready within {timeout:.0f} s ({where}); "
                      f"see `tunecluster status` and `tunecluster logs chief`")
+
+
+def crash_looping(pod) -> bool:
+    """Whether a container of the pod is in CrashLoopBackOff: it failed more than once and the
+    kubelet waits longer each time (one crash may be a chief restarted on purpose); waiting out a
+    timeout helps nobody."""
+    return any(s.state and s.state.waiting and s.state.waiting.reason == "CrashLoopBackOff" and s.restart_count >= 2
+               for s in pod.status.container_statuses or [])
+
+
+def pod_whereabouts(pod, events: list) -> str:
+    """Where a pod stands, in one clause: its phase, each container's state (waiting reason,
+    restarts, last exit), and its newest event: what a user needs when a wait times out."""
+    parts = [f"pod {pod.metadata.name} {pod.status.phase or 'Pending'}"]
+    for status in pod.status.container_statuses or []:
+        state = status.state
+        if state and state.waiting:
+            said = f"container {status.name} waiting ({state.waiting.reason})"
+        elif state and state.running:
+            said = f"container {status.name} running, {'ready' if status.ready else 'not ready'}"
+        elif state and state.terminated:
+            said = f"container {status.name} exited {state.terminated.exit_code} ({state.terminated.reason})"
+        else:
+            said = f"container {status.name} not started"
+        if status.restart_count:
+            said += f", {status.restart_count} restarts"
+        last = status.last_state.terminated if status.last_state else None
+        if last is not None:
+            tail = [line for line in (last.message or "").strip().splitlines() if line.strip()][-1:]
+            said += f", last exit {last.exit_code}" + (f": {tail[0].strip()[:200]}" if tail else "")
+        parts.append(said)
+    if events:
+        last = events[-1]
+        parts.append(f"last event {last.reason}: {(last.message or '').strip()[:200]}")
+    return "; ".join(parts)
 
 
 def pending_claim(cluster: Cluster, spec: Experiment) -> Optional[str]:
