@@ -18,14 +18,13 @@ def _busy(seconds):
 
 def test_pauses_every_slice_inside_the_block_only(monkeypatch):
     pauses = []
-    real_sleep = time.sleep
-    monkeypatch.setattr(pacing.time, "sleep", lambda s: (pauses.append(s), real_sleep(s)))
-    _busy(0.02)
+    monkeypatch.setattr(pacing.time, "sleep", pauses.append)  # recorded, not slept: the count is
+    _busy(0.02)                                                 # the same on a loaded machine
     assert pauses == []  # outside any block
     with pacing.pacing(slice_s=0.002, pause_s=0.0005):
         _busy(0.03)
     inside = len(pauses)
-    assert 5 <= inside <= 15 and set(pauses) == {0.0005}
+    assert 3 <= inside <= 16 and set(pauses) == {0.0005}  # 15 on an idle machine; fewer when descheduled
     _busy(0.02)
     assert len(pauses) == inside  # the block ended
 

@@ -12,15 +12,16 @@ Python, saved in `<run>/work.json` so a restarted chief keeps the finished execu
 
 from __future__ import annotations
 
-import copy
 import threading
 import time
 from dataclasses import dataclass, field, fields
 from typing import Optional
 
+from tunecluster.core.pacing import pause_point
 from tunecluster.core.seeds import CONFIRM, SEARCH, training_seed
 
 PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
+SAVE_CHUNK = 1000  # units copied per hold of the board's lock when it is saved
 
 
 @dataclass
@@ -243,17 +244,30 @@ class Board:
     def to_dict(self) -> dict:
         head, units = self.save_parts()
         # shallow: dataclasses.asdict deep-copies every result (most of the chief's writer time)
-        head["units"] = [unit_dict(u) for u in units]
+        head["units"] = units
         return head
 
-    def save_parts(self) -> tuple[dict, list[Unit]]:
-        """The board's head (units: None) and shallow copies of its units, taken under the lock
-        (a unit's result and curve are replaced, never changed in place)."""
+    def save_parts(self) -> tuple[dict, list[dict]]:
+        """The board's head (units: None) and each unit's fields as a dict, a shallow copy (a
+        unit's result and curve are replaced, never changed in place). The head and the unit
+        keys are read in one hold of the lock, the units copied in chunks of SAVE_CHUNK with the
+        lock let go between them: copying 6,000 units in one hold kept every handler waiting
+        16-48 ms at 1,000 workers. A unit copied later may be newer than the head's `order`:
+        harmless, a restarted chief keeps in `order` only the units still pending. Units added
+        after the keys were read are left to the next save."""
         with self.lock:
-            units = [copy.copy(u) for u in self.units.values()]
+            keys = list(self.units)
             head = {"experiment_seed": self.experiment_seed, "executions": self.executions, "units": None,
                     "order": list(self.order), "confirm_started": self.confirm_started,
                     "confirm_trials": list(self.confirm_trials)}
+        units: list[dict] = []
+        for start in range(0, len(keys), SAVE_CHUNK):
+            with self.lock:
+                for key in keys[start:start + SAVE_CHUNK]:
+                    unit = self.units.get(key)  # the newest unit of the key (a retried trial's are new)
+                    if unit is not None:
+                        units.append(unit.__dict__.copy())
+            pause_point()
         return head, units
 
     @classmethod
