@@ -87,8 +87,10 @@ KT_CHIEF = textwrap.dedent("""
 
 
 def build_loadgen() -> Path:
-    """The load generator's binary, built when missing (one `go build`, modules from the proxy)."""
-    if LOADGEN.exists():
+    """The load generator's binary, built when missing or older than its sources (one `go build`,
+    modules from the proxy)."""
+    sources = [*LOADGEN_DIR.glob("*.go"), LOADGEN_DIR / "go.mod"]
+    if LOADGEN.exists() and all(p.stat().st_mtime <= LOADGEN.stat().st_mtime for p in sources if p.exists()):
         return LOADGEN
     if not Path(GO).exists() and not shutil.which("go"):
         raise SystemExit(f"chief_scale: Go is not installed (looked for {GO}); install Go or build "
@@ -301,9 +303,12 @@ def measure(system: str, oracle: str, workers: int, trial_s: float, args, base: 
     duplicated = t["finished_twice"] + listed_twice + max(0, t["started_twice"] - t["revoked"] - t["refused"])
     rpc = {name: {k: v for k, v in r.items()} for name, r in result["rpc"].items()}
     p99 = max((r.get("p99_ms", 0.0) for r in rpc.values()), default=0.0)
-    errors = sum(r.get("errors", 0) for r in rpc.values())
+    # calls started after the load's end fail while the chief stops (heartbeats answered CANCELLED
+    # by a server shutting down): counted apart, they say nothing about the load
+    after_stop = sum(r.get("errors_after_stop", 0) for r in rpc.values())
+    errors = sum(r.get("errors", 0) for r in rpc.values()) - after_stop
     row.update({
-        "rpc": rpc, "p99_ms_max": p99, "rpc_errors": errors,
+        "rpc": rpc, "p99_ms_max": p99, "rpc_errors": errors, "rpc_errors_after_stop": after_stop,
         "busy_fraction": result["busy_fraction"], "workers_that_ran_trials": result["workers_that_ran_trials"],
         "per_worker": result["per_worker"], "trials": t,
         "completed_in_results": sum(1 for s in statuses.values() if s == "COMPLETED"),

@@ -171,6 +171,7 @@ func run(cfg *Config) (map[string]any, error) {
 	rec.measureTo = hardStop
 	if cfg.Duration > 0 {
 		stopAt = start.Add(cfg.Duration)
+		rec.stopAt = stopAt
 		rec.measureTo = stopAt
 	}
 	var wg sync.WaitGroup

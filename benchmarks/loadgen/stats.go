@@ -20,13 +20,15 @@ type Recorder struct {
 	errors      map[string]int
 	codes       map[string]map[string]int // errors by gRPC status code
 	calls       map[string]int            // every call, measured window or not
+	late        map[string]int            // errors of calls started after the load's end (stopAt)
 	measureFrom time.Time
 	measureTo   time.Time
+	stopAt      time.Time // the simulated workers stop taking work (zero: none)
 }
 
 func NewRecorder() *Recorder {
 	return &Recorder{lat: map[string][]float64{}, errors: map[string]int{}, calls: map[string]int{},
-		codes: map[string]map[string]int{}}
+		codes: map[string]map[string]int{}, late: map[string]int{}}
 }
 
 func (r *Recorder) Add(method string, started time.Time, took time.Duration, err error) {
@@ -39,6 +41,9 @@ func (r *Recorder) Add(method string, started time.Time, took time.Duration, err
 			r.codes[method] = map[string]int{}
 		}
 		r.codes[method][status.Code(err).String()]++
+		if !r.stopAt.IsZero() && !started.Before(r.stopAt) {
+			r.late[method]++
+		}
 	}
 	if !started.Before(r.measureFrom) && started.Before(r.measureTo) {
 		r.lat[method] = append(r.lat[method], took.Seconds())
@@ -64,6 +69,7 @@ func (r *Recorder) Summary() map[string]map[string]any {
 		row := map[string]any{"calls": calls, "measured": len(values), "errors": r.errors[method]}
 		if len(r.codes[method]) > 0 {
 			row["error_codes"] = r.codes[method]
+			row["errors_after_stop"] = r.late[method] // while the search ends, not under load
 		}
 		if len(values) > 0 {
 			row["p50_ms"] = percentile(values, 50) * 1000
