@@ -304,8 +304,10 @@ def sorted_rows(document: dict) -> list[dict]:
     ranking = (document.get("confirmation") or {}).get("ranking") or []
     by_id = {r["trial_id"]: r for r in document["trials"]}
     confirmed = [by_id[t] for t in ranking if t in by_id and (by_id[t].get("confirmed") or {}).get("mean") is not None]
+    placed = {id(r) for r in confirmed}  # by identity: `r in list` compared whole rows, O(trials^2)
     done = [r for r in document["trials"] if r["status"] in SCORED and r["score"] is not None
-            and r not in confirmed]
-    rest = [r for r in document["trials"] if r not in done and r not in confirmed]
+            and id(r) not in placed]
+    placed.update(id(r) for r in done)
+    rest = [r for r in document["trials"] if id(r) not in placed]
     done.sort(key=lambda r: r["score"], reverse=reverse)
     return confirmed + done + rest
