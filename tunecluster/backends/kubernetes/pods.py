@@ -278,7 +278,7 @@ def wait_for_chief(cluster: Cluster, spec: Experiment, timeout: float = 300, say
             if problem:
                 raise RunFailure(pending_claim(cluster, spec) or problem)
             ready = any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
-            if ready:
+            if ready or pod.status.phase == "Succeeded":  # a short search can end before a probe saw it ready
                 return pod.metadata.name
             if crash_looping(pod):
                 raise RunFailure(f"the chief of {spec.name!r} keeps crashing before it is ready "
