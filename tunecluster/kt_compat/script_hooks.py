@@ -11,6 +11,11 @@ Upstream functions replaced (keras-tuner 1.4.x, `keras_tuner.src.engine.base_tun
   on the chief, Keras Tuner's own `oracle_chief.start_server` (one thread, no authentication) is
   then never reached.
 
+On a worker, `wrap_trial_run(tuner, wrap)` also routes the tuner's `_run_and_update_trial` (the
+call that trains one trial, inside `_try_run_and_update_trial`, which records any `Exception`
+out of it as a FAILED or INVALID trial) through `wrap`: a failure that is not the trial's (the
+shared run folder gone) can then leave as a `BaseException` instead of being recorded.
+
 `install(hooks)` is idempotent per process; `uninstall()` restores the originals (unit tests).
 """
 
@@ -61,6 +66,12 @@ def uninstall() -> None:
     if _originals:
         base_tuner.BaseTuner.__init__ = _originals.pop("__init__")
         base_tuner.BaseTuner.search = _originals.pop("search")
+
+
+def wrap_trial_run(tuner, wrap: Callable[[Callable], Callable]) -> None:
+    """Run this tuner's trainings through `wrap(original)` (see the module docstring); the
+    original is called as `original(trial, *fit_args, **fit_kwargs)`."""
+    tuner._run_and_update_trial = wrap(tuner._run_and_update_trial)
 
 
 def client_stub(tuner):

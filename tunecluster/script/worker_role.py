@@ -9,6 +9,9 @@ tunecluster worker adds, and nothing in the script changed.
 - a back-off between IDLE answers (Keras Tuner spins);
 - failed trials' error messages sent to the chief (the Trial proto has no message field);
 - SIGTERM: stop at the next batch, give the trial back, exit 143;
+- a training that failed because the shared run folder is unreachable (`storage_loss`) is not
+  recorded as a failed trial: the trial goes back to the chief and the worker exits 74, to be
+  restarted (as a tunecluster worker does);
 - after the search, the script's `get_best_models()` / `get_best_hyperparameters()` read the
   finished search from the run folder (the chief may have exited by then).
 """
@@ -26,6 +29,7 @@ from tunecluster.cluster.control import ControlClient
 from tunecluster.cluster.worker.chief_link import ChiefLink, ResilientStub, ResultRefused
 from tunecluster.cluster.worker.heartbeat import Backoff, Heartbeat
 from tunecluster.cluster.worker.interruptions import LeaseLost, TrialInterrupted
+from tunecluster.cluster.worker.storage_loss import EXIT_STORAGE_LOST, SharedStorageLost, storage_lost
 from tunecluster.core.env import RoleEnv
 from tunecluster.core.rundir import RunDir
 from tunecluster.core.rundir import read_json
@@ -74,6 +78,7 @@ class WorkerGuard:
         script_hooks.set_client_stub(tuner, ResilientStub(internals.protos().get_service_grpc().OracleStub(channel),
                                                           self.link))
         self._wrap_client(tuner.oracle)
+        script_hooks.wrap_trial_run(tuner, self._storage_checked)
 
     # --- the client's calls ------------------------------------------------------------------
     def _wrap_client(self, client) -> None:
@@ -123,6 +128,19 @@ class WorkerGuard:
 
         client.create_trial, client.update_trial, client.end_trial = create_trial, update_trial, end_trial
 
+    def _storage_checked(self, run_trial):
+        """`run_trial` with a failure of the shared run folder raised past Keras Tuner's recording."""
+
+        def run(trial, *args, **kwargs):
+            try:
+                return run_trial(trial, *args, **kwargs)
+            except Exception as exc:
+                if lost := storage_lost(exc, self.run.root):
+                    raise SharedStorageLost(trial.trial_id, lost) from exc
+                raise
+
+        return run
+
     def _lease_answer(self, answer: dict) -> None:
         revoked = answer.get("revoked")
         if revoked and revoked == self.trial:
@@ -162,18 +180,30 @@ class WorkerGuard:
         except TrialInterrupted as stop:
             self._give_back(stop.trial_id or self.trial)
             raise
+        except SharedStorageLost as lost:
+            self._storage_lost(lost.key, lost.reason)
+        except Exception as exc:  # outside a training (Keras Tuner writing its files, say)
+            if reason := storage_lost(exc, self.run.root):
+                self._storage_lost(self.trial, reason)
+            raise
         finally:
             self.heartbeat.report(trial=None, state="stopped")
             self.heartbeat.stop()
             signal.signal(signal.SIGTERM, previous)
         self._read_results_from_run_folder()
 
-    def _give_back(self, trial_id) -> None:
+    def _storage_lost(self, trial_id, reason: str) -> None:
+        log.error("%s: the shared run folder is unreachable (%s); giving the trial back and exiting so that "
+                  "this worker is restarted", self.role.tuner_id, reason)
+        self._give_back(trial_id, reason="shared folder unreachable")
+        raise RoleExit(EXIT_STORAGE_LOST, f"the shared run folder is unreachable ({reason})")
+
+    def _give_back(self, trial_id, reason: str = "SIGTERM") -> None:
         if trial_id:
             try:
                 # once, briefly: a chief stopped at the same time (Ctrl-C on `up`) holds the trial
                 # for this worker when it resumes, and the lease covers a chief that keeps running
-                self.once.call("Release", tuner_id=self.role.tuner_id, trial_id=trial_id, reason="SIGTERM", timeout=2)
+                self.once.call("Release", tuner_id=self.role.tuner_id, trial_id=trial_id, reason=reason, timeout=2)
                 log.warning("%s: gave trial %s back to the chief", self.role.tuner_id, trial_id)
             except Exception as exc:  # the lease expires on its own
                 reason = exc.code().name if hasattr(exc, "code") else type(exc).__name__
