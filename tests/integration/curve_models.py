@@ -1,6 +1,7 @@
 """Model and data files for the early-stopping and resume tests: a separable two-feature task
 (every sound configuration learns it), one configuration that cannot learn (learning rate 0,
-zero weights: stuck at chance), and a per-epoch pause so that a test can act mid-training."""
+zero weights: stuck at chance), and a per-epoch (`EPOCH_PAUSE`) or per-batch (`BATCH_PAUSE`)
+pause so that a test can act mid-training."""
 
 LOADER = '''
 import numpy as np
@@ -23,6 +24,9 @@ class SlowEpochs(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         time.sleep(float(os.environ.get("EPOCH_PAUSE", "0")))
 
+    def on_train_batch_end(self, batch, logs=None):
+        time.sleep(float(os.environ.get("BATCH_PAUSE", "0")))
+
 
 def build(hp):
     config = hp.Choice("config", ["sound_a", "sound_b", "sound_c", "sound_d", "hopeless"])
@@ -36,7 +40,7 @@ def build(hp):
     model = keras.Model(inputs, outputs)
     model.compile(optimizer=keras.optimizers.Adam(0.0 if hopeless else 0.05),
                   loss="binary_crossentropy", metrics=["accuracy"])
-    if os.environ.get("EPOCH_PAUSE"):
+    if os.environ.get("EPOCH_PAUSE") or os.environ.get("BATCH_PAUSE"):
         original = model.fit
         def fit(*args, callbacks=None, **kwargs):
             return original(*args, callbacks=list(callbacks or []) + [SlowEpochs()], **kwargs)

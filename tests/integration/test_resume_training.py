@@ -1,11 +1,15 @@
 """Trainings that resume, on real searches (chief and worker processes, real tiny TensorFlow
 trainings): a training taken back at epoch e - by SIGKILL, by SIGTERM, or by its lease expiring
 while its worker is frozen - continues on the next worker from its checkpoint (epoch >= e), ends
-with all its epochs in its curve, and its checkpoint is removed once its result is in."""
+with all its epochs in its curve, and its checkpoint is removed once its result is in. A long
+epoch is checkpointed within: a training killed mid-epoch resumes from the weights and optimizer
+state reached within it (in process: exactly those; on a real search: the epoch runs again)."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,19 +23,19 @@ from waiting import read_json, wait
 EPOCHS = 30
 
 
-def _start(tmp_path, workers, lease_timeout=30.0):
+def _start(tmp_path, workers, lease_timeout=30.0, epochs=EPOCHS, checkpoint_seconds=0, pause=("EPOCH_PAUSE", "0.15")):
     (tmp_path / "data.py").write_text(LOADER)
     (tmp_path / "model.py").write_text(MODEL)
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump({
         "name": "resume", "hypermodel": "model.py:build", "data": {"loader": "data.py:load"},
         "tuner": {"kind": "grid", "max_trials": 1},
-        "fit": {"checkpoint_seconds": 0, "epochs": EPOCHS, "batch_size": 32, "tensorboard": False},
+        "fit": {"checkpoint_seconds": checkpoint_seconds, "epochs": epochs, "batch_size": 32, "tensorboard": False},
         "confirm": {"enabled": False},
         "cluster": {"workers": workers, "tf_threads": 1, "heartbeat_interval": 0.2,
                     "lease_timeout": lease_timeout}}))
     return subprocess.Popen(
         [sys.executable, "-m", "tunecluster", "up", "-f", "spec.yaml", "--dir", "run"], cwd=tmp_path,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "EPOCH_PAUSE": "0.15"},
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", pause[0]: pause[1]},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -46,13 +50,13 @@ def _role_pid(run, tuner_id):
     return next(r["pid"] for r in roles if r["name"] == f"worker-{tuner_id[len('tuner'):]}")
 
 
-def _finish(launcher, run):
+def _finish(launcher, run, epochs=EPOCHS):
     output, _ = launcher.communicate(timeout=400)
     assert launcher.returncode == 0, output[-3000:]
     row = read_json(run / "results.json")["trials"][0]
     assert row["status"] == "COMPLETED"
     execution = row["executions"][0]
-    assert len(execution["curve"]) == EPOCHS and all(execution["curve"])  # every epoch, once
+    assert len(execution["curve"]) == epochs and all(execution["curve"])  # every epoch, once
     assert not (run / "checkpoints" / "0_0").exists()  # removed once the result was in
     return row, execution
 
@@ -104,3 +108,96 @@ def test_a_training_whose_lease_expires_resumes_on_the_other_worker(tmp_path):
     assert execution["resumed_from"] >= taken_at - 1, execution
     worker_log = (run / "logs" / f"worker-{other[len('tuner'):]}.log").read_text()
     assert "resumes from its checkpoint" in worker_log
+
+
+def test_a_training_killed_within_a_long_epoch_resumes_from_within_it(tmp_path):
+    """Epochs of ~3 s (29 batches, 0.1 s each), a checkpoint every 1 s: within the epochs."""
+    run = tmp_path / "run"
+    launcher = _start(tmp_path, workers=1, epochs=4, checkpoint_seconds=1.0, pause=("BATCH_PAUSE", "0.1"))
+    try:
+        wait(lambda: read_json(run / "progress.json").get("leases", {}).get("0#0"), 240, "the training to start")
+        state = wait(lambda: (lambda s: s if (s.get("epochs") or 0) >= 1 and (s.get("within") or 0) > 0 else None)(
+            read_json(run / "checkpoints" / "0_0" / "state.json")), 120, "a checkpoint within the second epoch")
+        os.kill(_role_pid(run, "tuner0"), signal.SIGKILL)
+        row, execution = _finish(launcher, run, epochs=4)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    assert execution["resumed_from"] >= state["epochs"], (execution, state)
+    log = (run / "logs" / "worker-0.log").read_text()
+    assert re.search(r"0#0 resumes from its checkpoint within epoch \d \(after \d+ batches; that epoch runs "
+                     r"again in full\)", log), log[-3000:]
+
+
+def test_a_checkpoint_within_an_epoch_holds_that_batch_s_weights_and_optimizer_state(tmp_path):
+    """In process, a real tiny training (32 batches per epoch), checkpointed only within its second
+    epoch, at its 8th batch (the clock is set back there), and killed at the 12th: the checkpoint
+    restores exactly the weights and optimizer step of the 8th batch, and the first epoch's weights
+    as the best so far (copied at the second epoch's start, the model holding mid-epoch weights);
+    the training then runs its remaining epochs with the whole history."""
+    import keras
+    import keras_tuner
+    import numpy as np
+
+    from tunecluster.cluster.worker import resume
+    from tunecluster.cluster.worker.callbacks import BestWeights
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, size=(640, 2)).astype("float32")
+    y = (x[:, 0] > 0).astype("float32")
+
+    def build():
+        keras.utils.set_random_seed(1)
+        model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(4, activation="relu"),
+                                  keras.layers.Dense(1, activation="sigmoid")])
+        model.compile(keras.optimizers.Adam(0.01), "binary_crossentropy", metrics=["accuracy"])
+        return model
+
+    class Killed(BaseException):
+        pass
+
+    seen: dict = {}
+    objective = keras_tuner.Objective("val_loss", "min")
+    best = BestWeights(objective)
+    folder = tmp_path / "checkpoints" / "0_0"
+    checkpoint = resume.TrainingCheckpoint(folder, 3600.0, best)
+
+    class Recorder(keras.callbacks.Callback):  # after the checkpoint: what each batch left
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_epoch_end(self, epoch, logs=None):
+            seen[(epoch, "end")] = self.model.get_weights()
+
+        def on_train_batch_begin(self, batch, logs=None):
+            if (self.epoch, batch) == (1, 7):
+                checkpoint._last_write -= 7200  # an hour has passed: due at this batch's end
+
+        def on_train_batch_end(self, batch, logs=None):
+            seen[(self.epoch, batch)] = (self.model.get_weights(), int(self.model.optimizer.iterations))
+            if (self.epoch, batch) == (1, 11):
+                raise Killed()
+
+    model = build()
+    try:
+        model.fit(x, y, validation_data=(x[:64], y[:64]), epochs=3, batch_size=20, verbose=0,
+                  callbacks=[best, checkpoint, Recorder()])
+    except Killed:
+        pass
+    state = json.loads((folder / "state.json").read_text())
+    assert (state["epochs"], state["within"], len(state["history"]), state["best_saved"]) == (1, 8, 1, 0)
+    assert sorted(p.name for p in folder.iterdir()) == ["best.weights.h5", "epoch_1_batch_8.weights.h5", "state.json"]
+    weights, step = seen[(1, 7)]
+
+    fresh, fresh_best = build(), BestWeights(objective)
+    resumed, callback = resume.prepare(fresh, folder, fresh_best, 3, 3600.0)
+    assert resumed == 1 and callback.resumed_within == 8
+    assert int(fresh.optimizer.iterations) == step == 32 + 8
+    for restored, expected in zip(fresh.get_weights(), weights):
+        np.testing.assert_array_equal(restored, expected)
+    assert fresh_best.best_index == 0 and not fresh_best.best_is_last  # the model holds mid-epoch weights
+    for restored, expected in zip(fresh_best.weights, seen[(0, "end")]):
+        np.testing.assert_array_equal(restored, expected)
+    history = fresh.fit(x, y, validation_data=(x[:64], y[:64]), epochs=3, initial_epoch=resumed, batch_size=20,
+                        verbose=0, callbacks=[fresh_best, callback])
+    assert len(history.history["loss"]) == 2 and len(resume.history_of(callback, history).history["loss"]) == 3

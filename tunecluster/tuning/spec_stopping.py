@@ -9,7 +9,7 @@ two bases below, so the keys live where users look for them:
       early_stopping: {kind: median, grace_epochs: 2, min_trials: 3}
       max_time: 8h                # no new trial starts 8 hours after the first one did
     fit:
-      checkpoint_seconds: 30      # a resumable checkpoint at an epoch end every 30 s (0: every epoch; null: none)
+      checkpoint_seconds: 30      # a resumable checkpoint every 30 s, at an epoch end or within a long epoch (0: every epoch end; null: none)
       keep_checkpoints: false
 
 Median stopping (`early_stopping`) applies to random, grid and Bayesian searches; ASHA and
@@ -112,9 +112,9 @@ class CheckpointFields(BaseModel):
 
     model_config = _CONFIG
     checkpoint_seconds: Optional[float] = Field(
-        30.0, ge=0, description="A resumable checkpoint (weights, optimizer state, epoch) at an epoch end when "
-        "at least this many seconds passed since the training started or last wrote one (0: every epoch; "
-        "null: none). A training taken back continues from it on the next worker.")
+        30.0, ge=0, description="A resumable checkpoint (weights, optimizer state, epoch) at an epoch end, or "
+        "within an epoch longer than this, when at least this many seconds passed since the training started or "
+        "last wrote one (0: every epoch end; null: none). A training taken back continues from it on the next worker.")
     keep_checkpoints: bool = Field(False, description="Keep finished trainings' checkpoints (<run>/checkpoints).")
 
 

@@ -34,11 +34,13 @@ class BestWeights(keras.callbacks.Callback):
         self._epochs_seen = 0
         self._copy_due = False
 
-    def resume(self, epochs_seen: int, best_index: Optional[int], best_value: Optional[float]) -> None:
+    def resume(self, epochs_seen: int, best_index: Optional[int], best_value: Optional[float],
+               holds_best: bool = True) -> None:
         """Carry on from a checkpoint after `epochs_seen` epochs (`weights` already holds the best
-        epoch's weights when it was not the last)."""
+        epoch's weights when the model does not: it was not the last epoch, or `holds_best` is
+        False because the checkpoint was taken within the next epoch)."""
         self._epochs_seen, self.best_index, self.best_value = epochs_seen, best_index, best_value
-        self.best_is_last = best_index is not None and best_index == epochs_seen - 1
+        self.best_is_last = holds_best and best_index is not None and best_index == epochs_seen - 1
         if self.best_is_last:
             self.weights = None
         self._copy_due = False

@@ -1,18 +1,25 @@
-"""Trainings that resume: a small checkpoint of every training at its epoch ends, and a
-training that was taken back continuing from it on whichever worker runs it next.
+"""Trainings that resume: a small checkpoint of every training at its epoch ends (and within
+long epochs), and a training that was taken back continuing from it on whichever worker runs it next.
 
 `<run>/checkpoints/<unit>/` (the run folder every role shares) holds:
 
 - `epoch_<n>.weights.h5`: the model's weights and the optimizer's state (Keras' weights file
-  carries both) after epoch n; the previous one is removed once `state.json` names the new one;
+  carries both) after epoch n (`epoch_<n>_batch_<b>.weights.h5`: after b batches of epoch n + 1);
+  the previous one is removed once `state.json` names the new one;
 - `best.weights.h5`: the best epoch's weights so far (when the best epoch was checkpointed);
-- `state.json`: the epochs trained, the history so far (every epoch's metrics), the best
-  epoch's index and value, the file names.
+- `state.json`: the whole epochs trained, the batches of the next one (`within`, 0 at an epoch
+  end), the history so far (every whole epoch's metrics), the best epoch's index and value, the
+  file names.
 
 `fit.checkpoint_seconds` spaces the checkpoints out (30 s by default: a checkpoint costs a
 `save_weights` of the model and its optimizer state, ~0.2 s for a 0.5 M-parameter model on a busy
 2-core machine, too much at every epoch of trainings whose epochs take milliseconds; 0: every
-epoch end; null: none, except ASHA's rung checkpoints, written at the end of every ASHA training). A worker
+epoch end; null: none, except ASHA's rung checkpoints, written at the end of every ASHA training).
+An epoch longer than that is checkpointed within, after the first batch that ends `checkpoint_seconds`
+after the last checkpoint, so a long epoch's work is not lost with its worker. A training resumed
+from such a checkpoint runs that epoch again in full from the weights and optimizer state reached
+within it (as Keras' `BackupAndRestore` with `save_freq` in batches does): the batches it had
+already trained on in that epoch are seen twice, and its epoch count is that of the whole epochs. A worker
 that takes a unit with a checkpoint builds the model, builds its optimizer, loads the best and
 then the last weights file, and calls `fit` with `initial_epoch` = the epochs trained; the
 history and the best epoch carry on from the checkpoint. So a training taken back at epoch e
@@ -44,6 +51,7 @@ log = logging.getLogger("tunecluster.worker")
 
 STATE = "state.json"
 BEST = "best.weights.h5"
+BEST_PARTIAL = "best.partial.weights.h5"  # (Keras saves weights only to names ending in .weights.h5)
 
 
 def unit_folder(checkpoints: Path, key: str) -> Path:
@@ -76,8 +84,20 @@ class TrainingCheckpoint(keras.callbacks.Callback):
         self._last_write = time.monotonic()
         self._best_saved: Optional[int] = None
         self._epochs: Optional[int] = None  # the last whole epoch (absolute, 1-based)
-        self._written_epochs: Optional[int] = None
+        self._written_epochs: Optional[int] = None  # the whole epochs of the last epoch-end checkpoint
+        self._epoch: Optional[int] = None  # the epoch under way (absolute, 0-based)
         self.written = 0
+        self.resumed_within: Optional[int] = None  # batches of the resumed epoch its checkpoint held
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        """Within a long epoch: a checkpoint once `every_seconds` passed since the last one."""
+        if self.every_seconds <= 0 or self._epoch is None:
+            return
+        if time.monotonic() - self._last_write >= self.every_seconds and not self.interrupted():
+            self.write(self._epoch, within=batch + 1)
 
     def on_epoch_end(self, epoch, logs=None):
         if self.interrupted():
@@ -92,19 +112,30 @@ class TrainingCheckpoint(keras.callbacks.Callback):
         if self.final and not self.interrupted() and self._epochs is not None and self._epochs != self._written_epochs:
             self.write(self._epochs)
 
-    def write(self, epochs: int) -> None:
+    def write(self, epochs: int, within: int = 0) -> None:
+        """Checkpoint after `epochs` whole epochs and `within` batches of the next one."""
         self.folder.mkdir(parents=True, exist_ok=True)
         old = read_state(self.folder)
-        name = f"epoch_{epochs}.weights.h5"
+        if old is not None and self._best_saved is None:
+            self._best_saved = old.get("best_saved")  # (from before the resume)
+        name = f"epoch_{epochs}_batch_{within}.weights.h5" if within else f"epoch_{epochs}.weights.h5"
         self.model.save_weights(str(self.folder / name))
         best_index = self.best.best_index
-        if self.best.best_is_last and best_index is not None:  # this epoch is the best so far
-            shutil.copyfile(self.folder / name, self.folder / (BEST + ".tmp"))
-            os.replace(self.folder / (BEST + ".tmp"), self.folder / BEST)
-            self._best_saved = best_index
-        elif old is not None and self._best_saved is None:
-            self._best_saved = old.get("best_saved")  # (from before the resume)
-        state = {"epochs": epochs, "weights": name, "history": self.history,
+        if self.best.best_is_last and best_index is not None and best_index != self._best_saved:
+            # the best so far is the last whole epoch: at its end, the model's weights; within
+            # the next epoch, the copy BestWeights took at that epoch's start
+            if not within:
+                shutil.copyfile(self.folder / name, self.folder / BEST_PARTIAL)
+                self._best_saved = best_index
+            elif self.best.weights is not None:
+                current = self.model.get_weights()
+                self.model.set_weights(self.best.weights)
+                self.model.save_weights(str(self.folder / BEST_PARTIAL))
+                self.model.set_weights(current)
+                self._best_saved = best_index
+            if self._best_saved == best_index:
+                os.replace(self.folder / BEST_PARTIAL, self.folder / BEST)
+        state = {"epochs": epochs, "within": within, "weights": name, "history": self.history,
                  "best_saved": self._best_saved, "best_value": self.best.best_value}
         write_atomic(self.folder / STATE, json.dumps(state), fsync=False)
         if old is not None and old.get("weights") != name:
@@ -113,7 +144,7 @@ class TrainingCheckpoint(keras.callbacks.Callback):
             except OSError:
                 pass
         self._last_write = time.monotonic()
-        self._written_epochs = epochs
+        self._written_epochs = None if within else epochs
         self.written += 1
 
 
@@ -122,17 +153,22 @@ def restore(model, folder: Path, best, epochs: int) -> Optional[dict]:
     `best` (the BestWeights callback); returns the checkpoint's state, or None when there is
     none (or it does not fit this training: more epochs than it has)."""
     state = read_state(folder)
-    if state is None or not 0 < int(state["epochs"]) <= epochs:
+    if state is None:
+        return None
+    done, within = int(state["epochs"]), int(state.get("within") or 0)
+    if not (0 <= done < epochs if within else 0 < done <= epochs):
         return None
     if model.optimizer is not None and not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)  # (its state loads only into built variables)
     seen = len(state.get("history") or [])  # this training's epochs (Hyperband's start at its initial_epoch)
     best_saved = state.get("best_saved")
-    if best_saved is not None and best_saved != seen - 1 and (folder / BEST).is_file():
+    # the weights file holds the best epoch's weights only when it is that epoch's end
+    holds_best = not within and best_saved == seen - 1
+    if best_saved is not None and not holds_best and (folder / BEST).is_file():
         model.load_weights(str(folder / BEST))
         best.weights = model.get_weights()
     model.load_weights(str(folder / state["weights"]))
-    best.resume(seen, best_saved, state.get("best_value"))
+    best.resume(seen, best_saved, state.get("best_value"), holds_best=holds_best)
     return state
 
 
@@ -144,7 +180,10 @@ def prepare(model, folder: Path, best, epochs: int, every_seconds: Optional[floa
         return None, None
     state = restore(model, folder, best, epochs)
     history = (state or {}).get("history")
-    return (int(state["epochs"]) if state else None), TrainingCheckpoint(folder, every_seconds, best, history, interrupted, final)
+    checkpoint = TrainingCheckpoint(folder, every_seconds, best, history, interrupted, final)
+    if state:
+        checkpoint.resumed_within = int(state.get("within") or 0)
+    return (int(state["epochs"]) if state else None), checkpoint
 
 
 def start(tuner, model, unit: dict, values: dict, best, epochs: int, confirm: bool):
@@ -156,7 +195,11 @@ def start(tuner, model, unit: dict, values: dict, best, epochs: int, confirm: bo
     resumed, checkpoint = prepare(model, folder, best, epochs, float("inf") if rungs and every is None else every,
                                   tuner._must_stop, final=rungs)
     if resumed is not None:
-        tuner._log(f"{unit['key']} resumes from its checkpoint after epoch {resumed}")
+        if checkpoint.resumed_within:
+            tuner._log(f"{unit['key']} resumes from its checkpoint within epoch {resumed + 1} (after "
+                       f"{checkpoint.resumed_within} batches; that epoch runs again in full)")
+        else:
+            tuner._log(f"{unit['key']} resumes from its checkpoint after epoch {resumed}")
         return resumed, False, checkpoint
     if checkpoint is not None and not confirm:
         promoted = continue_promotion(model, folder.parent, values, unit["index"], best, epochs, checkpoint)
