@@ -29,6 +29,10 @@ swaps in `epoch_sleep_model.py` (every epoch a sleep, a made-up curve; no confir
 utilisation on more workers than this machine has cores, e.g. `--model sleep --workers 8 --methods
 asha,hyperband,stock`. Not done here: the larger generated task. `--quick`
 is a smoke run (1 seed, 3 epochs, 10 s budget); its figures measure nothing.
+
+The file is rewritten after every run (`"complete": false` until the last), so a long run that is
+stopped keeps what it measured; `--first-seed N` runs seeds N, N+1, ... and `--merge A.json B.json
+--out C.json` joins the runs of such parts (the same settings) and summarises them again.
 """
 
 from __future__ import annotations
@@ -260,6 +264,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=1, help="the first seed (seeds N, N+1, ...)")
+    parser.add_argument("--merge", nargs="+", type=Path, metavar="FILE",
+                        help="join these result files' runs (same settings) into --out instead of running")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--max-epochs", type=int, default=81)
     parser.add_argument("--configs", type=int, default=27, help="configurations per method with --budget 0")
@@ -271,13 +278,19 @@ def main() -> None:
                         "a sleep of EPOCH_SLEEP_SECONDS, no confirmation), for utilisation on more workers than cores")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 seed, 3 epochs, 10 s budget")
     args = parser.parse_args()
+    if args.merge:
+        return merge(args.merge, args.out)
     if args.quick:
         args.seeds, args.max_epochs, args.configs, args.budget = 1, 3, 3, min(args.budget, 10.0)
     confirm = (1, 1) if args.quick else (3, 3)
     methods = [m for m in args.methods.split(",") if m]
     results: dict[str, list] = {m: [] for m in methods}
+    settings = {"machine": machine(), "command": " ".join(sys.argv), "quick": args.quick, "model": args.model,
+                "epoch_sleep_seconds": float(os.environ.get("EPOCH_SLEEP_SECONDS", "0.1")) if args.model == "sleep" else None,
+                "workers": args.workers, "max_epochs": args.max_epochs, "budget_s": args.budget,
+                "configs": args.configs if not args.budget else None}
     with tempfile.TemporaryDirectory(prefix="tc-early-stopping-") as tmp:
-        for seed in range(1, args.seeds + 1):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             for method in methods:
                 load = os.getloadavg()[0]
                 if method == "stock":
@@ -288,6 +301,13 @@ def main() -> None:
                     outcome = run_method(Path(tmp), spec, args.workers)
                 results[method].append({"seed": seed, "load_before": round(load, 2), **outcome})
                 print(method, seed, json.dumps(results[method][-1]), flush=True)
+                save({**settings, "complete": False, "seeds": sorted({r["seed"] for rs in results.values() for r in rs}),
+                      "runs": results}, args.out, "early_stopping")
+    finish(settings, results, args.out)
+
+
+def finish(settings: dict, results: dict[str, list], out) -> None:
+    """Print the table and write the file with the summary over seeds."""
     summary = {m: summarise(runs) for m, runs in results.items()}
     table(["method", "wall s", "trials", "epochs", "util", "util in budget", "to best s", "search best", "conf. val",
            "conf. test"],
@@ -295,12 +315,27 @@ def main() -> None:
             s["utilisation_in_budget"]["mean"],
             s["time_to_best_s"]["mean"], s["search_best"]["mean"], s["confirmed_validation"]["mean"],
             s["confirmed_test"]["mean"]] for m, s in summary.items()])
-    save({"machine": machine(), "command": " ".join(sys.argv), "quick": args.quick, "model": args.model,
-          "epoch_sleep_seconds": float(os.environ.get("EPOCH_SLEEP_SECONDS", "0.1")) if args.model == "sleep" else None,
-          "workers": args.workers,
-          "max_epochs": args.max_epochs, "budget_s": args.budget, "configs": args.configs if not args.budget else None,
-          "seeds": args.seeds, "runs": results, "summary": summary,
-          "not_measured": ["larger generated task"]}, args.out, "early_stopping")
+    save({**settings, "complete": True, "seeds": sorted({r["seed"] for rs in results.values() for r in rs}),
+          "runs": results, "summary": summary, "not_measured": ["larger generated task"]}, out, "early_stopping")
+
+
+def merge(files: list[Path], out) -> None:
+    """Join the runs of files measured with the same settings (each seed once)."""
+    parts = [json.loads(Path(f).read_text()) for f in files]
+    keys = ("model", "workers", "max_epochs", "budget_s", "configs", "quick")
+    for part, name in zip(parts[1:], files[1:]):
+        differ = [k for k in keys if part.get(k) != parts[0].get(k)]
+        if differ:
+            raise SystemExit(f"{name}: its {', '.join(differ)} differ from {files[0]}'s: merge runs of one setting")
+    results: dict[str, list] = {}
+    for part in parts:
+        for method, runs in part["runs"].items():
+            known = {r["seed"] for r in results.get(method, [])}
+            results.setdefault(method, []).extend(r for r in runs if r["seed"] not in known)
+    settings = {k: parts[0].get(k) for k in ("machine", *keys, "epoch_sleep_seconds")}
+    settings["command"] = " ; ".join(p.get("command", "") for p in parts)
+    settings["merged_from"] = [str(f) for f in files]
+    finish(settings, results, out)
 
 
 if __name__ == "__main__":
