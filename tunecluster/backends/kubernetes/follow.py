@@ -24,6 +24,11 @@ from tunecluster.tuning.spec import Experiment
 FINAL_FILES = ("progress.json", "results.json", "results.csv")
 
 
+def final_copies(progress: Optional[dict], results: Optional[dict]) -> bool:
+    """Whether the mirrored progress.json and results.json are both the finished search's."""
+    return bool((progress or {}).get("finished") and (results or {}).get("finished"))
+
+
 class ProgressMirror:
     """Copies the chief's progress.json and results.json (and results.csv) into the run folder."""
 
@@ -87,8 +92,9 @@ class KubernetesSession(Session):
                            failure=self.problem)
         self.mirror.refresh()
         progress = read_json(self.run.progress) or {}
-        if self.chief_job == "Complete" and not progress.get("finished"):
-            # the chief wrote its final state and left before it could be mirrored through its pod
+        if self.chief_job == "Complete" and not final_copies(progress, read_json(self.run.results_json)):
+            # the chief wrote its final state and left before it was mirrored through its pod (or
+            # between the two reads: a final progress.json beside an earlier results.json)
             self.mirror.from_volume()
             progress = read_json(self.run.progress) or {}
         self.marks.publish(progress)
