@@ -65,6 +65,10 @@ else
   mv "$tmp/docker-compose" "$BIN"
   echo "$stamp" > "$BIN.stamp"
   say "built $BIN ($(du -h "$BIN" | cut -f1)) in $(( $(date +%s) - start )) s"
+  if [[ "${TUNECLUSTER_DROP_GO_CACHE:-}" == 1 ]]; then  # CI: a machine used once
+    go clean -modcache && rm -rf "$GOCACHE"
+    say "removed the Go build and module caches (TUNECLUSTER_DROP_GO_CACHE=1)"
+  fi
 fi
 
 mkdir -p "$PLUGINS"

@@ -10,6 +10,8 @@
 # into ${TUNECLUSTER_K8S_CACHE:-$HOME/.cache/tunecluster-k8s}/<version>/bin (outside the repo).
 # GOCACHE and GOMODCACHE live in the same cache folder, so a second run takes seconds; a run
 # whose binaries are already there and match go.mod/go.sum/this script returns at once.
+# TUNECLUSTER_DROP_GO_CACHE=1 removes GOCACHE and GOMODCACHE (about 8 GB) once the binaries are
+# built: CI, on a machine used once, sets it to leave that disk to the tests.
 # Prints the bin folder on its last line. Needs Go >= 1.24 and gcc (for the static pause binary).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -91,4 +93,8 @@ echo "$stamp" > "$BIN/.stamp"
 took=$(( $(date +%s) - start ))
 echo "$took" > "$BIN/.build-seconds"
 echo "build.sh: built ${BINARIES[*]} in ${took}s ($((took / 60))m$((took % 60))s)" >&2
+if [[ "${TUNECLUSTER_DROP_GO_CACHE:-}" == 1 ]]; then
+  go clean -modcache && rm -rf "$GOCACHE"
+  echo "build.sh: removed the Go build and module caches (TUNECLUSTER_DROP_GO_CACHE=1)" >&2
+fi
 echo "$BIN"

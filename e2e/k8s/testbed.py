@@ -75,6 +75,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 PAUSE_IMAGE = "localhost/tunecluster/pause:3.10"
+MIN_FREE_DISK = 3 * 2**30  # images pushed by the tests, pod logs, shared volumes
 BUSYBOX_IMAGE = "localhost/tunecluster/busybox:1.35"
 STORAGE_CLASS = "tunecluster-rwx"  # the default StorageClass: ReadWriteMany on the shared filesystem
 SHAREDFS_PORT = 2222
@@ -389,8 +390,13 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             "failSwapOn": False, "failCgroupV1": False,
             "containerRuntimeEndpoint": f"unix://{self.containerd_sock}",
             "resolvConf": "/etc/resolv.conf", "clusterDomain": "cluster.local", "clusterDNS": [HOST_IP],
-            "evictionHard": {"memory.available": "100Mi", "nodefs.available": "1%", "imagefs.available": "1%",
-                             "nodefs.inodesFree": "1%"},
+            # No disk-based eviction and no image garbage collection: the nodes share the host's
+            # disk, whose free space is not the bed's to manage. Under DiskPressure the kubelet
+            # deletes every unused image, the imported pause image among them (containerd 1.6 does
+            # not pin it), and no pod starts on that node again (CI saw exactly this on a machine
+            # with little free disk; kubelet ignores a "0%" threshold, as kind configures it).
+            "evictionHard": {"memory.available": "100Mi", "nodefs.available": "0%", "imagefs.available": "0%",
+                             "nodefs.inodesFree": "0%"},
             "imageGCHighThresholdPercent": 100, "imageGCLowThresholdPercent": 99,
             "serializeImagePulls": False, "maxPods": 50, "rotateCertificates": False,
             "podLogsDir": str(self.dir / "pod-logs"), "registerNode": True,
@@ -661,8 +667,13 @@ class TestBed:
             yield from ((f"{n.name}-{k}", v) for k, v in n.procs.items())
 
     def diagnose(self) -> str:
-        """Pods and recent events, for failure messages."""
-        out = []
+        """Free disk, node conditions, pods and recent events, for failure messages."""
+        out = [f"free disk under {self.dir.parent}: {shutil.disk_usage(self.dir.parent).free / 2**30:.1f} GiB"]
+        with contextlib.suppress(Exception):
+            for node in self.kubectl_json("get", "nodes")["items"]:
+                bad = [c["type"] for c in node["status"]["conditions"]
+                       if (c["type"] == "Ready") != (c["status"] == "True")]
+                out.append(f"node {node['metadata']['name']}: " + (", ".join(bad) if bad else "Ready, no pressure"))
         with contextlib.suppress(Exception):
             out.append(self.kubectl("get", "pods,pvc,pv,svc,jobs", "-A", "-o", "wide", check=False, timeout=20).stdout)
             out.append(self.kubectl("get", "events", "-A", "--sort-by=.lastTimestamp", check=False,
@@ -736,6 +747,10 @@ class TestBed:
         if missing:
             raise TestBedError("missing: " + ", ".join(missing) + " (run e2e/k8s/build.sh; apt-get install "
                                "containerd runc containernetworking-plugins iptables ipset conntrack util-linux busybox-static)")
+        free = shutil.disk_usage(self.dir.parent).free
+        if free < MIN_FREE_DISK:
+            raise TestBedError(f"only {free / 2**30:.1f} GiB free under {self.dir.parent}: the bed's nodes, images and "
+                               f"shared volumes need at least {MIN_FREE_DISK / 2**30:.0f} GiB (free some disk space)")
         self._lock_fd = open(LOCK_FILE, "w")
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
