@@ -4,8 +4,9 @@
   innermost frame (self), the top few of each.
 - `cpu_by_rpc()`: the chief's CPU per call by RPC type. py-spy samples with `--gil` record only
   the thread holding the GIL, so a sample is a slice of the chief's Python CPU; a sample belongs to
-  the RPC whose handler (a frame named like the call: `Heartbeat`, `WorkDone`, `CreateTrial` ...)
-  is on its stack, and the rest (gRPC's dispatch, the state writer, garbage collection) is `other`.
+  the RPC whose handler (a frame named like the call: `Heartbeat`, `WorkDone`, `CreateTrial` ...,
+  or qualified by its class as py-spy 0.4 writes it: `ControlService.WorkDone`) is on its stack,
+  and the rest (gRPC's dispatch, the state writer, garbage collection) is `other`.
   CPU of RPC X per call = the chief's CPU over the window x X's share of the samples / X's calls.
   The split is an estimate: CPU spent outside Python (gRPC's C threads, the Bayesian model's
   process) is spread over the types in proportion to their Python samples.
@@ -13,7 +14,19 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+
+# one frame of py-spy's raw output: "function (path/to/file.py:line)", the line number optional
+_FRAME = re.compile(r"^(?P<function>.*?) \((?P<file>[^()]*?)(?::\d+)?\)$")
+
+
+def _frame(text: str) -> str:
+    """'function file.py' (the file without its folder) for one raw frame."""
+    match = _FRAME.match(text)
+    if match is None:
+        return text
+    return f"{match['function']} {match['file'].rsplit('/', 1)[-1]}"
 
 
 def _stacks(path: Path):
@@ -26,8 +39,12 @@ def _stacks(path: Path):
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
             continue
-        frames = [f.split(" (")[0] + " " + f.rsplit("/", 1)[-1].split(":")[0] for f in stack.split(";")]
-        yield frames, int(count)
+        yield [_frame(f) for f in stack.split(";")], int(count)
+
+
+def _handler_name(frame: str) -> str:
+    """The bare function name of a frame: `ControlService.WorkDone control_service.py` -> `WorkDone`."""
+    return frame.split(" ")[0].rsplit(".", 1)[-1]
 
 
 def summary(path: Path, top: int = 15) -> dict:
@@ -50,7 +67,7 @@ def cpu_by_rpc(path: Path, calls: dict[str, int], cpu_seconds: float) -> dict:
     other = total = 0
     for frames, n in _stacks(path):
         total += n
-        handler = next((f.split(" ")[0] for f in frames if f.split(" ")[0] in samples), None)
+        handler = next((_handler_name(f) for f in frames if _handler_name(f) in samples), None)
         if handler is None:
             other += n
         else:

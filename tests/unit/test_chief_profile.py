@@ -46,3 +46,23 @@ def test_summary_and_a_missing_profile(tmp_path, chief_profile):
     assert summary["self"] == {"create_trial oracle.py": 0.5, "snapshot book.py": 0.3, "dumps json.py": 0.2}
     assert chief_profile.summary(tmp_path / "absent.txt") == {}
     assert chief_profile.cpu_by_rpc(tmp_path / "absent.txt", {"Heartbeat": 1}, 1.0) == {}
+
+
+# py-spy 0.4 qualifies methods by their class and writes standard-library frames without a folder
+RAW_QUALIFIED = """\
+Thread._bootstrap (threading.py:1002);_call_behavior (/srv/lib/_server.py:500);_wrap.<locals>.handle (/srv/lib/control.py:40);ControlService.Heartbeat (/srv/lib/control_service.py:30) 25
+Thread._bootstrap (threading.py:1002);_call_behavior (/srv/lib/_server.py:500);_wrap.<locals>.handle (/srv/lib/control.py:40);ControlService.WorkDone (/srv/lib/control_service.py:85);ControlService.NextWork (/srv/lib/control_service.py:80) 50
+Thread._bootstrap (threading.py:1002);StateWriter.loop (/srv/lib/state_writer.py:40) 25
+"""
+
+
+def test_handlers_qualified_by_their_class_are_found(tmp_path, chief_profile):
+    path = tmp_path / "profile.txt"
+    path.write_text(RAW_QUALIFIED)
+    split = chief_profile.cpu_by_rpc(path, {"Heartbeat": 250, "WorkDone": 100, "NextWork": 10}, cpu_seconds=1.0)
+    assert split["Heartbeat"] == {"share": 0.25, "calls": 250, "cpu_ms_per_call": 1.0}
+    assert split["WorkDone"] == {"share": 0.5, "calls": 100, "cpu_ms_per_call": 5.0}
+    assert split["NextWork"]["share"] == 0.0
+    assert split["other"]["share"] == 0.25
+    summary = chief_profile.summary(path, top=2)
+    assert summary["inclusive"] == {"Thread._bootstrap threading.py": 1.0, "_call_behavior _server.py": 0.75}
