@@ -1,0 +1,53 @@
+"""`benchmarks/early_stopping.py` and its generated task: the specs and the stock script it writes
+use the chosen task's data, and the generated task's rows are the same on every call."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+@pytest.fixture
+def modules(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    for name in ("early_stopping", "generated_task"):
+        sys.modules.pop(name, None)
+    import early_stopping
+    import generated_task
+    monkeypatch.setattr(generated_task, "ROWS", 600)
+    return early_stopping, generated_task
+
+
+def test_generated_task_rows_are_a_function_of_the_seed(tmp_path, modules):
+    _, task = modules
+    first = pd.read_csv(task.write_csv(tmp_path / "a.csv"))
+    again = pd.read_csv(task.write_csv(tmp_path / "b.csv"))
+    other = pd.read_csv(task.write_csv(tmp_path / "c.csv", seed=1))
+    assert list(first.columns) == [f"f{i:02d}" for i in range(40)] + ["label"]
+    assert len(first) == 600 and set(first["label"]) == {0, 1}
+    assert first.equals(again) and not first.equals(other)
+    # written once: an existing file is kept as it is
+    (tmp_path / "a.csv").write_text("kept")
+    assert task.write_csv(tmp_path / "a.csv").read_text() == "kept"
+
+
+def test_the_specs_and_the_stock_script_read_the_chosen_task(tmp_path, modules):
+    bench, _ = modules
+    data = bench.data_for("generated", tmp_path)
+    assert data["csv"] == str(tmp_path / "generated.csv") and data["target"] == "label"
+    assert (tmp_path / "generated.csv").exists()
+    spec = bench.spec_for("asha", 1, 27, 81, 2, (3, 3), budget=300, model="generated", data=data)
+    assert spec["data"] == data
+    assert spec["tuner"]["kind"] == "asha" and spec["tuner"]["max_time"] == 300
+    pima = bench.spec_for("random", 1, 27, 81, 2, (3, 3))
+    assert pima["data"]["csv"].endswith("diabetes.csv") and pima["data"]["test_fraction"] == 0.2
+    script = bench.STOCK_ROLE % {"repo": "/repo", "max_epochs": 81, "seed": 1, "iterations": 1,
+                                 "build_import": bench.BUILDS["generated"], "data": json.dumps(data)}
+    compile(script, "stock_role.py", "exec")
+    assert json.dumps(data) in script
