@@ -671,7 +671,7 @@ class TestBed:
         out = [f"free disk under {self.dir.parent}: {shutil.disk_usage(self.dir.parent).free / 2**30:.1f} GiB"]
         with contextlib.suppress(Exception):
             for node in self.kubectl_json("get", "nodes")["items"]:
-                bad = [c["type"] for c in node["status"]["conditions"]
+                bad = [("not " if c["type"] == "Ready" else "") + c["type"] for c in node["status"]["conditions"]
                        if (c["type"] == "Ready") != (c["status"] == "True")]
                 out.append(f"node {node['metadata']['name']}: " + (", ".join(bad) if bad else "Ready, no pressure"))
         with contextlib.suppress(Exception):
