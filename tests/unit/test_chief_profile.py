@@ -60,9 +60,8 @@ def test_handlers_qualified_by_their_class_are_found(tmp_path, chief_profile):
     path = tmp_path / "profile.txt"
     path.write_text(RAW_QUALIFIED)
     split = chief_profile.cpu_by_rpc(path, {"Heartbeat": 250, "WorkDone": 100, "NextWork": 10}, cpu_seconds=1.0)
-    assert split["Heartbeat"] == {"share": 0.25, "calls": 250, "cpu_ms_per_call": 1.0}
-    assert split["WorkDone"] == {"share": 0.5, "calls": 100, "cpu_ms_per_call": 5.0}
-    assert split["NextWork"]["share"] == 0.0
-    assert split["other"]["share"] == 0.25
-    summary = chief_profile.summary(path, top=2)
-    assert summary["inclusive"] == {"Thread._bootstrap threading.py": 1.0, "_call_behavior _server.py": 0.75}
+    per_call = {name: (entry["share"], entry["cpu_ms_per_call"]) for name, entry in split.items()}
+    assert per_call == {"Heartbeat": (0.25, 1.0), "WorkDone": (0.5, 5.0), "NextWork": (0.0, 0.0), "other": (0.25, None)}
+    summary = chief_profile.summary(path, top=3)
+    assert summary["inclusive"] == {"Thread._bootstrap threading.py": 1.0, "_call_behavior _server.py": 0.75,
+                                    "_wrap.<locals>.handle control.py": 0.75}
