@@ -85,8 +85,8 @@ tuner.search(splits.x_train, splits.y_train, validation_data=(splits.x_val, spli
 """
 
 
-BUILDS = {"pima": "from tunecluster.tuning.examples.pima import build_comprehensive as build",
-          "generated": "from tunecluster.tuning.examples.pima import build_comprehensive as build",
+COMPREHENSIVE = "from tunecluster.tuning.examples.pima import build_comprehensive as build"
+BUILDS = {"pima": COMPREHENSIVE, "generated": COMPREHENSIVE,
           "sleep": f"sys.path.insert(0, {str(HERE)!r})\nfrom epoch_sleep_model import build"}
 
 
@@ -97,6 +97,11 @@ def data_for(model: str, work: Path) -> dict:
         from generated_task import data_section, write_csv
 
         return data_section(write_csv(work / "generated.csv"))
+    return pima_data()
+
+
+def pima_data() -> dict:
+    """Pima's rows, a fifth held out for the test."""
     from tunecluster.tuning.examples import example_spec
 
     return {**example_spec("pima-comprehensive").data.model_dump(mode="json"), "test_fraction": 0.2}
@@ -108,7 +113,7 @@ def spec_for(method: str, seed: int, configs: int, max_epochs: int, workers: int
 
     spec = example_spec("pima-comprehensive").model_dump(mode="json")
     spec["name"] = f"es-{method}-{seed}"
-    spec["data"] = data or {**spec["data"], "test_fraction": 0.2}
+    spec["data"] = data or pima_data()
     tuner = spec["tuner"]
     tuner.update(seed=seed, max_trials=configs, kind="random")
     spec["fit"].update(epochs=max_epochs, tensorboard=False)
