@@ -11,7 +11,7 @@ each with the same wall-clock budget (`--budget` seconds from the search's first
 `tuner.max_time` for tunecluster, whose running trainings then finish; stock Keras Tuner has no
 budget, so its chief and workers are stopped at it and its unfinished trials count for nothing),
 on `--workers` workers, for each seed in turn (the methods alternate within a seed), and
-tunecluster's confirmation stage (top 3 retrained 3 times, test rows held out) after each
+tunecluster's confirmation stage (top 3 retrained 3 times, test rows held out; `--confirm`) after each
 tunecluster method. Per method and seed: wall time, trials, epochs trained (a promoted or later-
 round training counts only the epochs it added), worker utilisation (busy / (window x workers),
 window = first trial start to last trial end: tunecluster's from the report's timeline, stock's
@@ -281,6 +281,17 @@ def summarise(runs: list[dict]) -> dict:
     return out
 
 
+def confirm_setting(text: str) -> tuple[int, int]:
+    """`--confirm TOP,REPEATS` read as two positive integers."""
+    try:
+        top, repeats = (int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not TOP,REPEATS: give two whole numbers, e.g. 3,1") from None
+    if top < 1 or repeats < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: TOP and REPEATS must be at least 1")
+    return top, repeats
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path)
@@ -298,19 +309,22 @@ def main() -> None:
                         help="pima: the comprehensive space, real training; generated: the same space on "
                         "generated_task.py's 72,000 rows (epochs of seconds); sleep: epoch_sleep_model.py (each epoch "
                         "a sleep of EPOCH_SLEEP_SECONDS, no confirmation), for utilisation on more workers than cores")
+    parser.add_argument("--confirm", type=confirm_setting, default=(3, 3), metavar="TOP,REPEATS",
+                        help="the confirmation stage of tunecluster's methods: the top TOP configurations retrained "
+                        "REPEATS times each (default 3,3; --quick: 1,1)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 seed, 3 epochs, 10 s budget")
     args = parser.parse_args()
     if args.merge:
         return merge(args.merge, args.out)
     if args.quick:
         args.seeds, args.max_epochs, args.configs, args.budget = 1, 3, 3, min(args.budget, 10.0)
-    confirm = (1, 1) if args.quick else (3, 3)
+    confirm = (1, 1) if args.quick else args.confirm
     methods = [m for m in args.methods.split(",") if m]
     results: dict[str, list] = {m: [] for m in methods}
     settings = {"machine": machine(), "command": " ".join(sys.argv), "quick": args.quick, "model": args.model,
                 "epoch_sleep_seconds": float(os.environ.get("EPOCH_SLEEP_SECONDS", "0.1")) if args.model == "sleep" else None,
                 "workers": args.workers, "max_epochs": args.max_epochs, "budget_s": args.budget,
-                "configs": args.configs if not args.budget else None}
+                "configs": args.configs if not args.budget else None, "confirm": list(confirm)}
     with tempfile.TemporaryDirectory(prefix="tc-early-stopping-") as tmp:
         data = data_for(args.model, Path(tmp))
         for seed in range(args.first_seed, args.first_seed + args.seeds):
@@ -345,7 +359,9 @@ def finish(settings: dict, results: dict[str, list], out) -> None:
 def merge(files: list[Path], out) -> None:
     """Join the runs of files measured with the same settings (each seed once)."""
     parts = [json.loads(Path(f).read_text()) for f in files]
-    keys = ("model", "workers", "max_epochs", "budget_s", "configs", "quick")
+    for part in parts:
+        part.setdefault("confirm", [3, 3])  # files written before --confirm existed used 3,3
+    keys = ("model", "workers", "max_epochs", "budget_s", "configs", "quick", "confirm")
     for part, name in zip(parts[1:], files[1:]):
         differ = [k for k in keys if part.get(k) != parts[0].get(k)]
         if differ:

@@ -51,3 +51,25 @@ def test_the_specs_and_the_stock_script_read_the_chosen_task(tmp_path, modules):
                                  "build_import": bench.BUILDS["generated"], "data": json.dumps(data)}
     compile(script, "stock_role.py", "exec")
     assert json.dumps(data) in script
+
+
+def test_confirm_setting_reads_top_and_repeats(modules):
+    bench, _ = modules
+    import argparse
+
+    assert bench.confirm_setting("3,1") == (3, 1)
+    for bad in ("3", "a,b", "0,3", "3,1,2"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            bench.confirm_setting(bad)
+
+
+def test_merge_refuses_runs_of_another_confirmation_setting(tmp_path, modules):
+    bench, _ = modules
+    run = {"seed": 1, "trials": 2}
+    common = {"model": "generated", "workers": 2, "max_epochs": 27, "budget_s": 300, "configs": None,
+              "quick": False}
+    (tmp_path / "old.json").write_text(json.dumps({**common, "runs": {"asha": [run]}}))  # before --confirm: 3,3
+    (tmp_path / "b.json").write_text(json.dumps({**common, "confirm": [3, 1], "runs": {"asha": [{**run, "seed": 3}]}}))
+    with pytest.raises(SystemExit, match="confirm differ"):
+        bench.merge([tmp_path / "old.json", tmp_path / "b.json"], tmp_path / "out.json")
+    assert not (tmp_path / "out.json").exists()
