@@ -3,6 +3,7 @@ use the chosen task's data, and the generated task's rows are the same on every 
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -55,8 +56,6 @@ def test_the_specs_and_the_stock_script_read_the_chosen_task(tmp_path, modules):
 
 def test_confirm_setting_reads_top_and_repeats(modules):
     bench, _ = modules
-    import argparse
-
     assert bench.confirm_setting("3,1") == (3, 1)
     for bad in ("3", "a,b", "0,3", "3,1,2"):
         with pytest.raises(argparse.ArgumentTypeError):
