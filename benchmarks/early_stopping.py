@@ -36,6 +36,8 @@ figures measure nothing.
 The file is rewritten after every run (`"complete": false` until the last), so a long run that is
 stopped keeps what it measured; `--first-seed N` runs seeds N, N+1, ... and `--merge A.json B.json
 --out C.json` joins the runs of such parts (the same settings) and summarises them again.
+`--keep DIR` copies each tunecluster method's results.json there (NAME-SEED.json: every
+training's curve and timing), which `epoch_cost.py` reads to say where each method's epochs went.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -208,7 +211,7 @@ def run_stock(work: Path, seed: int, max_epochs: int, workers: int, budget: floa
             "confirmed_validation": None, "confirmed_test": None}
 
 
-def run_method(work: Path, spec: dict, workers: int) -> dict:
+def run_method(work: Path, spec: dict, workers: int, keep: Path | None = None) -> dict:
     folder = work / spec["name"]
     folder.mkdir(parents=True)
     (folder / "spec.yaml").write_text(yaml.safe_dump(spec))
@@ -220,6 +223,9 @@ def run_method(work: Path, spec: dict, workers: int) -> dict:
     wall = time.time() - started
     if code != 0:
         raise SystemExit(f"{spec['name']}: up failed ({code}), see {folder / 'up.log'}")
+    if keep:  # the run's results.json (every training's curve and timing), for epoch_cost.py
+        keep.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(folder / "run" / "results.json", keep / f"{spec['name']}.json")
     return figures(folder / "run", wall, workers, spec["tuner"].get("max_time") or 0)
 
 
@@ -312,6 +318,8 @@ def main() -> None:
     parser.add_argument("--confirm", type=confirm_setting, default=(3, 3), metavar="TOP,REPEATS",
                         help="the confirmation stage of tunecluster's methods: the top TOP configurations retrained "
                         "REPEATS times each (default 3,3; --quick: 1,1)")
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="copy each tunecluster method's results.json here as NAME-SEED.json (for epoch_cost.py)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 seed, 3 epochs, 10 s budget")
     args = parser.parse_args()
     if args.merge:
@@ -335,7 +343,7 @@ def main() -> None:
                 else:
                     spec = spec_for(method, seed, args.configs, args.max_epochs, args.workers, confirm, args.budget,
                                     args.model, data)
-                    outcome = run_method(Path(tmp), spec, args.workers)
+                    outcome = run_method(Path(tmp), spec, args.workers, args.keep)
                 results[method].append({"seed": seed, "load_before": round(load, 2), **outcome})
                 print(method, seed, json.dumps(results[method][-1]), flush=True)
                 save({**settings, "complete": False, "seeds": sorted({r["seed"] for rs in results.values() for r in rs}),
