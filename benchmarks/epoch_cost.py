@@ -38,6 +38,7 @@ Only the comprehensive space's dense models are sized (40 input features: the ge
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import statistics
 import sys
@@ -131,6 +132,11 @@ def to_match(rows: list[dict], target: float) -> dict | None:
     return {"seconds": round(when - min(r["start"] for r in rows), 1), "epochs": round(epochs, 1)}
 
 
+def read_document(path: Path) -> dict:
+    """A results.json, or one kept gzipped (FILE.json.gz)."""
+    return json.loads(gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_text())
+
+
 def method_file(text: str) -> tuple[str, Path]:
     name, _, path = text.partition("=")
     if not name or not path:
@@ -141,14 +147,14 @@ def method_file(text: str) -> tuple[str, Path]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=method_file, metavar="METHOD=FILE",
-                        help="a method's name and its run's results.json (early_stopping.py --keep)")
+                        help="a method's name and its run's results.json (early_stopping.py --keep; or gzipped)")
     parser.add_argument("--budget", type=float, required=True, help="the search budget the runs had (seconds)")
     parser.add_argument("--compare", type=lambda text: [m for m in text.split(",") if m], metavar="A,B[,B...]",
                         help="split each B's epochs / A's into factors, and say the epochs B needed to match A")
     parser.add_argument("--features", type=int, default=40, help="input features, for the models' sizes")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    rows = {name: trainings(json.loads(path.read_text())) for name, path in args.runs}
+    rows = {name: trainings(read_document(path)) for name, path in args.runs}
     empty = [name for name, r in rows.items() if not r]
     if empty:
         raise SystemExit(f"{', '.join(empty)}: no finished training with its timing in the file: give a run's "

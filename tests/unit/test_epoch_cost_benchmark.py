@@ -5,6 +5,7 @@ are known."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import sys
 from datetime import datetime, timezone
@@ -108,12 +109,12 @@ def test_the_command_writes_each_methods_figures_and_the_comparison(epoch_cost, 
         return json.dumps({"direction": "max", "trials": trials})
 
     (tmp_path / "random.json").write_text(document([trial("r1", 0, 21, 20, 20.5)]))
-    (tmp_path / "asha.json").write_text(document([
-        trial("p1", 0, 2, 1, 1.5), trial("p2", 2, 5, 2, 2.5, parent="p1", promoted_from=1)]))
+    (tmp_path / "asha.json.gz").write_bytes(gzip.compress(document([  # a kept run's file, gzipped
+        trial("p1", 0, 2, 1, 1.5), trial("p2", 2, 5, 2, 2.5, parent="p1", promoted_from=1)]).encode()))
     out = tmp_path / "out.json"
     monkeypatch.setattr(epoch_cost, "machine", dict)  # platform.platform() may start a process
     monkeypatch.setattr(sys, "argv", ["epoch_cost.py", "--budget", "100", "--compare", "random,asha", "--out", str(out),
-                                      f"random={tmp_path / 'random.json'}", f"asha={tmp_path / 'asha.json'}"])
+                                      f"random={tmp_path / 'random.json'}", f"asha={tmp_path / 'asha.json.gz'}"])
     epoch_cost.main()
     figures = json.loads(out.read_text())
     assert figures["overhead_s"]["median"] == pytest.approx(0.5)
