@@ -91,6 +91,8 @@ def overhead_pairs(rows: list[dict]) -> list[dict]:
 
 
 def method_figures(rows: list[dict], budget: float, overhead: float, features: int) -> dict:
+    """One method's epochs (all, and after the budget), fit seconds, overhead paid, per-epoch cost
+    and the epoch-weighted size of the models it trained."""
     first = min(r["start"] for r in rows)
     cutoff = first + budget
     epochs = sum(r["epochs"] for r in rows)
