@@ -361,6 +361,7 @@ def finish(settings: dict, results: dict[str, list], out) -> None:
             s["time_to_best_s"]["mean"], s["search_best"]["mean"], s["confirmed_validation"]["mean"],
             s["confirmed_test"]["mean"]] for m, s in summary.items()])
     save({**settings, "complete": True, "seeds": sorted({r["seed"] for rs in results.values() for r in rs}),
+          "seeds_per_method": {m: sorted(r["seed"] for r in runs) for m, runs in results.items()},  # a merge may lack some
           "runs": results, "summary": summary}, out, "early_stopping")
 
 

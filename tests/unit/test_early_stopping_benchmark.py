@@ -72,3 +72,24 @@ def test_merge_refuses_runs_of_another_confirmation_setting(tmp_path, modules):
     with pytest.raises(SystemExit, match="confirm differ"):
         bench.merge([tmp_path / "old.json", tmp_path / "b.json"], tmp_path / "out.json")
     assert not (tmp_path / "out.json").exists()
+
+
+def test_merge_joins_parts_and_says_which_seeds_each_method_has(tmp_path, modules, monkeypatch):
+    bench, _ = modules
+    monkeypatch.setattr(bench, "table", lambda *args: None)
+    common = {"model": "generated", "workers": 2, "max_epochs": 27, "budget_s": 480, "configs": None,
+              "quick": False, "confirm": [3, 1]}
+
+    def run(seed, epochs):
+        return {"seed": seed, "wall_s": 1.0, "trials": 2, "epochs_trained": epochs, "utilisation": 1.0,
+                "utilisation_in_budget": 1.0, "time_to_best_s": 1.0, "search_best": 0.9,
+                "confirmed_validation": 0.9, "confirmed_test": 0.9}
+
+    (tmp_path / "a.json").write_text(json.dumps({**common, "runs": {"asha": [run(1, 10)], "stock": [run(1, 4)]}}))
+    # a part stopped early: stock's seed 2 is missing, and a seed already joined is not counted twice
+    (tmp_path / "b.json").write_text(json.dumps({**common, "runs": {"asha": [run(2, 20), run(1, 99)], "stock": []}}))
+    bench.merge([tmp_path / "a.json", tmp_path / "b.json"], tmp_path / "out.json")
+    merged = json.loads((tmp_path / "out.json").read_text())
+    assert merged["seeds"] == [1, 2]
+    assert merged["seeds_per_method"] == {"asha": [1, 2], "stock": [1]}
+    assert merged["summary"]["asha"]["epochs_trained"]["mean"] == 15
