@@ -1,7 +1,8 @@
 """Trainings that resume, on real searches (chief and worker processes, real tiny TensorFlow
 trainings): a training taken back at epoch e - by SIGKILL, by SIGTERM, or by its lease expiring
 while its worker is frozen - continues on the next worker from its checkpoint (epoch >= e), ends
-with all its epochs in its curve, and its checkpoint is removed once its result is in. A long
+with all its epochs in its curve - the uninterrupted training's curve, within float tolerance -
+and its checkpoint is removed once its result is in. A long
 epoch is checkpointed within: a training killed mid-epoch resumes from the weights and optimizer
 state reached within it (in process: exactly those; on a real search: the epoch runs again)."""
 
@@ -61,8 +62,31 @@ def _finish(launcher, run, epochs=EPOCHS):
     return row, execution
 
 
+@pytest.fixture(scope="module")
+def uninterrupted_curve(tmp_path_factory):
+    """The curve of the same search's training, never interrupted (the trainings' seeds are
+    the same in every run of one spec)."""
+    tmp_path = tmp_path_factory.mktemp("uninterrupted")
+    launcher = _start(tmp_path, workers=1)
+    try:
+        return _finish(launcher, tmp_path / "run")[1]["curve"]
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+
+
+def _same_curve(curve, expected):
+    """Every epoch's metrics equal, within float tolerance."""
+    assert len(curve) == len(expected)
+    for epoch, (got, want) in enumerate(zip(curve, expected)):
+        assert got.keys() == want.keys(), epoch
+        for name in want:
+            assert got[name] == pytest.approx(want[name], rel=1e-5, abs=1e-6), (epoch, name, got, want)
+
+
 @pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
-def test_a_killed_or_terminated_worker_s_training_resumes_from_its_checkpoint(tmp_path, how):
+def test_a_killed_or_terminated_worker_s_training_resumes_from_its_checkpoint(tmp_path, how, uninterrupted_curve):
+    """... and, resumed at an epoch end, ends with the uninterrupted training's curve."""
     run = tmp_path / "run"
     launcher = _start(tmp_path, workers=1)
     try:
@@ -81,9 +105,10 @@ def test_a_killed_or_terminated_worker_s_training_resumes_from_its_checkpoint(tm
     assert f"resumes from its checkpoint after epoch {execution['resumed_from']}" in log
     if how == "SIGTERM":
         assert "stopped by SIGTERM" in log
+    _same_curve(execution["curve"], uninterrupted_curve)
 
 
-def test_a_training_whose_lease_expires_resumes_on_the_other_worker(tmp_path):
+def test_a_training_whose_lease_expires_resumes_on_the_other_worker(tmp_path, uninterrupted_curve):
     run = tmp_path / "run"
     launcher = _start(tmp_path, workers=2, lease_timeout=3.0)
     frozen = None
@@ -108,6 +133,7 @@ def test_a_training_whose_lease_expires_resumes_on_the_other_worker(tmp_path):
     assert execution["resumed_from"] >= taken_at - 1, execution
     worker_log = (run / "logs" / f"worker-{other[len('tuner'):]}.log").read_text()
     assert "resumes from its checkpoint" in worker_log
+    _same_curve(execution["curve"], uninterrupted_curve)  # (2 workers here: the same seed, the same curve)
 
 
 def test_a_training_killed_within_a_long_epoch_resumes_from_within_it(tmp_path):
@@ -201,3 +227,111 @@ def test_a_checkpoint_within_an_epoch_holds_that_batch_s_weights_and_optimizer_s
     history = fresh.fit(x, y, validation_data=(x[:64], y[:64]), epochs=3, initial_epoch=resumed, batch_size=20,
                         verbose=0, callbacks=[fresh_best, callback])
     assert len(history.history["loss"]) == 2 and len(resume.history_of(callback, history).history["loss"]) == 3
+
+
+def _dropout_training(tmp_path):
+    """A real tiny training with Dropout, fed as the worker feeds it (`epoch_data.batches`)."""
+    import keras
+    import keras_tuner
+    import numpy as np
+
+    from tunecluster.cluster.worker import epoch_data
+    from tunecluster.cluster.worker.callbacks import BestWeights
+
+    rng = np.random.default_rng(3)
+    x = rng.uniform(-1, 1, size=(300, 4)).astype("float32")
+    y = (x[:, 0] + x[:, 1] * x[:, 2] > 0).astype("float32")
+    objective = keras_tuner.Objective("val_loss", "min")
+
+    def build():
+        keras.utils.set_random_seed(11)
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(16, activation="relu"),
+                                  keras.layers.Dropout(0.3), keras.layers.Dense(1, activation="sigmoid")])
+        model.compile(keras.optimizers.Adam(0.01), "binary_crossentropy", metrics=["accuracy"])
+        return model
+
+    def train(model, first, epochs, callbacks):
+        rows, steps = epoch_data.batches(x, y, 32, seed=7, first_epoch=first, epochs=epochs)
+        return model.fit(rows, steps_per_epoch=steps, shuffle=False, epochs=epochs, initial_epoch=first, verbose=0,
+                         validation_data=(x[:60], y[:60]), validation_batch_size=32, callbacks=callbacks)
+
+    return build, train, lambda: BestWeights(objective)
+
+
+def test_a_training_resumed_at_an_epoch_end_trains_exactly_as_an_uninterrupted_one(tmp_path):
+    """In process, real tiny trainings with Dropout and the worker's shuffled epochs: 6 epochs
+    uninterrupted, against 3 epochs checkpointed at every epoch end, then a fresh model restored
+    from that checkpoint (weights, optimizer state, random streams) for epochs 4 to 6: the same
+    weights and the same metrics, epoch by epoch. Without the random streams in the checkpoint
+    the resumed epochs differ (the comparison can fail)."""
+    import numpy as np
+
+    from tunecluster.cluster.worker import resume
+    from tunecluster.kt_compat import random_streams
+
+    build, train, new_best = _dropout_training(tmp_path)
+
+    whole = build()
+    best = new_best()
+    uninterrupted = train(whole, 0, 6, [best]).history
+
+    folder = tmp_path / "checkpoints" / "0_0"
+    first, first_best = build(), new_best()
+    train(first, 0, 3, [first_best, resume.TrainingCheckpoint(folder, 0.0, first_best)])
+    state = json.loads((folder / "state.json").read_text())
+    assert state["epochs"] == 3 and state["within"] == 0
+    assert len(state["random_streams"]) == 1  # the Dropout layer's
+
+    def resumed_run(without_streams=False):
+        model, model_best = build(), new_best()
+        if without_streams:
+            saved = json.loads((folder / "state.json").read_text())
+            (folder / "state.json").write_text(json.dumps({**saved, "random_streams": None}))
+        resumed, callback = resume.prepare(model, folder, model_best, 6, 3600.0)
+        assert resumed == 3
+        history = train(model, resumed, 6, [model_best, callback])
+        return model, resume.history_of(callback, history).history
+
+    model, history = resumed_run()
+    for restored, expected in zip(model.get_weights(), whole.get_weights()):
+        np.testing.assert_allclose(restored, expected, rtol=1e-6, atol=1e-7)
+    for name in ("loss", "val_loss", "accuracy", "val_accuracy"):
+        np.testing.assert_allclose(history[name], uninterrupted[name], rtol=1e-6, atol=1e-7)
+    assert random_streams.read(model) == random_streams.read(whole)
+
+    # the checks above can fail: without the random streams the dropout masks start over
+    (folder / "state.json").write_text(json.dumps(state))
+    model, history = resumed_run(without_streams=True)
+    assert not np.allclose(history["val_loss"][3:], uninterrupted["val_loss"][3:], rtol=1e-6, atol=1e-7)
+
+
+def test_each_epoch_s_order_depends_only_on_the_seed_and_the_epoch():
+    """`epoch_data.batches`: every row once per epoch, the last batch the remainder; epoch e's
+    batches are the same when the stream starts at e; another epoch or seed, another order."""
+    import numpy as np
+
+    from tunecluster.cluster.worker import epoch_data
+
+    x = np.arange(70, dtype="float32").reshape(35, 2)
+    y = np.arange(35, dtype="float32")
+    assert epoch_data.supported(x, y) and epoch_data.supported({"a": x}, y)
+    assert not epoch_data.supported(x, y[:10]) and not epoch_data.supported([[1.0]], y)
+    as_given = epoch_data.fit_inputs([[1.0]], y, 8, 5, 2, 4)  # not arrays: to `fit` as they are
+    assert as_given == {"x": [[1.0]], "y": y, "batch_size": 8, "epochs": 4, "initial_epoch": 2}
+    streamed = epoch_data.fit_inputs(x, y, 8, 5, 2, 4)
+    assert (streamed["steps_per_epoch"], streamed["shuffle"], streamed["initial_epoch"]) == (5, False, 2)
+
+    def epochs(first, last, seed=5):
+        dataset, steps = epoch_data.batches(x, y, 8, seed, first, last)
+        assert steps == 5
+        batches = [b[1].numpy().astype(int).tolist() for b in dataset]
+        return [sum(batches[i:i + steps], []) for i in range(0, len(batches), steps)], batches
+
+    orders, batches = epochs(0, 4)
+    assert [len(b) for b in batches[:5]] == [8, 8, 8, 8, 3] and len(batches) == 20
+    assert all(sorted(order) == list(range(35)) for order in orders)
+    assert len({tuple(order) for order in orders}) == 4
+    assert epochs(2, 4)[0] == orders[2:]
+    assert epochs(0, 1, seed=6)[0][0] != orders[0]
+    np.testing.assert_array_equal(
+        next(iter(epoch_data.batches(x, y, 8, 5, 0, 1)[0]))[0].numpy(), x[orders[0][:8]])

@@ -23,6 +23,7 @@ and provides what the roles use per object:
     hyperparameter_reads.py  which hyperparameters a build (or run_trial) read
     internals.py        Keras Tuner's private modules (protos, the servicer, tuner utilities)
     tf_gradients.py     TensorFlow's gradient registry, emptied of finished trials' gradients
+    random_streams.py   a Keras model's random streams (Dropout's), read and restored with a checkpoint
     script_hooks.py     a Keras Tuner script's tuner construction and search() routed through
                         `tunecluster.script` (installed by its launcher, not by `install`)
 

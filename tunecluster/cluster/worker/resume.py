@@ -9,7 +9,8 @@ long epochs), and a training that was taken back continuing from it on whichever
 - `best.weights.h5`: the best epoch's weights so far (when the best epoch was checkpointed);
 - `state.json`: the whole epochs trained, the batches of the next one (`within`, 0 at an epoch
   end), the history so far (every whole epoch's metrics), the best epoch's index and value, the
-  file names.
+  file names, and the model's random streams (Dropout's and the like: `kt_compat.random_streams`;
+  Keras' weights file leaves them out).
 
 `fit.checkpoint_seconds` spaces the checkpoints out (30 s by default: a checkpoint costs a
 `save_weights` of the model and its optimizer state, ~0.2 s for a 0.5 M-parameter model on a busy
@@ -24,8 +25,10 @@ that takes a unit with a checkpoint builds the model, builds its optimizer, load
 then the last weights file, and calls `fit` with `initial_epoch` = the epochs trained; the
 history and the best epoch carry on from the checkpoint. So a training taken back at epoch e
 (lease expired, SIGTERM, SIGKILL, a lost pod, a chief restart) goes on from epoch e on the next
-worker instead of from 0. The shuffling and dropout random streams restart from the unit's seed
-at the resumed epoch: a resumed training is not bit-identical to an uninterrupted one.
+worker instead of from 0. Resumed at an epoch end, it trains exactly as the uninterrupted training
+would have: epoch e's shuffle order depends only on the unit's seed and e (`epoch_data.py`, for
+array data), and the random streams continue from the checkpoint's state. Resumed within an epoch
+it is not (that epoch's first batches are trained twice).
 
 Checkpoints are small (one weights file, at most two) and removed when their training's result
 is delivered (or it failed), unless `fit.keep_checkpoints`; at any time the folder holds at most
@@ -46,6 +49,7 @@ from typing import Callable, Optional
 import keras
 
 from tunecluster.core.rundir import write_atomic
+from tunecluster.kt_compat import random_streams
 
 log = logging.getLogger("tunecluster.worker")
 
@@ -136,7 +140,8 @@ class TrainingCheckpoint(keras.callbacks.Callback):
             if self._best_saved == best_index:
                 os.replace(self.folder / BEST_PARTIAL, self.folder / BEST)
         state = {"epochs": epochs, "within": within, "weights": name, "history": self.history,
-                 "best_saved": self._best_saved, "best_value": self.best.best_value}
+                 "best_saved": self._best_saved, "best_value": self.best.best_value,
+                 "random_streams": random_streams.read(self.model)}
         write_atomic(self.folder / STATE, json.dumps(state), fsync=False)
         if old is not None and old.get("weights") != name:
             try:
@@ -168,6 +173,8 @@ def restore(model, folder: Path, best, epochs: int) -> Optional[dict]:
         model.load_weights(str(folder / BEST))
         best.weights = model.get_weights()
     model.load_weights(str(folder / state["weights"]))
+    if state.get("random_streams") is not None:
+        random_streams.restore(model, state["random_streams"])
     best.resume(seen, best_saved, state.get("best_value"), holds_best=holds_best)
     return state
 

@@ -50,7 +50,7 @@ import keras_tuner as kt
 from keras_tuner.engine import trial as trial_module
 from keras_tuner.engine.tuner import maybe_distribute
 
-from tunecluster.cluster.worker import resume, storage_loss
+from tunecluster.cluster.worker import epoch_data, resume, storage_loss
 from tunecluster.cluster.worker.callbacks import BestWeights, EpochBoundaryStop, ProgressReport, StopCheck
 from tunecluster.cluster.worker.heartbeat import Backoff
 from tunecluster.cluster.worker.interruptions import FatalUsage, LeaseLost, TrialInterrupted
@@ -312,9 +312,9 @@ class ClusterTuner(kt.Tuner):
         boundary = EpochBoundaryStop(lambda: unit["key"] in self._stop_early)
         with maybe_distribute(self.distribution_strategy):
             resumed, promoted, checkpoint = resume.start(self, model, unit, hp.values, best, epochs, confirm)
-        history = model.fit(
-            s.x_train, s.y_train, validation_data=(s.x_val, s.y_val),
-            epochs=epochs, initial_epoch=resumed or initial_epoch, batch_size=fit.batch_size, verbose=fit.verbose,
+        history = model.fit(  # epoch e's order depends on (seed, e) only: a resumed training trains the same
+            **epoch_data.fit_inputs(s.x_train, s.y_train, fit.batch_size, self._seed, resumed or initial_epoch, epochs),
+            validation_data=(s.x_val, s.y_val), validation_batch_size=fit.batch_size, verbose=fit.verbose,
             callbacks=self._callbacks(trial, unit, epochs, best, boundary, start_note(hp.values, resumed, promoted))
             + ([checkpoint] if checkpoint else []),
         )
