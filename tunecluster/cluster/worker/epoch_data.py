@@ -1,10 +1,11 @@
 """The training rows as one `tf.data` stream of batches whose order in epoch e depends only on
-(the training's seed, e).
+(a seed drawn after the model's build, e).
 
 Keras shuffles array inputs itself, with a stateful random op that starts afresh at every `fit`
 call: a training resumed at epoch e (`initial_epoch=e`) would see epoch 0's order again, not the
 order an uninterrupted training sees at epoch e. Here each epoch's permutation is drawn from a
-stateless generator seeded with (seed, epoch), and the stream holds the epochs `first_epoch` to
+stateless generator seeded with (seed, epoch) - the seed drawn right after the model's build
+(`seed_after_build`) - and the stream holds the epochs `first_epoch` to
 `epochs - 1` back to back, passed to `fit` with `steps_per_epoch` (Keras then keeps one iterator
 across the epochs). So epoch e's batches are the same whether the training ran from epoch 0,
 resumed from a checkpoint, or continued a promoted trial. With the dropout streams restored
@@ -21,6 +22,17 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
+
+def seed_after_build() -> int:
+    """The stream's seed, drawn from TensorFlow's global random state as the model's build left
+    it: the worker seeds that state with the training's seed before the build, so this is a
+    function of that seed, unless the build reseeds (`keras.utils.set_random_seed(0)` in a build
+    gives every trial the same order, as it did with Keras' own shuffling). A resumed training
+    rebuilds its model the same way and draws the same seed."""
+    import tensorflow as tf
+
+    return int(tf.random.uniform([], maxval=2**31 - 1, dtype=tf.int64))
 
 
 def supported(x, y) -> bool:

@@ -26,8 +26,8 @@ then the last weights file, and calls `fit` with `initial_epoch` = the epochs tr
 history and the best epoch carry on from the checkpoint. So a training taken back at epoch e
 (lease expired, SIGTERM, SIGKILL, a lost pod, a chief restart) goes on from epoch e on the next
 worker instead of from 0. Resumed at an epoch end, it trains exactly as the uninterrupted training
-would have: epoch e's shuffle order depends only on the unit's seed and e (`epoch_data.py`, for
-array data), and the random streams continue from the checkpoint's state. Resumed within an epoch
+would have: epoch e's shuffle order depends only on a seed drawn after the model's build and e
+(`epoch_data.py`, for array data), and the random streams continue from the checkpoint's state. Resumed within an epoch
 it is not (that epoch's first batches are trained twice).
 
 Checkpoints are small (one weights file, at most two) and removed when their training's result

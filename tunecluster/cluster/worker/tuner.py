@@ -304,7 +304,7 @@ class ClusterTuner(kt.Tuner):
         objective = self.oracle.objective
         self._seed, self._confirming = int(unit["seed"]), confirm
         try:
-            model = self._try_build(hp)
+            model, order_seed = self._try_build(hp), epoch_data.seed_after_build()  # (left to right)
         finally:
             self._confirming = False
         built = time.time()
@@ -313,7 +313,7 @@ class ClusterTuner(kt.Tuner):
         with maybe_distribute(self.distribution_strategy):
             resumed, promoted, checkpoint = resume.start(self, model, unit, hp.values, best, epochs, confirm)
         history = model.fit(  # epoch e's order depends on (seed, e) only: a resumed training trains the same
-            **epoch_data.fit_inputs(s.x_train, s.y_train, fit.batch_size, self._seed, resumed or initial_epoch, epochs),
+            **epoch_data.fit_inputs(s.x_train, s.y_train, fit.batch_size, order_seed, resumed or initial_epoch, epochs),
             validation_data=(s.x_val, s.y_val), validation_batch_size=fit.batch_size, verbose=fit.verbose,
             callbacks=self._callbacks(trial, unit, epochs, best, boundary, start_note(hp.values, resumed, promoted))
             + ([checkpoint] if checkpoint else []),
