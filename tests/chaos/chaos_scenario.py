@@ -2,6 +2,12 @@
 (`tunecluster up`, 12 short trials, 2 workers) during which workers are SIGKILLed mid-trial and
 the chief once, with what was lost and how fast everything recovered measured from the outside
 (progress.json, results.json, cluster.json, process table).
+
+30 epochs per trial (a few seconds): the faults are placed by waiting for the search to reach
+them (a worker mid-trial, three trials completed, the third worker kill after the chief is back),
+and with 8 epochs (about 1 s a trial) the other worker finished the search while the killed ones
+restarted, before the last fault (a CI run on 2026-12-04). More trials would not do: the
+`pima-units` space holds 16 configurations.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-SEARCH = ["--example", "pima-units", "--max-trials", "12", "--epochs", "8", "--workers", "2", "--no-confirm",
+SEARCH = ["--example", "pima-units", "--max-trials", "12", "--epochs", "30", "--workers", "2", "--no-confirm",
           "--seed", "11"]
 
 
