@@ -229,7 +229,7 @@ def test_a_checkpoint_within_an_epoch_holds_that_batch_s_weights_and_optimizer_s
     assert len(history.history["loss"]) == 2 and len(resume.history_of(callback, history).history["loss"]) == 3
 
 
-def _dropout_training(tmp_path):
+def _dropout_training():
     """A real tiny training with Dropout, fed as the worker feeds it (`epoch_data.batches`)."""
     import keras
     import keras_tuner
@@ -269,7 +269,7 @@ def test_a_training_resumed_at_an_epoch_end_trains_exactly_as_an_uninterrupted_o
     from tunecluster.cluster.worker import resume
     from tunecluster.kt_compat import random_streams
 
-    build, train, new_best = _dropout_training(tmp_path)
+    build, train, new_best = _dropout_training()
 
     whole = build()
     best = new_best()
