@@ -24,6 +24,12 @@ tunecluster the confirmed winner's validation and test accuracy; then the mean a
 
     python benchmarks/early_stopping.py --out benchmarks/results/early_stopping.json
 
+`--budget-for asha=160` gives one method its own budget (repeat it for more): e.g. ASHA a third of
+random search's, to read the "<= 1/3 of the epochs" target at equal accuracy rather than at equal
+time. With random search among the methods, the summary also has `against_random` for every other
+method: its mean epochs over random search's, and the per-seed difference of the confirmed test
+accuracy (mean and standard error of the paired differences, over the seeds both ran).
+
 `--budget 0` gives every method `--configs` configurations instead of a time budget. `--model sleep`
 swaps in `epoch_sleep_model.py` (every epoch a sleep, a made-up curve; no confirmation) for the
 utilisation on more workers than this machine has cores, e.g. `--model sleep --workers 8 --methods
@@ -287,6 +293,43 @@ def summarise(runs: list[dict]) -> dict:
     return out
 
 
+def against_random(results: dict[str, list]) -> dict:
+    """Every method beside random search: its mean epochs as a share of random search's, and the
+    confirmed test accuracy minus random search's, seed by seed (mean, standard error of the mean
+    of the paired differences, and the seeds both have); {} without random search."""
+    if not results.get("random"):
+        return {}
+    base = {r["seed"]: r for r in results["random"]}
+    base_epochs = statistics.fmean(r["epochs_trained"] for r in results["random"])
+    out = {}
+    for method, runs in results.items():
+        if method == "random" or not runs:
+            continue
+        diffs = [r["confirmed_test"] - base[r["seed"]]["confirmed_test"] for r in runs
+                 if r["seed"] in base and r.get("confirmed_test") is not None
+                 and base[r["seed"]].get("confirmed_test") is not None]
+        out[method] = {
+            "epochs_share": statistics.fmean(r["epochs_trained"] for r in runs) / base_epochs if base_epochs else None,
+            "test_difference": statistics.fmean(diffs) if diffs else None,
+            "test_difference_se": statistics.stdev(diffs) / len(diffs) ** 0.5 if len(diffs) > 1 else None,
+            "paired_seeds": len(diffs)}
+    return out
+
+
+def budget_override(text: str) -> tuple[str, float]:
+    """`--budget-for METHOD=SECONDS` read as a known method and a positive number of seconds."""
+    method, _, seconds = text.partition("=")
+    if method not in METHODS:
+        raise argparse.ArgumentTypeError(f"{text!r}: the method must be one of {', '.join(METHODS)} (e.g. asha=160)")
+    try:
+        value = float(seconds)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not METHOD=SECONDS: e.g. asha=160") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: the seconds must be positive")
+    return method, value
+
+
 def confirm_setting(text: str) -> tuple[int, int]:
     """`--confirm TOP,REPEATS` read as two positive integers."""
     try:
@@ -310,6 +353,8 @@ def main() -> None:
     parser.add_argument("--configs", type=int, default=27, help="configurations per method with --budget 0")
     parser.add_argument("--budget", type=float, default=60.0,
                         help="seconds of search per method from its first trial start (0: --configs instead)")
+    parser.add_argument("--budget-for", type=budget_override, action="append", default=[], metavar="METHOD=SECONDS",
+                        help="this method's own budget instead of --budget (repeatable), e.g. asha=160")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--model", choices=sorted(BUILDS), default="pima",
                         help="pima: the comprehensive space, real training; generated: the same space on "
@@ -333,15 +378,21 @@ def main() -> None:
                 "epoch_sleep_seconds": float(os.environ.get("EPOCH_SLEEP_SECONDS", "0.1")) if args.model == "sleep" else None,
                 "workers": args.workers, "max_epochs": args.max_epochs, "budget_s": args.budget,
                 "configs": args.configs if not args.budget else None, "confirm": list(confirm)}
+    budgets = dict(args.budget_for)
+    if budgets:
+        if not args.budget:
+            parser.error("--budget-for needs a time budget: give --budget SECONDS too")
+        settings["budget_s_per_method"] = {m: budgets.get(m, args.budget) for m in methods}
     with tempfile.TemporaryDirectory(prefix="tc-early-stopping-") as tmp:
         data = data_for(args.model, Path(tmp))
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             for method in methods:
                 load = os.getloadavg()[0]
+                budget = budgets.get(method, args.budget)
                 if method == "stock":
-                    outcome = run_stock(Path(tmp), seed, args.max_epochs, args.workers, args.budget, args.model, data)
+                    outcome = run_stock(Path(tmp), seed, args.max_epochs, args.workers, budget, args.model, data)
                 else:
-                    spec = spec_for(method, seed, args.configs, args.max_epochs, args.workers, confirm, args.budget,
+                    spec = spec_for(method, seed, args.configs, args.max_epochs, args.workers, confirm, budget,
                                     args.model, data)
                     outcome = run_method(Path(tmp), spec, args.workers, args.keep)
                 results[method].append({"seed": seed, "load_before": round(load, 2), **outcome})
@@ -360,9 +411,14 @@ def finish(settings: dict, results: dict[str, list], out) -> None:
             s["utilisation_in_budget"]["mean"],
             s["time_to_best_s"]["mean"], s["search_best"]["mean"], s["confirmed_validation"]["mean"],
             s["confirmed_test"]["mean"]] for m, s in summary.items()])
+    beside = against_random(results)
+    if beside:
+        table(["method", "epochs / random's", "test - random's", "SE", "seeds"],
+              [[m, c["epochs_share"], c["test_difference"], c["test_difference_se"], c["paired_seeds"]]
+               for m, c in beside.items()])
     save({**settings, "complete": True, "seeds": sorted({r["seed"] for rs in results.values() for r in rs}),
           "seeds_per_method": {m: sorted(r["seed"] for r in runs) for m, runs in results.items()},  # a merge may lack some
-          "runs": results, "summary": summary}, out, "early_stopping")
+          "runs": results, "summary": summary, "against_random": beside}, out, "early_stopping")
 
 
 def merge(files: list[Path], out) -> None:
@@ -370,7 +426,7 @@ def merge(files: list[Path], out) -> None:
     parts = [json.loads(Path(f).read_text()) for f in files]
     for part in parts:
         part.setdefault("confirm", [3, 3])  # files written before --confirm existed used 3,3
-    keys = ("model", "workers", "max_epochs", "budget_s", "configs", "quick", "confirm")
+    keys = ("model", "workers", "max_epochs", "budget_s", "budget_s_per_method", "configs", "quick", "confirm")
     for part, name in zip(parts[1:], files[1:]):
         differ = [k for k in keys if part.get(k) != parts[0].get(k)]
         if differ:

@@ -93,3 +93,30 @@ def test_merge_joins_parts_and_says_which_seeds_each_method_has(tmp_path, module
     assert merged["seeds"] == [1, 2]
     assert merged["seeds_per_method"] == {"asha": [1, 2], "stock": [1]}
     assert merged["summary"]["asha"]["epochs_trained"]["mean"] == 15
+
+
+def test_budget_for_reads_a_known_method_and_positive_seconds(modules):
+    bench, _ = modules
+    assert bench.budget_override("asha=160") == ("asha", 160.0)
+    for bad in ("asha", "asha=", "asha=-1", "asha=x", "tpe=10"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            bench.budget_override(bad)
+
+
+def test_against_random_pairs_the_seeds_both_methods_ran(modules):
+    bench, _ = modules
+
+    def run(seed, epochs, test):
+        return {"seed": seed, "epochs_trained": epochs, "confirmed_test": test}
+
+    results = {"random": [run(1, 300, 0.90), run(2, 100, 0.80)],
+               "asha": [run(1, 50, 0.92), run(2, 50, 0.78), run(3, 50, 0.99)],  # seed 3: random has none
+               "stock": [run(1, 40, None)]}
+    beside = bench.against_random(results)
+    assert set(beside) == {"asha", "stock"}
+    assert beside["asha"]["epochs_share"] == pytest.approx(50 / 200)
+    assert beside["asha"]["paired_seeds"] == 2
+    assert beside["asha"]["test_difference"] == pytest.approx(0.0)  # +0.02 and -0.02
+    assert beside["asha"]["test_difference_se"] == pytest.approx(0.02)  # stdev 0.0283 / sqrt 2
+    assert beside["stock"]["test_difference"] is None and beside["stock"]["paired_seeds"] == 0
+    assert bench.against_random({"asha": [run(1, 50, 0.9)]}) == {}
