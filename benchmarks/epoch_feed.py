@@ -67,14 +67,12 @@ def one_fit(feed: str, task, seed: int = 7) -> dict:
     model.compile("adam", "binary_crossentropy", metrics=["accuracy"])
     ends: list[float] = []
     clock = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: ends.append(time.perf_counter()))
-    if feed == "stream":
-        rows, steps = epoch_data.batches(x, y, 32, seed, 0, epochs)
-        data = {"x": rows, "steps_per_epoch": steps, "shuffle": False}
+    if feed == "stream":  # the `fit` arguments the worker passes
+        data = epoch_data.fit_inputs(x, y, 32, seed, 0, epochs)
     else:
-        data = {"x": x, "y": y, "batch_size": 32}
+        data = {"x": x, "y": y, "batch_size": 32, "epochs": epochs}
     started = time.perf_counter()
-    model.fit(**data, epochs=epochs, validation_data=(x_val, y_val), validation_batch_size=32, verbose=0,
-              callbacks=[clock])
+    model.fit(**data, validation_data=(x_val, y_val), validation_batch_size=32, verbose=0, callbacks=[clock])
     fit_s = time.perf_counter() - started
     later = [b - a for a, b in zip(ends, ends[1:])]
     keras.backend.clear_session()

@@ -230,7 +230,7 @@ def test_a_checkpoint_within_an_epoch_holds_that_batch_s_weights_and_optimizer_s
 
 
 def _dropout_training():
-    """A real tiny training with Dropout, fed as the worker feeds it (`epoch_data.batches`)."""
+    """A real tiny training with Dropout, fed as the worker feeds it (`epoch_data.fit_inputs`)."""
     import keras
     import keras_tuner
     import numpy as np
@@ -251,8 +251,7 @@ def _dropout_training():
         return model
 
     def train(model, first, epochs, callbacks):
-        rows, steps = epoch_data.batches(x, y, 32, seed=7, first_epoch=first, epochs=epochs)
-        return model.fit(rows, steps_per_epoch=steps, shuffle=False, epochs=epochs, initial_epoch=first, verbose=0,
+        return model.fit(**epoch_data.fit_inputs(x, y, 32, seed=7, first_epoch=first, epochs=epochs), verbose=0,
                          validation_data=(x[:60], y[:60]), validation_batch_size=32, callbacks=callbacks)
 
     return build, train, lambda: BestWeights(objective)
