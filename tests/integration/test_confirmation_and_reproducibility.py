@@ -34,12 +34,24 @@ SPY_LOADER = textwrap.dedent("""
 """)
 
 SPY_MODEL = textwrap.dedent("""
-    import json, os
+    import json, os, time
     import keras
+
+    def both_workers_training():
+        '''Wait (at most 120 s) until each of the two workers has begun a training: the first
+        trial's second execution then goes to the other worker whatever their start-up times (the
+        chief hands out a running trial's pending execution first).'''
+        path = os.environ["SPY_LOG"] + ".workers"
+        with open(path, "a") as started:
+            started.write(os.environ["KERASTUNER_TUNER_ID"] + "\\n")
+        deadline = time.time() + 120
+        while len(set(open(path).read().split())) < 2 and time.time() < deadline:
+            time.sleep(0.05)
 
     class Spy(keras.Model):
         '''Records the row ids of everything handed to fit().'''
         def fit(self, x=None, y=None, validation_data=None, **kwargs):
+            both_workers_training()
             # the worker hands array data over as a tf.data stream of batches (epoch_data.py)
             ids = (x[:, 0].tolist() if y is not None else
                    [float(v) for batch, _ in x for v in batch[:, 0].numpy()])

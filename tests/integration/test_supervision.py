@@ -20,7 +20,7 @@ def test_spent_restart_budget_continues_with_fewer_workers(tmp_path):
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump({
         "name": "budget", "hypermodel": "tunecluster.tuning.examples.pima:build_units",
         "data": {"csv": str(csv_path()), "target": "Outcome"},
-        "tuner": {"max_trials": 4, "seed": 5}, "fit": {"epochs": 6}, "confirm": {"enabled": False},
+        "tuner": {"max_trials": 4, "seed": 5}, "fit": {"epochs": 60}, "confirm": {"enabled": False},
         "cluster": {"workers": 2, "max_restarts": 0, "heartbeat_interval": 0.5, "lease_timeout": 3}}))
     run = tmp_path / "run"
     launcher = subprocess.Popen(
@@ -33,7 +33,10 @@ def test_spent_restart_budget_continues_with_fewer_workers(tmp_path):
         while time.time() < deadline and trial is None:
             try:
                 worker = json.loads((run / "progress.json").read_text())["workers"]["tuner1"]
-                if worker.get("state") == "running" and (worker.get("epoch") or 0) >= 1:
+                # early in a training: progress.json lags the workers by a beat and a write (~1 s
+                # on a loaded machine), so the kill must not land after the training's end (or
+                # the search's: there would be nothing to take back)
+                if worker.get("state") == "running" and 1 <= (worker.get("epoch") or 0) <= 20:
                     trial = worker["trial"]
             except (FileNotFoundError, json.JSONDecodeError, KeyError):
                 pass

@@ -46,6 +46,18 @@ def chief_code_after_workers(cluster: LocalCluster, wait_s: float) -> Optional[i
     return code if code is not None else cluster.chief_final()
 
 
+def workers_gone(progress: dict, failed: list[str], tail: str, run: RunDir) -> str:
+    """Why a run whose workers are all gone did not end, in one line: the export of a complete
+    search was lost with its worker (a resume exports it), or the search itself could not go on."""
+    export = progress.get("export") or {}
+    if export.get("state") == "claimed":  # claimed only once the search is complete (control_service.Finish)
+        return (f"every worker exited before the best model was exported ({export.get('by')} was exporting it; "
+                f"failed: {', '.join(failed) or 'none'}); the search itself is complete: "
+                f"`tunecluster up --dir {run.root} --resume` (with the same -f SPEC or --example) exports it")
+    return (f"every worker exited before the search ended ({', '.join(failed) or 'no error code'}); "
+            f"last worker error: {tail}")
+
+
 def local_placement(spec: Experiment, run: RunDir, port: int, say: Say) -> Placement:
     """Where the roles of a local run find everything: the run folder itself, 127.0.0.1."""
     secrets = RunSecrets(run.root)
@@ -81,7 +93,8 @@ class LocalSession(Session):
     def interrupt(self) -> str:
         self.say("interrupted: stopping the chief and workers ...")
         self.cluster.stop()
-        return f"stopped. Resume with: tunecluster up --dir {self.run.root} --resume"
+        return (f"stopped. Resume with: tunecluster up --dir {self.run.root} --resume "
+                "(and the same -f SPEC or --example)")
 
     def outcome(self) -> Outcome:
         cluster, run = self.cluster, self.run
@@ -97,9 +110,8 @@ class LocalSession(Session):
             tail = cluster.log_tail(failed[0] if failed else "worker-0")
             if usage:
                 return Outcome({}, None, "did not end", logs_hint=logs, usage_error=tail.removeprefix("error: "))
-            return Outcome({}, None, "did not end", logs_hint=logs, failure=(
-                f"every worker exited before the search ended ({', '.join(failed) or 'no error code'}); "
-                f"last worker error: {tail}"))
+            return Outcome({}, None, "did not end", logs_hint=logs,
+                           failure=workers_gone(read_json(run.progress) or {}, failed, tail, run))
         cluster.wait_workers(timeout=10.0)
         cluster.stop(timeout=5.0)
         failed_roles = [r["name"] for r in role_states(run)["roles"] if r["exit_code"] not in (0, None)]

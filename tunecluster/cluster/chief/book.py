@@ -26,6 +26,9 @@ class SearchBook:
         self.tunecluster_workers: set[str] = set()
         self.export_state: Optional[str] = None  # None | "claimed" | "done" | "failed"
         self.exporter: Optional[str] = None
+        # the one worker kept waiting while another exports, to take the export over if the
+        # exporter is lost (the others leave at once: no idle fleet for a long final training)
+        self.export_standby: Optional[str] = None
         self.export_message: Optional[str] = None
         self.last_failure: Optional[dict] = None
         self.search_failed: Optional[str] = None

@@ -111,16 +111,30 @@ class ControlService:
             if self.book.export_state == "claimed" and self.book.exporter == tuner_id:
                 return self._export()  # the exporter asked again (e.g. it was restarted)
             if self.book.export_state == "claimed" and has_result:
-                seen = self.book.workers.get(self.book.exporter, {}).get("last_seen") or 0
-                if time.time() - seen > self.servicer.leases.timeout:  # the exporter is gone
+                if not self._answering(self.book.exporter):  # the exporter is gone
                     log.warning("%s stopped answering while exporting; %s exports instead",
                                 self.book.exporter, tuner_id)
                     self.book.exporter = tuner_id
+                    if self.book.export_standby == tuner_id:
+                        self.book.export_standby = None
                     self.book.touch()
                     return self._export()
+                standby = self.book.export_standby
+                if standby is None or standby == tuner_id or not self._answering(standby):
+                    # one worker stays until the export is done, to take it over if the
+                    # exporter is lost (killed, its node gone) while the others leave
+                    self.book.export_standby = tuner_id
+                    return {"state": "wait"}
+            if self.book.export_standby == tuner_id:
+                self.book.export_standby = None
             worker = self.book.workers.setdefault(tuner_id, {})
             worker["state"] = "done"
             return {"state": "done"}
+
+    def _answering(self, tuner_id: str) -> bool:
+        """(book lock held) Whether `tuner_id` beat within the lease timeout."""
+        seen = self.book.workers.get(tuner_id, {}).get("last_seen") or 0
+        return time.time() - seen <= self.servicer.leases.timeout
 
     def _export(self) -> dict:
         work = self.servicer.work

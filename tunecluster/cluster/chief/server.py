@@ -212,6 +212,8 @@ class Chief:
                     told = {w for w in self.book.tunecluster_workers
                             if self.book.workers.get(w, {}).get("state") in ("stopped", "done")}
                     untold = self.book.tunecluster_workers - told
+                    if self.book.export_standby is not None:  # it waits for its "done" (control_service.Finish)
+                        untold.add(self.book.export_standby)
                 expected = self.spec.cluster.workers if self.book.tunecluster_workers else 0
                 everyone_told = not self.oracle.tuner_ids and not untold and len(told) >= expected
                 if everyone_told or now - resolved_at >= self.exit_grace:
