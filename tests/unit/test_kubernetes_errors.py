@@ -12,7 +12,9 @@ from kubernetes.client.exceptions import ApiException
 
 from tunecluster.core.errors import RunFailure, UsageError
 from tunecluster.backends.kubernetes.client import connect, explain
-from tunecluster.backends.kubernetes.pods import crash_looping, pod_problem, pod_role_name, pod_whereabouts
+from tunecluster.backends.kubernetes import pod_problems
+from tunecluster.backends.kubernetes.pod_problems import pod_problem
+from tunecluster.backends.kubernetes.pods import crash_looping, pod_role_name, pod_whereabouts
 
 
 def _pod(waiting=None, conditions=None, labels=None, name="exp-workers-1-abc"):
@@ -30,6 +32,29 @@ def test_image_pull_failures_say_what_to_do():
     problem = pod_problem(_pod(waiting=("ImagePullBackOff", "Back-off pulling image")))
     assert "registry.example/tunecluster:9 cannot be pulled (ImagePullBackOff" in problem
     assert "cluster.kubernetes.image" in problem
+
+
+def test_a_failed_pull_is_reported_once_it_outlasts_the_kubelets_retries(monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr(pod_problems.time, "time", lambda: now[0])
+    clock = pod_problems.ProblemClock(grace=90)
+    assert clock.pull_grace == pod_problems.PULL_GRACE == 30.0
+    assert clock.check(_pod(waiting=("ErrImagePull", "failed to resolve reference: 503"))) is None
+    now[0] += 20
+    # the kubelet alternates ErrImagePull and ImagePullBackOff while it retries: one clock for both
+    assert clock.check(_pod(waiting=("ImagePullBackOff", "Back-off pulling image"))) is None
+    now[0] += 11
+    line = clock.check(_pod(waiting=("ErrImagePull", "failed to resolve reference: not found")))
+    assert "cannot be pulled (ErrImagePull: failed to resolve reference: not found)" in line
+    # a pull that worked (the pod went on) starts the clock again for a later failure
+    assert clock.check(_pod()) is None
+    assert clock.check(_pod(waiting=("ErrImagePull", "503"))) is None
+
+
+def test_an_image_that_can_never_be_pulled_is_reported_at_once():
+    clock = pod_problems.ProblemClock(grace=90)
+    line = clock.check(_pod(waiting=("InvalidImageName", 'invalid reference format: "Bad:Name"')))
+    assert "cannot be pulled (InvalidImageName" in line
 
 
 def test_unschedulable_pods_are_explained():

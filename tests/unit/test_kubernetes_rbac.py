@@ -19,7 +19,7 @@ import pytest
 from kubernetes.client import ApiClient, Configuration
 from kubernetes.client.exceptions import ApiException
 
-from tunecluster.backends.kubernetes import exec_stream, forward, lifecycle, pods, rbac, transfer
+from tunecluster.backends.kubernetes import exec_stream, forward, lifecycle, pod_problems, pods, rbac, transfer
 from tunecluster.backends.kubernetes.job_progress import JobProgress
 from tunecluster.backends.kubernetes.apply import apply_objects, delete_experiment, experiment_objects
 from tunecluster.backends.kubernetes.client import Cluster
@@ -189,7 +189,7 @@ def _run_the_launcher(cluster: Cluster, tmp_logs) -> None:
     assert pods.wait_for_chief(cluster, spec, timeout=5) == "pima-units-chief-abc"
     pending = ApiClient().deserialize(json.dumps(_pod("pima-units-workers-0", "worker", "Pending", False)),
                                       "V1Pod", "application/json")
-    pods.ProblemClock.for_spec(cluster, spec).check(pending)
+    pod_problems.ProblemClock.for_spec(cluster, spec).check(pending)
     pods.watch_once(cluster, "pods", "x", 1)
     pods.watch_once(cluster, "jobs", "x", 1)
     assert pods.job_state(cluster, names.chief) == "Complete"
@@ -247,7 +247,7 @@ def test_secrets_are_limited_to_the_experiments_names():
     (("get", "persistentvolumeclaims"), lambda c, s: pods.pending_claim(c, s), "may not get persistentvolumeclaims"),
     (("get", "jobs"), lambda c, s: pods.job_queued(c, "pima-units-chief"), "may not get jobs"),
     (("watch", "pods"), lambda c, s: pods.watch_once(c, "pods", "x", 1), "may not watch pods"),
-    (("list", "events"), lambda c, s: pods.pod_events(c, "p"), "may not list events"),
+    (("list", "events"), lambda c, s: pod_problems.pod_events(c, "p"), "may not list events"),
 ])
 def test_a_forbidden_answer_is_an_error_naming_the_verb_never_still_running(forbid, call, message, recorded):
     recorded.forbid = forbid

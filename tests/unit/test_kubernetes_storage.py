@@ -10,7 +10,7 @@ from types import SimpleNamespace as NS
 
 import pytest
 
-from tunecluster.backends.kubernetes import pods
+from tunecluster.backends.kubernetes import pod_problems, pods
 from tunecluster.backends.kubernetes.storage import decide_for_claim, decide_for_class, default_class
 from tunecluster.core.errors import UsageError
 
@@ -77,7 +77,7 @@ def _event(reason, message="", count=1):
      ["cannot be mounted", "kubectl describe pvc"]),
 ])
 def test_volume_events_become_one_line_with_what_to_do(event, words):
-    line = pods.volume_problem("exp-workers-0-abc", event)
+    line = pod_problems.volume_problem("exp-workers-0-abc", event)
     assert line.startswith("pod exp-workers-0-abc: ") and "\n" not in line
     for word in words:
         assert word in line
@@ -85,8 +85,8 @@ def test_volume_events_become_one_line_with_what_to_do(event, words):
 
 def test_a_mount_waiting_for_our_own_config_map_is_not_a_problem():
     event = _event("FailedMount", 'MountVolume.SetUp failed for volume "config" : configmap "exp-config" not found')
-    assert pods.volume_problem("p", event) is None
-    assert pods.volume_problem("p", _event("Scheduled", "ok")) is None
+    assert pod_problems.volume_problem("p", event) is None
+    assert pod_problems.volume_problem("p", _event("Scheduled", "ok")) is None
 
 
 def _pending_pod(name="exp-workers-0-abc"):
@@ -107,7 +107,7 @@ class _Events:
 
 def test_the_autoscaler_adding_a_node_extends_the_grace_and_is_said():
     cluster = _Events()
-    clock = pods.ProblemClock(grace=0.0, cluster=cluster)
+    clock = pod_problems.ProblemClock(grace=0.0, cluster=cluster)
     cluster.events = [_event("TriggeredScaleUp", "pod triggered scale-up: [{gpu-pool 0->1 (max: 4)}]")]
     assert clock.check(_pending_pod()) is None  # past the grace, but a node is coming
     assert clock.notes == ["pod exp-workers-0-abc: waiting for the cluster autoscaler to add a node"]
@@ -122,7 +122,7 @@ def test_the_unschedulable_grace_comes_from_the_spec():
     from tunecluster.tuning.spec import validate_spec
 
     spec = validate_spec({"cluster": {"kubernetes": {"unschedulable_grace_seconds": 600}}}, "t")
-    clock = pods.ProblemClock.for_spec(None, spec)
+    clock = pod_problems.ProblemClock.for_spec(None, spec)
     assert clock.grace == 600
     assert clock.check(_pending_pod()) is None  # within the grace
     clock.first_seen[("exp-workers-0-abc", "cannot be scheduled")] = time.time() - 601
@@ -170,9 +170,9 @@ def test_a_mount_that_fails_once_and_then_works_is_not_a_problem():
     race = _event("FailedMount", 'failed to process volumes=[shared]: error processing PVC tc/exp-shared: failed '
                   'to fetch PVC from API server: persistentvolumeclaims "exp-shared" is forbidden: '
                   'User "system:node:node-b" cannot get resource')
-    assert pods.pod_problem(_pending_unscheduled_free_pod(), [race, _event("Pulling", "image")]) is None
+    assert pod_problems.pod_problem(_pending_unscheduled_free_pod(), [race, _event("Pulling", "image")]) is None
     cluster = _Events()
-    clock = pods.ProblemClock(grace=90, cluster=cluster)
+    clock = pod_problems.ProblemClock(grace=90, cluster=cluster)
     cluster.events = [race]
     assert clock.check(_pending_unscheduled_free_pod()) is None  # the kubelet retries: within the grace
     cluster.events = [race, _event("Pulled", "image")]
@@ -181,11 +181,11 @@ def test_a_mount_that_fails_once_and_then_works_is_not_a_problem():
 
 def test_a_mount_that_keeps_failing_is_reported_after_the_mount_grace():
     cluster = _Events()
-    clock = pods.ProblemClock(grace=90, cluster=cluster)
-    assert clock.mount_grace == pods.MOUNT_GRACE
+    clock = pod_problems.ProblemClock(grace=90, cluster=cluster)
+    assert clock.mount_grace == pod_problems.MOUNT_GRACE
     cluster.events = [_event("FailedMount", "MountVolume.SetUp failed: mount failed: exit status 32")]
     assert clock.check(_pending_unscheduled_free_pod()) is None
-    clock.first_seen[("exp-workers-0-abc", "cannot be mounted")] = time.time() - pods.MOUNT_GRACE
+    clock.first_seen[("exp-workers-0-abc", "cannot be mounted")] = time.time() - pod_problems.MOUNT_GRACE
     assert "cannot be mounted" in clock.check(_pending_unscheduled_free_pod())
     cluster.events = [_event("FailedAttachVolume", 'Multi-Attach error for volume "pvc-1" Volume is already used')]
     assert "attached to another node" in clock.check(_pending_unscheduled_free_pod())  # at once

@@ -28,8 +28,8 @@ from tunecluster.backends.kubernetes.follow import FINAL_FILES, KubernetesSessio
 from tunecluster.backends.kubernetes.job_progress import JobProgress
 from tunecluster.backends.kubernetes.lifecycle import (Presence, cluster_config, localize, mark_kept, presence, resume_note,
                                                        save_pod_logs, start_refusal, when)
-from tunecluster.backends.kubernetes.pods import (job_state, logs, pod_problem, pod_role_name, role_pods,
-                                                  wait_for_chief)
+from tunecluster.backends.kubernetes.pod_problems import pod_problem
+from tunecluster.backends.kubernetes.pods import job_state, logs, pod_role_name, role_pods, wait_for_chief
 from tunecluster.backends.kubernetes.render import (Names, check_carried, chief_dns_names, kubectl_apply_hint, render,
                                                     tensorboard_objects, to_yaml)
 from tunecluster.backends.kubernetes.storage import decide_storage

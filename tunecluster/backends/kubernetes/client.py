@@ -81,6 +81,20 @@ def connect(context: Optional[str] = None, namespace: Optional[str] = None,
 _FORBIDDEN = re.compile(r'cannot (\w+) resource "([^"]+)"(?: in API group "([^"]*)")?')
 
 
+def forbidden(exc: Exception, verb: str, resource: str, namespace: str) -> Optional[UsageError]:
+    """The error for a 401/403 answer to `verb` on `resource` (None for any other exception)."""
+    status = getattr(exc, "status", None)
+    if status == 0 and "403" in str(getattr(exc, "reason", "")):
+        status = 403  # a websocket (exec, port-forward) refused at the handshake
+    if status == 403:
+        return UsageError(f"the Kubernetes user may not {verb} {resource} in namespace {namespace}: add it to the "
+                          "Role (`tunecluster render --rbac`)")
+    if status == 401:
+        return UsageError("the API server rejected the kubeconfig's credentials; log in again or pick another "
+                          "--context")
+    return None
+
+
 def explain(exc: Exception, doing: str) -> TuneclusterError:
     """One line for an API error (or a connection error) that happened while `doing` something."""
     from kubernetes.client.exceptions import ApiException

@@ -13,7 +13,8 @@ from typing import Optional
 from tunecluster.backends.base import Say, Session
 from tunecluster.backends.kubernetes.client import Cluster
 from tunecluster.backends.kubernetes.job_progress import JobProgress
-from tunecluster.backends.kubernetes.pods import ProblemClock, job_state, read_shared_json, role_pods, watch_once
+from tunecluster.backends.kubernetes.pod_problems import ProblemClock
+from tunecluster.backends.kubernetes.pods import job_state, read_shared_json, role_pods, watch_once
 from tunecluster.backends.kubernetes.render import Names, selector
 from tunecluster.backends.kubernetes.transfer import pull
 from tunecluster.backends.verdict import Outcome
@@ -68,7 +69,10 @@ class KubernetesSession(Session):
 
     def alive(self) -> bool:
         watch_once(self.cluster, "pods", selector(self.spec.name), 1)  # wakes early on any pod change
-        for pod in role_pods(self.cluster, self.spec.name):
+        # once the search has finished (the mirrored progress says so), a pod's problem changes
+        # nothing of its results: the chief Job's end decides
+        finished = bool((read_json(self.run.progress) or {}).get("finished"))
+        for pod in [] if finished else role_pods(self.cluster, self.spec.name):
             problem = self.clock.check(pod) if pod.status.phase == "Pending" else None
             if problem:
                 self.problem = problem

@@ -148,7 +148,8 @@ class TensorBoardForward:
         """The newest Ready pod of the TensorBoard Deployment, or None; a pod problem a user must
         act on (an image that cannot be pulled, a bad configuration) raises RunFailure. A pod that
         is not scheduled yet is waited for (wait_until_serving's timeout then says where to look)."""
-        from tunecluster.backends.kubernetes.pods import pod_problem, role_pods
+        from tunecluster.backends.kubernetes.pod_problems import pod_problem
+        from tunecluster.backends.kubernetes.pods import role_pods
 
         with self._lock:
             pods = role_pods(self.cluster, self.experiment, "tensorboard")

@@ -14,7 +14,8 @@ from typing import Iterator, Optional
 
 from tunecluster.backends.kubernetes.apply import apply_objects
 from tunecluster.backends.kubernetes.client import Cluster
-from tunecluster.backends.kubernetes.pods import ProblemClock, watch_once
+from tunecluster.backends.kubernetes.pod_problems import ProblemClock
+from tunecluster.backends.kubernetes.pods import watch_once
 from tunecluster.backends.kubernetes.render import Names, _meta, _pod_spec, selector
 from tunecluster.core.errors import RunFailure
 from tunecluster.tuning.spec import Experiment, RoleOverrides

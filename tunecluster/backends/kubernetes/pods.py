@@ -1,8 +1,7 @@
 """The experiment's pods and Jobs as the launcher reads them: watches instead of sleep loops,
-the pod states a user must act on (an image that cannot be pulled, a pod that cannot be
-scheduled, a claim that is not bound, a volume that cannot be attached or mounted), the cluster
-autoscaler adding a node, a Job queued by Kueue, finding a role's newest pod, reading a file of
-the shared volume through a running pod (the exec API), and whether a Job ended.
+the wait for the chief (failing fast on the pod problems of `pod_problems.py`, a claim that is not
+bound, a chief that keeps crashing), a Job queued by Kueue, finding a role's newest pod, reading a
+file of the shared volume through a running pod (the exec API), and whether a Job ended.
 
 A Forbidden answer is never taken for "not there yet": it becomes an error that names the verb
 and the resource the user's Role lacks."""
@@ -13,26 +12,11 @@ import json
 import time
 from typing import Optional
 
-from tunecluster.backends.kubernetes.client import Cluster, explain
+from tunecluster.backends.kubernetes.client import Cluster, explain, forbidden
+from tunecluster.backends.kubernetes.pod_problems import ProblemClock, pod_events
 from tunecluster.backends.kubernetes.render import SHARED_MOUNT, Names, selector
 from tunecluster.core.errors import RunFailure, UsageError
 from tunecluster.tuning.spec import Experiment
-
-IMAGE_PROBLEMS = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
-
-
-def forbidden(exc: Exception, verb: str, resource: str, namespace: str) -> Optional[UsageError]:
-    """The error for a 401/403 answer to `verb` on `resource` (None for any other exception)."""
-    status = getattr(exc, "status", None)
-    if status == 0 and "403" in str(getattr(exc, "reason", "")):
-        status = 403  # a websocket (exec, port-forward) refused at the handshake
-    if status == 403:
-        return UsageError(f"the Kubernetes user may not {verb} {resource} in namespace {namespace}: add it to the "
-                          "Role (`tunecluster render --rbac`)")
-    if status == 401:
-        return UsageError("the API server rejected the kubeconfig's credentials; log in again or pick another "
-                          "--context")
-    return None
 
 
 def watch_once(cluster: Cluster, what: str, sel: str, seconds: int) -> list:
@@ -55,137 +39,6 @@ def watch_once(cluster: Cluster, what: str, sel: str, seconds: int) -> list:
     finally:
         stream.stop()
     return events
-
-
-def pod_problem(pod, events: Optional[list] = None) -> Optional[str]:
-    """A pod state a user must act on (image, scheduling, configuration, volume), or None.
-    `events`: the pod's events (volume attach/mount failures show only there)."""
-    name = pod.metadata.name
-    for status in (pod.status.container_statuses or []) + (pod.status.init_container_statuses or []):
-        waiting = status.state.waiting if status.state else None
-        if waiting and waiting.reason in IMAGE_PROBLEMS:
-            return (f"pod {name}: the image {status.image} cannot be pulled ({waiting.reason}: "
-                    f"{(waiting.message or '').strip()[:300]}); build and push it, or set cluster.kubernetes.image "
-                    "(and image_pull_policy); a private registry needs cluster.kubernetes.image_pull_secrets")
-        if waiting and waiting.reason == "CreateContainerConfigError":
-            return f"pod {name}: {waiting.message}"
-    for event in unsettled_volume_events(events or []):
-        problem = volume_problem(name, event)
-        if problem:
-            return problem
-    for condition in pod.status.conditions or []:
-        if condition.type == "PodScheduled" and condition.status == "False" and condition.reason == "Unschedulable":
-            return (f"pod {name} cannot be scheduled: {condition.message} (no node offers what the pod asks "
-                    "for: GPUs, CPU/memory, node_selector, tolerations, or an unbound volume claim)")
-    return None
-
-
-OUR_OBJECTS_NOT_YET = ('configmap "', 'secret "')  # FailedMount while `up` is still applying them
-VOLUME_EVENTS = ("FailedAttachVolume", "FailedMount")
-PAST_THE_VOLUMES = ("Pulling", "Pulled", "Created", "Started", "SuccessfulAttachVolume")  # the kubelet went on
-
-
-def unsettled_volume_events(events: list) -> list:
-    """The volume failures not followed by an event that shows the kubelet got past the volumes
-    (events newest last): a mount that failed once and then worked is not a problem."""
-    unsettled = []
-    for event in events:
-        if event.reason in VOLUME_EVENTS:
-            unsettled.append(event)
-        elif event.reason in PAST_THE_VOLUMES:
-            unsettled = []
-    return unsettled
-
-
-def volume_problem(pod_name: str, event) -> Optional[str]:
-    """One line with what to do for a FailedAttachVolume / Multi-Attach / FailedMount event."""
-    reason, message = getattr(event, "reason", None), (getattr(event, "message", None) or "").strip()
-    short = message[:300]
-    if reason == "FailedAttachVolume" and "Multi-Attach" in message:
-        return (f"pod {pod_name}: the shared volume is attached to another node and cannot attach to this one "
-                f"({short}); it is ReadWriteOnce: set cluster.kubernetes.access_mode: ReadWriteOnce (every pod on "
-                "one node) or auto, or use a storage_class that provides ReadWriteMany")
-    if reason == "FailedAttachVolume":
-        return (f"pod {pod_name}: the volume cannot be attached to its node ({short}); check the StorageClass's "
-                "driver (kubectl describe pvc) or pick another cluster.kubernetes.storage_class")
-    if reason == "FailedMount" and not any(key in message and "not found" in message for key in OUR_OBJECTS_NOT_YET):
-        return (f"pod {pod_name}: a volume cannot be mounted ({short}); check the claim and the StorageClass "
-                "(kubectl describe pvc), the volumes in pod_overrides, and that the node can reach the storage")
-    return None
-
-
-def pod_events(cluster: Cluster, pod_name: str) -> list:
-    """The events of one pod, newest last."""
-    try:
-        events = cluster.core.list_namespaced_event(
-            cluster.namespace, field_selector=f"involvedObject.kind=Pod,involvedObject.name={pod_name}").items
-    except Exception as exc:
-        denied = forbidden(exc, "list", "events", cluster.namespace)
-        if denied:
-            raise denied from None
-        return []
-    return sorted(events, key=lambda e: str(e.last_timestamp or e.event_time or e.metadata.creation_timestamp or ""))
-
-
-SCHEDULING_GRACE = 90.0  # s: a volume being provisioned, a node being added; then it is a real problem
-MOUNT_GRACE = 45.0  # s: the kubelet retries a failed mount (a node authorizer that has not yet seen the pod,
-#                     a slow network filesystem); one that still fails after this is a real problem
-LASTING = {"cannot be scheduled": "grace", "cannot be mounted": "mount_grace",
-           "cannot be attached to its node": "mount_grace"}
-AUTOSCALER_WAIT = "waiting for the cluster autoscaler to add a node"
-
-
-class ProblemClock:
-    """Reports a pod problem at once, except those that often clear by themselves: scheduling (a
-    claim being bound, an autoscaler adding a node) only after it lasts `grace` s, and not while
-    the cluster autoscaler says it is adding a node for the pod (TriggeredScaleUp); when it says no
-    node group fits (NotTriggerScaleUp), at once; a failed mount or attach (the kubelet retries)
-    after `mount_grace` s. With `cluster`, the pod's events are read for volume problems
-    (FailedAttachVolume, Multi-Attach at once, FailedMount) and the autoscaler."""
-
-    def __init__(self, grace: float = SCHEDULING_GRACE, cluster: Optional[Cluster] = None,
-                 mount_grace: Optional[float] = None):
-        self.grace = grace
-        self.mount_grace = min(grace, MOUNT_GRACE) if mount_grace is None else mount_grace
-        self.cluster = cluster
-        self.first_seen: dict[tuple[str, str], float] = {}  # (pod, kind of lasting problem)
-        self.notes: list[str] = []  # what the caller should say once (the autoscaler is working)
-        self._said: set[str] = set()
-
-    @classmethod
-    def for_spec(cls, cluster: Optional[Cluster], spec: Experiment) -> "ProblemClock":
-        return cls(spec.cluster.kubernetes.unschedulable_grace_seconds, cluster)
-
-    def _note(self, text: str) -> None:
-        if text not in self._said:
-            self._said.add(text)
-            self.notes.append(text)
-
-    def check(self, pod) -> Optional[str]:
-        pending = (pod.status.phase or "Pending") == "Pending"
-        events = pod_events(self.cluster, pod.metadata.name) if self.cluster is not None and pending else []
-        problem = pod_problem(pod, events)
-        name = pod.metadata.name
-        kind = next((words for words in LASTING if problem and words in problem), None)
-        for other in [k for k in self.first_seen if k[0] == name and k[1] != kind]:
-            del self.first_seen[other]  # a lasting problem that cleared (or became another) starts again
-        if problem is None or kind is None:
-            return problem
-        key = (name, kind)
-        if kind != "cannot be scheduled":
-            first = self.first_seen.setdefault(key, time.time())
-            return problem if time.time() - first >= getattr(self, LASTING[kind]) else None
-        scaling = [e for e in events if e.reason in ("TriggeredScaleUp", "NotTriggerScaleUp")]
-        if scaling and scaling[-1].reason == "TriggeredScaleUp":
-            self._note(f"pod {name}: {AUTOSCALER_WAIT}")
-            self.first_seen[key] = time.time()  # the grace starts again
-            return None
-        if scaling and scaling[-1].reason == "NotTriggerScaleUp" and \
-                not any(e.reason == "TriggeredScaleUp" for e in scaling):
-            return (f"{problem}; the cluster autoscaler cannot add a node that fits "
-                    f"({(scaling[-1].message or '').strip()[:200]})")
-        first = self.first_seen.setdefault(key, time.time())
-        return problem if time.time() - first >= self.grace else None
 
 
 def role_pods(cluster: Cluster, experiment: str, role: Optional[str] = None) -> list:
