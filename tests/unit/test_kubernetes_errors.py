@@ -53,6 +53,9 @@ def test_a_failed_pull_is_reported_once_it_outlasts_the_kubelets_retries(monkeyp
 
 def test_an_image_that_can_never_be_pulled_is_reported_at_once():
     clock = pod_problems.ProblemClock(grace=90)
+    missing = clock.check(_pod(waiting=("ErrImagePull", 'rpc error: code = NotFound desc = failed to pull and unpack '
+                                                       'image "registry.example/tunecluster:9": not found')))
+    assert "cannot be pulled (ErrImagePull: rpc error: code = NotFound" in missing
     line = clock.check(_pod(waiting=("InvalidImageName", 'invalid reference format: "Bad:Name"')))
     assert "cannot be pulled (InvalidImageName" in line
 

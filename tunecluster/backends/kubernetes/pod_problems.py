@@ -93,6 +93,7 @@ PULL_GRACE = 30.0  # s: the kubelet retries a failed pull (10 s, 20 s, ... apart
 LASTING = {"cannot be scheduled": "grace", "cannot be mounted": "mount_grace",
            "cannot be attached to its node": "mount_grace"}
 PULL_RETRIED = ("ErrImagePull", "ImagePullBackOff")  # the kubelet alternates them while it retries
+PULL_NOT_FOUND = "code = NotFound"  # the registry answered that it has no such image: no retry helps
 AUTOSCALER_WAIT = "waiting for the cluster autoscaler to add a node"
 
 
@@ -100,7 +101,7 @@ def lasting_kind(problem: Optional[str]) -> Optional[str]:
     """The kind of a problem that may clear by itself (reported only once it lasts), else None."""
     if problem is None:
         return None
-    if any(f"cannot be pulled ({reason}:" in problem for reason in PULL_RETRIED):
+    if any(f"cannot be pulled ({reason}:" in problem for reason in PULL_RETRIED) and PULL_NOT_FOUND not in problem:
         return "cannot be pulled"  # one kind for both reasons: the clock runs on across the retries
     return next((words for words in LASTING if words in problem), None)
 
@@ -111,8 +112,8 @@ class ProblemClock:
     the cluster autoscaler says it is adding a node for the pod (TriggeredScaleUp); when it says no
     node group fits (NotTriggerScaleUp), at once; a failed mount or attach (the kubelet retries)
     after `mount_grace` s; a failed image pull (ErrImagePull / ImagePullBackOff: the kubelet
-    retries) after `pull_grace` s, while an image that can never be pulled (InvalidImageName,
-    ErrImageNeverPull) at once. With `cluster`, the pod's events are read for volume problems
+    retries) after `pull_grace` s, while an image the registry says it does not have (NotFound) or
+    one that can never be pulled (InvalidImageName, ErrImageNeverPull) at once. With `cluster`, the pod's events are read for volume problems
     (FailedAttachVolume, Multi-Attach at once, FailedMount) and the autoscaler."""
 
     def __init__(self, grace: float = SCHEDULING_GRACE, cluster: Optional[Cluster] = None,
