@@ -9,11 +9,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import yaml
 
 from tunecluster.tuning.examples import csv_path
+from waiting import read_json, wait_until
 
 
 def test_a_standby_worker_takes_over_the_export_of_a_killed_exporter(tmp_path):
@@ -26,23 +26,16 @@ def test_a_standby_worker_takes_over_the_export_of_a_killed_exporter(tmp_path):
         "final": {"epochs": 150, "from_checkpoint": True},
         "cluster": {"workers": 2, "max_restarts": 0, "heartbeat_interval": 0.5, "lease_timeout": 3}}))
     run = tmp_path / "run"
-    launcher = subprocess.Popen(
-        [sys.executable, "-m", "tunecluster", "up", "-f", "spec.yaml", "--dir", str(run)],
-        cwd=tmp_path, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    launcher = subprocess.Popen([sys.executable, "-m", "tunecluster", "up", "-f", "spec.yaml", "--dir", "run"],
+                                cwd=tmp_path, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.time() + 240
-        exporter = None
-        while time.time() < deadline and exporter is None:
-            try:
-                workers = json.loads((run / "progress.json").read_text())["workers"]
-                exporter = next((w for w, v in workers.items() if v.get("state") == "exporting"), None)
-            except (FileNotFoundError, json.JSONDecodeError, KeyError):
-                pass
-            time.sleep(0.1)
-        assert exporter is not None, "no worker began exporting"
-        roles = json.loads((run / "cluster.json").read_text())["roles"]
-        killed = next(r for r in roles if r["tuner_id"] == exporter)
+        def exporting():
+            workers = read_json(run / "progress.json").get("workers") or {}
+            return next((w for w, v in workers.items() if v.get("state") == "exporting"), None)
+
+        exporter = wait_until("a worker exporting", exporting, 240, process=launcher)
+        killed = next(r for r in read_json(run / "cluster.json")["roles"] if r["tuner_id"] == exporter)
         os.kill(killed["pid"], signal.SIGKILL)
         output, _ = launcher.communicate(timeout=400)
     finally:

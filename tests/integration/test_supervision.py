@@ -9,11 +9,11 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
 import yaml
 
 from tunecluster.tuning.examples import csv_path
+from waiting import read_json, wait_until
 
 
 def test_spent_restart_budget_continues_with_fewer_workers(tmp_path):
@@ -28,20 +28,16 @@ def test_spent_restart_budget_continues_with_fewer_workers(tmp_path):
         cwd=tmp_path, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.time() + 180
-        trial = None
-        while time.time() < deadline and trial is None:
-            try:
-                worker = json.loads((run / "progress.json").read_text())["workers"]["tuner1"]
-                # early in a training: progress.json lags the workers by a beat and a write (~1 s
-                # on a loaded machine), so the kill must not land after the training's end (or
-                # the search's: there would be nothing to take back)
-                if worker.get("state") == "running" and 1 <= (worker.get("epoch") or 0) <= 20:
-                    trial = worker["trial"]
-            except (FileNotFoundError, json.JSONDecodeError, KeyError):
-                pass
-            time.sleep(0.1)
-        assert trial is not None, "tuner1 never got mid-trial"
+        def tuner1_early_in_a_training():
+            worker = (read_json(run / "progress.json").get("workers") or {}).get("tuner1") or {}
+            # early: progress.json lags the workers by a beat and a write (~1 s on a loaded
+            # machine), so the kill must not land after the training's end (or the search's:
+            # there would be nothing to take back)
+            if worker.get("state") == "running" and 1 <= (worker.get("epoch") or 0) <= 20:
+                return worker["trial"]
+            return None
+
+        trial = wait_until("tuner1 mid-trial", tuner1_early_in_a_training, 180, process=launcher)
         pid = next(r["pid"] for r in json.loads((run / "cluster.json").read_text())["roles"]
                    if r["name"] == "worker-1")
         os.kill(pid, signal.SIGKILL)
