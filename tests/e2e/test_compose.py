@@ -16,6 +16,8 @@ What it does, with nothing pulled from a registry:
    runs once, with the tool `up` picks by itself (v2 when the plugin is there, else v1);
 6. `up --script` with unmodified Keras Tuner scripts (the Pima tutorial's four phases, a Hyperband,
    a custom `run_trial` subclass: tests/keras_tuner_scripts.py), the CSV beside each script.
+7. a file renamed over while `docker cp` reads it (as the chief rewrites progress.json) is copied
+   out whole by the compose backend, where plain `docker cp` reads come torn.
 
 Timings (engine start, base, build, each search) are printed (`-s` shows them) and written to
 $TMPDIR/tunecluster-e2e-compose-timings.json.
@@ -23,11 +25,13 @@ $TMPDIR/tunecluster-e2e-compose-timings.json.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -36,6 +40,8 @@ import pytest
 
 from conftest import REPO, run_cli
 from tunecluster.backends.compose.docker_cli import COMPOSE_ENV
+from tunecluster.backends.compose.project import ComposeRun, copy_path
+from tunecluster.core.rundir import RunDir
 
 # The session fixtures (debootstrap, wheels, a cold image build: ~10 min on 2 busy cores) count
 # against the first test's timeout.
@@ -196,6 +202,12 @@ def test_search_pull_and_down(compose_tool, image, tmp_path):
 
     trials = _completed(run_dir, tmp_path)
     assert len(trials) == 3 and all(t["status"] == "COMPLETED" for t in trials), trials
+    # results.csv is written here from the copied results.json: the chief's own, byte for byte
+    compose_run = ComposeRun.of(RunDir(run_dir))
+    chief = compose_run.containers()["chief"]["Id"]
+    (tmp_path / "chief").mkdir()
+    assert copy_path(chief, f"{compose_run.volume_dir}/results.csv", tmp_path / "chief", "results.csv")
+    assert (run_dir / "results.csv").read_text() == (tmp_path / "chief" / "results.csv").read_text()
 
     status = run_cli("status", "--dir", str(run_dir), "--format", "json", cwd=tmp_path)
     assert status.returncode == 0, status.stderr
@@ -235,6 +247,38 @@ def test_search_pull_and_down(compose_tool, image, tmp_path):
     assert down.returncode == 0, down.stderr
     assert _project_objects(run_dir) == {"containers": [], "networks": [], "volumes": []}
     assert (run_dir / "logs" / "chief.log").read_text().strip()  # logs kept after down
+
+
+REWRITER = """
+import itertools, json, os
+for i in itertools.count():
+    with open("/p.tmp", "w") as handle:
+        handle.write(json.dumps({"i": i, "pad": "x" * (i % 5000)}))
+    os.replace("/p.tmp", "/p.json")
+"""
+
+
+def test_a_file_replaced_while_it_is_copied_out_comes_whole(base_image, tmp_path):
+    """`docker cp` takes a file's size when it lists it and its bytes when it reads it: a file
+    renamed over in between (the chief rewrites progress.json every second) comes torn. A CI run
+    met one as `ReadError: unexpected end of data` at the end of a search; `copy_path` reads again."""
+    container = _run("docker", "run", "-d", "--entrypoint", "python3", base_image, "-c", REWRITER).stdout.strip()
+    try:
+        torn = 0
+        for _ in range(30):
+            raw = subprocess.run(["docker", "cp", f"{container}:/p.json", "-"], capture_output=True, timeout=60).stdout
+            try:
+                with tarfile.open(fileobj=io.BytesIO(raw)) as archive:
+                    json.loads(archive.extractfile("p.json").read())
+            except (tarfile.TarError, ValueError):
+                torn += 1
+        for _ in range(30):
+            assert copy_path(container, "/p.json", tmp_path, "p.json", tries=50)
+            json.loads((tmp_path / "p.json").read_text())
+    finally:
+        _run("docker", "rm", "-f", container, check=False)
+    print(f"\n[e2e] {torn} of 30 plain `docker cp` reads of the rewritten file were torn", flush=True)
+    assert torn, "the race this test is about did not show: nothing was rewritten while it was read"
 
 
 def _progress(run_dir: Path) -> dict:

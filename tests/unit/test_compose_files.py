@@ -4,8 +4,11 @@ health check, `compose up` errors as one line, and reading containers and copies
 
 from __future__ import annotations
 
+import io
 import os
 import stat
+import subprocess
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -169,30 +172,60 @@ def test_healthcheck(monkeypatch):
     assert not healthy({"KERASTUNER_TUNER_ID": "chief"})
 
 
+def _tar_of(entries: dict) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for name, data in entries.items():
+            info = tarfile.TarInfo(name)
+            if data is None:
+                info.type = tarfile.DIRTYPE
+                archive.addfile(info)
+            else:
+                info.size = len(data)
+                archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
 def test_copy_out_unpacks_files_and_folders(tmp_path):
-    import io
-    import tarfile
-
-    def tar_of(entries: dict) -> bytes:
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w") as archive:
-            for name, data in entries.items():
-                info = tarfile.TarInfo(name)
-                if data is None:
-                    info.type = tarfile.DIRTYPE
-                    archive.addfile(info)
-                else:
-                    info.size = len(data)
-                    archive.addfile(info, io.BytesIO(data))
-        return buffer.getvalue()
-
     (tmp_path / "best").mkdir()
     (tmp_path / "best" / "stale.txt").write_text("old")
-    project._extract_into(tar_of({"progress.json": b'{"finished": true}'}), tmp_path, "progress.json")
-    project._extract_into(tar_of({"best": None, "best/model.keras": b"k"}), tmp_path, "best")
+    project._extract_into(_tar_of({"progress.json": b'{"finished": true}'}), tmp_path, "progress.json")
+    project._extract_into(_tar_of({"best": None, "best/model.keras": b"k"}), tmp_path, "best")
     assert (tmp_path / "progress.json").read_text() == '{"finished": true}'
     assert sorted(p.name for p in (tmp_path / "best").iterdir()) == ["model.keras"]  # replaced as a whole
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".copy-")]
+
+
+def test_a_torn_copy_is_read_again_and_never_replaces_the_file(tmp_path, monkeypatch):
+    """`docker cp` of a file replaced mid-copy gives the new file cut to the old one's size (a JSON
+    that does not parse) or a tar cut short (seen in CI: `ReadError: unexpected end of data`)."""
+    (tmp_path / "progress.json").write_text('{"i": 1}')
+    whole = _tar_of({"progress.json": b'{"i": 3}'})
+    cut_json, cut_tar = _tar_of({"progress.json": b'{"i": 2, "pa'}), whole[:515]
+    for torn in (cut_json, cut_tar):
+        with pytest.raises(project.TornCopy):
+            project._extract_into(torn, tmp_path, "progress.json")
+    assert (tmp_path / "progress.json").read_text() == '{"i": 1}'
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".copy-")]
+
+    def docker_giving(*reads):
+        answers = iter(reads)
+        calls = []
+
+        def docker(*args, **kwargs):
+            calls.append(args)
+            return subprocess.CompletedProcess(args, 0, next(answers), b"")
+        return docker, calls
+
+    monkeypatch.setattr(project.time, "sleep", lambda seconds: None)
+    docker, calls = docker_giving(cut_json, cut_tar, whole)
+    monkeypatch.setattr(project, "docker", docker)
+    assert project.copy_path("chief", "/runs/x/progress.json", tmp_path, "progress.json")
+    assert len(calls) == 3 and (tmp_path / "progress.json").read_text() == '{"i": 3}'
+    docker, calls = docker_giving(*[cut_json] * 3)
+    monkeypatch.setattr(project, "docker", docker)
+    assert not project.copy_path("chief", "/runs/x/progress.json", tmp_path, "progress.json", tries=3)
+    assert len(calls) == 3 and (tmp_path / "progress.json").read_text() == '{"i": 3}'  # kept
 
 
 def test_roles_from_docker_inspect(tmp_path):

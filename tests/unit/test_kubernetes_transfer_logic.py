@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 
 import kubernetes_validate
 import pytest
@@ -271,3 +272,34 @@ def test_a_pod_side_csv_travels_as_its_path_not_in_the_config_map():
     config = render(spec, namespace="tuning")[0]
     assert yaml.safe_load(config["data"]["spec.yaml"])["data"]["csv"] == "/shared/data/train.csv"
     assert set(config["data"]) == {"spec.yaml"}  # the model is a module of the image: nothing else carried
+
+
+def test_a_file_replaced_while_the_tar_is_written_comes_whole(tmp_path):
+    """The chief renames a new progress.json over the old every second; `send` must never put
+    the new file's first bytes cut to the old one's size (what `tarfile.add` does) in the tar."""
+    import tarfile
+    import threading
+
+    root = tmp_path / "volume"
+    root.mkdir()
+    stop, writes = threading.Event(), [0]
+
+    def rewrite():
+        while not stop.is_set():
+            i = writes[0] = writes[0] + 1
+            (root / "progress.tmp").write_text(json.dumps({"i": i, "pad": "x" * (i % 3000)}))
+            os.replace(root / "progress.tmp", root / "progress.json")
+
+    (root / "progress.json").write_text("{}")
+    writer = threading.Thread(target=rewrite, daemon=True)
+    writer.start()
+    try:
+        for _ in range(300):
+            out = io.BytesIO()
+            pod_side.send(str(root), ["progress.json"], out, io.StringIO())
+            with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as archive:
+                json.loads(archive.extractfile("progress.json").read())
+    finally:
+        stop.set()
+        writer.join()
+    assert writes[0] > 100  # the file was replaced throughout

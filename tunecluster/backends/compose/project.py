@@ -11,8 +11,10 @@ The host run folder (`--dir`) holds what the compose backend wrote and what it c
     <dir>/input/                 mounted read-only at /tunecluster/input (`inputs.py`)
     <dir>/cluster.json           "backend": "compose", project, image, compose command, each
                                  role's container state
-    <dir>/progress.json, results.json, results.csv   copied from the volume while `up` follows the
-                                 search, and by `status` / `results`
+    <dir>/progress.json, results.json   copied from the volume while `up` follows the search, and
+                                 by `status` / `results` (a copy that caught a file mid-rewrite
+                                 is read again: `copy_path`); results.csv is written here from
+                                 the copied results.json
     <dir>/best/                  copied from the volume by `tunecluster pull`
     <dir>/logs/<role>.log        the containers' logs, saved by `down` before it removes them
 """
@@ -24,7 +26,9 @@ import json
 import os
 import shutil
 import subprocess
+import tarfile
 import tempfile
+import time
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -33,8 +37,14 @@ from tunecluster.backends.compose.docker_cli import PROJECT_LABEL, SERVICE_LABEL
 from tunecluster.core.archives import extract_tar
 from tunecluster.core.errors import UsageError
 from tunecluster.core.rundir import RunDir, read_json, write_atomic, write_json
+from tunecluster.tuning.results import to_csv
 
-SYNCED = ("progress.json", "results.json", "results.csv")
+SYNCED = ("progress.json", "results.json")  # and results.csv, written from results.json
+COPY_TRIES = 5
+
+
+class TornCopy(Exception):
+    """A copy out of a container that caught a file in the middle of its replacement."""
 
 
 class ComposeRun:
@@ -137,11 +147,12 @@ class ComposeRun:
         copied = []
         try:
             for name in names:
-                done = docker("cp", f"{source}:{self.volume_dir}/{name}", "-", check=False, text=False, timeout=300)
-                if done.returncode != 0:
+                if not copy_path(source, f"{self.volume_dir}/{name}", self.run.root, name):
                     continue
-                _extract_into(done.stdout, self.run.root, name)
                 copied.append(name)
+                document = read_json(self.run.results_json) if name == "results.json" else None
+                if document:
+                    write_atomic(self.run.results_csv, to_csv(document))
         finally:
             if helper:
                 docker("rm", "-f", helper, check=False)
@@ -201,12 +212,41 @@ def remove_project(project: str, volumes: bool) -> list[str]:
     return removed
 
 
+def copy_path(source: str, path: str, root: Path, name: str, tries: int = COPY_TRIES) -> bool:
+    """Copy `path` out of container `source` to root/name with `docker cp`; False when it is not
+    there. `docker cp` takes a file's size when it lists the file and its bytes when it reads it:
+    a file replaced in between (the chief rewrites progress.json every second) comes as the new
+    file's first bytes cut to the old size, or as a tar cut short. Such a copy is refused (a JSON
+    file must parse) and read again; the replacement is atomic, so a later read is whole. After
+    `tries` torn reads, root/name keeps what it had."""
+    for attempt in range(tries):
+        done = docker("cp", f"{source}:{path}", "-", check=False, text=False, timeout=300)
+        if done.returncode != 0:
+            return False
+        try:
+            _extract_into(done.stdout, root, name)
+            return True
+        except TornCopy:
+            time.sleep(0.05 * (attempt + 1))
+    return False
+
+
 def _extract_into(tar_bytes: bytes, root: Path, name: str) -> None:
-    """Unpack what `docker cp ... -` wrote (a tar of the path's last component) at root/name."""
+    """Unpack what `docker cp ... -` wrote (a tar of the path's last component) at root/name;
+    TornCopy, and nothing changed, when the tar is cut short or a JSON file in it does not parse."""
     target = root / name
     with tempfile.TemporaryDirectory(dir=root, prefix=".copy-") as tmp:
-        extract_tar(io.BytesIO(tar_bytes), Path(tmp))
+        try:
+            extract_tar(io.BytesIO(tar_bytes), Path(tmp))
+        except tarfile.TarError as cut:
+            raise TornCopy(f"{name}: {cut}") from cut
         unpacked = Path(tmp) / Path(name).name
+        for document in [unpacked] if unpacked.is_file() else unpacked.rglob("*.json"):
+            if document.suffix == ".json":
+                try:
+                    json.loads(document.read_bytes())
+                except ValueError as torn:
+                    raise TornCopy(f"{name}: {torn}") from torn
         target.parent.mkdir(parents=True, exist_ok=True)
         if unpacked.is_dir():
             if target.exists():

@@ -145,6 +145,31 @@ def total_bytes(root, names):
     return total
 
 
+def add_whole(tar, path, name):
+    """Add PATH (a file, or a folder and all it holds) as NAME, each file's size and bytes read
+    through one open descriptor: a file the chief replaces while the tar is written (it renames a
+    new progress.json over the old every second) comes whole, old or new. (`tar.add` takes the size
+    from the path and then opens it again: the new file's first bytes cut to the old size.) What
+    is gone by the time it is reached is left out; links and other special files are skipped."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        tar.add(path, arcname=name, recursive=False)
+        try:
+            entries = sorted(os.listdir(path))
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            add_whole(tar, os.path.join(path, entry), name + "/" + entry)
+        return
+    if os.path.islink(path) or not os.path.isfile(path):
+        return
+    try:
+        handle = open(path, "rb")
+    except FileNotFoundError:
+        return
+    with handle:
+        tar.addfile(tar.gettarinfo(arcname=name, fileobj=handle), handle)
+
+
 def send(root, names, out, err):
     """A tar of ROOT/NAME... (those that exist) on `out`; its size and sha256 on `err`."""
     err.write(json.dumps({"total": total_bytes(root, names)}) + "\n")
@@ -152,9 +177,7 @@ def send(root, names, out, err):
     writer = HashingWriter(out)
     with tarfile.open(fileobj=writer, mode="w|", bufsize=CHUNK) as tar:
         for name in names:
-            path = os.path.join(root, name)
-            if os.path.exists(path):
-                tar.add(path, arcname=name)
+            add_whole(tar, os.path.join(root, name), name)
     writer.flush()
     err.write(json.dumps({"sha256": writer.digest.hexdigest(), "bytes": writer.count}) + "\n")
     err.flush()
